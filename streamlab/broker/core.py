@@ -1,0 +1,99 @@
+"""Broker state: the open data directory, its catalog, and every partition log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamlab.errors import ClosedError, UnknownPartitionError, UnknownTopicError
+from streamlab.storage.catalog import Catalog
+from streamlab.storage.engines import ENGINES
+from streamlab.storage.lock import DirectoryLock
+from streamlab.storage.parquet_log import ParquetPartitionLog
+
+
+@dataclass(slots=True)
+class TopicState:
+    name: str
+    config: dict[str, Any]
+    logs: list[ParquetPartitionLog] = field(default_factory=list)
+
+    @property
+    def partitions(self) -> int:
+        return len(self.logs)
+
+
+class Broker:
+    """An open data directory. Thread-safe; one per directory per process."""
+
+    def __init__(self, data_dir: str | Path, *, engine: str = "parquet") -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._dir_lock = DirectoryLock(self.data_dir)
+        try:
+            self.catalog = Catalog(self.data_dir / "catalog.duckdb")
+            self.engine = ENGINES[engine](self.data_dir, self.catalog)
+        except BaseException:
+            self._dir_lock.release()
+            raise
+        self.lock = threading.RLock()
+        # Signalled after every append so long-polling consumers wake at once.
+        self.data_arrived = threading.Condition(threading.Lock())
+        self.topics: dict[str, TopicState] = {}
+        self.closed = False
+        for name, (partitions, config) in self.catalog.topics().items():
+            state = TopicState(name, config)
+            state.logs = [self.open_log(name, p, config) for p in range(partitions)]
+            self.topics[name] = state
+        from streamlab.broker.retention import apply_retention
+
+        apply_retention(self, now_ms=int(time.time() * 1000))
+
+    def open_log(self, topic: str, partition: int, config: dict[str, Any]) -> ParquetPartitionLog:
+        return self.engine.open_log(topic, partition, segment_bytes=config["segment.bytes"])
+
+    def topic(self, name: str) -> TopicState:
+        self.check_open()
+        state = self.topics.get(name)
+        if state is None:
+            raise UnknownTopicError(
+                f"unknown topic {name!r}; create it with create_topic({name!r}, partitions=...)", topic=name
+            )
+        return state
+
+    def log(self, topic: str, partition: int) -> ParquetPartitionLog:
+        state = self.topic(topic)
+        if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < state.partitions:
+            raise UnknownPartitionError(
+                f"topic {topic!r} has partitions 0..{state.partitions - 1}; there is no partition {partition!r}",
+                topic=topic,
+                partition=partition if isinstance(partition, int) else None,
+            )
+        return state.logs[partition]
+
+    def notify_data(self) -> None:
+        with self.data_arrived:
+            self.data_arrived.notify_all()
+
+    def wait_for_data(self, timeout: float) -> None:
+        with self.data_arrived:
+            self.data_arrived.wait(timeout)
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise ClosedError(f"the broker for {self.data_dir} is closed; open it again with streamlab.connect()")
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            for state in self.topics.values():
+                for log in state.logs:
+                    log.close()
+            self.catalog.close()
+            self._dir_lock.release()
+        self.notify_data()

@@ -1,0 +1,33 @@
+"""Log offsets (earliest, latest, by time) and committed group offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from streamlab.broker.core import Broker
+from streamlab.model.types import OffsetAndMetadata, TopicPartition
+
+
+def log_offsets(broker: Broker, topic: str) -> list[tuple[int, int, int]]:
+    """(partition, log_start_offset, high_watermark) for each partition of ``topic``."""
+    state = broker.topic(topic)
+    return [(p, log.log_start_offset, log.high_watermark) for p, log in enumerate(state.logs)]
+
+
+def offset_for_time(broker: Broker, topic: str, partition: int, timestamp_ms: int) -> int:
+    """Earliest offset with a timestamp >= ``timestamp_ms``; the high watermark if none."""
+    log = broker.log(topic, partition)
+    found = log.offset_for_timestamp(timestamp_ms)
+    return log.high_watermark if found is None else max(found, log.log_start_offset)
+
+
+def commit(broker: Broker, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+    for tp in offsets:
+        broker.log(tp.topic, tp.partition)  # unknown topic / partition -> clear error
+    broker.catalog.commit_offsets(
+        group, [(tp.topic, tp.partition, om.offset, om.metadata) for tp, om in offsets.items()]
+    )
+
+
+def committed(broker: Broker, group: str) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(t, p): OffsetAndMetadata(o, m) for (t, p), (o, m) in broker.catalog.committed(group).items()}

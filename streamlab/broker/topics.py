@@ -1,0 +1,86 @@
+"""Create, describe, grow and delete topics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from streamlab.broker.core import Broker, TopicState
+from streamlab.config import topic_config
+from streamlab.errors import InvalidPartitionsError, TopicExistsError
+from streamlab.model.names import validate_topic_name
+
+MAX_PARTITIONS = 10_000
+
+
+def _check_partitions(partitions: object) -> int:
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+        raise InvalidPartitionsError(f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}")
+    return partitions
+
+
+def create_topic(broker: Broker, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None) -> None:
+    validate_topic_name(name)
+    partitions = _check_partitions(partitions)
+    full_config = topic_config(config)
+    with broker.lock:
+        broker.check_open()
+        if name in broker.topics:
+            raise TopicExistsError(f"topic {name!r} already exists", topic=name)
+        broker.catalog.add_topic(name, partitions, full_config)
+        state = TopicState(name, full_config)
+        state.logs = [broker.open_log(name, p, full_config) for p in range(partitions)]
+        broker.topics[name] = state
+
+
+def create_partitions(broker: Broker, name: str, total: int) -> None:
+    """Grow ``name`` to ``total`` partitions (Kafka never shrinks a topic)."""
+    total = _check_partitions(total)
+    with broker.lock:
+        state = broker.topic(name)
+        if total <= state.partitions:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {state.partitions} partitions; the new count must be larger, got {total}",
+                topic=name,
+            )
+        broker.catalog.add_partitions(name, state.partitions, total)
+        state.logs.extend(broker.open_log(name, p, state.config) for p in range(state.partitions, total))
+
+
+def alter_config(broker: Broker, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    with broker.lock:
+        state = broker.topic(name)
+        merged = topic_config({**state.config, **changes})
+        broker.catalog.set_topic_config(name, merged)
+        state.config = merged
+        for log in state.logs:
+            log.segment_bytes = merged["segment.bytes"]
+        return merged
+
+
+def delete_topic(broker: Broker, name: str) -> None:
+    with broker.lock:
+        state = broker.topic(name)
+        for log in state.logs:
+            log.close()
+        broker.catalog.remove_topic(name)
+        broker.engine.delete_topic_files(name)
+        del broker.topics[name]
+
+
+def describe_topics(broker: Broker) -> list[dict[str, Any]]:
+    with broker.lock:
+        broker.check_open()
+        rows = []
+        for name in sorted(broker.topics):
+            state = broker.topics[name]
+            rows.append(
+                {
+                    "name": name,
+                    "partitions": state.partitions,
+                    "records": sum(log.high_watermark - log.log_start_offset for log in state.logs),
+                    "bytes": sum(log.size_bytes() for log in state.logs),
+                    "config": dict(state.config),
+                }
+            )
+        return rows

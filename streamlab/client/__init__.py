@@ -1,0 +1,1 @@
+"""The client API: ``Lab`` (what ``streamlab.connect`` returns), ``Producer``, ``Consumer``."""

@@ -1,0 +1,267 @@
+"""The consumer: subscribe (or assign), poll, seek, commit.
+
+Positions are kept per assigned partition and always mean "the next offset to read", as
+in Kafka. Where a position starts comes from the group's committed offset when there is
+one, else from ``auto_offset_reset``. Group membership sits behind ``_refresh_assignment``
+so the group coordinator can take over deciding the assignment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+from streamlab.broker import Broker
+from streamlab.broker.fetch import fetch
+from streamlab.broker.offsets import commit, committed, offset_for_time
+from streamlab.client.decode import to_records
+from streamlab.client.timeparse import to_ms
+from streamlab.errors import (
+    ClosedError,
+    ConfigError,
+    InvalidOffsetError,
+    OffsetOutOfRangeError,
+    StreamlabError,
+)
+from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition
+
+OffsetReset = Literal["earliest", "latest", "none"]
+Callback = Callable[[list[TopicPartition]], None]
+
+
+class NoGroupError(StreamlabError):
+    """Committing needs a consumer group: pass ``group=`` when creating the consumer."""
+
+
+class Consumer:
+    def __init__(
+        self,
+        broker: Broker,
+        topics: Iterable[str] | None = None,
+        *,
+        group: str | None = None,
+        auto_offset_reset: OffsetReset = "latest",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        max_poll_records: int = 500,
+        client_id: str = "streamlab-consumer",
+        on_assign: Callback | None = None,
+        on_revoke: Callback | None = None,
+    ) -> None:
+        if auto_offset_reset not in ("earliest", "latest", "none"):
+            raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
+        self._broker = broker
+        self.group = group
+        self.client_id = client_id
+        self._reset: OffsetReset = auto_offset_reset
+        self._auto_commit = enable_auto_commit and group is not None
+        self._auto_commit_interval = auto_commit_interval_ms / 1000
+        self._last_auto_commit = time.monotonic()
+        self._max_poll_records = max_poll_records
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        self._subscription: list[str] = []
+        self._manual = False
+        self._positions: dict[TopicPartition, int] = {}
+        self._rotation = 0
+        self._closed = False
+        if topics is not None:
+            self.subscribe(topics)
+
+    # assignment -------------------------------------------------------------------------
+    def subscribe(self, topics: Iterable[str]) -> None:
+        self._check_open()
+        topics = [topics] if isinstance(topics, str) else list(topics)
+        for topic in topics:
+            self._broker.topic(topic)
+        self._subscription, self._manual = topics, False
+        self._refresh_assignment()
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Read exactly these partitions, outside any group rebalancing."""
+        self._check_open()
+        wanted = list(partitions)
+        for tp in wanted:
+            self._broker.log(tp.topic, tp.partition)
+        self._manual, self._subscription = True, []
+        self._set_assignment(wanted)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._positions)
+
+    def _refresh_assignment(self) -> None:
+        if self._manual:
+            return
+        wanted = [
+            TopicPartition(t, p) for t in self._subscription if t in self._broker.topics
+            for p in range(self._broker.topics[t].partitions)
+        ]  # fmt: skip
+        if set(wanted) != set(self._positions):
+            self._set_assignment(wanted)
+
+    def _set_assignment(self, wanted: Sequence[TopicPartition]) -> None:
+        revoked = [tp for tp in self._positions if tp not in wanted]
+        added = [tp for tp in wanted if tp not in self._positions]
+        if revoked and self._on_revoke:
+            self._on_revoke(sorted(revoked))
+        for tp in revoked:
+            del self._positions[tp]
+        start = committed(self._broker, self.group) if self.group else {}
+        for tp in added:
+            om = start.get(tp)
+            self._positions[tp] = om.offset if om is not None else self._reset_position(tp)
+        if added and self._on_assign:
+            self._on_assign(sorted(added))
+
+    def _reset_position(self, tp: TopicPartition) -> int:
+        log = self._broker.log(tp.topic, tp.partition)
+        if self._reset == "earliest":
+            return log.log_start_offset
+        if self._reset == "latest":
+            return log.high_watermark
+        raise OffsetOutOfRangeError(
+            f"no committed offset for {tp} and auto_offset_reset='none'; seek() to a position first",
+            topic=tp.topic,
+            partition=tp.partition,
+        )
+
+    # reading ----------------------------------------------------------------------------
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
+        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first."""
+        self._check_open()
+        limit = self._max_poll_records if max_records is None else max_records
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
+        self._maybe_auto_commit()
+        deadline = time.monotonic() + max(timeout, 0)
+        while True:
+            self._refresh_assignment()
+            records = self._fetch_once(limit)
+            left = deadline - time.monotonic()
+            if records or left <= 0:
+                return records
+            self._broker.wait_for_data(min(left, 0.1))
+            self._check_open()
+
+    def _fetch_once(self, limit: int) -> list[Record]:
+        tps = list(self._positions)
+        if not tps:
+            return []
+        self._rotation = (self._rotation + 1) % len(tps)
+        out: list[Record] = []
+        for tp in tps[self._rotation :] + tps[: self._rotation]:
+            if len(out) >= limit:
+                break
+            position = self._positions[tp]
+            try:
+                table = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
+            except OffsetOutOfRangeError:
+                if self._reset == "none":
+                    raise
+                self._positions[tp] = self._reset_position(tp)
+                continue
+            if table.num_rows:
+                records = to_records(tp.topic, tp.partition, table)
+                out.extend(records)
+                self._positions[tp] = records[-1].offset + 1
+        return out
+
+    # positions --------------------------------------------------------------------------
+    def position(self, tp: TopicPartition) -> int:
+        return self._positions[self._assigned(tp)]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
+        self._positions[self._assigned(tp)] = offset
+
+    def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        for tp in self._targets(partitions):
+            self._positions[tp] = self._broker.log(tp.topic, tp.partition).log_start_offset
+
+    def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        for tp in self._targets(partitions):
+            self._positions[tp] = self._broker.log(tp.topic, tp.partition).high_watermark
+
+    def seek_to_timestamp(self, timestamp: Any, partitions: Iterable[TopicPartition] | None = None) -> None:
+        """Move to the first record at or after ``timestamp`` (datetime, ISO string or ms)."""
+        ms = to_ms(timestamp)
+        for tp in self._targets(partitions):
+            self._positions[tp] = offset_for_time(self._broker, tp.topic, tp.partition, ms)
+
+    def _targets(self, partitions: Iterable[TopicPartition] | None) -> list[TopicPartition]:
+        self._check_open()
+        self._refresh_assignment()
+        return list(self._positions) if partitions is None else [self._assigned(tp) for tp in partitions]
+
+    def _assigned(self, tp: TopicPartition) -> TopicPartition:
+        self._check_open()
+        if tp not in self._positions:
+            self._refresh_assignment()
+        if tp not in self._positions:
+            raise StreamlabError(
+                f"{tp} is not assigned to this consumer (assigned: {sorted(self._positions)})",
+                topic=tp.topic,
+                partition=tp.partition,
+            )
+        return tp
+
+    # committing -------------------------------------------------------------------------
+    def commit(
+        self,
+        offsets: dict[TopicPartition, int | OffsetAndMetadata] | None = None,
+        *,
+        asynchronous: bool = False,
+    ) -> None:
+        """Commit ``offsets`` (default: the current positions) for this consumer's group."""
+        self._check_open()
+        if self.group is None:
+            raise NoGroupError("committing needs a consumer group: pass group='...' when creating the consumer")
+        chosen = dict(self._positions) if offsets is None else offsets
+        normalized = {
+            tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
+            for tp, om in chosen.items()
+        }
+        commit(self._broker, self.group, normalized)
+
+    @staticmethod
+    def _valid_offset(offset: object) -> int:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
+        return offset
+
+    def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        if self.group is None:
+            raise NoGroupError("committed offsets belong to a group: pass group='...' when creating the consumer")
+        stored = committed(self._broker, self.group)
+        return {tp: (stored[tp].offset if tp in stored else None) for tp in partitions}
+
+    def _maybe_auto_commit(self) -> None:
+        if self._auto_commit and time.monotonic() - self._last_auto_commit >= self._auto_commit_interval:
+            self._last_auto_commit = time.monotonic()
+            if self._positions:
+                self.commit()
+
+    # lifecycle --------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this consumer is closed; create a new one with lab.consumer()")
+        self._broker.check_open()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._auto_commit and self._positions and not self._broker.closed:
+                self.commit()
+        finally:
+            self._closed = True
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Any:
+        raise TypeError("iterate with poll(timeout=..., max_records=...) so a notebook cell always ends")

@@ -1,0 +1,168 @@
+"""``Lab``: the object ``streamlab.connect`` returns, over an embedded broker.
+
+Within one process, connecting twice to the same directory shares one broker (a notebook
+re-running its first cell must not lock itself out); the broker closes with its last Lab.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from streamlab.broker import Broker, query, retention, topics
+from streamlab.broker import offsets as offset_ops
+from streamlab.client.consumer import Consumer
+from streamlab.client.producer import Producer
+from streamlab.client.timeparse import to_ms
+from streamlab.errors import ConfigError, InvalidOffsetError
+from streamlab.model.serde import decode
+
+_open: dict[Path, tuple[Broker, int]] = {}
+_open_lock = threading.Lock()
+
+
+def _acquire(path: Path) -> Broker:
+    with _open_lock:
+        broker, count = _open.get(path, (None, 0))
+        if broker is None or broker.closed:
+            broker, count = Broker(path), 0
+        _open[path] = (broker, count + 1)
+        return broker
+
+
+def _release(broker: Broker) -> None:
+    with _open_lock:
+        held = _open.get(broker.data_dir)
+        if held is None or held[0] is not broker:
+            return
+        if held[1] <= 1:
+            del _open[broker.data_dir]
+            broker.close()
+        else:
+            _open[broker.data_dir] = (broker, held[1] - 1)
+
+
+class Lab:
+    """A broker you can produce to, consume from, replay and query."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).resolve()
+        self.broker = _acquire(self.path)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<streamlab.Lab {self.path} topics={len(self.broker.topics)}>"
+
+    # topics -----------------------------------------------------------------------------
+    def create_topic(self, name: str, partitions: int = 1, config: Mapping[str, Any] | None = None) -> None:
+        topics.create_topic(self.broker, name, partitions, config)
+
+    def create_partitions(self, name: str, partitions: int) -> None:
+        topics.create_partitions(self.broker, name, partitions)
+
+    def alter_topic_config(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return topics.alter_config(self.broker, name, config)
+
+    def delete_topic(self, name: str) -> None:
+        topics.delete_topic(self.broker, name)
+
+    def topics(self) -> pd.DataFrame:
+        rows = topics.describe_topics(self.broker)
+        return pd.DataFrame(rows, columns=["name", "partitions", "records", "bytes", "config"])
+
+    def offsets(self, topic: str) -> pd.DataFrame:
+        rows = offset_ops.log_offsets(self.broker, topic)
+        return pd.DataFrame(rows, columns=["partition", "log_start_offset", "high_watermark"])
+
+    def apply_retention(self, *, now: Any = None) -> retention.RetentionResult:
+        """Delete expired segments and compact compacted topics now (also done on open and
+        whenever a segment is sealed)."""
+        now_ms = int(time.time() * 1000) if now is None else to_ms(now, what="now")
+        return retention.apply_retention(self.broker, now_ms=now_ms)
+
+    def roll(self, topic: str) -> None:
+        """Seal every partition's active segment into Parquet now."""
+        for log in self.broker.topic(topic).logs:
+            log.roll()
+
+    # clients ----------------------------------------------------------------------------
+    def producer(self, **config: Any) -> Producer:
+        return Producer(self.broker, **config)
+
+    def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> Consumer:
+        return Consumer(self.broker, topics, **config)
+
+    # analytics --------------------------------------------------------------------------
+    def replay(
+        self,
+        topic: str,
+        start: Any = None,
+        end: Any = None,
+        partitions: Sequence[int] | None = None,
+        *,
+        raw: bool = False,
+        headers: bool = False,
+    ) -> pd.DataFrame:
+        """Records of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive), as pandas.
+
+        ``start``/``end`` are offsets (int) or times (datetime, ISO string). JSON-object
+        values are spread into a column per field; ``raw=True`` adds the ``value`` column.
+        Rows are ordered by partition, then offset.
+        """
+        self.broker.topic(topic)
+        bounds = query.Bounds(partitions=self._check_partitions(topic, partitions), **_bound("start", start),
+                              **_bound("end", end))  # fmt: skip
+        table = query.replay(self.broker, topic, bounds, raw=raw, headers=headers)
+        df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, ignore_metadata=True)
+        for column in ("key", "value"):
+            if f"_{column}_format" in df.columns:
+                df[column] = [decode(v, f) for v, f in zip(df[column], df[f"_{column}_format"], strict=True)]
+                df = df.drop(columns=f"_{column}_format")
+        if "headers" in df.columns:
+            df["headers"] = [{h["key"]: h["value"] for h in hs} if hs is not None else {} for hs in df["headers"]]
+        return df
+
+    def _check_partitions(self, topic: str, partitions: Sequence[int] | None) -> list[int] | None:
+        if partitions is None:
+            return None
+        chosen: list[int] = [partitions] if isinstance(partitions, int) else list(partitions)
+        for p in chosen:
+            self.broker.log(topic, p)
+        return chosen
+
+    def sql(self, statement: str) -> pd.DataFrame:
+        """Run DuckDB SQL where every topic is a table (quote ``"offset"``: it is a keyword)."""
+        return query.sql(self.broker, statement).to_pandas()
+
+    # lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _release(self.broker)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _bound(which: str, value: Any) -> dict[str, int]:
+    if value is None:
+        return {}
+    if isinstance(value, bool):
+        raise InvalidOffsetError(f"{which} must be an offset (int) or a time, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidOffsetError(f"{which} offset must be >= 0, got {value}")
+        return {f"{which}_offset": value}
+    try:
+        return {f"{which}_ms": to_ms(value, what=which)}
+    except ConfigError as exc:
+        raise InvalidOffsetError(str(exc)) from exc

@@ -1,0 +1,151 @@
+"""One exception tree for all of streamlab.
+
+Every error is a :class:`StreamlabError`. Subclasses carry structured fields (``topic``,
+``partition``, ``offset``) and a ``retriable`` flag, and each maps to the Kafka protocol
+error code a Kafka client would see for the same condition (:data:`KAFKA_ERROR_CODES`), so
+the wire server and the embedded API agree on what went wrong.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class StreamlabError(Exception):
+    """Root of every streamlab error."""
+
+    retriable: ClassVar[bool] = False
+    kafka_code: ClassVar[int] = -1  # UNKNOWN_SERVER_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+class ConfigError(StreamlabError, ValueError):
+    """A configuration key or value is not valid."""
+
+    kafka_code = 40  # INVALID_CONFIG
+
+
+class InvalidTopicError(StreamlabError, ValueError):
+    """A topic name breaks Kafka's rules ([a-zA-Z0-9._-], 1 to 249 characters)."""
+
+    kafka_code = 17  # INVALID_TOPIC_EXCEPTION
+
+
+class TopicExistsError(StreamlabError):
+    kafka_code = 36  # TOPIC_ALREADY_EXISTS
+
+
+class UnknownTopicError(StreamlabError, KeyError):
+    kafka_code = 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnknownPartitionError(UnknownTopicError):
+    """The topic exists but has no such partition."""
+
+
+class InvalidPartitionsError(StreamlabError, ValueError):
+    kafka_code = 37  # INVALID_PARTITIONS
+
+
+class RecordTooLargeError(StreamlabError, ValueError):
+    kafka_code = 10  # MESSAGE_TOO_LARGE
+
+
+class SerializationError(StreamlabError, TypeError):
+    """A key, value or header cannot be turned into bytes."""
+
+    kafka_code = 87  # INVALID_RECORD
+
+
+class CorruptRecordError(StreamlabError):
+    kafka_code = 2  # CORRUPT_MESSAGE
+
+
+class OffsetOutOfRangeError(StreamlabError, ValueError):
+    """A position is before the log start or after the high watermark."""
+
+    kafka_code = 1  # OFFSET_OUT_OF_RANGE
+
+
+class InvalidOffsetError(StreamlabError, ValueError):
+    """An offset that is not a non-negative integer."""
+
+    kafka_code = 1
+
+
+class ClosedError(StreamlabError):
+    """The producer, consumer or broker was closed."""
+
+
+class BrokerLockedError(StreamlabError):
+    """Another process has this data directory open."""
+
+
+class OperationTimeoutError(StreamlabError, TimeoutError):
+    retriable = True
+    kafka_code = 7  # REQUEST_TIMED_OUT
+
+
+# Group coordination errors (used by consumer groups and the wire server).
+class GroupError(StreamlabError):
+    """Base for consumer-group errors."""
+
+
+class UnknownMemberError(GroupError):
+    kafka_code = 25  # UNKNOWN_MEMBER_ID
+
+
+class IllegalGenerationError(GroupError):
+    kafka_code = 22  # ILLEGAL_GENERATION
+
+
+class RebalanceInProgressError(GroupError):
+    retriable = True
+    kafka_code = 27  # REBALANCE_IN_PROGRESS
+
+
+class InconsistentProtocolError(GroupError):
+    """Members of one group name no assignor they all support."""
+
+    kafka_code = 23  # INCONSISTENT_GROUP_PROTOCOL
+
+
+class GroupNotEmptyError(GroupError):
+    kafka_code = 68  # NON_EMPTY_GROUP
+
+
+class FencedInstanceError(GroupError):
+    kafka_code = 82  # FENCED_INSTANCE_ID
+
+
+def _all_subclasses(cls: type[StreamlabError]) -> list[type[StreamlabError]]:
+    out: list[type[StreamlabError]] = []
+    sub: type[StreamlabError]
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+_EVERY_ERROR: list[type[StreamlabError]] = [StreamlabError, *_all_subclasses(StreamlabError)]
+KAFKA_ERROR_CODES: dict[type[StreamlabError], int] = {cls: cls.kafka_code for cls in _EVERY_ERROR}
+
+
+def kafka_code_for(exc: BaseException) -> int:
+    """The Kafka protocol error code for an exception (UNKNOWN_SERVER_ERROR if none fits)."""
+    return exc.kafka_code if isinstance(exc, StreamlabError) else -1

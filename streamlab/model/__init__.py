@@ -1,0 +1,1 @@
+"""Record model and encoding: pure values and functions, no I/O."""

@@ -1,0 +1,72 @@
+"""Turning Python keys and values into bytes and back, remembering what they were.
+
+Each stored key and value carries a one-byte *format* so a consumer gets back what was
+sent: ``bytes`` stay bytes, ``str`` is UTF-8, anything JSON-serialisable (dict, list,
+number, bool) is compact JSON. Records arriving over the Kafka protocol are plain bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from streamlab.errors import SerializationError
+
+FMT_NULL: Final = 0
+FMT_BYTES: Final = 1
+FMT_STR: Final = 2
+FMT_JSON: Final = 3
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def encode(obj: Any, *, what: str = "value") -> tuple[bytes | None, int]:
+    """``obj`` as (bytes, format). Raises :class:`SerializationError` when it cannot be."""
+    if obj is None:
+        return None, FMT_NULL
+    if isinstance(obj, bytes):
+        return obj, FMT_BYTES
+    if isinstance(obj, str):
+        return obj.encode(), FMT_STR
+    if isinstance(obj, bytearray | memoryview):
+        return bytes(obj), FMT_BYTES
+    try:
+        return _dumps(obj).encode(), FMT_JSON
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"cannot serialize {what} of type {type(obj).__name__}: {exc}. "
+            "Send bytes, str, or JSON-serialisable data (dict, list, number, bool, None)."
+        ) from exc
+
+
+def decode(data: bytes | None, fmt: int) -> Any:
+    """The Python object that :func:`encode` turned into ``(data, fmt)``."""
+    if data is None:
+        return None
+    if fmt == FMT_JSON:
+        return json.loads(data)
+    if fmt == FMT_STR:
+        return data.decode()
+    return data
+
+
+def encode_headers(headers: Any) -> list[tuple[str, bytes]] | None:
+    """Headers as Kafka has them: ordered (name, bytes) pairs. Accepts a mapping or pairs."""
+    if not headers:
+        return None
+    items = headers.items() if hasattr(headers, "items") else headers
+    out: list[tuple[str, bytes]] = []
+    try:
+        for name, val in items:
+            if not isinstance(name, str):
+                raise SerializationError(f"header names must be str, got {type(name).__name__}")
+            if isinstance(val, str):
+                val = val.encode()
+            elif isinstance(val, bytearray | memoryview):
+                val = bytes(val)
+            elif not isinstance(val, bytes) and val is not None:
+                raise SerializationError(f"header {name!r} must be str or bytes, got {type(val).__name__}")
+            out.append((name, val))
+    except ValueError as exc:
+        raise SerializationError(f"headers must be a mapping or (name, value) pairs: {exc}") from exc
+    return out

@@ -1,0 +1,178 @@
+"""The DuckDB catalog: topics and their configs, partitions' log start, the segment index
+and committed offsets. Durable metadata lives here; record data lives in segment files.
+
+One DuckDB connection per broker; DuckDB connections are not safe to share between
+threads, so every statement goes through one lock (catalog writes are rare and small).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS topics (
+    name VARCHAR PRIMARY KEY, partitions INTEGER NOT NULL, config JSON NOT NULL, created_ms BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic VARCHAR, partition INTEGER, log_start_offset BIGINT NOT NULL, PRIMARY KEY (topic, partition));
+CREATE TABLE IF NOT EXISTS segments (
+    topic VARCHAR, partition INTEGER, base_offset BIGINT, last_offset BIGINT, records BIGINT,
+    min_timestamp BIGINT, max_timestamp BIGINT, bytes BIGINT, path VARCHAR,
+    PRIMARY KEY (topic, partition, base_offset));
+CREATE TABLE IF NOT EXISTS committed_offsets (
+    group_id VARCHAR, topic VARCHAR, partition INTEGER, "offset" BIGINT NOT NULL, metadata VARCHAR,
+    commit_ms BIGINT NOT NULL, PRIMARY KEY (group_id, topic, partition));
+CREATE TABLE IF NOT EXISTS group_events (
+    group_id VARCHAR, generation INTEGER, time_ms BIGINT, reason VARCHAR, member_id VARCHAR,
+    topic VARCHAR, partition INTEGER, change VARCHAR);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """A sealed segment as indexed in the catalog."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    last_offset: int
+    records: int
+    min_timestamp: int
+    max_timestamp: int
+    bytes: int
+    path: str
+
+
+class Catalog:
+    def __init__(self, path: Path) -> None:
+        self._con = duckdb.connect(str(path))
+        self._lock = threading.RLock()
+        with self._lock:
+            self._con.execute(_DDL)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        with self._lock:
+            self._con.execute(sql, params or [])
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for a long query (replay, SQL) in any thread."""
+        with self._lock:
+            return self._con.cursor()
+
+    # topics -----------------------------------------------------------------------------
+    def topics(self) -> dict[str, tuple[int, dict[str, Any]]]:
+        rows = self.query("SELECT name, partitions, config FROM topics ORDER BY name")
+        return {name: (parts, json.loads(config)) for name, parts, config in rows}
+
+    def add_topic(self, name: str, partitions: int, config: dict[str, Any]) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO topics VALUES (?, ?, ?, ?)",
+                [name, partitions, json.dumps(config), int(time.time() * 1000)],
+            )
+            for p in range(partitions):
+                con.execute("INSERT INTO partitions VALUES (?, ?, 0)", [name, p])
+
+    def add_partitions(self, name: str, old: int, new: int) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE topics SET partitions = ? WHERE name = ?", [new, name])
+            for p in range(old, new):
+                con.execute("INSERT INTO partitions VALUES (?, ?, 0)", [name, p])
+
+    def set_topic_config(self, name: str, config: dict[str, Any]) -> None:
+        self.execute("UPDATE topics SET config = ? WHERE name = ?", [json.dumps(config), name])
+
+    def remove_topic(self, name: str) -> None:
+        with self.transaction() as con:
+            for table, column in (("topics", "name"), ("partitions", "topic"), ("segments", "topic")):
+                con.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
+            con.execute("DELETE FROM committed_offsets WHERE topic = ?", [name])
+
+    # partitions and segments ------------------------------------------------------------
+    def log_start_offset(self, topic: str, partition: int) -> int:
+        rows = self.query(
+            "SELECT log_start_offset FROM partitions WHERE topic = ? AND partition = ?", [topic, partition]
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def set_log_start_offset(self, topic: str, partition: int, offset: int) -> None:
+        self.execute(
+            "UPDATE partitions SET log_start_offset = ? WHERE topic = ? AND partition = ?",
+            [offset, topic, partition],
+        )
+
+    def segments(self, topic: str, partition: int) -> list[SegmentInfo]:
+        rows = self.query(
+            "SELECT * FROM segments WHERE topic = ? AND partition = ? ORDER BY base_offset",
+            [topic, partition],
+        )
+        return [SegmentInfo(*row) for row in rows]
+
+    def add_segment(self, seg: SegmentInfo) -> None:
+        self.execute(
+            "INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seg.topic, seg.partition, seg.base_offset, seg.last_offset, seg.records,
+             seg.min_timestamp, seg.max_timestamp, seg.bytes, seg.path],
+        )  # fmt: skip
+
+    def replace_segments(self, old: list[SegmentInfo], new: list[SegmentInfo], log_start: int) -> None:
+        with self.transaction() as con:
+            for seg in old:
+                con.execute(
+                    "DELETE FROM segments WHERE topic = ? AND partition = ? AND base_offset = ?",
+                    [seg.topic, seg.partition, seg.base_offset],
+                )
+            for seg in new:
+                con.execute(
+                    "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [seg.topic, seg.partition, seg.base_offset, seg.last_offset, seg.records,
+                     seg.min_timestamp, seg.max_timestamp, seg.bytes, seg.path],
+                )  # fmt: skip
+            if old:
+                con.execute(
+                    "UPDATE partitions SET log_start_offset = greatest(log_start_offset, ?) "
+                    "WHERE topic = ? AND partition = ?",
+                    [log_start, old[0].topic, old[0].partition],
+                )
+
+    # committed offsets ------------------------------------------------------------------
+    def commit_offsets(self, group: str, offsets: list[tuple[str, int, int, str]]) -> None:
+        now = int(time.time() * 1000)
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO committed_offsets VALUES (?, ?, ?, ?, ?, ?)",
+                [[group, t, p, o, m, now] for t, p, o, m in offsets],
+            )
+
+    def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
+        rows = self.query(
+            'SELECT topic, partition, "offset", metadata FROM committed_offsets WHERE group_id = ?', [group]
+        )
+        return {(t, p): (o, m or "") for t, p, o, m in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
