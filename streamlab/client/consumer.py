@@ -62,7 +62,8 @@ class Consumer:
         self._on_assign, self._on_revoke = on_assign, on_revoke
         self._subscription: list[str] = []
         self._manual = False
-        self._positions: dict[TopicPartition, int] = {}
+        # None: no committed offset and auto_offset_reset="none"; poll() raises until seek().
+        self._positions: dict[TopicPartition, int | None] = {}
         self._rotation = 0
         self._closed = False
         if topics is not None:
@@ -109,7 +110,10 @@ class Consumer:
         start = committed(self._broker, self.group) if self.group else {}
         for tp in added:
             om = start.get(tp)
-            self._positions[tp] = om.offset if om is not None else self._reset_position(tp)
+            if om is not None:
+                self._positions[tp] = om.offset
+            else:
+                self._positions[tp] = None if self._reset == "none" else self._reset_position(tp)
         if added and self._on_assign:
             self._on_assign(sorted(added))
 
@@ -119,8 +123,12 @@ class Consumer:
             return log.log_start_offset
         if self._reset == "latest":
             return log.high_watermark
-        raise OffsetOutOfRangeError(
-            f"no committed offset for {tp} and auto_offset_reset='none'; seek() to a position first",
+        raise self._no_position(tp)
+
+    @staticmethod
+    def _no_position(tp: TopicPartition) -> OffsetOutOfRangeError:
+        return OffsetOutOfRangeError(
+            f"no valid position for {tp} and auto_offset_reset='none'; seek() to a position first",
             topic=tp.topic,
             partition=tp.partition,
         )
@@ -153,6 +161,8 @@ class Consumer:
             if len(out) >= limit:
                 break
             position = self._positions[tp]
+            if position is None:
+                raise self._no_position(tp)
             try:
                 table = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
             except OffsetOutOfRangeError:
@@ -168,7 +178,10 @@ class Consumer:
 
     # positions --------------------------------------------------------------------------
     def position(self, tp: TopicPartition) -> int:
-        return self._positions[self._assigned(tp)]
+        position = self._positions[self._assigned(tp)]
+        if position is None:
+            raise self._no_position(tp)
+        return position
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -217,7 +230,11 @@ class Consumer:
         self._check_open()
         if self.group is None:
             raise NoGroupError("committing needs a consumer group: pass group='...' when creating the consumer")
-        chosen = dict(self._positions) if offsets is None else offsets
+        chosen: dict[TopicPartition, int | OffsetAndMetadata]
+        if offsets is None:
+            chosen = {tp: pos for tp, pos in self._positions.items() if pos is not None}
+        else:
+            chosen = offsets
         normalized = {
             tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
             for tp, om in chosen.items()

@@ -120,9 +120,12 @@ class Lab:
                               **_bound("end", end))  # fmt: skip
         table = query.replay(self.broker, topic, bounds, raw=raw, headers=headers)
         df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, ignore_metadata=True)
+        df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")  # DuckDB says "Etc/UTC"
         for column in ("key", "value"):
             if f"_{column}_format" in df.columns:
-                df[column] = [decode(v, f) for v, f in zip(df[column], df[f"_{column}_format"], strict=True)]
+                cells = [decode(v, f) for v, f in zip(df[column], df[f"_{column}_format"], strict=True)]
+                # object dtype keeps ints as ints and None as None, as they were sent
+                df[column] = pd.Series(cells, index=df.index, dtype=object)
                 df = df.drop(columns=f"_{column}_format")
         if "headers" in df.columns:
             df["headers"] = [{h["key"]: h["value"] for h in hs} if hs is not None else {} for hs in df["headers"]]
