@@ -74,7 +74,7 @@ def test_producer_rejects_bad_records_without_writing(lab: streamlab.Lab, make_t
             p.send(topic, value=1, partition=2)
         with pytest.raises(UnknownPartitionError):
             p.send(topic, value=1, partition=-1)
-        with pytest.raises(RecordTooLargeError, match="max.message.bytes"):
+        with pytest.raises(RecordTooLargeError, match=r"max\.message\.bytes"):
             p.send(topic, value="x" * 5000)
         with pytest.raises(SerializationError, match="object"):
             p.send(topic, value=object())

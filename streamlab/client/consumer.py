@@ -230,11 +230,8 @@ class Consumer:
         self._check_open()
         if self.group is None:
             raise NoGroupError("committing needs a consumer group: pass group='...' when creating the consumer")
-        chosen: dict[TopicPartition, int | OffsetAndMetadata]
-        if offsets is None:
-            chosen = {tp: pos for tp, pos in self._positions.items() if pos is not None}
-        else:
-            chosen = offsets
+        current = {tp: pos for tp, pos in self._positions.items() if pos is not None}
+        chosen: dict[TopicPartition, int | OffsetAndMetadata] = dict(current) if offsets is None else offsets
         normalized = {
             tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
             for tp, om in chosen.items()
