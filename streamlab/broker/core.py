@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streamlab.errors import ClosedError, UnknownPartitionError, UnknownTopicError
+from streamlab.groups.coordinator import GroupCoordinator, GroupEvent
 from streamlab.storage.catalog import Catalog
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock
@@ -48,9 +50,17 @@ class Broker:
             state = TopicState(name, config)
             state.logs = [self.open_log(name, p, config) for p in range(partitions)]
             self.topics[name] = state
-        from streamlab.broker.retention import apply_retention
+        self.groups = GroupCoordinator(self._partition_counts, self._record_group_events)
+        from streamlab.broker.retention import apply_retention  # a cycle: retention uses Broker
 
         apply_retention(self, now_ms=int(time.time() * 1000))
+
+    def _partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
+        return {t: self.topics[t].partitions for t in topics if t in self.topics}
+
+    def _record_group_events(self, group_id: str, events: list[GroupEvent]) -> None:
+        if events and not self.closed:
+            self.catalog.record_group_events(group_id, events)
 
     def open_log(self, topic: str, partition: int, config: dict[str, Any]) -> ParquetPartitionLog:
         return self.engine.open_log(topic, partition, segment_bytes=config["segment.bytes"])
@@ -91,6 +101,7 @@ class Broker:
             if self.closed:
                 return
             self.closed = True
+            self.groups.close()
             for state in self.topics.values():
                 for log in state.logs:
                     log.close()

@@ -16,6 +16,7 @@ from streamlab.broker import Broker
 from streamlab.broker.fetch import fetch
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.client.decode import to_records
+from streamlab.client.membership import GroupMembership
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import (
     ClosedError,
@@ -24,6 +25,7 @@ from streamlab.errors import (
     OffsetOutOfRangeError,
     StreamlabError,
 )
+from streamlab.groups.assignors import ASSIGNORS
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition
 
 OffsetReset = Literal["earliest", "latest", "none"]
@@ -48,6 +50,11 @@ class Consumer:
         client_id: str = "streamlab-consumer",
         on_assign: Callback | None = None,
         on_revoke: Callback | None = None,
+        on_lost: Callback | None = None,
+        assignor: str | Sequence[str] = ("range", "cooperative-sticky"),
+        session_timeout_ms: int = 45_000,
+        max_poll_interval_ms: int = 300_000,
+        group_instance_id: str | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
@@ -59,7 +66,18 @@ class Consumer:
         self._auto_commit_interval = auto_commit_interval_ms / 1000
         self._last_auto_commit = time.monotonic()
         self._max_poll_records = max_poll_records
-        self._on_assign, self._on_revoke = on_assign, on_revoke
+        self._on_assign, self._on_revoke, self._on_lost = on_assign, on_revoke, on_lost
+        assignors = (assignor,) if isinstance(assignor, str) else tuple(assignor)
+        unknown = [a for a in assignors if a not in ASSIGNORS]
+        if unknown or not assignors:
+            raise ConfigError(f"assignor must be among {sorted(ASSIGNORS)}, got {assignor!r}")
+        self._group_config = {
+            "assignors": assignors,
+            "session_timeout_ms": session_timeout_ms,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "group_instance_id": group_instance_id,
+        }
+        self._membership: GroupMembership | None = None
         self._subscription: list[str] = []
         self._manual = False
         # None: no committed offset and auto_offset_reset="none"; poll() raises until seek().
@@ -76,6 +94,14 @@ class Consumer:
         for topic in topics:
             self._broker.topic(topic)
         self._subscription, self._manual = topics, False
+        if self.group is not None:
+            if self._membership is None:
+                self._membership = GroupMembership(
+                    self._broker.groups.group(self.group), client_id=self.client_id, topics=topics,
+                    **self._group_config,  # type: ignore[arg-type]
+                )  # fmt: skip
+            else:
+                self._membership.change_subscription(topics)
         self._refresh_assignment()
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
@@ -93,6 +119,17 @@ class Consumer:
     def _refresh_assignment(self) -> None:
         if self._manual:
             return
+        if self._membership is not None:
+            held, lost = self._membership.step(set(self._positions))
+            if lost and self._positions:
+                lost_tps = sorted(self._positions)
+                self._positions.clear()
+                if self._on_lost:
+                    self._on_lost(lost_tps)
+            wanted_set = set() if held is None else held
+            if wanted_set != set(self._positions):
+                self._set_assignment(sorted(wanted_set))
+            return
         wanted = [
             TopicPartition(t, p) for t in self._subscription if t in self._broker.topics
             for p in range(self._broker.topics[t].partitions)
@@ -103,6 +140,8 @@ class Consumer:
     def _set_assignment(self, wanted: Sequence[TopicPartition]) -> None:
         revoked = [tp for tp in self._positions if tp not in wanted]
         added = [tp for tp in wanted if tp not in self._positions]
+        if revoked and self._auto_commit:
+            self._commit_positions(revoked)
         if revoked and self._on_revoke:
             self._on_revoke(sorted(revoked))
         for tp in revoked:
@@ -236,7 +275,16 @@ class Consumer:
             tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
             for tp, om in chosen.items()
         }
+        if self._membership is not None and not self._manual:
+            self._membership.check_commit()
         commit(self._broker, self.group, normalized)
+
+    def _commit_positions(self, partitions: Iterable[TopicPartition]) -> None:
+        # Before giving partitions away, so their next owner resumes where we stopped.
+        assert self.group is not None
+        chosen = {tp: OffsetAndMetadata(pos) for tp in partitions if (pos := self._positions.get(tp)) is not None}
+        if chosen:
+            commit(self._broker, self.group, chosen)
 
     @staticmethod
     def _valid_offset(offset: object) -> int:
@@ -267,9 +315,25 @@ class Consumer:
             return
         try:
             if self._auto_commit and self._positions and not self._broker.closed:
-                self.commit()
+                self._commit_positions(list(self._positions))
         finally:
             self._closed = True
+            if self._membership is not None:
+                self._membership.leave()
+
+    def _die(self) -> None:
+        """Stop without a word (no commit, no leave, no heartbeats), like a crashed process."""
+        self._closed = True
+        if self._membership is not None:
+            self._membership.stop_heartbeats()
+
+    @property
+    def member_id(self) -> str | None:
+        return self._membership.member_id if self._membership else None
+
+    @property
+    def generation(self) -> int:
+        return self._membership.generation if self._membership else -1
 
     def __enter__(self) -> Consumer:
         return self

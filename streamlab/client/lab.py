@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from streamlab.broker import Broker, query, retention, topics
+from streamlab.broker import Broker, group_admin, query, retention, topics
 from streamlab.broker import offsets as offset_ops
 from streamlab.client.consumer import Consumer
 from streamlab.client.producer import Producer
@@ -97,6 +97,37 @@ class Lab:
 
     def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> Consumer:
         return Consumer(self.broker, topics, **config)
+
+    # consumer groups ------------------------------------------------------------------
+    def groups(self) -> pd.DataFrame:
+        return pd.DataFrame(group_admin.list_groups(self.broker),
+                            columns=["group", "state", "generation", "members", "assignor"])  # fmt: skip
+
+    def describe_group(self, group: str) -> pd.DataFrame:
+        return pd.DataFrame(group_admin.describe_group(self.broker, group),
+                            columns=["member", "client_id", "host", "topic", "partition"])  # fmt: skip
+
+    def lag(self, group: str) -> pd.DataFrame:
+        """Per partition: committed offset, end offset, lag in records and in time."""
+        df = pd.DataFrame(group_admin.lag(self.broker, group),
+                          columns=["topic", "partition", "committed", "end_offset", "lag", "time_lag_ms"])  # fmt: skip
+        df["time_lag"] = pd.to_timedelta(df["time_lag_ms"], unit="ms")
+        return df.drop(columns="time_lag_ms")
+
+    def rebalances(self, group: str) -> pd.DataFrame:
+        """Every ownership change, generation by generation: durable across restarts."""
+        columns = ["generation", "time_ms", "reason", "member", "topic", "partition", "change"]
+        df = pd.DataFrame(group_admin.rebalances(self.broker, group), columns=columns)
+        df.insert(1, "time", pd.to_datetime(df.pop("time_ms"), unit="ms", utc=True))
+        return df
+
+    def reset_offsets(
+        self, group: str, to: Any = "earliest", *, dry_run: bool = True, topics: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Preview moving ``group``'s offsets to "earliest", "latest", a time or {tp: offset};
+        ``dry_run=False`` applies it (only while the group has no active members)."""
+        rows = group_admin.reset_offsets(self.broker, group, to, dry_run=dry_run, topics=topics)
+        return pd.DataFrame(rows, columns=["topic", "partition", "current", "new", "replayed", "skipped"])
 
     # analytics --------------------------------------------------------------------------
     def replay(

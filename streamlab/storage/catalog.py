@@ -173,6 +173,21 @@ class Catalog:
         )
         return {(t, p): (o, m or "") for t, p, o, m in rows}
 
+    # group history --------------------------------------------------------------------
+    def record_group_events(self, group_id: str, events: list[Any]) -> None:
+        rows = [
+            [group_id, e.generation, e.time_ms, e.reason, e.member_id, e.topic, e.partition, e.change] for e in events
+        ]
+        with self.transaction() as con:
+            con.executemany("INSERT INTO group_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def group_events(self, group_id: str) -> list[tuple[Any, ...]]:
+        return self.query(
+            "SELECT generation, time_ms, reason, member_id, topic, partition, change FROM group_events "
+            "WHERE group_id = ? ORDER BY generation, member_id, topic, partition",
+            [group_id],
+        )
+
     def close(self) -> None:
         with self._lock:
             self._con.close()

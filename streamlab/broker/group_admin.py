@@ -1,0 +1,120 @@
+"""Looking at consumer groups: listing, members, lag, rebalance history, offset resets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamlab.broker.core import Broker
+from streamlab.broker.offsets import commit, committed, offset_for_time
+from streamlab.errors import GroupNotEmptyError, InvalidOffsetError
+from streamlab.groups.coordinator import GroupState
+from streamlab.model.types import OffsetAndMetadata, TopicPartition
+
+
+def list_groups(broker: Broker) -> list[dict[str, Any]]:
+    live = broker.groups.groups()
+    names = sorted(set(live) | {g for (g,) in broker.catalog.query("SELECT DISTINCT group_id FROM committed_offsets")})
+    rows = []
+    for name in names:
+        group = live.get(name)
+        rows.append(
+            {
+                "group": name,
+                "state": str(group.state) if group else str(GroupState.EMPTY),
+                "generation": group.generation if group else 0,
+                "members": len(group.members) if group else 0,
+                "assignor": (group.protocol or "") if group else "",
+            }
+        )
+    return rows
+
+
+def describe_group(broker: Broker, group_id: str) -> list[dict[str, Any]]:
+    group = broker.groups.groups().get(group_id)
+    if group is None:
+        return []
+    with group.cv:
+        return [
+            {
+                "member": m.member_id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "topic": tp.topic,
+                "partition": tp.partition,
+            }
+            for m in group.members.values()
+            for tp in (m.assignment or ())
+        ]
+
+
+def _record_time(broker: Broker, tp: TopicPartition, offset: int) -> int | None:
+    table = broker.log(tp.topic, tp.partition).read(offset, 1)
+    return int(table.column("timestamp")[0].value) if table.num_rows else None
+
+
+def lag(broker: Broker, group_id: str) -> list[dict[str, Any]]:
+    """Per partition the group has committed: how many records, and how much time, behind."""
+    rows = []
+    for tp, om in sorted(committed(broker, group_id).items()):
+        if tp.topic not in broker.topics:
+            continue
+        log = broker.log(tp.topic, tp.partition)
+        end = log.high_watermark
+        behind = max(end - max(om.offset, log.log_start_offset), 0)
+        oldest_unread = _record_time(broker, tp, om.offset) if behind else None
+        newest = _record_time(broker, tp, end - 1) if behind and end else None
+        time_lag_ms = newest - oldest_unread if oldest_unread is not None and newest is not None else 0
+        rows.append({"topic": tp.topic, "partition": tp.partition, "committed": om.offset, "end_offset": end,
+                     "lag": behind, "time_lag_ms": time_lag_ms})  # fmt: skip
+    return rows
+
+
+def rebalances(broker: Broker, group_id: str) -> list[dict[str, Any]]:
+    return [
+        {"generation": g, "time_ms": t, "reason": r, "member": m, "topic": topic, "partition": p, "change": c}
+        for g, t, r, m, topic, p, c in broker.catalog.group_events(group_id)
+    ]
+
+
+def reset_offsets(
+    broker: Broker, group_id: str, to: Any, *, dry_run: bool, topics: list[str] | None
+) -> list[dict[str, Any]]:
+    """Preview (and with ``dry_run=False`` apply) moving a group's committed offsets."""
+    from streamlab.client.timeparse import to_ms
+
+    current = committed(broker, group_id)
+    chosen = topics or sorted({tp.topic for tp in current})
+    rows, new_offsets = [], {}
+    targets: dict[TopicPartition, int] = {}
+    if isinstance(to, dict):
+        for tp, offset in to.items():
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise InvalidOffsetError(f"offset for {tp} must be a non-negative integer, got {offset!r}")
+            broker.log(tp.topic, tp.partition)
+            targets[tp] = offset
+    else:
+        for topic in chosen:
+            for p, log in enumerate(broker.topic(topic).logs):
+                tp = TopicPartition(topic, p)
+                if to == "earliest":
+                    targets[tp] = log.log_start_offset
+                elif to == "latest":
+                    targets[tp] = log.high_watermark
+                else:
+                    targets[tp] = offset_for_time(broker, topic, p, to_ms(to, what="to"))
+    for tp, new in sorted(targets.items()):
+        log = broker.log(tp.topic, tp.partition)
+        new = min(max(new, log.log_start_offset), log.high_watermark)
+        old = current[tp].offset if tp in current else None
+        base = old if old is not None else log.high_watermark
+        rows.append({"topic": tp.topic, "partition": tp.partition, "current": old, "new": new,
+                     "replayed": max(base - new, 0), "skipped": max(new - base, 0)})  # fmt: skip
+        new_offsets[tp] = OffsetAndMetadata(new)
+    if not dry_run:
+        group = broker.groups.groups().get(group_id)
+        if group is not None and group.members:
+            raise GroupNotEmptyError(
+                f"group {group_id!r} has {len(group.members)} active members; close its consumers before resetting"
+            )
+        commit(broker, group_id, new_offsets)
+    return rows
