@@ -1,0 +1,1 @@
+"""Kafka wire protocol: record batch codec and request/response framing (no I/O)."""

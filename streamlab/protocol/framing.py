@@ -1,0 +1,277 @@
+"""Kafka request/response framing on top of kio's generated schemas (no I/O).
+
+A request frame (the bytes after the 4-byte size prefix) is ``request header + body``.
+The header is v1 (api_key, api_version, correlation_id, nullable client_id) for
+non-flexible API versions and v2 (v1 plus tagged fields) for flexible ones. A response is
+``size + response header + body`` with header v0 (correlation_id) or, for flexible
+versions, v1 (plus tagged fields) -- except ApiVersions, whose response header is always
+v0 so that a client can read it before it knows which versions the broker speaks.
+
+Version ranges (:data:`SUPPORTED_APIS`)
+---------------------------------------
+Clients pick ``min(client max, broker max)`` per API, so each range must reach the
+newest version a client expects and go low enough for feature probes:
+
+* librdkafka enables features only if the broker range *overlaps* fixed versions:
+  MsgVer2 needs Produce 3 and Fetch 4, ZSTD needs Produce 7 and Fetch 10, the balanced
+  consumer needs FindCoordinator/JoinGroup/SyncGroup/Heartbeat/LeaveGroup 0, OffsetCommit
+  1-2 and OffsetFetch 1, the idempotent producer needs InitProducerId 0, time-based
+  offsets need ListOffsets 1. Hence the v0/v1 minimums.
+* aiokafka bootstraps with Metadata v0, then v1, and FindCoordinator v0/v1: Metadata
+  and FindCoordinator start at 0.
+* The minimums cannot go below what kio (Kafka 4.x schemas) models: Produce 3, Fetch 4,
+  ListOffsets 1, OffsetCommit 2, OffsetFetch 1, CreateTopics 2, DeleteTopics 1,
+  DescribeConfigs 1.
+* Maximums stop before versions that would need broker features streamlab lacks:
+  Produce 9 (10-12 add leader-discovery tags and transactions v2, 13 names topics by ID),
+  Fetch 12 (13+ name topics by ID only), OffsetCommit/OffsetFetch 8 (9+ belong to KIP-848
+  consumer groups), ListOffsets 7 (8+ are tiered-storage specs), InitProducerId 4 (5+ is
+  transactions v2), ListGroups 4 (5 filters by group type), DescribeGroups 5 (6 reports
+  missing groups as errors, KIP-1043). Elsewhere kio's newest version is used: later
+  versions only add optional fields (reasons, echoed protocol names, zero topic IDs in
+  responses).
+
+Behaviour the server must provide within these ranges: Metadata v0 treats an empty topic
+list as "all topics" (v1+ uses null); FindCoordinator v4 and OffsetFetch v8 batch several
+keys/groups per request; LeaveGroup v3+ lists members; JoinGroup v4+ may answer
+MEMBER_ID_REQUIRED; ListOffsets v7 accepts timestamp -3 (max timestamp); Metadata v12
+and DeleteTopics v6 may name topics by ID only (answer UNKNOWN_TOPIC_ID -- clients only
+do so with IDs we gave out, and responses carry the zero UUID).
+
+:data:`ADVERTISED_APIS` is what ApiVersions should report. It equals
+:data:`SUPPORTED_APIS` except Produce, advertised from v0 as Kafka 4 does (KAFKA-18659):
+older librdkafka releases check gzip/snappy/lz4 support against Produce v0-v2 and would
+otherwise send uncompressed batches (confluentinc/librdkafka#4956). Clients always pick
+the highest common version, so v0-v2 are never sent; :func:`parse_request` still rejects
+them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode
+from kio.serial import entity_reader, entity_writer
+from kio.static.constants import EntityType
+from kio.static.primitive import i16
+from kio.static.protocol import RequestPayload, ResponsePayload
+
+from streamlab.errors import StreamlabError
+
+__all__ = [
+    "ADVERTISED_APIS",
+    "API_NAMES",
+    "SUPPORTED_APIS",
+    "InvalidRequestError",
+    "ParsedRequest",
+    "ProtocolError",
+    "UnsupportedVersionError",
+    "api_versions_response",
+    "encode_response",
+    "parse_request",
+]
+
+API_NAMES: Final[dict[int, str]] = {
+    0: "Produce",
+    1: "Fetch",
+    2: "ListOffsets",
+    3: "Metadata",
+    8: "OffsetCommit",
+    9: "OffsetFetch",
+    10: "FindCoordinator",
+    11: "JoinGroup",
+    12: "Heartbeat",
+    13: "LeaveGroup",
+    14: "SyncGroup",
+    15: "DescribeGroups",
+    16: "ListGroups",
+    18: "ApiVersions",
+    19: "CreateTopics",
+    20: "DeleteTopics",
+    22: "InitProducerId",
+    32: "DescribeConfigs",
+    37: "CreatePartitions",
+}
+
+SUPPORTED_APIS: Final[dict[int, tuple[int, int]]] = {
+    0: (3, 9),  # Produce
+    1: (4, 12),  # Fetch
+    2: (1, 7),  # ListOffsets
+    3: (0, 12),  # Metadata
+    8: (2, 8),  # OffsetCommit
+    9: (1, 8),  # OffsetFetch
+    10: (0, 4),  # FindCoordinator
+    11: (0, 9),  # JoinGroup
+    12: (0, 4),  # Heartbeat
+    13: (0, 5),  # LeaveGroup
+    14: (0, 5),  # SyncGroup
+    15: (0, 5),  # DescribeGroups
+    16: (0, 4),  # ListGroups
+    18: (0, 4),  # ApiVersions
+    19: (2, 7),  # CreateTopics
+    20: (1, 6),  # DeleteTopics
+    22: (0, 4),  # InitProducerId
+    32: (1, 4),  # DescribeConfigs
+    37: (0, 3),  # CreatePartitions
+}
+
+ADVERTISED_APIS: Final[dict[int, tuple[int, int]]] = {**SUPPORTED_APIS, 0: (0, SUPPORTED_APIS[0][1])}
+
+_API_VERSIONS_KEY: Final = 18
+_PREFIX: Final = struct.Struct(">hhi")
+_INT32: Final = struct.Struct(">i")
+
+
+class ProtocolError(StreamlabError):
+    """A request frame that cannot be served, with whatever of its header was readable.
+
+    ``correlation_id``, ``api_key`` and ``api_version`` are None only when the frame is
+    shorter than the fixed 8-byte header prefix.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        correlation_id: int | None = None,
+        api_key: int | None = None,
+        api_version: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.correlation_id = correlation_id
+        self.api_key = api_key
+        self.api_version = api_version
+
+
+class UnsupportedVersionError(ProtocolError):
+    """The API is served, but not at this version.
+
+    For ApiVersions the broker must still answer, with a v0 body carrying this error and
+    the supported ranges: ``encode_response(18, 0, exc.correlation_id,
+    api_versions_response(0, error_code=ErrorCode.unsupported_version))``. For any other
+    API, Kafka closes the connection.
+    """
+
+    kafka_code = 35  # UNSUPPORTED_VERSION
+
+
+class InvalidRequestError(ProtocolError):
+    """The frame is malformed or names an API this broker does not serve."""
+
+    kafka_code = 42  # INVALID_REQUEST
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: RequestPayload
+
+
+_Reader = Callable[[bytes, int], tuple[Any, int]]
+_request_readers: dict[tuple[int, int], tuple[_Reader, _Reader]] = {}
+
+
+def _readers_for(api_key: int, api_version: int) -> tuple[_Reader, _Reader]:
+    # kio resolves schemas by dynamic import; caching keeps that off the request path.
+    readers = _request_readers.get((api_key, api_version))
+    if readers is None:
+        schema = load_request_schema(api_key, api_version)
+        readers = (entity_reader(schema.__header_schema__), entity_reader(schema))
+        _request_readers[(api_key, api_version)] = readers
+    return readers
+
+
+def parse_request(frame: bytes | bytearray | memoryview) -> ParsedRequest:
+    """Parse one request frame (without its 4-byte size prefix).
+
+    Raises :class:`UnsupportedVersionError` for a served API at a version outside
+    :data:`SUPPORTED_APIS`, and :class:`InvalidRequestError` for an API we do not serve
+    or any malformed content (truncation, bad lengths, invalid UTF-8, trailing bytes).
+    Nothing else escapes, whatever the input.
+    """
+    # kio's native readers refuse writable buffers.
+    buf = frame if isinstance(frame, bytes) else bytes(frame)
+    if len(buf) < _PREFIX.size:
+        raise InvalidRequestError(
+            f"request frame of {len(buf)} bytes is shorter than the {_PREFIX.size}-byte header prefix"
+        )
+    api_key, api_version, correlation_id = _PREFIX.unpack_from(buf)
+    ids: dict[str, Any] = {"correlation_id": correlation_id, "api_key": api_key, "api_version": api_version}
+    versions = SUPPORTED_APIS.get(api_key)
+    if versions is None:
+        raise InvalidRequestError(f"api key {api_key} is not served by this broker", **ids)
+    name = API_NAMES[api_key]
+    low, high = versions
+    if not low <= api_version <= high:
+        raise UnsupportedVersionError(
+            f"{name} v{api_version} is not supported (this broker serves v{low}-v{high})", **ids
+        )
+    read_header, read_body = _readers_for(api_key, api_version)
+    try:
+        header, header_size = read_header(buf, 0)
+        body, body_size = read_body(buf, header_size)
+    # The native decoder's exception types are not a stable contract (BufferUnderflow,
+    # ValueError from enums, UnicodeDecodeError, ...); on untrusted bytes every failure
+    # means the same thing: a malformed request.
+    except Exception as exc:
+        raise InvalidRequestError(
+            f"malformed {name} v{api_version} request: {type(exc).__name__}: {exc}", **ids
+        ) from exc
+    trailing = len(buf) - header_size - body_size
+    if trailing:
+        raise InvalidRequestError(f"{trailing} unexpected bytes after the {name} v{api_version} body", **ids)
+    return ParsedRequest(api_key, api_version, correlation_id, header.client_id, body)
+
+
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: ResponsePayload) -> bytes:
+    """Serialize a kio response with its size prefix and response header.
+
+    Raises :class:`ValueError` if ``body`` is not the response schema of
+    ``api_key``/``api_version``: that is a broker bug, not a client error.
+    """
+    if (
+        getattr(body, "__type__", None) is not EntityType.response
+        or body.__api_key__ != api_key
+        or body.__version__ != api_version
+    ):
+        raise ValueError(f"{type(body).__name__} is not the response to api key {api_key} v{api_version}")
+    out = io.BytesIO()
+    out.write(b"\0\0\0\0")
+    out.write(_INT32.pack(correlation_id))
+    if body.__flexible__ and api_key != _API_VERSIONS_KEY:
+        out.write(b"\0")  # header v1: an empty tagged-field section
+    entity_writer(type(body))(out, body)
+    with out.getbuffer() as view:
+        _INT32.pack_into(view, 0, len(view) - 4)
+    return out.getvalue()
+
+
+def api_versions_response(
+    api_version: int,
+    *,
+    error_code: ErrorCode = ErrorCode.none,
+    throttle_time_ms: int = 0,
+) -> ResponsePayload:
+    """The ApiVersions response body advertising :data:`ADVERTISED_APIS`."""
+    schema = load_response_schema(_API_VERSIONS_KEY, api_version)
+    entry = sys.modules[schema.__module__].ApiVersion
+    fields: dict[str, Any] = {
+        "error_code": error_code,
+        "api_keys": tuple(
+            entry(api_key=i16(key), min_version=i16(low), max_version=i16(high))
+            for key, (low, high) in sorted(ADVERTISED_APIS.items())
+        ),
+    }
+    if api_version >= 1:
+        fields["throttle_time"] = datetime.timedelta(milliseconds=throttle_time_ms)
+    return schema(**fields)
