@@ -1,0 +1,313 @@
+"""``streamlab``: topics, produce, consume, replay and demo from a shell.
+
+Every command opens the embedded broker in ``--data DIR`` (default ``$STREAMLAB_DATA`` or
+``./streamlab-data``). Errors print ``streamlab: error: ...`` on stderr and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import streamlab
+from streamlab.broker.produce import RECORD_OVERHEAD
+from streamlab.cli import demo
+from streamlab.errors import RecordTooLargeError, StreamlabError
+from streamlab.model.serde import encode
+from streamlab.model.types import Record, TopicPartition
+
+DEFAULT_DATA = "streamlab-data"
+Handler = Callable[[argparse.Namespace], int]
+Parser = argparse.ArgumentParser
+
+
+class CliError(StreamlabError):
+    """Something wrong with the command line or with the input it was given."""
+
+
+def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int]) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        with streamlab.connect(args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DATA) as lab:
+            return command(lab, args)
+
+    return handler
+
+
+# topics ---------------------------------------------------------------------------------
+def topics(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        lab.create_topic(args.name, partitions=args.partitions, config=dict(args.config or []))
+        print(f"created topic {args.name!r} with {args.partitions} partition(s)")
+    elif args.action == "delete":
+        lab.delete_topic(args.name)
+        print(f"deleted topic {args.name!r}")
+    elif args.action == "list":
+        table = lab.topics()
+        print(table.drop(columns="config").to_string(index=False) if len(table) else "no topics")
+    else:  # describe
+        offsets = lab.offsets(args.name)  # raises for an unknown topic
+        table = lab.topics()
+        row = table[table["name"] == args.name].iloc[0]
+        print(f"topic:      {args.name}\npartitions: {row['partitions']}\nrecords:    {row['records']}")
+        print(f"bytes:      {row['bytes']}\nconfig:")
+        for key, value in sorted(row["config"].items()):
+            print(f"  {key} = {value}")
+        offsets["records"] = offsets["high_watermark"] - offsets["log_start_offset"]
+        print(offsets.to_string(index=False))
+    return 0
+
+
+# produce --------------------------------------------------------------------------------
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_input(text: str, fmt: str, key_field: str | None, key_separator: str | None) -> list[tuple[Any, Any]]:
+    """(key, value) pairs from the input lines; blank lines are skipped. Raises on the first bad line."""
+    out: list[tuple[Any, Any]] = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        line, key = raw.removesuffix("\r"), None
+        if not line.strip():
+            continue
+        if key_separator is not None:
+            key, found, line = line.partition(key_separator)
+            if not found:
+                raise CliError(f"line {number}: no key separator {key_separator!r}; nothing was sent")
+        if fmt == "lines":
+            out.append((key, line))
+            continue
+        try:
+            value = json.loads(line, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"line {number}, column {exc.colno}: invalid JSON: {exc.msg}; nothing was sent") from None
+        except ValueError as exc:
+            raise CliError(f"line {number}: invalid JSON: {exc}; nothing was sent") from None
+        if key_field is not None:
+            if not isinstance(value, dict) or key_field not in value:
+                raise CliError(f"line {number}: no field {key_field!r} in the JSON object; nothing was sent")
+            key = value[key_field]
+        out.append((key, value))
+    return out
+
+
+def produce(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    if args.key_field is not None and args.format != "json":
+        raise CliError("--key-field needs --format json")
+    lab.offsets(args.topic)  # the topic must exist before stdin is read; send() checks --partition
+    text = Path(args.file).read_text(encoding="utf-8") if args.file else sys.stdin.read()
+    records = parse_input(text, args.format, args.key_field, args.key_separator)
+    table = lab.topics()
+    limit = int(table[table["name"] == args.topic].iloc[0]["config"]["max.message.bytes"])
+    for i, (key, value) in enumerate(records):
+        size = len(encode(key, what="key")[0] or b"") + len(encode(value)[0] or b"") + RECORD_OVERHEAD
+        if size > limit:
+            raise RecordTooLargeError(
+                f"record {i + 1} is {size} bytes, over max.message.bytes={limit}; nothing was sent"
+            )
+    with lab.producer() as producer:
+        futures = [producer.send(args.topic, value=v, key=k, partition=args.partition) for k, v in records]
+        producer.flush()
+    counts = Counter(f.result().partition for f in futures)
+    spread = ", ".join(f"partition {p}: {n}" for p, n in sorted(counts.items()))
+    print(f"produced {len(futures)} record(s) to {args.topic!r}" + (f" ({spread})" if spread else ""))
+    return 0
+
+
+# consume --------------------------------------------------------------------------------
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _header(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode("utf-8")
+    except UnicodeDecodeError:
+        return _b64(value or b"")
+
+
+def format_record(record: Record, fmt: str) -> str:
+    if fmt == "value":
+        value = record.value
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return json.dumps(
+        {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": record.time.isoformat(timespec="milliseconds"),
+            "key": _b64(record.key) if isinstance(record.key, bytes) else record.key,
+            "value": _b64(record.value) if isinstance(record.value, bytes) else record.value,
+            "headers": {name: _header(v) for name, v in record.headers.items()},
+        },
+        ensure_ascii=False,
+    )
+
+
+def consume(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise CliError(f"--count must be at least 1, got {args.count}")
+    if args.timeout < 0:
+        raise CliError(f"--timeout must be >= 0, got {args.timeout}")
+    reset = "earliest" if args.from_beginning else "latest"
+    consumer = lab.consumer(None, group=args.group, auto_offset_reset=reset, enable_auto_commit=False)
+    seen = 0
+    try:
+        if args.partition is None:
+            consumer.subscribe([args.topic])
+        else:
+            consumer.assign([TopicPartition(args.topic, args.partition)])
+        while args.count is None or seen < args.count:
+            limit = 500 if args.count is None else min(500, args.count - seen)
+            records = consumer.poll(timeout=args.timeout, max_records=limit)
+            if not records:
+                break
+            sys.stdout.write("".join(format_record(r, args.format) + "\n" for r in records))
+            sys.stdout.flush()
+            seen += len(records)
+            if args.group is not None:
+                consumer.commit()  # positions are right after the last printed record
+    finally:
+        consumer.close()
+    print(f"consumed {seen} record(s) from {args.topic!r}", file=sys.stderr)
+    return 0
+
+
+# replay ---------------------------------------------------------------------------------
+def _offset_or_time(text: str) -> int | str:
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+def _partition_list(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated partition numbers, got {text!r}") from None
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, str) or (isinstance(value, float) and pd.isna(value)):
+        return value
+    if isinstance(value, bytes):
+        return _b64(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def portable(df: pd.DataFrame, *, binary_ok: bool) -> pd.DataFrame:
+    """Object columns mixing types (str keys and int keys, dict values) as text, bytes as base64."""
+    out = df.copy()
+    for column in out.columns:
+        kinds = {type(v) for v in out[column] if v is not None} if out[column].dtype == "object" else {str}
+        if not (kinds <= {str} or (binary_ok and kinds <= {bytes})):
+            out[column] = [_cell(v) for v in out[column]]
+    return out
+
+
+def replay(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise CliError(f"--out must end in .parquet or .csv, got {args.out!r}")
+    df = lab.replay(args.topic, start=args.start, end=args.end, partitions=args.partitions)
+    out = portable(df, binary_ok=suffix == ".parquet")
+    out.to_parquet(path, index=False) if suffix == ".parquet" else out.to_csv(path, index=False)
+    print(f"wrote {len(df)} row(s) to {path}")
+    return 0
+
+
+# parser ---------------------------------------------------------------------------------
+def _key_value(text: str) -> tuple[str, str]:
+    key, found, value = text.partition("=")
+    if not found or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)  # so --data also works after the command
+    common.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help="broker directory")
+    parser = argparse.ArgumentParser(prog="streamlab", description="A Kafka-like streaming workbench.")
+    parser.add_argument("--data", metavar="DIR", help=f"broker directory ($STREAMLAB_DATA, ./{DEFAULT_DATA})")
+    parser.add_argument("--version", action="version", version=f"streamlab {streamlab.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        parent: argparse._SubParsersAction[Parser], name: str, text: str, handler: Handler, topic: str = ""
+    ) -> Parser:
+        sub = parent.add_parser(name, parents=[common], help=text, description=text)
+        sub.set_defaults(handler=handler)
+        if topic:
+            sub.add_argument(topic)
+        return sub
+
+    actions = commands.add_parser("topics", help="list, create, describe and delete topics").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    command(actions, "list", "list topics", _with_lab(topics))
+    create = command(actions, "create", "create a topic", _with_lab(topics), "name")
+    create.add_argument("--partitions", type=int, default=1, metavar="N", help="default 1")
+    create.add_argument("--config", type=_key_value, nargs="+", action="extend", metavar="KEY=VALUE",
+                        help="e.g. retention.ms=60000")  # fmt: skip
+    command(actions, "describe", "config and per-partition offsets", _with_lab(topics), "name")
+    command(actions, "delete", "delete a topic and its data", _with_lab(topics), "name")
+
+    prod = command(commands, "produce", "send the lines of stdin or a file", _with_lab(produce), "topic")
+    prod.add_argument("--file", metavar="F", help="read this file instead of stdin")
+    prod.add_argument("--format", choices=["lines", "json"], default="lines", help="str lines or JSON lines")
+    keys = prod.add_mutually_exclusive_group()
+    keys.add_argument("--key-field", metavar="FIELD", help="key = this field of each JSON object")
+    keys.add_argument("--key-separator", metavar="SEP", help="split 'key<SEP>value' lines (like kcat -K)")
+    prod.add_argument("--partition", type=int, metavar="N", help="send everything to this partition")
+
+    cons = command(commands, "consume", "print records, one per line", _with_lab(consume), "topic")
+    cons.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    cons.add_argument("--count", type=int, metavar="N", help="stop after N records")
+    cons.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="idle time to stop after")
+    cons.add_argument("--group", metavar="G", help="consumer group: resume from and commit its offsets")
+    cons.add_argument("--partition", type=int, metavar="N", help="read only this partition")
+    cons.add_argument("--format", choices=["value", "json"], default="value")
+
+    rep = command(commands, "replay", "write records to Parquet or CSV", _with_lab(replay), "topic")
+    rep.add_argument("--out", required=True, metavar="FILE", help="a .parquet or .csv file")
+    rep.add_argument("--start", type=_offset_or_time, metavar="X", help="offset or ISO time (inclusive)")
+    rep.add_argument("--end", type=_offset_or_time, metavar="X", help="offset or ISO time (exclusive)")
+    rep.add_argument("--partitions", type=_partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
+
+    text = "the clickstream scenario end to end (in a temporary directory unless --data)"
+    dem = command(commands, "demo", text, lambda a: demo.run(a.data, a.records))
+    dem.add_argument("--records", type=int, metavar="N", help="produce the first N events (default: all)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        return int(args.handler(args))
+    except StreamlabError as exc:
+        print(f"streamlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `streamlab consume t | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        print(f"streamlab: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""The ``streamlab`` command line, run as a real subprocess against a broker under tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import streamlab
+from streamlab.cli.main import main
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def cli(data: Path, *args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "STREAMLAB_DATA"}
+    result = subprocess.run(
+        [sys.executable, "-m", "streamlab.cli.main", "--data", str(data), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == expect, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def setup_topic(data: Path, name: str, partitions: int = 1, values: list[object] | None = None) -> None:
+    """Create (and fill) a topic in-process: quicker than more subprocesses, and closed before the CLI runs."""
+    with streamlab.connect(data) as lab:
+        lab.create_topic(name, partitions=partitions)
+        with lab.producer() as producer:
+            for value in values or []:
+                producer.send(name, value=value, partition=0)
+
+
+def high_watermarks(data: Path, topic: str) -> list[int]:
+    with streamlab.connect(data) as lab:
+        return [int(hw) for hw in lab.offsets(topic)["high_watermark"]]
+
+
+def test_topics_create_list_describe_delete(data: Path) -> None:
+    out = cli(data, "topics", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000").stdout
+    assert "created topic 'orders' with 3 partition(s)" in out
+
+    listing = cli(data, "topics", "list").stdout.splitlines()
+    assert listing[0].split() == ["name", "partitions", "records", "bytes"]
+    assert listing[1].split()[:3] == ["orders", "3", "0"]
+
+    described = cli(data, "topics", "describe", "orders").stdout
+    assert "retention.ms = 60000" in described
+    assert "cleanup.policy = delete" in described
+    rows = [line.split() for line in described.splitlines()[-3:]]
+    assert rows == [[str(p), "0", "0", "0"] for p in range(3)]
+
+    assert "deleted topic 'orders'" in cli(data, "topics", "delete", "orders").stdout
+    with streamlab.connect(data) as lab:
+        assert lab.topics().empty
+
+
+def test_invalid_topic_name_is_a_clear_error(data: Path) -> None:
+    result = cli(data, "topics", "create", "bad name!", expect=2)
+    assert result.stderr.startswith("streamlab: error: topic name 'bad name!' has illegal characters")
+    assert result.stdout == ""
+
+
+def test_produce_lines_and_json_with_keys_then_consume(data: Path) -> None:
+    setup_topic(data, "events", partitions=2)
+    lines = cli(data, "produce", "events", "--key-separator", ":", stdin="alice:hello\nbob:world\n\nalice:again\n")
+    assert lines.stdout.startswith("produced 3 record(s) to 'events' (partition ")
+    docs = '{"user": "alice", "n": 1}\n{"user": "carol", "n": 2}\n'
+    cli(data, "produce", "events", "--format", "json", "--key-field", "user", stdin=docs)
+
+    result = cli(data, "consume", "events", "--from-beginning", "--count", "5", "--format", "json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 5
+    assert "consumed 5 record(s)" in result.stderr
+    assert {r["topic"] for r in records} == {"events"}
+    by_key: dict[str, set[int]] = {}
+    for r in records:
+        by_key.setdefault(r["key"], set()).add(r["partition"])
+        assert r["timestamp"].endswith("+00:00") and r["headers"] == {}
+    assert all(len(parts) == 1 for parts in by_key.values())  # a key always lands on one partition
+    alice = [r["value"] for r in sorted(records, key=lambda r: r["offset"]) if r["key"] == "alice"]
+    assert alice == ["hello", "again", {"user": "alice", "n": 1}]
+
+
+def test_consume_with_group_continues_where_it_stopped(data: Path) -> None:
+    setup_topic(data, "seq", values=["m0", "m1", "m2", "m3", {"m": 4}])
+
+    first = cli(data, "consume", "seq", "--group", "g", "--from-beginning", "--count", "3")
+    assert first.stdout.splitlines() == ["m0", "m1", "m2"]
+    second = cli(data, "consume", "seq", "--group", "g", "--from-beginning", "--timeout", "0.3")
+    assert second.stdout.splitlines() == ["m3", '{"m": 4}']
+
+
+def test_bad_json_line_sends_nothing(data: Path) -> None:
+    setup_topic(data, "docs")
+    result = cli(data, "produce", "docs", "--format", "json", stdin='{"a": 1}\n{"a": 2}\n{"a": \n', expect=2)
+    assert result.stderr.startswith("streamlab: error: line 3")
+    assert "invalid JSON" in result.stderr
+    assert result.stdout == ""
+    assert high_watermarks(data, "docs") == [0]
+
+
+def test_replay_to_parquet_and_csv(data: Path, tmp_path: Path) -> None:
+    setup_topic(data, "sales", values=[{"shop": f"s{i % 3}", "amount": i * 1.5} for i in range(12)])
+
+    parquet = tmp_path / "sales.parquet"
+    assert "wrote 12 row(s)" in cli(data, "replay", "sales", "--out", str(parquet)).stdout
+    df = pd.read_parquet(parquet)
+    assert len(df) == 12
+    assert {"partition", "offset", "timestamp", "key", "shop", "amount"} <= set(df.columns)
+    assert sorted(df["amount"]) == [i * 1.5 for i in range(12)]
+    assert list(df["offset"]) == list(range(12))
+
+    csv = tmp_path / "part0.csv"
+    cli(data, "replay", "sales", "--out", str(csv), "--partitions", "0", "--start", "1", "--end", "3")
+    part0 = pd.read_csv(csv)
+    assert list(part0["offset"]) == [1, 2] and list(part0["shop"]) == ["s1", "s2"]
+
+
+def test_demo_runs_and_keys_stay_on_their_partition(data: Path) -> None:
+    result = cli(data, "demo", "--records", "2000")
+    out = result.stdout
+    assert "produced 2,000 records" in out
+    assert "consumed 2,000 of 2,000 records" in out
+    assert "== top 5 users by events" in out and "== purchase funnel" in out
+    assert "SELECT event, count(*) AS n FROM clickstream" in out
+    assert "OK: " in out and "each on exactly one partition" in out
+    assert "== elapsed time per phase" in out
+
+
+def test_in_process_demo_rerun_and_usage_errors(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``main()`` in-process (cheap): a second demo on the same directory recreates the topic."""
+    assert main(["--data", str(data), "demo", "--records", "300"]) == 0
+    assert "created 'clickstream'" in capsys.readouterr().out
+    assert main(["demo", "--data", str(data), "--records", "300"]) == 0
+    assert "recreated 'clickstream'" in capsys.readouterr().out
+    assert main(["--data", str(data), "consume"]) == 2  # argparse usage error: no topic
+    assert main(["--data", str(data), "topics", "create", "clickstream"]) == 2
+    assert "streamlab: error: topic 'clickstream' already exists" in capsys.readouterr().err
+    assert main(["--data", str(data), "consume", "nope", "--timeout", "0"]) == 2
+    assert "streamlab: error: unknown topic 'nope'" in capsys.readouterr().err
+
+
+def test_in_process_produce_from_file(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    setup_topic(data, "files", partitions=2)
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "n": 1}\n{"id": "b", "n": 2}\n{"id": "a", "n": 3}\n', encoding="utf-8")
+    args = ["--data", str(data), "produce", "files", "--file", str(source), "--format", "json"]
+    assert main([*args, "--partition", "5"]) == 2  # no such partition: nothing sent
+    assert "no partition 5" in capsys.readouterr().err
+    assert main([*args, "--key-field", "missing"]) == 2
+    assert "line 1: no field 'missing'" in capsys.readouterr().err
+    assert high_watermarks(data, "files") == [0, 0]
+    assert main([*args, "--key-field", "id"]) == 0
+    assert capsys.readouterr().out.startswith("produced 3 record(s) to 'files'")
+    with streamlab.connect(data) as lab:
+        df = lab.replay("files")
+    assert sorted(df["n"]) == [1, 2, 3]
+    assert df.groupby("key")["partition"].nunique().max() == 1
