@@ -1,0 +1,1 @@
+"""Consumer group coordination: assignors, membership state machine, offsets."""
