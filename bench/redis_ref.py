@@ -134,9 +134,7 @@ def _wait_ready(
 ) -> redis.Redis | None:
     """A client once the server answers PING; None if it exited because the port was taken."""
     deadline = time.monotonic() + timeout
-    client = redis.Redis(
-        host=HOST, port=port, socket_timeout=socket_timeout, socket_connect_timeout=1.0, protocol=2
-    )
+    client = redis.Redis(host=HOST, port=port, socket_timeout=socket_timeout, socket_connect_timeout=1.0, protocol=2)
     while True:
         if proc.poll() is not None:
             client.close()
@@ -250,10 +248,7 @@ def _xadd_lean(r: redis.Redis, names: list[str | bytes], records: Sequence[Recor
             conn.send_packed_command(
                 [
                     b"".join(
-                        [
-                            pack((b"XADD", names[crc32(k) % n], b"*", KEY_FIELD, k, VALUE_FIELD, v))
-                            for k, v in chunk
-                        ]
+                        [pack((b"XADD", names[crc32(k) % n], b"*", KEY_FIELD, k, VALUE_FIELD, v)) for k, v in chunk]
                     )
                 ],
                 check_health=False,

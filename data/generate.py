@@ -156,9 +156,7 @@ def _make_users(rng: random.Random) -> list[User]:
     for i, rank in enumerate(ranks):
         country = rng.choices(codes, cweights)[0]
         device = rng.choices([d[0] for d in DEVICES], [d[1] for d in DEVICES])[0]
-        users.append(
-            User(f"user-{i + 1:04d}", 1.0 / (rank + 1) ** USER_ZIPF_S, country, offsets[country], device)
-        )
+        users.append(User(f"user-{i + 1:04d}", 1.0 / (rank + 1) ** USER_ZIPF_S, country, offsets[country], device))
     return users
 
 
@@ -418,8 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="write clickstream.csv and clickstream.csv.gz into this directory instead of "
-        "data/ and streamlab/_data/",
+        help="write clickstream.csv and clickstream.csv.gz into this directory instead of data/ and streamlab/_data/",
     )
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
