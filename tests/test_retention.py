@@ -117,3 +117,14 @@ def test_compaction_survives_reopen(tmp_path: object) -> None:
         assert list(lab.replay("c")["value"]) == [2, 3]
         with lab.producer() as p:
             assert p.send("c", value=4, key="k").result(10).offset == 3
+
+
+def test_retention_runs_when_a_segment_is_sealed(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic(retention_ms=HOUR, segment_bytes=4096)
+    _produce(lab, topic, ["old" * 100] * 30, ts=T0)  # long expired, sealed as it fills
+    with lab.producer() as p:
+        for _ in range(30):
+            p.send(topic, value="new" * 100, partition=0).result(10)
+    offsets = lab.offsets(topic)
+    assert offsets.loc[0, "log_start_offset"] >= 30
+    assert set(lab.replay(topic)["value"]) == {"new" * 100}

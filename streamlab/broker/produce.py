@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,6 +30,12 @@ def append(broker: Broker, topic: str, partition: int, batch: pa.RecordBatch, *,
             topic=topic,
             partition=partition,
         )
+    sealed = len(log.sealed_segments())
     base = log.append(batch, sync=sync)
     broker.notify_data()
+    if len(log.sealed_segments()) != sealed:
+        # A segment was just sealed: the moment Kafka's log cleaner would look again.
+        config, now_ms = broker.topics[topic].config, int(time.time() * 1000)
+        log.apply_retention(config, now_ms)
+        log.compact(config, now_ms)
     return base
