@@ -220,3 +220,48 @@ def test_acks_settings_all_store_the_record(lab: streamlab.Lab, make_topic: Call
     with lab.producer(acks=acks) as p:
         assert p.send(topic, value="v").result(10).offset == 0
     assert lab.offsets(topic)["high_watermark"].tolist() == [1]
+
+
+def test_send_and_send_many_store_the_same_json(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    row = {"page": "/product/1?q=a/b", "path": "C:\\dir\\", "amount": 1.5, "missing": None}
+    with lab.producer() as p:
+        p.send(topic, value=row, key="k", timestamp=0).result(10)
+        p.send_many(topic, pd.DataFrame([{"k": "k", **row}]), key="k")
+    raw = lab.replay(topic, raw=True)["value"].tolist()
+    assert raw[0] == raw[1]
+    with lab.consumer([topic], auto_offset_reset="earliest") as c:
+        assert [r.value for r in c.poll(timeout=5)] == [row, row]
+
+
+def test_nan_is_stored_as_null_like_json_stringify(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    with lab.producer() as p:
+        p.send(topic, value={"x": float("nan")}).result(10)
+    with lab.consumer([topic], auto_offset_reset="earliest") as c:
+        assert c.poll(timeout=5)[0].value == {"x": None}
+
+
+def test_send_futures_work_with_concurrent_futures_helpers(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    import concurrent.futures as cf
+
+    topic = make_topic()
+    seen: list[int] = []
+    with lab.producer(linger_ms=20) as p:
+        futures = [p.send(topic, value=i) for i in range(100)]
+        futures[5].add_done_callback(lambda f: seen.append(f.result().offset))
+        done, pending = cf.wait(futures, timeout=10)
+        assert len(done) == 100 and not pending
+        assert sorted(f.result(timeout=0).offset for f in cf.as_completed(futures, timeout=10)) == list(range(100))
+        assert all(isinstance(f, cf.Future) and f.done() and f.exception() is None for f in futures)
+    assert seen == [5]
+
+
+def test_a_failed_write_fails_every_future_of_its_batch(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    with lab.producer(linger_ms=50) as p:
+        futures = [p.send(topic, value=i) for i in range(10)]
+        lab.delete_topic(topic)  # the batch's topic vanishes before the sender writes it
+        for f in futures:
+            with pytest.raises(streamlab.errors.UnknownTopicError):
+                f.result(timeout=10)

@@ -13,7 +13,7 @@ from streamlab.model.types import OffsetAndMetadata, TopicPartition
 
 def list_groups(broker: Broker) -> list[dict[str, Any]]:
     live = broker.groups.groups()
-    names = sorted(set(live) | {g for (g,) in broker.catalog.query("SELECT DISTINCT group_id FROM committed_offsets")})
+    names = sorted(set(live) | set(broker.catalog.committed_groups()))
     rows = []
     for name in names:
         group = live.get(name)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode
+from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode, loads
 from streamlab.model.types import Record
 
 
@@ -16,7 +15,7 @@ def _column(table: pa.Table, name: str, formats: pa.ChunkedArray) -> list[Any]:
     raw = table.column(name).to_pylist()
     kinds = set(pc.unique(formats).to_pylist())
     if kinds <= {FMT_JSON, FMT_NULL}:
-        return [None if v is None else json.loads(v) for v in raw]
+        return [None if v is None else loads(v) for v in raw]
     if kinds <= {FMT_STR, FMT_NULL}:
         return [None if v is None else v.decode() for v in raw]
     if kinds <= {FMT_BYTES, FMT_NULL}:

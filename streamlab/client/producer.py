@@ -18,9 +18,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamlab.broker import Broker
 from streamlab.broker.produce import RECORD_OVERHEAD, append
+from streamlab.client.futures import RecordFuture, complete
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import (
     ClosedError,
@@ -79,7 +81,8 @@ class Producer:
         self.client_id = client_id
         self._pending: list[_Pending] = []
         self._in_flight = 0
-        self._cv = threading.Condition()
+        self._cv = threading.Condition()  # the queue: send() and flush() against the sender
+        self._done = threading.Condition()  # shared by this producer's futures (futures.py)
         self._closed = False
         self._sender = threading.Thread(target=self._run, name=f"{client_id}-sender", daemon=True)
         self._sender.start()
@@ -115,7 +118,7 @@ class Producer:
                 topic=topic,
             )
         ts = int(time.time() * 1000) if timestamp is None else to_ms(timestamp)
-        future: Future[RecordMetadata] = Future()
+        future: Future[RecordMetadata] = RecordFuture(self._done)
         item = (
             topic,
             partition,
@@ -172,8 +175,9 @@ class Producer:
                 for fut in futures:
                     fut.set_exception(exc)
                 continue
-            for i, (fut, g) in enumerate(zip(futures, group, strict=True)):
-                fut.set_result(RecordMetadata(topic, partition, base + i, g[2]))
+            complete(
+                self._done, futures, [RecordMetadata(topic, partition, base + i, g[2]) for i, g in enumerate(group)]
+            )
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued record is stored (raises on timeout)."""
@@ -213,6 +217,8 @@ class Producer:
         n = len(df)
         values_df = df.drop(columns=[c for c in (key, timestamp) if c is not None])
         lines = values_df.to_json(orient="records", lines=True, date_format="iso", date_unit="ms")
+        # pandas escapes every "/" as "\/"; undo it so send_many stores the same bytes as send().
+        lines = lines.replace("\\/", "/")
         values = pa.array(lines.encode().split(b"\n")[:n], pa.binary()) if n else pa.array([], pa.binary())
         if timestamp is not None:
             ts = pd.to_datetime(df[timestamp], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
@@ -222,7 +228,7 @@ class Producer:
         if partition is not None:
             self._broker.log(topic, partition)
             parts = np.full(n, partition, dtype=np.int64)
-        largest = int(max((len(line) for line in lines.split("\n")), default=0))
+        largest = int(pc.max(pc.binary_length(values)).as_py() or 0) if n else 0
         if largest + RECORD_OVERHEAD > state.config["max.message.bytes"]:
             raise RecordTooLargeError(f"a row serialises to {largest} bytes, over max.message.bytes", topic=topic)
         offsets = np.zeros(n, dtype=np.int64)

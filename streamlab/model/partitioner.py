@@ -28,15 +28,28 @@ def partition_for_key(key: bytes, partitions: int) -> int:
 
 
 class DefaultPartitioner:
-    """Keyed records by murmur2, unkeyed ones round-robin."""
+    """Keyed records by murmur2, unkeyed ones round-robin.
+
+    Hashes are cached per key: streams reuse a modest set of keys, and ``murmurhash2``
+    releases the GIL on every call, which costs microseconds when another thread (the
+    producer's sender) is busy. The cache is cleared when it grows past ``CACHE_SIZE``.
+    """
+
+    CACHE_SIZE = 100_000
 
     def __init__(self) -> None:
         self._counter = itertools.count()
+        self._hashes: dict[bytes, int] = {}
 
     def __call__(self, key: bytes | None, partitions: int) -> int:
         if key is None:
             return next(self._counter) % partitions
-        return (murmurhash2(key, KAFKA_SEED) & 0x7FFFFFFF) % partitions
+        positive = self._hashes.get(key)
+        if positive is None:
+            if len(self._hashes) >= self.CACHE_SIZE:
+                self._hashes.clear()
+            positive = self._hashes[key] = murmurhash2(key, KAFKA_SEED) & 0x7FFFFFFF
+        return positive % partitions
 
 
 class RoundRobinPartitioner:

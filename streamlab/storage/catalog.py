@@ -18,6 +18,8 @@ from typing import Any
 
 import duckdb
 
+from streamlab.storage.commit_journal import CHECKPOINT_BYTES, CommitJournal, Offsets, replay
+
 _DDL = """
 CREATE TABLE IF NOT EXISTS topics (
     name VARCHAR PRIMARY KEY, partitions INTEGER NOT NULL, config JSON NOT NULL, created_ms BIGINT NOT NULL);
@@ -34,6 +36,12 @@ CREATE TABLE IF NOT EXISTS group_events (
     group_id VARCHAR, generation INTEGER, time_ms BIGINT, reason VARCHAR, member_id VARCHAR,
     topic VARCHAR, partition INTEGER, change VARCHAR);
 """
+
+
+def replay_deletion(offsets: Offsets, topic: str) -> None:
+    for state in offsets.values():
+        for key in [k for k in state if k[0] == topic]:
+            del state[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,13 @@ class Catalog:
         self._lock = threading.RLock()
         with self._lock:
             self._con.execute(_DDL)
+        self._offsets: Offsets = {}
+        for group, topic, partition, offset, metadata, ms in self.query("SELECT * FROM committed_offsets"):
+            self._offsets.setdefault(group, {})[(topic, partition)] = (offset, metadata or "", ms)
+        journal_path = path.with_name("committed_offsets.journal")
+        replay(journal_path, self._offsets)
+        self._journal = CommitJournal(journal_path)
+        self.checkpoint_offsets()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -110,6 +125,8 @@ class Catalog:
             for table, column in (("topics", "name"), ("partitions", "topic"), ("segments", "topic")):
                 con.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
             con.execute("DELETE FROM committed_offsets WHERE topic = ?", [name])
+            self._journal.append({"delete_topic": name})
+            replay_deletion(self._offsets, name)
 
     # partitions and segments ------------------------------------------------------------
     def log_start_offset(self, topic: str, partition: int) -> int:
@@ -158,20 +175,36 @@ class Catalog:
                     [log_start, old[0].topic, old[0].partition],
                 )
 
-    # committed offsets ------------------------------------------------------------------
+    # committed offsets (see commit_journal.py) ------------------------------------------
     def commit_offsets(self, group: str, offsets: list[tuple[str, int, int, str]]) -> None:
         now = int(time.time() * 1000)
-        with self.transaction() as con:
-            con.executemany(
-                "INSERT OR REPLACE INTO committed_offsets VALUES (?, ?, ?, ?, ?, ?)",
-                [[group, t, p, o, m, now] for t, p, o, m in offsets],
-            )
+        with self._lock:
+            self._journal.append({"g": group, "t": now, "o": offsets})
+            state = self._offsets.setdefault(group, {})
+            for topic, partition, offset, metadata in offsets:
+                state[(topic, partition)] = (offset, metadata, now)
+            if self._journal.size > CHECKPOINT_BYTES:
+                self.checkpoint_offsets()
 
     def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-        rows = self.query(
-            'SELECT topic, partition, "offset", metadata FROM committed_offsets WHERE group_id = ?', [group]
-        )
-        return {(t, p): (o, m or "") for t, p, o, m in rows}
+        with self._lock:
+            return {tp: (o, m) for tp, (o, m, _) in self._offsets.get(group, {}).items()}
+
+    def committed_groups(self) -> list[str]:
+        with self._lock:
+            return sorted(g for g, offsets in self._offsets.items() if offsets)
+
+    def checkpoint_offsets(self) -> None:
+        """Move the journal's state into the catalog table and empty the journal."""
+        with self._lock:
+            if self._journal.size == 0:
+                return
+            rows = [[g, t, p, o, m, ms] for g, offs in self._offsets.items() for (t, p), (o, m, ms) in offs.items()]
+            with self.transaction() as con:
+                con.execute("DELETE FROM committed_offsets")
+                if rows:
+                    con.executemany("INSERT INTO committed_offsets VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._journal.reset()
 
     # group history --------------------------------------------------------------------
     def record_group_events(self, group_id: str, events: list[Any]) -> None:
@@ -190,4 +223,6 @@ class Catalog:
 
     def close(self) -> None:
         with self._lock:
+            self.checkpoint_offsets()
+            self._journal.close()
             self._con.close()

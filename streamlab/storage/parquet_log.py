@@ -149,9 +149,7 @@ class ParquetPartitionLog:
                 if seg.last_offset < offset:
                     continue
                 table = self._load(seg)
-                start = pc.index(table.column("offset"), offset).as_py() if offset > seg.base_offset else 0
-                if start < 0:  # compacted away: first record after it
-                    start = int(pc.sum(pc.less(table.column("offset"), offset)).as_py() or 0)
+                start = self._row_of(table, seg.base_offset, offset)
                 piece = table.slice(start, wanted)
                 pieces.append(piece)
                 wanted -= piece.num_rows
@@ -170,6 +168,17 @@ class ParquetPartitionLog:
             [b for p in pieces for b in (p.to_batches() if isinstance(p, pa.Table) else [p])],
             schema=RECORD_SCHEMA,
         )
+
+    @staticmethod
+    def _row_of(table: pa.Table, base: int, offset: int) -> int:
+        """Row of the first record at or after ``offset`` in a sealed segment."""
+        if offset <= base:
+            return 0
+        offsets = table.column("offset")
+        guess = offset - base  # dense unless compacted
+        if guess < table.num_rows and offsets[guess].as_py() == offset:
+            return guess
+        return int(pc.sum(pc.less(offsets, offset)).as_py() or 0)  # offsets are sorted
 
     def _load(self, seg: SegmentInfo) -> pa.Table:
         table = self._cache.get(seg.path)
