@@ -218,3 +218,37 @@ def test_log_reads_back_exactly_what_was_acknowledged(tmp_path_factory: pytest.T
             assert lab.offsets("p")["high_watermark"].tolist() == [len(expected)]
     finally:
         lab.close()
+
+
+COMMITTER = textwrap.dedent(
+    """
+    import os, sys, streamlab
+    lab = streamlab.connect(sys.argv[1])
+    c = lab.consumer(["t"], group="g", auto_offset_reset="earliest", enable_auto_commit=False)
+    for _ in range(3):
+        c.poll(timeout=5, max_records=10)
+        c.commit()
+    print("committed", flush=True)
+    os.kill(os.getpid(), 9)
+    """
+)
+
+
+def test_committed_offsets_survive_kill_9(tmp_path: Path) -> None:
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("t")
+        with lab.producer() as p:
+            for i in range(100):
+                p.send("t", value=i)
+    proc = subprocess.run([sys.executable, "-c", COMMITTER, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9 and "committed" in proc.stdout
+    journal = tmp_path / "committed_offsets.journal"
+    with open(journal, "ab") as fh:
+        fh.write(b"0badc0de {torn")  # a commit cut short by the crash: never acknowledged
+    with streamlab.connect(tmp_path) as lab:
+        assert lab.lag("g")[["committed", "lag"]].iloc[0].tolist() == [30, 70]
+        with lab.consumer(["t"], group="g") as c:
+            assert c.poll(timeout=5, max_records=1)[0].value == 30
+    with streamlab.connect(tmp_path) as lab:  # checkpointed into the catalog on close
+        assert lab.lag("g")["committed"].tolist() == [31]
+        assert journal.stat().st_size == 0
