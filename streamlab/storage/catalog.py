@@ -68,8 +68,10 @@ class Catalog:
         self._offsets: Offsets = {}
         for group, topic, partition, offset, metadata, ms in self.query("SELECT * FROM committed_offsets"):
             self._offsets.setdefault(group, {})[(topic, partition)] = (offset, metadata or "", ms)
-        journal_path = path.with_name("committed_offsets.journal")
-        replay(journal_path, self._offsets)
+        # An in-memory catalog (":memory:", for tests) keeps its journal in memory too.
+        journal_path = None if str(path) == ":memory:" else path.with_name("committed_offsets.journal")
+        if journal_path is not None:
+            replay(journal_path, self._offsets)
         self._journal = CommitJournal(journal_path)
         self.checkpoint_offsets()
 

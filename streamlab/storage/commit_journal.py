@@ -48,23 +48,28 @@ def replay(path: Path, into: Offsets) -> None:
 
 
 class CommitJournal:
-    def __init__(self, path: Path) -> None:
+    """Appends commit lines to ``path`` (``None``: keeps nothing, for in-memory catalogs)."""
+
+    def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.size = os.fstat(self._fd).st_size
+        self._fd = -1 if path is None else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = 0 if self._fd < 0 else os.fstat(self._fd).st_size
 
     def append(self, entry: dict[str, object]) -> None:
         line = _line(json.dumps(entry, separators=(",", ":")).encode())
-        os.write(self._fd, line)
+        if self._fd >= 0:
+            os.write(self._fd, line)
         self.size += len(line)
 
     def sync(self) -> None:
-        os.fsync(self._fd)
+        if self._fd >= 0:
+            os.fsync(self._fd)
 
     def reset(self) -> None:
         """Empty the journal once its content is safe in the catalog."""
-        os.ftruncate(self._fd, 0)
-        os.fsync(self._fd)
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
         self.size = 0
 
     def close(self) -> None:
