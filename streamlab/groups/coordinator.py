@@ -1,13 +1,28 @@
 """The group coordinator: Kafka's classic consumer-group state machine.
 
-Members join with their subscription and the assignors they support; once every known
-member has (re)joined, or the rebalance timeout has expelled the ones that did not, a new
-generation opens: the first member to join leads, the protocol (assignor) all members
-support is chosen, and the leader's assignment is distributed. In-process the leader's
-assignment is computed here with the leader's chosen assignor, which is what the leader's
-client would compute. Eager assignors revoke everything at the start of a rebalance;
-``cooperative-sticky`` revokes only the partitions that move and hands them out in a
-follow-up rebalance, so partitions that stay never stop.
+Members join with the protocols (assignors) they support, each with its metadata (for
+consumers, a subscription); once every known member has (re)joined, or the rebalance
+timeout has expelled the ones that did not, a new generation opens: the group's leader
+(its first member, as long as it stays) is chosen, and so is the protocol every member
+supports. Two kinds of members share this machine:
+
+* **Wire members** (``external``, Kafka clients of ``streamlab serve``) get Kafka's
+  answers: :meth:`Group.join_wire` returns a future that resolves when the generation
+  opens, giving the leader every member's metadata; the leader computes the assignment
+  and sends it with its :meth:`Group.sync_wire`, whose future, and every other member's,
+  resolves with that member's assignment bytes. Until the leader's arrives the group is
+  ``CompletingRebalance``.
+* **Embedded members** (``streamlab.connect(...).consumer``) join, heartbeat and read
+  their assignment through plain calls. When the leader is one of them, the assignment
+  is computed here with the leader's chosen assignor, which is what its client would
+  compute. Eager assignors revoke everything at the start of a rebalance;
+  ``cooperative-sticky`` revokes only the partitions that move and hands them out in a
+  follow-up rebalance, so partitions that stay never stop.
+
+Every future resolves within the group's rebalance timeout: the background tick expels
+members that do not rejoin, and leaders that do not send the assignment, in time.
+Futures are ``concurrent.futures.Future``: an asyncio handler awaits
+``asyncio.wrap_future(f)``; a thread calls ``f.result(timeout)``.
 
 Every generation's ownership changes are written to the catalog (``group_events``), so
 the history survives restarts and can be drawn.
@@ -15,85 +30,107 @@ the history survives restarts and can be drawn.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
 
 from streamlab.errors import (
     FencedInstanceError,
+    GroupError,
     IllegalGenerationError,
     InconsistentProtocolError,
     RebalanceInProgressError,
     UnknownMemberError,
 )
 from streamlab.groups.assignors import Subscription, assign, choose_protocol, cooperative_assignment
+from streamlab.groups.consumer_protocol import (
+    ConsumerProtocolError,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+)
+from streamlab.groups.state import (
+    CONSUMER,
+    COOPERATIVE,
+    VALID_PREVIOUS,
+    GroupDescription,
+    GroupEvent,
+    GroupState,
+    JoinedMember,
+    JoinRequest,
+    JoinResult,
+    Member,
+    MemberDescription,
+    MemberIdRequiredError,
+    SyncResult,
+)
 from streamlab.model.types import TopicPartition
-
-COOPERATIVE = {"cooperative-sticky"}
-
-
-class GroupState(StrEnum):
-    EMPTY = "Empty"
-    PREPARING_REBALANCE = "PreparingRebalance"
-    COMPLETING_REBALANCE = "CompletingRebalance"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
-@dataclass(slots=True)
-class Member:
-    member_id: str
-    client_id: str
-    host: str
-    topics: tuple[str, ...]
-    protocols: tuple[str, ...]
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    group_instance_id: str | None = None
-    last_heartbeat: float = field(default_factory=time.monotonic)
-    last_poll: float = field(default_factory=time.monotonic)
-    joined_generation: int = -1  # generation whose rebalance this member has joined
-    assignment: tuple[TopicPartition, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class GroupEvent:
-    generation: int
-    time_ms: int
-    reason: str
-    member_id: str
-    topic: str
-    partition: int
-    change: str  # "assigned", "revoked", "kept"
-
 
 Recorder = Callable[[str, list[GroupEvent]], None]
 PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
-_ids = itertools.count()
+Clock = Callable[[], float]
+
+
+def _resolve(waiter: Future[Any] | None, result: object = None, error: BaseException | None = None) -> None:
+    """Answer a waiting request unless it is gone (answered, or cancelled by its client)."""
+    if waiter is None or waiter.done():
+        return
+    try:
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
+    except InvalidStateError:  # cancelled in between
+        pass
+
+
+def _subscribed_topics(protocols: Sequence[tuple[str, bytes]]) -> tuple[str, ...]:
+    for _, metadata in protocols:
+        try:
+            return decode_subscription(metadata).topics
+        except ConsumerProtocolError:
+            continue
+    return ()
 
 
 class Group:
-    def __init__(self, group_id: str, partitions_of: PartitionCounter, record: Recorder) -> None:
+    def __init__(
+        self,
+        group_id: str,
+        partitions_of: PartitionCounter,
+        record: Recorder,
+        *,
+        clock: Clock = time.monotonic,
+        initial_rebalance_delay_ms: int = 0,
+    ) -> None:
         self.group_id = group_id
         self.state = GroupState.EMPTY
         self.generation = 0
         self.protocol: str | None = None
+        self.protocol_type: str | None = None
         self.leader: str | None = None
         self.members: dict[str, Member] = {}
         self._partitions_of = partitions_of
         self._record = record
+        self._clock = clock
+        self._initial_delay = initial_rebalance_delay_ms / 1000
         self._reason = ""
         self._rebalance_started = 0.0
+        self._not_before = 0.0  # group.initial.rebalance.delay.ms: wait for more first members
+        self._initial_phase = False
         self._follow_up = False
         self._known_partitions: dict[str, int] = {}
         self._last_assignment: dict[str, tuple[TopicPartition, ...]] = {}
+        self._static: dict[str, str] = {}  # group.instance.id -> member id
+        self._pending: dict[str, float] = {}  # ids handed out with MEMBER_ID_REQUIRED -> deadline
+        self._pending_sync: set[str] = set()  # wire members yet to send SyncGroup this generation
+        self._sync_deadline = 0.0
         self.cv = threading.Condition()
 
-    # membership -------------------------------------------------------------------------
+    # joining ----------------------------------------------------------------------------
     def join(
         self,
         member_id: str | None,
@@ -106,81 +143,338 @@ class Group:
         group_instance_id: str | None = None,
         host: str = "localhost",
     ) -> str:
-        """Join (or rejoin) the group; returns the member id. Starts a rebalance when the
-        membership or a subscription changed."""
+        """Join (or rejoin) an embedded member; returns its member id. Starts a rebalance
+        when the membership or a subscription changed."""
+        request = JoinRequest(
+            client_id, host, session_timeout_ms, rebalance_timeout_ms, tuple((p, b"") for p in protocols),
+            group_instance_id=group_instance_id,
+        )  # fmt: skip
         with self.cv:
-            if self.protocol is not None and not set(protocols) & self._common_protocols(exclude=member_id):
-                raise InconsistentProtocolError(
-                    f"group {self.group_id!r} uses {self.protocol!r}; this member supports only {list(protocols)}"
-                )
-            if group_instance_id is not None:
-                static = next((m for m in self.members.values() if m.group_instance_id == group_instance_id), None)
-                if static is not None and static.member_id != member_id:
-                    # A restarted static member takes over its old identity without a rebalance.
-                    del self.members[static.member_id]
-                    static.member_id = member_id or f"{group_instance_id}-{uuid.uuid4().hex[:8]}"
-                    static.last_heartbeat = static.last_poll = time.monotonic()
-                    self.members[static.member_id] = static
-                    if self.leader not in self.members:
-                        self.leader = static.member_id
-                    self.cv.notify_all()
-                    return static.member_id
-            if member_id is None or member_id not in self.members:
-                member_id = member_id or f"{client_id}-{next(_ids)}-{uuid.uuid4().hex[:8]}"
-                self.members[member_id] = Member(
-                    member_id, client_id, host, tuple(topics), tuple(protocols), session_timeout_ms,
-                    rebalance_timeout_ms, group_instance_id,
+            return self._join(member_id or "", request, tuple(topics), external=False, require_known=False)
+
+    def join_wire(self, member_id: str, request: JoinRequest, *, require_known_member_id: bool) -> Future[JoinResult]:
+        """Kafka's JoinGroup. The future resolves when the next generation opens (or with
+        the error: :class:`MemberIdRequiredError`, :class:`UnknownMemberError`, ...)."""
+        waiter: Future[JoinResult] = Future()
+        with self.cv:
+            try:
+                self._join(
+                    member_id, request, _subscribed_topics(request.protocols), external=True,
+                    require_known=require_known_member_id, waiter=waiter,
                 )  # fmt: skip
-                self._begin_rebalance(f"member {member_id} joined")
-            else:
-                member = self.members[member_id]
-                if member.topics != tuple(topics):
-                    member.topics = tuple(topics)
-                    self._begin_rebalance(f"member {member_id} changed subscription")
-            member = self.members[member_id]
-            member.last_heartbeat = member.last_poll = time.monotonic()
-            if self.state == GroupState.PREPARING_REBALANCE:
-                member.joined_generation = self.generation + 1
-            self._maybe_complete()
-            return member_id
+            except GroupError as exc:
+                _resolve(waiter, error=exc)
+        return waiter
 
-    def leave(self, member_id: str, reason: str = "left the group") -> None:
+    def _join(
+        self,
+        member_id: str,
+        request: JoinRequest,
+        topics: tuple[str, ...],
+        *,
+        external: bool,
+        require_known: bool,
+        waiter: Future[JoinResult] | None = None,
+    ) -> str:
+        names = tuple(name for name, _ in request.protocols)
+        if not names or not request.protocol_type:
+            raise InconsistentProtocolError("a member must name a protocol type and at least one protocol")
+        others = [m for m in self.members.values() if m.member_id != member_id]
+        if others:
+            if request.protocol_type != self.protocol_type:
+                raise InconsistentProtocolError(
+                    f"group {self.group_id!r} has protocol type {self.protocol_type!r}, not {request.protocol_type!r}"
+                )
+            common = set(others[0].protocols).intersection(*(m.protocols for m in others[1:]))
+            if not set(names) & common:
+                raise InconsistentProtocolError(
+                    f"group {self.group_id!r} uses {self.protocol or sorted(others[0].protocols)!r}; "
+                    f"this member supports only {list(names)}"
+                )
+        instance = request.group_instance_id
+        if not member_id:
+            if instance is not None and instance in self._static:
+                return self._replace_static(instance, request, topics, external, waiter)
+            new_id = f"{instance or request.client_id}-{uuid.uuid4()}"
+            if require_known and instance is None:
+                self._pending[new_id] = self._clock() + request.session_timeout_ms / 1000
+                raise MemberIdRequiredError(new_id)
+            return self._add(new_id, request, topics, external, waiter)
+        if instance is not None and self._static.get(instance, member_id) != member_id:
+            raise FencedInstanceError(f"group.instance.id {instance!r} is now used by another member")
+        member = self.members.get(member_id)
+        if member is None:
+            if self._pending.pop(member_id, None) is not None or not external:
+                return self._add(member_id, request, topics, external, waiter)
+            raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r} (expired or left)")
+        return self._rejoin(member, request, topics, waiter)
+
+    def _add(
+        self,
+        member_id: str,
+        request: JoinRequest,
+        topics: tuple[str, ...],
+        external: bool,
+        waiter: Future[JoinResult] | None,
+    ) -> str:
+        now = self._clock()
+        member = Member(member_id, request.client_id, request.host, topics, (), 0, 0, request.group_instance_id)
+        self._update(member, request, topics, external)
+        member.last_heartbeat = member.last_poll = now
+        if not self.members:
+            self.protocol_type = request.protocol_type
+        self.members[member_id] = member
+        if member.group_instance_id is not None:
+            self._static[member.group_instance_id] = member_id
+        if self.leader is None:
+            self.leader = member_id
+        was_empty = self.state == GroupState.EMPTY
+        self._begin_rebalance(self._why(f"member {member_id} joined", request))
+        if was_empty and external and self._initial_delay > 0:
+            self._initial_phase = True
+        if self._initial_phase:  # each new member may bring more: wait a little longer
+            limit = self._rebalance_started + self._rebalance_timeout()
+            self._not_before = min(now + self._initial_delay, limit)
+        self._mark_joined(member, waiter)
+        self._maybe_complete()
+        return member_id
+
+    def _replace_static(
+        self,
+        instance: str,
+        request: JoinRequest,
+        topics: tuple[str, ...],
+        external: bool,
+        waiter: Future[JoinResult] | None,
+    ) -> str:
+        """A static member restarted: it takes over its old identity, fencing the old id."""
+        old_id = self._static[instance]
+        member = self.members.pop(old_id)
+        fenced = FencedInstanceError(f"group.instance.id {instance!r} rejoined as a new member")
+        _resolve(member.join_waiter, error=fenced)
+        _resolve(member.sync_waiter, error=fenced)
+        member.join_waiter = member.sync_waiter = None
+        new_id = f"{instance}-{uuid.uuid4()}"
+        member.member_id = new_id
+        self.members[new_id] = member
+        self._static[instance] = new_id
+        if self.leader == old_id:
+            self.leader = new_id
+        if old_id in self._pending_sync:
+            self._pending_sync.discard(old_id)
+            self._pending_sync.add(new_id)
+        if old_id in self._last_assignment:
+            self._last_assignment[new_id] = self._last_assignment.pop(old_id)
+        member.last_heartbeat = member.last_poll = self._clock()
+        self._update(member, request, topics, external)
+        if self.state == GroupState.STABLE:
+            if choose_protocol([m.protocols for m in self.members.values()]) == self.protocol:
+                _resolve(waiter, self._join_result(member, skip_assignment=new_id == self.leader))
+                return new_id
+            self._begin_rebalance(f"static member {instance} rejoined with other protocols")
+        elif self.state == GroupState.COMPLETING_REBALANCE:
+            self._begin_rebalance(f"static member {instance} rejoined while the assignment was pending")
+        self._mark_joined(member, waiter)
+        self._maybe_complete()
+        return new_id
+
+    def _rejoin(
+        self, member: Member, request: JoinRequest, topics: tuple[str, ...], waiter: Future[JoinResult] | None
+    ) -> str:
+        member.last_heartbeat = member.last_poll = self._clock()
+        if member.external:
+            same = member.protocol_metadata == dict(request.protocols) and list(member.protocol_metadata) == [
+                name for name, _ in request.protocols
+            ]
+        else:
+            same = member.topics == topics and member.protocols == tuple(n for n, _ in request.protocols)
+        if self.state == GroupState.STABLE and same and not (member.external and member.member_id == self.leader):
+            _resolve(waiter, self._join_result(member))  # nothing changed: here is the current generation
+            return member.member_id
+        if self.state == GroupState.COMPLETING_REBALANCE and same:
+            _resolve(waiter, self._join_result(member))  # it missed our answer: answer again
+            return member.member_id
+        subscription_changed = member.topics != topics
+        self._update(member, request, topics, member.external)
+        if self.state != GroupState.PREPARING_REBALANCE:
+            what = "changed subscription" if subscription_changed else "rejoined"
+            self._begin_rebalance(self._why(f"member {member.member_id} {what}", request))
+        self._mark_joined(member, waiter)
+        self._maybe_complete()
+        return member.member_id
+
+    @staticmethod
+    def _update(member: Member, request: JoinRequest, topics: tuple[str, ...], external: bool) -> None:
+        member.client_id, member.host = request.client_id, request.host
+        member.session_timeout_ms = request.session_timeout_ms
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms
+        member.protocols = tuple(name for name, _ in request.protocols)
+        member.protocol_type = request.protocol_type
+        member.topics = topics
+        member.external = external
+        member.protocol_metadata = dict(request.protocols) if external else {}
+
+    @staticmethod
+    def _why(reason: str, request: JoinRequest) -> str:
+        return f"{reason} ({request.reason})" if request.reason else reason
+
+    def _mark_joined(self, member: Member, waiter: Future[JoinResult] | None) -> None:
+        if self.state == GroupState.PREPARING_REBALANCE:
+            member.joined_generation = self.generation + 1
+        if waiter is not None:
+            if member.join_waiter is not waiter:
+                _resolve(member.join_waiter, error=RebalanceInProgressError("superseded by a newer JoinGroup"))
+            member.join_waiter = waiter
+
+    def _join_result(self, member: Member, *, skip_assignment: bool = False) -> JoinResult:
+        leader = member.member_id == self.leader
+        members = (
+            tuple(
+                JoinedMember(m.member_id, m.group_instance_id, m.metadata(self.protocol, self.generation - 1))
+                for m in self.members.values()
+            )
+            if leader
+            else ()
+        )
+        return JoinResult(
+            member.member_id, self.generation, self.protocol_type, self.protocol, self.leader or "", members,
+            skip_assignment and leader,
+        )  # fmt: skip
+
+    # syncing, heartbeats, leaving, commits ----------------------------------------------
+    def sync_wire(
+        self,
+        member_id: str,
+        generation: int,
+        assignments: Mapping[str, bytes],
+        *,
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+    ) -> Future[SyncResult]:
+        """Kafka's SyncGroup: the leader's carries every member's assignment; each future
+        resolves with that member's assignment once the leader's has arrived."""
+        waiter: Future[SyncResult] = Future()
         with self.cv:
-            if self.members.pop(member_id, None) is not None:
-                self._begin_rebalance(f"member {member_id} {reason}")
-                self._maybe_complete()
+            try:
+                member = self._checked_member(member_id, group_instance_id)
+                if generation != self.generation:
+                    raise IllegalGenerationError(f"generation {generation} is not the current {self.generation}")
+                if (protocol_type is not None and protocol_type != self.protocol_type) or (
+                    protocol_name is not None and protocol_name != self.protocol
+                ):
+                    raise InconsistentProtocolError(
+                        f"group {self.group_id!r} runs {self.protocol_type}/{self.protocol}, "
+                        f"not {protocol_type}/{protocol_name}"
+                    )
+                if self.state == GroupState.PREPARING_REBALANCE:
+                    raise RebalanceInProgressError(f"group {self.group_id!r} is rebalancing; rejoin")
+                member.last_heartbeat = self._clock()
+                self._pending_sync.discard(member_id)
+                if self.state == GroupState.STABLE:
+                    _resolve(waiter, self._sync_result(member))
+                elif self.state == GroupState.COMPLETING_REBALANCE:
+                    _resolve(member.sync_waiter, error=RebalanceInProgressError("superseded by a newer SyncGroup"))
+                    member.sync_waiter = waiter
+                    if member_id == self.leader:
+                        self._install_from_leader(assignments)
+                else:
+                    raise UnknownMemberError(f"group {self.group_id!r} is {self.state}")
+            except GroupError as exc:
+                _resolve(waiter, error=exc)
+        return waiter
 
-    def heartbeat(self, member_id: str, generation: int, *, polled: bool = False) -> None:
+    def _sync_result(self, member: Member) -> SyncResult:
+        return SyncResult(self.protocol_type, self.protocol, member.assignment_bytes)
+
+    def heartbeat(
+        self, member_id: str, generation: int, *, polled: bool = False, group_instance_id: str | None = None
+    ) -> None:
         """Keep ``member_id`` alive; raises when it must rejoin (as Kafka's Heartbeat does)."""
         with self.cv:
-            member = self._member(member_id)
-            member.last_heartbeat = time.monotonic()
-            if polled:
+            member = self._checked_member(member_id, group_instance_id)
+            member.last_heartbeat = self._clock()
+            if polled or member.external:
                 member.last_poll = member.last_heartbeat
-            if self.state == GroupState.PREPARING_REBALANCE:
-                raise RebalanceInProgressError(f"group {self.group_id!r} is rebalancing; rejoin")
             if generation != self.generation:
                 raise IllegalGenerationError(
                     f"generation {generation} is not the group's current generation {self.generation}"
                 )
+            if self.state == GroupState.PREPARING_REBALANCE:
+                raise RebalanceInProgressError(f"group {self.group_id!r} is rebalancing; rejoin")
 
-    def check_commit(self, member_id: str | None, generation: int | None) -> None:
-        """Commits from an old generation or an unknown member are rejected."""
+    def leave(self, member_id: str, reason: str = "left the group") -> None:
+        """An embedded member leaves; nothing happens if it is already gone."""
+        with self.cv:
+            if member_id in self.members:
+                self._remove(member_id, f"member {member_id} {reason}")
+                self._maybe_complete()
+
+    def leave_wire(self, member_id: str, group_instance_id: str | None = None, reason: str | None = None) -> str:
+        """Kafka's LeaveGroup for one member (a static one may be named by instance id
+        alone); returns the member id that left."""
+        with self.cv:
+            if group_instance_id is not None:
+                current = self._static.get(group_instance_id)
+                if current is None:
+                    raise UnknownMemberError(f"no member with group.instance.id {group_instance_id!r}")
+                if member_id and member_id != current:
+                    raise FencedInstanceError(f"group.instance.id {group_instance_id!r} belongs to another member")
+                member_id = current
+            elif self._pending.pop(member_id, None) is not None:
+                self._maybe_complete()
+                return member_id
+            if member_id not in self.members:
+                raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r} (expired or left)")
+            why = f"member {member_id} left the group" + (f" ({reason})" if reason else "")
+            self._remove(member_id, why)
+            self._maybe_complete()
+            return member_id
+
+    def check_commit(self, member_id: str | None, generation: int | None, group_instance_id: str | None = None) -> None:
+        """Kafka's offset-commit validation. A commit names a member and its generation,
+        unless the group is empty (then anyone may commit, as admin tools do). Commits
+        from an old generation, unknown or fenced members are rejected, and so are all
+        commits while the assignment is being handed out. Hold :attr:`cv` across the check
+        and the write so the generation cannot move in between."""
         if member_id is None:
             return
+        generation = -1 if generation is None else generation
         with self.cv:
-            self._member(member_id)
-            if self.state == GroupState.PREPARING_REBALANCE:
+            if generation >= 0 or member_id or group_instance_id is not None:
+                member = self._checked_member(member_id, group_instance_id)
+                if generation != self.generation:
+                    raise IllegalGenerationError(
+                        f"commit from generation {generation} rejected: group {self.group_id!r} is at "
+                        f"generation {self.generation}",
+                    )
+                member.last_heartbeat = self._clock()
+            elif self.members:
+                raise UnknownMemberError(f"group {self.group_id!r} has members: only they may commit")
+            if self.state == GroupState.COMPLETING_REBALANCE:
                 raise RebalanceInProgressError(f"group {self.group_id!r} is rebalancing; commit after rejoining")
-            if generation != self.generation:
-                raise IllegalGenerationError(
-                    f"commit from generation {generation} rejected: group {self.group_id!r} is at "
-                    f"generation {self.generation}",
-                )
 
     def assignment_of(self, member_id: str) -> tuple[int, tuple[TopicPartition, ...]]:
         with self.cv:
             return self.generation, self._member(member_id).assignment
+
+    def describe(self) -> GroupDescription:
+        """Kafka's DescribeGroups view: metadata and assignments only while Stable."""
+        with self.cv:
+            stable = self.state == GroupState.STABLE
+            members = tuple(
+                MemberDescription(
+                    m.member_id,
+                    m.group_instance_id,
+                    m.client_id,
+                    m.host,
+                    m.metadata(self.protocol, self.generation) if stable else b"",
+                    m.assignment_bytes if stable else b"",
+                )
+                for m in self.members.values()
+            )
+            protocol = (self.protocol or "") if stable else ""
+            return GroupDescription(self.group_id, self.state, self.protocol_type or "", protocol, members)
 
     def _member(self, member_id: str) -> Member:
         member = self.members.get(member_id)
@@ -188,62 +482,111 @@ class Group:
             raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r} (expired or left)")
         return member
 
-    def _common_protocols(self, exclude: str | None = None) -> set[str]:
-        sets = [set(m.protocols) for m in self.members.values() if m.member_id != exclude]
-        return (
-            set.intersection(*sets)
-            if sets
-            else {p for m in self.members.values() for p in m.protocols} or {self.protocol or ""}
-        )
+    def _checked_member(self, member_id: str, group_instance_id: str | None) -> Member:
+        if group_instance_id is not None and self._static.get(group_instance_id, member_id) != member_id:
+            raise FencedInstanceError(f"group.instance.id {group_instance_id!r} is now used by another member")
+        return self._member(member_id)
+
+    def _remove(self, member_id: str, reason: str) -> None:
+        member = self.members.pop(member_id)
+        if member.group_instance_id is not None and self._static.get(member.group_instance_id) == member_id:
+            del self._static[member.group_instance_id]
+        gone = UnknownMemberError(f"member {member_id!r} was removed from group {self.group_id!r}: {reason}")
+        _resolve(member.join_waiter, error=gone)
+        _resolve(member.sync_waiter, error=gone)
+        self._pending_sync.discard(member_id)
+        if self.leader == member_id:
+            self.leader = next(iter(self.members), None)
+        if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE, GroupState.PREPARING_REBALANCE):
+            self._begin_rebalance(reason)
+
+    def _rebalance_timeout(self) -> float:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0) / 1000
+
+    def rebalance_timeout_s(self) -> float:
+        """The longest a rebalance of this group may take (its members' largest timeout)."""
+        with self.cv:
+            return self._rebalance_timeout()
 
     # the state machine ------------------------------------------------------------------
+    def _set_state(self, state: GroupState) -> None:
+        if self.state not in VALID_PREVIOUS[state]:
+            raise RuntimeError(f"group {self.group_id!r}: illegal transition {self.state} -> {state}")
+        self.state = state
+
     def _begin_rebalance(self, reason: str) -> None:
-        if self.state != GroupState.PREPARING_REBALANCE:
-            self.state = GroupState.PREPARING_REBALANCE
-            self._rebalance_started = time.monotonic()
-            self._reason = reason
-            for member in self.members.values():
-                member.joined_generation = -1
-        else:
+        if self.state == GroupState.PREPARING_REBALANCE:
             self._reason += f"; {reason}"
-        if not self.members:
-            self._finish_empty()
+            self.cv.notify_all()
+            return
+        if self.state == GroupState.COMPLETING_REBALANCE:
+            for member in self.members.values():
+                _resolve(member.sync_waiter, error=RebalanceInProgressError(f"group {self.group_id!r}: {reason}"))
+                member.sync_waiter = None
+        self._set_state(GroupState.PREPARING_REBALANCE)
+        self._rebalance_started = self._clock()
+        self._reason = reason
+        self._initial_phase = False
+        self._not_before = 0.0
+        self._pending_sync.clear()
+        for member in self.members.values():
+            member.joined_generation = -1
         self.cv.notify_all()
 
     def _maybe_complete(self) -> None:
         if self.state != GroupState.PREPARING_REBALANCE:
             return
+        if self._pending or any(m.joined_generation != self.generation + 1 for m in self.members.values()):
+            return
         if not self.members:
             self._finish_empty()
-            return
-        waiting = [m for m in self.members.values() if m.joined_generation != self.generation + 1]
-        if waiting:
-            return
-        self._complete()
+        elif self._clock() >= self._not_before:
+            self._complete()
 
     def _finish_empty(self) -> None:
         old = {tp: m for m, tps in self._last_assignment.items() for tp in tps}
         self.generation += 1
-        self.state = GroupState.EMPTY
+        self._set_state(GroupState.EMPTY)
         self.leader = self.protocol = None
         self._record(self.group_id, [
             GroupEvent(self.generation, _now_ms(), self._reason, owner, tp.topic, tp.partition, "revoked")
             for tp, owner in old.items()
         ])  # fmt: skip
         self._last_assignment = {}
+        self.cv.notify_all()
 
     def _complete(self) -> None:
-        self.state = GroupState.COMPLETING_REBALANCE
-        self.protocol = choose_protocol([m.protocols for m in self.members.values()])
         self.generation += 1
-        self.leader = next(iter(self.members))
+        self.protocol = choose_protocol([m.protocols for m in self.members.values()])
+        if self.leader not in self.members:
+            self.leader = next(iter(self.members))
+        self._set_state(GroupState.COMPLETING_REBALANCE)
         topics = sorted({t for m in self.members.values() for t in m.topics})
         self._known_partitions = self._partitions_of(topics)
-        subs = [
-            Subscription(m.member_id, m.topics, owned=m.assignment, generation=self.generation - 1,
-                         group_instance_id=m.group_instance_id)
-            for m in self.members.values()
-        ]  # fmt: skip
+        for member in self.members.values():
+            member.assignment_bytes = b""
+            _resolve(member.join_waiter, self._join_result(member))
+            member.join_waiter = None
+        self._pending_sync = {m.member_id for m in self.members.values() if m.external}
+        self._sync_deadline = self._clock() + self._rebalance_timeout()
+        if not self.members[self.leader or ""].external:
+            self._install(self._compute_assignment(), None)
+        self.cv.notify_all()
+
+    def _subscription(self, member: Member) -> Subscription:
+        topics, owned, generation = member.topics, member.assignment, self.generation - 1
+        if member.external:
+            try:
+                sub = decode_subscription(member.protocol_metadata.get(self.protocol or "", b""))
+                topics, owned, generation = sub.topics, sub.owned, sub.generation
+            except ConsumerProtocolError:
+                owned, generation = (), -1
+        return Subscription(member.member_id, topics, owned, generation, member.group_instance_id)
+
+    def _compute_assignment(self) -> dict[str, list[TopicPartition]]:
+        """What the embedded leader's client would compute."""
+        assert self.protocol is not None
+        subs = [self._subscription(m) for m in self.members.values()]
         if self.protocol in COOPERATIVE:
             new = cooperative_assignment(subs, self._known_partitions)
             full = assign(self.protocol, subs, self._known_partitions)
@@ -251,22 +594,44 @@ class Group:
         else:
             new = assign(self.protocol, subs, self._known_partitions)
             self._follow_up = False
+        return new
+
+    def _install_from_leader(self, assignments: Mapping[str, bytes]) -> None:
+        decoded: dict[str, list[TopicPartition]] = {}
+        for member_id in self.members:
+            try:
+                decoded[member_id] = list(decode_assignment(assignments.get(member_id, b"")))
+            except ConsumerProtocolError:
+                decoded[member_id] = []  # not a consumer-protocol group: nothing to record
+        # The leader's client runs the follow-up of a cooperative rebalance for wire members;
+        # an embedded member that gave partitions up asks for it through us.
+        self._follow_up = self.protocol in COOPERATIVE and any(
+            not m.external and set(m.assignment) - set(decoded[m.member_id]) for m in self.members.values()
+        )
+        self._install(decoded, assignments)
+
+    def _install(self, new: Mapping[str, Sequence[TopicPartition]], raw: Mapping[str, bytes] | None) -> None:
         events: list[GroupEvent] = []
         now = _now_ms()
         previous = self._last_assignment
         for member_id, tps in previous.items():
             for tp in tps:
-                if tp not in new.get(member_id, []):
+                if tp not in new.get(member_id, ()):
                     events.append(GroupEvent(self.generation, now, self._reason, member_id, tp.topic, tp.partition,
                                              "revoked"))  # fmt: skip
-        for member_id, given in new.items():
+        for member_id, member in self.members.items():
+            given = tuple(new.get(member_id, ()))
             for tp in given:
                 change = "kept" if tp in previous.get(member_id, ()) else "assigned"
                 events.append(GroupEvent(self.generation, now, self._reason, member_id, tp.topic, tp.partition, change))
-            self.members[member_id].assignment = tuple(given)
-        self._last_assignment = {m: tuple(t) for m, t in new.items()}
+            member.assignment = given
+            member.assignment_bytes = raw.get(member_id, b"") if raw is not None else encode_assignment(given)
+        self._last_assignment = {m.member_id: m.assignment for m in self.members.values()}
         self._record(self.group_id, events)
-        self.state = GroupState.STABLE
+        self._set_state(GroupState.STABLE)
+        for member in self.members.values():
+            _resolve(member.sync_waiter, self._sync_result(member))
+            member.sync_waiter = None
         if self._follow_up:  # cooperative: hand out the partitions revoked this round
             self._begin_rebalance("cooperative follow-up: assign revoked partitions")
         self.cv.notify_all()
@@ -275,25 +640,32 @@ class Group:
         """Expire members whose session or poll interval ran out; notice new partitions;
         finish a rebalance whose stragglers ran out of time."""
         with self.cv:
-            now = time.monotonic()
+            now = self._clock()
+            for member_id, deadline in list(self._pending.items()):
+                if now > deadline:
+                    del self._pending[member_id]
             for member in list(self.members.values()):
-                if now - member.last_heartbeat > member.session_timeout_ms / 1000:
-                    del self.members[member.member_id]
-                    self._begin_rebalance(f"member {member.member_id} timed out (session.timeout.ms)")
-                elif now - member.last_poll > member.rebalance_timeout_ms / 1000:
-                    del self.members[member.member_id]
-                    self._begin_rebalance(f"member {member.member_id} left: max.poll.interval.ms exceeded")
+                if member.awaiting():  # a request is parked with us: it is alive
+                    member.last_heartbeat = member.last_poll = now
+                elif now - member.last_heartbeat > member.session_timeout_ms / 1000:
+                    self._remove(member.member_id, f"member {member.member_id} timed out (session.timeout.ms)")
+                elif not member.external and now - member.last_poll > member.rebalance_timeout_ms / 1000:
+                    self._remove(member.member_id, f"member {member.member_id} left: max.poll.interval.ms exceeded")
             if self.state == GroupState.STABLE:
                 topics = sorted({t for m in self.members.values() for t in m.topics})
                 if self._partitions_of(topics) != self._known_partitions:
                     self._begin_rebalance("partitions added")
-            if self.state == GroupState.PREPARING_REBALANCE and self.members:
-                limit = max(m.rebalance_timeout_ms for m in self.members.values()) / 1000
-                if now - self._rebalance_started > limit:
-                    for member in [m for m in self.members.values() if m.joined_generation != self.generation + 1]:
-                        del self.members[member.member_id]
-                        self._reason += f"; member {member.member_id} did not rejoin in time"
-                self._maybe_complete()
+            if self._pending_sync and now > self._sync_deadline and self.state != GroupState.PREPARING_REBALANCE:
+                for member_id in sorted(self._pending_sync):
+                    self._remove(member_id, f"member {member_id} did not send SyncGroup in time")
+            if (
+                self.state == GroupState.PREPARING_REBALANCE
+                and now - self._rebalance_started > self._rebalance_timeout()
+            ):
+                for member in [m for m in self.members.values() if m.joined_generation != self.generation + 1]:
+                    self._remove(member.member_id, f"member {member.member_id} did not rejoin in time")
+                self._pending.clear()
+            self._maybe_complete()
 
 
 def _now_ms() -> int:
@@ -301,13 +673,29 @@ def _now_ms() -> int:
 
 
 class GroupCoordinator:
-    """All groups of one broker, and the thread that expires silent members."""
+    """All groups of one broker, and the thread that expires silent members.
 
-    def __init__(self, partitions_of: PartitionCounter, record: Recorder, *, tick_s: float = 0.05) -> None:
+    ``initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance.delay.ms`` for
+    groups that wire clients start: the first generation waits that long (longer while
+    members keep arriving, up to the rebalance timeout) so members started together
+    share it. Kafka's default is 3 s; ours is short, for tests and notebooks.
+    """
+
+    def __init__(
+        self,
+        partitions_of: PartitionCounter,
+        record: Recorder,
+        *,
+        tick_s: float = 0.05,
+        initial_rebalance_delay_ms: int = 300,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._groups: dict[str, Group] = {}
         self._lock = threading.Lock()
         self._partitions_of = partitions_of
         self._record = record
+        self._clock = clock
+        self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(tick_s,), name="streamlab-groups", daemon=True)
         self._thread.start()
@@ -316,7 +704,10 @@ class GroupCoordinator:
         with self._lock:
             group = self._groups.get(group_id)
             if group is None:
-                group = self._groups[group_id] = Group(group_id, self._partitions_of, self._record)
+                group = self._groups[group_id] = Group(
+                    group_id, self._partitions_of, self._record, clock=self._clock,
+                    initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                )  # fmt: skip
             return group
 
     def groups(self) -> Mapping[str, Group]:
@@ -333,4 +724,20 @@ class GroupCoordinator:
         self._thread.join(timeout=5)
 
 
-__all__ = ["FencedInstanceError", "Group", "GroupCoordinator", "GroupEvent", "GroupState", "Member"]
+__all__ = [
+    "CONSUMER",
+    "COOPERATIVE",
+    "FencedInstanceError",
+    "Group",
+    "GroupCoordinator",
+    "GroupDescription",
+    "GroupEvent",
+    "GroupState",
+    "JoinRequest",
+    "JoinResult",
+    "JoinedMember",
+    "Member",
+    "MemberDescription",
+    "MemberIdRequiredError",
+    "SyncResult",
+]
