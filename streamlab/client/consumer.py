@@ -15,6 +15,7 @@ from typing import Any, Literal
 from streamlab.broker import Broker
 from streamlab.broker.fetch import fetch
 from streamlab.broker.offsets import commit, committed, offset_for_time
+from streamlab.broker.share import check_not_share
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership
 from streamlab.client.timeparse import to_ms
@@ -95,6 +96,7 @@ class Consumer:
             self._broker.topic(topic)
         self._subscription, self._manual = topics, False
         if self.group is not None:
+            check_not_share(self._broker, self.group)
             if self._membership is None:
                 self._membership = GroupMembership(
                     self._broker.groups.group(self.group), client_id=self.client_id, topics=topics,

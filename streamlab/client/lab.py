@@ -19,6 +19,7 @@ from streamlab.broker import Broker, group_admin, query, retention, topics
 from streamlab.broker import offsets as offset_ops
 from streamlab.client.consumer import Consumer
 from streamlab.client.producer import Producer
+from streamlab.client.share_consumer import ShareConsumer
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import ConfigError, InvalidOffsetError
 from streamlab.model.serde import decode
@@ -97,6 +98,35 @@ class Lab:
 
     def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> Consumer:
         return Consumer(self.broker, topics, **config)
+
+    # share groups (queues for Kafka, KIP-932) ----------------------------------------------
+    def share_consumer(
+        self,
+        topics: Iterable[str] | str,
+        *,
+        group: str,
+        lock_ms: int = 30_000,
+        dead_letter_topic: str | None = None,
+        delivery_count_limit: int = 5,
+        client_id: str = "streamlab-share-consumer",
+        **config: Any,
+    ) -> ShareConsumer:
+        """A member of share group ``group``: records are handed out one member at a time
+        under a ``lock_ms`` lock and acknowledged one by one (accept, release, reject).
+        ``auto_offset_reset`` (default "latest", as in Kafka) and ``acknowledgement_mode``
+        ("implicit" or "explicit") are among ``config``."""
+        return ShareConsumer(self.broker, topics, group=group, lock_ms=lock_ms, dead_letter_topic=dead_letter_topic,
+                             delivery_count_limit=delivery_count_limit, client_id=client_id, **config)  # fmt: skip
+
+    def share_state(self, group: str) -> pd.DataFrame:
+        """One row per in-flight record of share group ``group``: topic, partition, offset,
+        state (available/acquired/acknowledged/archived), delivery_count, owner, lock_expires."""
+        from streamlab.broker.share import share_state
+
+        columns = ["topic", "partition", "offset", "state", "delivery_count", "owner", "lock_expires_ms"]
+        df = pd.DataFrame(share_state(self.broker, group), columns=columns)
+        df["lock_expires"] = pd.to_datetime(df.pop("lock_expires_ms").astype("Int64"), unit="ms", utc=True)
+        return df
 
     # consumer groups ------------------------------------------------------------------
     def groups(self) -> pd.DataFrame:

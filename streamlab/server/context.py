@@ -1,0 +1,133 @@
+"""What every request handler gets: the broker, the advertised address, shared server state.
+
+Handlers (``streamlab/server/handlers/<api>.py``) have the signature
+``async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo)`` and
+return the kio response body for ``request.api_version`` (or None when the request gets
+no response, as a Produce with ``acks=0``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from streamlab.broker import Broker
+from streamlab.server.idempotence import ProducerStates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConnectionInfo:
+    """The peer of one client connection."""
+
+    client_id: str
+    host: str
+    port: int
+
+
+class CloseConnection(Exception):
+    """Raised by a handler to close the connection without answering.
+
+    Kafka does this when a Produce with ``acks=0`` fails: the client gets no response to
+    learn the error from, so the closed connection tells it to refresh its metadata.
+    """
+
+
+class DataSignal:
+    """Wakes waiting coroutines when the broker appends data, without blocking the loop.
+
+    The broker signals appends on a ``threading.Condition`` (``broker.data_arrived``). One
+    watcher thread waits on it for the whole server and bumps :attr:`generation` on the
+    event loop; a long-polling Fetch notes the generation, checks for data, and waits only
+    if the generation has not moved since, so no append can slip between check and wait.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self.generation = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def _start(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._event is None or self._loop is not loop:
+            self._loop, self._event = loop, asyncio.Event()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="streamlab-data-signal", daemon=True)
+            self._thread.start()
+        return self._event
+
+    def _watch(self) -> None:
+        condition = self._broker.data_arrived
+        # Holding the condition's lock except inside wait() means a notify can only happen
+        # while this thread is waiting: none is lost between two waits.
+        with condition:
+            while not self._closed:
+                # The timeout only lets close() be noticed if nobody notifies.
+                if condition.wait(timeout=1.0) and not self._closed and self._loop is not None:
+                    try:
+                        self._loop.call_soon_threadsafe(self.wake_all)
+                    except RuntimeError:  # the loop is closed: the server is going away
+                        return
+
+    def wake_all(self) -> None:
+        """Wake every waiter (also used at shutdown so long polls return at once)."""
+        self.generation += 1
+        if self._event is not None:
+            self._event.set()
+            self._event = asyncio.Event()
+
+    async def wait(self, since: int, timeout: float) -> None:
+        """Return when the generation differs from ``since``, or after ``timeout`` seconds."""
+        event = self._start()
+        if self.generation != since or timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._broker.notify_data()
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+def _cluster_id(broker: Broker) -> str:
+    # Kafka cluster ids are 22-character URL-safe base64 UUIDs; deriving it from the data
+    # directory keeps it stable across restarts without storing anything.
+    raw = uuid.uuid5(uuid.NAMESPACE_URL, f"streamlab:{broker.data_dir}").bytes
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@dataclass
+class ServerContext:
+    """State shared by every connection of one server."""
+
+    broker: Broker
+    advertised_host: str
+    advertised_port: int
+    node_id: int = 0
+    cluster_id: str = ""
+    producers: ProducerStates = field(init=False, repr=False)
+    data: DataSignal = field(init=False, repr=False)
+    shutting_down: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.cluster_id:
+            self.cluster_id = _cluster_id(self.broker)
+        self.producers = ProducerStates(self.broker)
+        self.data = DataSignal(self.broker)
+
+    def close(self) -> None:
+        """Stop the background parts (the broker itself is closed by its owner)."""
+        self.data.close()
+        self.producers.close()

@@ -1,0 +1,55 @@
+"""What the consumer-group handlers share (a helper: its name starts with ``_``).
+
+The coordinator answers JoinGroup and SyncGroup with ``concurrent.futures.Future``\\ s that
+resolve when the rebalance gets there; a handler awaits them on the event loop without
+holding a thread. Short coordinator calls run in a worker thread: they take the group's
+lock, and completing a rebalance writes its history to the catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from concurrent.futures import Future
+from typing import TypeVar
+
+from streamlab.groups.coordinator import Group
+from streamlab.server.context import ConnectionInfo, ServerContext
+
+T = TypeVar("T")
+
+NONE = 0
+UNKNOWN_TOPIC_OR_PARTITION = 3
+OFFSET_METADATA_TOO_LARGE = 12
+ILLEGAL_GENERATION = 22
+INVALID_GROUP_ID = 24
+UNKNOWN_MEMBER_ID = 25
+INVALID_SESSION_TIMEOUT = 26
+REBALANCE_IN_PROGRESS = 27
+INVALID_REQUEST = 42
+
+# Past the rebalance timeout the coordinator has answered every wait; this is a safety net.
+ANSWER_MARGIN_S = 5.0
+MAX_METADATA_CHARS = 4096  # Kafka's offset.metadata.max.bytes
+
+
+async def answer(future: Future[T], timeout_s: float) -> T:
+    """The coordinator's answer (or its error); TimeoutError after ``timeout_s``."""
+    return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+
+
+def wait_limit(group: Group, own_ms: int = 0) -> float:
+    """How long a JoinGroup or SyncGroup may wait: the group's rebalance timeout, and a margin."""
+    return max(group.rebalance_timeout_s(), own_ms / 1000) + ANSWER_MARGIN_S
+
+
+def millis_of(value: datetime.timedelta) -> int:
+    return round(value.total_seconds() * 1000)
+
+
+def client_host(conn: ConnectionInfo) -> str:
+    return f"/{conn.host}"  # as Kafka shows it
+
+
+def existing_group(ctx: ServerContext, group_id: str) -> Group | None:
+    return ctx.broker.groups.groups().get(group_id)

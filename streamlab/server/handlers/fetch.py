@@ -1,0 +1,179 @@
+"""Fetch: records from each requested partition, with long polling.
+
+The response is due once it holds ``min_bytes`` of records, once any partition has an
+error, or after ``max_wait``. While waiting, nothing blocks the event loop: the fetch
+sleeps on the server's :class:`~streamlab.server.context.DataSignal` and looks again when
+the broker signals an append. Reading and encoding run in a worker thread.
+
+Sizes follow Kafka (KIP-74): each partition gets at most ``partition_max_bytes`` and the
+response at most ``max_bytes``, except that the first record of the first partition with
+data is returned whatever its size, so a consumer can always make progress. Each
+partition's records are encoded as one uncompressed v2 batch (offset gaps from compaction
+are kept). Records whose key or value is stored as str or JSON carry the headers
+``streamlab.key.format`` / ``streamlab.value.format`` again, so the ``kafka://`` backend
+returns them as they were sent. Fetch sessions (KIP-227) are not offered: every response
+has session id 0, which tells clients to keep sending full fetch requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from streamlab.model.serde import FMT_BYTES, FMT_NULL
+from streamlab.protocol.framing import ParsedRequest
+from streamlab.protocol.record_batch import WireRecord, encode_batch
+from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers.produce import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER
+from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.storage.parquet_log import ParquetPartitionLog
+
+API_KEY = 1
+
+OFFSET_OUT_OF_RANGE = 1
+UNKNOWN_TOPIC_OR_PARTITION = 3
+FETCH_SESSION_ID_NOT_FOUND = 70
+LEADER_EPOCH = 0
+MAX_WAIT_S = 30.0  # a bound on one long poll, whatever a client asks for
+MAX_RECORDS = 50_000  # per partition and response: bounds the work of one fetch
+# Upper bound of a record's framing in a v2 batch: length, attributes, timestamp delta,
+# offset delta, key length, value length and header count as varints.
+_RECORD_OVERHEAD = 5 + 1 + 10 + 5 + 5 + 5 + 5
+_HEADER_OVERHEAD = 10  # two varint lengths
+_BATCH_OVERHEAD = 61
+_FORMAT_HEADERS = {f: str(f).encode() for f in range(FMT_NULL, 4)}
+
+
+@dataclass(slots=True)
+class _Partition:
+    index: int
+    offset: int
+    max_bytes: int
+    error: int = 0
+    high_watermark: int = -1
+    log_start: int = -1
+    records: bytes = b""
+
+
+def _locate(ctx: ServerContext, topic: str, p: _Partition) -> ParquetPartitionLog | None:
+    """The partition's log, with ``p.error`` and its offsets filled in (cheap: no I/O)."""
+    state = ctx.broker.topics.get(topic)
+    if state is None or not 0 <= p.index < state.partitions:
+        p.error = UNKNOWN_TOPIC_OR_PARTITION
+        return None
+    log = state.logs[p.index]
+    p.log_start, p.high_watermark = log.log_start_offset, log.high_watermark
+    if not p.log_start <= p.offset <= p.high_watermark:
+        p.error = OFFSET_OUT_OF_RANGE
+        return None
+    p.error = 0
+    return log
+
+
+def _encode(table: pa.Table, limit: int, at_least_one: bool, log_append_time: bool) -> bytes:
+    if table.num_rows == 0:
+        return b""
+    offsets = table.column("offset").to_pylist()
+    timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
+    keys = table.column("key").to_pylist()
+    values = table.column("value").to_pylist()
+    key_formats = table.column("key_format").to_pylist()
+    value_formats = table.column("value_format").to_pylist()
+    all_headers = table.column("headers").to_pylist()
+    records: list[WireRecord] = []
+    size = _BATCH_OVERHEAD
+    for i, offset in enumerate(offsets):
+        key, value, stored = keys[i], values[i], all_headers[i]
+        headers: list[tuple[str, bytes | None]] = [(h["key"], h["value"]) for h in stored] if stored else []
+        if key_formats[i] not in (FMT_NULL, FMT_BYTES):
+            headers.append((KEY_FORMAT_HEADER, _FORMAT_HEADERS[key_formats[i]]))
+        if value_formats[i] not in (FMT_NULL, FMT_BYTES):
+            headers.append((VALUE_FORMAT_HEADER, _FORMAT_HEADERS[value_formats[i]]))
+        size += _RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+        for name, data in headers:
+            size += _HEADER_OVERHEAD + len(name.encode()) + len(data or b"")
+        if size > limit and not (at_least_one and not records):
+            break
+        records.append(WireRecord(offset, timestamps[i], key, value, tuple(headers)))
+    if not records:
+        return b""
+    return encode_batch(
+        records,
+        base_offset=records[0].offset,
+        partition_leader_epoch=LEADER_EPOCH,
+        timestamp_type="log_append" if log_append_time else "create",
+    )
+
+
+def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_bytes: int) -> int:
+    """Fill every partition's records; returns the total bytes."""
+    total = 0
+    for topic, partitions in topics:
+        for p in partitions:
+            p.records = b""
+            log = _locate(ctx, topic, p)
+            if log is None or p.offset == p.high_watermark or total >= max_bytes:
+                continue
+            limit = min(p.max_bytes, max_bytes - total)
+            table = log.read(p.offset, max(1, min(limit // 8, MAX_RECORDS)))
+            state = ctx.broker.topics.get(topic)  # None if deleted meanwhile
+            log_append_time = state is not None and state.config["message.timestamp.type"] == "LogAppendTime"
+            p.records = _encode(table, limit, total == 0, log_append_time)
+            total += len(p.records)
+    return total
+
+
+async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
+    body: Any = request.body
+    t = types_for(API_KEY, request.api_version)
+    topics = [
+        (topic.topic, [_Partition(p.partition, p.fetch_offset, p.partition_max_bytes) for p in topic.partitions])
+        for topic in body.topics
+    ]
+    if getattr(body, "session_id", 0) != 0:  # we never hand out fetch sessions
+        return build(t.FetchResponse, throttle_time=ZERO, error_code=error_code(FETCH_SESSION_ID_NOT_FOUND),
+                     session_id=0, responses=())  # fmt: skip
+    max_bytes = getattr(body, "max_bytes", 2**31 - 1)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.max_wait.total_seconds(), MAX_WAIT_S)
+    while True:
+        generation = ctx.data.generation
+        pending = [(topic, p) for topic, partitions in topics for p in partitions]
+        located = [(p, _locate(ctx, topic, p)) for topic, p in pending]
+        errors = any(p.error for p, _ in located)
+        has_data = any(log is not None and p.offset < p.high_watermark for p, log in located)
+        total = await asyncio.to_thread(_read, ctx, topics, max_bytes) if has_data else 0
+        remaining = deadline - loop.time()
+        if errors or total >= body.min_bytes or remaining <= 0 or ctx.shutting_down:
+            break
+        await ctx.data.wait(generation, remaining)
+    return build(
+        t.FetchResponse,
+        throttle_time=ZERO,
+        error_code=error_code(0),
+        session_id=0,
+        responses=tuple(
+            build(
+                t.FetchableTopicResponse,
+                topic=topic,
+                partitions=tuple(
+                    build(
+                        t.PartitionData,
+                        partition_index=p.index,
+                        error_code=error_code(p.error),
+                        high_watermark=p.high_watermark,
+                        last_stable_offset=p.high_watermark,
+                        log_start_offset=p.log_start,
+                        aborted_transactions=(),
+                        preferred_read_replica=-1,
+                        records=p.records,
+                    )
+                    for p in partitions
+                ),
+            )
+            for topic, partitions in topics
+        ),
+    )

@@ -1,0 +1,226 @@
+"""Produce: decode record batches, check them, store them, acknowledge per ``acks``.
+
+* ``acks=-1`` ("all") answers after the data is fsynced, ``acks=1`` after it is written
+  to the operating system; ``acks=0`` gets no response at all, and if storing failed the
+  connection is closed, as Kafka does, so the client notices and refreshes its metadata.
+* Every batch's CRC-32C is checked (CORRUPT_MESSAGE). A batch larger than the topic's
+  ``max.message.bytes`` gets MESSAGE_TOO_LARGE. Transactions are not supported.
+* Keys and values are stored as bytes (``FMT_BYTES``; ``FMT_NULL`` for null), except
+  that the headers ``streamlab.key.format`` / ``streamlab.value.format`` (one ASCII digit,
+  a :mod:`streamlab.model.serde` format code), which streamlab's ``kafka://`` backend sends,
+  set the stored format and are removed; Fetch puts them back.
+* Records with no timestamp (-1) get the broker's time; so do all records of a topic with
+  ``message.timestamp.type=LogAppendTime``.
+* Batches from idempotent producers go through :mod:`streamlab.server.idempotence`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from streamlab.broker import produce
+from streamlab.errors import CorruptRecordError, RecordTooLargeError, SerializationError, StreamlabError
+from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL
+from streamlab.protocol.framing import ParsedRequest
+from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches
+from streamlab.server.context import CloseConnection, ConnectionInfo, ServerContext
+from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.storage.schema import build_batch
+
+API_KEY = 0
+
+KEY_FORMAT_HEADER = "streamlab.key.format"
+VALUE_FORMAT_HEADER = "streamlab.value.format"
+_FORMATS = {str(code).encode(): code for code in range(FMT_NULL, FMT_JSON + 1)}
+_BATCH_LENGTH = struct.Struct(">i")
+INVALID_REQUIRED_ACKS = 21
+INVALID_REQUEST = 42
+KAFKA_STORAGE_ERROR = 56
+
+log = logging.getLogger(__name__)
+
+
+class _Unsupported(StreamlabError):
+    kafka_code = INVALID_REQUEST
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    code: int
+    base_offset: int = -1
+    log_start_offset: int = -1
+    log_append_time_ms: int | None = None
+    message: str | None = None
+
+
+def _format(raw: bytes | None, data: bytes | None, name: str) -> int:
+    if data is None:
+        return FMT_NULL
+    code = _FORMATS.get(raw or b"")
+    if code is None or code == FMT_NULL:
+        raise SerializationError(f"header {name} must be one ASCII digit 1-{FMT_JSON}, got {raw!r}")
+    return code
+
+
+def to_arrow(records: Sequence[WireRecord], now_ms: int, log_append_time: bool) -> pa.RecordBatch:
+    """Wire records as a stored batch (offsets are assigned by the log)."""
+    timestamps, keys, key_formats, values, value_formats = [], [], [], [], []
+    headers: list[list[tuple[str, bytes | None]] | None] = []
+    for record in records:
+        key_format = FMT_NULL if record.key is None else FMT_BYTES
+        value_format = FMT_NULL if record.value is None else FMT_BYTES
+        kept: list[tuple[str, bytes | None]] | None = None
+        if record.headers:
+            kept = []
+            for name, value in record.headers:
+                if name == KEY_FORMAT_HEADER:
+                    key_format = _format(value, record.key, name)
+                elif name == VALUE_FORMAT_HEADER:
+                    value_format = _format(value, record.value, name)
+                else:
+                    kept.append((name, value))
+        timestamps.append(now_ms if log_append_time or record.timestamp < 0 else record.timestamp)
+        keys.append(record.key)
+        key_formats.append(key_format)
+        values.append(record.value)
+        value_formats.append(value_format)
+        headers.append(kept or None)
+    return build_batch(
+        base_offset=0,
+        timestamps=timestamps,
+        keys=keys,
+        key_formats=key_formats,
+        values=values,
+        value_formats=value_formats,
+        headers=None if all(h is None for h in headers) else headers,
+    )
+
+
+def _batch_sizes(data: bytes) -> list[int]:
+    sizes, pos = [], 0
+    while pos + 12 <= len(data):
+        size = 12 + _BATCH_LENGTH.unpack_from(data, pos + 8)[0]
+        sizes.append(size)
+        pos += size
+    return sizes
+
+
+def _append(
+    ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch, sync: bool
+) -> int:
+    states = ctx.producers
+    with states.partition(topic, partition):
+        if batch.producer_id < 0 or batch.base_sequence < 0:
+            return produce.append(ctx.broker, topic, partition, rows, sync=sync)
+        pid, epoch = batch.producer_id, batch.producer_epoch
+        seqs = (batch.base_sequence, (batch.base_sequence + batch.last_offset_delta) % 2**31)
+        duplicate = states.check(topic, partition, pid, epoch, *seqs)
+        if duplicate is not None:
+            log.info("%s[%d]: dropped a retried batch of producer %d (offset %d)", topic, partition, pid, duplicate)
+            return duplicate
+        expected = ctx.broker.log(topic, partition).high_watermark
+        states.begin(topic, partition, pid, epoch, seqs, expected, rows.num_rows)
+        try:
+            base = produce.append(ctx.broker, topic, partition, rows, sync=sync)
+        except BaseException:
+            states.abort(topic, partition, pid, expected)
+            raise
+        states.commit(topic, partition, pid, expected, stored_at=base, sync=sync)
+        return base
+
+
+def _produce_partition(ctx: ServerContext, topic: str, partition: int, data: bytes | None, sync: bool) -> _Result:
+    try:
+        log_ = ctx.broker.log(topic, partition)
+        config = ctx.broker.topic(topic).config
+        if not data:
+            raise CorruptRecordError("the request carries no record batch", topic=topic, partition=partition)
+        batches = decode_batches(data, verify_crc=True, allow_truncated=False)
+        limit = config["max.message.bytes"]
+        for size in _batch_sizes(data):
+            if size > limit:
+                raise RecordTooLargeError(f"a batch of {size} bytes exceeds max.message.bytes={limit} of {topic!r}")
+        log_append_time = config["message.timestamp.type"] == "LogAppendTime"
+        now_ms = int(time.time() * 1000)
+        first: int | None = None
+        for batch in batches:
+            if batch.is_transactional or batch.is_control:
+                raise _Unsupported("streamlab does not support transactions")
+            if not batch.records:
+                continue
+            base = _append(ctx, topic, partition, batch, to_arrow(batch.records, now_ms, log_append_time), sync)
+            first = base if first is None else first
+        return _Result(
+            0,
+            -1 if first is None else first,
+            log_.log_start_offset,
+            now_ms if log_append_time else None,
+        )
+    except StreamlabError as exc:
+        return _Result(error_of(exc).value, message=str(exc))
+    except OSError as exc:
+        log.error("storing to %s[%d] failed: %s", topic, partition, exc)
+        return _Result(KAFKA_STORAGE_ERROR, message=str(exc))
+
+
+def _produce_all(ctx: ServerContext, body: Any, sync: bool) -> list[tuple[str, list[tuple[int, _Result]]]]:
+    return [
+        (
+            topic.name,
+            [(p.index, _produce_partition(ctx, topic.name, p.index, p.records, sync)) for p in topic.partition_data],
+        )
+        for topic in body.topic_data
+    ]
+
+
+async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
+    body: Any = request.body
+    if body.transactional_id is not None:
+        results = [(t.name, [(p.index, _Result(INVALID_REQUEST)) for p in t.partition_data]) for t in body.topic_data]
+    elif body.acks not in (-1, 0, 1):
+        results = [
+            (t.name, [(p.index, _Result(INVALID_REQUIRED_ACKS)) for p in t.partition_data]) for t in body.topic_data
+        ]
+    else:
+        # Appending (and with acks=-1 fsyncing) blocks: off the event loop.
+        results = await asyncio.to_thread(_produce_all, ctx, body, body.acks == -1)
+    if body.acks == 0:
+        if any(r.code for _, parts in results for _, r in parts):
+            raise CloseConnection("a Produce with acks=0 failed")
+        return None
+    t = types_for(API_KEY, request.api_version)
+    return build(
+        t.ProduceResponse,
+        responses=tuple(
+            build(
+                t.TopicProduceResponse,
+                name=name,
+                partition_responses=tuple(
+                    build(
+                        t.PartitionProduceResponse,
+                        index=index,
+                        error_code=error_code(r.code),
+                        base_offset=r.base_offset,
+                        log_append_time=None
+                        if r.log_append_time_ms is None
+                        else datetime.datetime.fromtimestamp(r.log_append_time_ms / 1000, tz=datetime.UTC),
+                        log_start_offset=r.log_start_offset,
+                        record_errors=(),
+                        error_message=r.message,
+                    )
+                    for index, r in parts
+                ),
+            )
+            for name, parts in results
+        ),
+        throttle_time=ZERO,
+    )

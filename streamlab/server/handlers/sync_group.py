@@ -1,0 +1,65 @@
+"""SyncGroup: the leader hands out the assignment; every member receives its part.
+
+A member's SyncGroup waits while the group is CompletingRebalance, until the leader's
+arrives with every member's assignment (or the rebalance timeout expels the leader, and
+the group rebalances: REBALANCE_IN_PROGRESS). When the leader is an embedded consumer the
+coordinator has already assigned, and the answer comes at once. v5 checks the protocol
+type and name the member expects (INCONSISTENT_GROUP_PROTOCOL if they differ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from streamlab.errors import StreamlabError
+from streamlab.groups.coordinator import SyncResult
+from streamlab.protocol.framing import ParsedRequest
+from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._groups import (
+    INVALID_GROUP_ID,
+    NONE,
+    REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID,
+    answer,
+    existing_group,
+    wait_limit,
+)
+from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+
+API_KEY = 14
+
+
+async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
+    body: Any = request.body
+    t = types_for(API_KEY, request.api_version)
+
+    def respond(code: int, result: SyncResult | None = None) -> Any:
+        return build(
+            t.SyncGroupResponse,
+            throttle_time=ZERO,
+            error_code=error_code(code),
+            protocol_type=result.protocol_type if result is not None else None,
+            protocol_name=result.protocol if result is not None else None,
+            assignment=result.assignment if result is not None else b"",
+        )
+
+    if not body.group_id:
+        return respond(INVALID_GROUP_ID)
+    group = existing_group(ctx, body.group_id)
+    if group is None:
+        return respond(UNKNOWN_MEMBER_ID)
+    assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
+    pending = await asyncio.to_thread(
+        group.sync_wire, body.member_id, body.generation_id, assignments,
+        group_instance_id=getattr(body, "group_instance_id", None),
+        protocol_type=getattr(body, "protocol_type", None),
+        protocol_name=getattr(body, "protocol_name", None),
+    )  # fmt: skip
+    try:
+        result = await answer(pending, wait_limit(group))
+    except StreamlabError as exc:
+        return respond(error_of(exc).value)
+    except TimeoutError:  # never expected: the coordinator answers within the rebalance timeout
+        return respond(REBALANCE_IN_PROGRESS)
+    return respond(NONE, result)
