@@ -99,3 +99,16 @@ def test_replay_bad_bounds(lab: streamlab.Lab, make_topic: Callable[..., str]) -
         lab.replay(topic, start="not a time")
     with pytest.raises(UnknownPartitionError):
         lab.replay(topic, partitions=[5])
+
+
+def test_replay_of_mixed_formats_returns_every_value(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    sent: list[object] = [b"\x00\x01", "text", {"a": 1}, [1, 2], None]
+    with lab.producer() as p:
+        for i, v in enumerate(sent):
+            p.send(topic, value=v, key=b"bytes-key" if i % 2 else "str-key")
+    out = lab.replay(topic)
+    assert out["value"].tolist() == sent
+    assert out["key"].tolist() == ["str-key", b"bytes-key", "str-key", b"bytes-key", "str-key"]
+    raw = lab.replay(topic, raw=True)
+    assert raw["value"].tolist() == [b"\x00\x01", "text", '{"a":1}', "[1,2]", None]

@@ -119,7 +119,9 @@ def view_sql(
             alias = f"value.{name}" if name in META_COLUMNS else name
             select.append(f"{FIELDS_COLUMN}.{quote(name)} AS {quote(alias)}")
     if raw or not objects_only:
-        select.extend(_decoded("value", value_formats, formats))
+        # raw: JSON values stay as their text, so the exact stored value is visible
+        text_only = raw and value_formats <= {FMT_STR, FMT_JSON}
+        select.extend(_decoded("value", {FMT_STR} if text_only else value_formats, formats))
     if headers:
         select.append("headers")
     return f"SELECT {', '.join(select)} FROM ({source})"
@@ -150,7 +152,7 @@ def replay(broker: Broker, topic: str, bounds: Bounds, *, raw: bool = False, hea
     con = broker.catalog.cursor()
     try:
         source = source_sql(broker, con, topic, bounds)
-        view = view_sql(con, source, raw=raw, headers=headers, formats=not raw)
+        view = view_sql(con, source, raw=raw, headers=headers, formats=True)
         return con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"').to_arrow_table()
     finally:
         con.close()

@@ -22,7 +22,7 @@ from streamlab.client.producer import Producer
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import ConfigError, InvalidOffsetError
-from streamlab.model.serde import decode
+from streamlab.model.serde import FMT_JSON, FMT_STR, decode
 
 _open: dict[Path, tuple[Broker, int]] = {}
 _open_lock = threading.Lock()
@@ -184,7 +184,10 @@ class Lab:
         df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")  # DuckDB says "Etc/UTC"
         for column in ("key", "value"):
             if f"_{column}_format" in df.columns:
-                cells = [decode(v, f) for v, f in zip(df[column], df[f"_{column}_format"], strict=True)]
+                formats = df[f"_{column}_format"]
+                if raw and column == "value":  # the stored text of JSON values, not the objects
+                    formats = formats.where(formats != FMT_JSON, FMT_STR)
+                cells = [decode(v, f) for v, f in zip(df[column], formats, strict=True)]
                 # object dtype keeps ints as ints and None as None, as they were sent
                 df[column] = pd.Series(cells, index=df.index, dtype=object)
                 df = df.drop(columns=f"_{column}_format")
