@@ -19,7 +19,13 @@ DEFAULT_DIRECTORY = "streamlab-data"
 
 
 def connect(target: str | Path = DEFAULT_DIRECTORY) -> Lab:
-    """Open a broker: a directory path gives the embedded broker (created if missing)."""
+    """Open a broker: a directory path gives the embedded broker (created if missing);
+    ``"kafka://host:port[,host:port...]"`` a :class:`streamlab.kafka.lab.KafkaLab` with the
+    same API on a Kafka cluster (``streamlab serve``, Apache Kafka, Redpanda)."""
+    if isinstance(target, str) and target.startswith("kafka://"):
+        from streamlab.kafka.lab import KafkaLab  # imports confluent-kafka only when asked for
+
+        return KafkaLab(target)  # type: ignore[return-value]  # Lab's API; see streamlab.kafka
     return Lab(target)
 
 
@@ -35,3 +41,19 @@ __all__ = [
     "__version__",
     "connect",
 ]
+
+from types import ModuleType  # noqa: E402
+
+_LAZY = {"widgets": "streamlab.notebook.widgets", "plot": "streamlab.notebook.plot"}
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``streamlab.widgets`` and ``streamlab.plot``, imported on first use (they need the
+    ``notebook`` extra: ipywidgets, matplotlib)."""
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'streamlab' has no attribute {name!r}")
