@@ -1,0 +1,6 @@
+"""The notebook layer: live widgets (:mod:`.widgets`), static figures (:mod:`.plot`) and the
+plain-Python state both are drawn from (:mod:`.state`).
+
+Reach them as ``streamlab.widgets`` and ``streamlab.plot``; they are imported on first use
+and need the ``notebook`` extra (``pip install 'streamlab[notebook]'``).
+"""

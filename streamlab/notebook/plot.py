@@ -1,0 +1,210 @@
+"""``streamlab.plot``: matplotlib figures of a Lab, for reports and CI-checked notebooks.
+
+Every function returns a :class:`matplotlib.figure.Figure` (made without pyplot, so a
+notebook shows it once, where you put it) with a title, labelled axes and a legend.
+``summary=True`` also prints a short text of what was drawn, the part of a plot that
+nbval can compare; :func:`summary_of` returns that text for any figure made here.
+
+>>> fig = streamlab.plot.records_per_partition(lab, "clicks", summary=True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.dates import DateFormatter, date2num
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from streamlab.notebook.state import (
+    PALETTE,
+    LabLike,
+    LagState,
+    RebalanceTimelineState,
+    colors_for,
+)
+
+__all__ = ["offsets_and_lag", "rebalance_timeline", "records_per_partition", "summary_of", "throughput"]
+
+_summaries: WeakKeyDictionary[Figure, str] = WeakKeyDictionary()
+
+
+def _show_in_jupyter() -> None:
+    """Figures made without pyplot have no image formatter in IPython until an inline
+    backend registers one: register PNG for :class:`Figure` when running in IPython."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["image/png"]
+    if Figure in formatter.type_printers:  # %matplotlib inline did it already
+        return
+    formatter.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+_show_in_jupyter()
+_GREY, _DONE, _LAG = "#c8c8c8", "#4c9f70", "#f28e2b"
+
+
+def summary_of(fig: Figure) -> str:
+    """The text summary of a figure made by this module."""
+    return _summaries.get(fig, "")
+
+
+def _finish(fig: Figure, text: str, show: bool) -> Figure:
+    _summaries[fig] = text
+    if show:
+        print(text)
+    return fig
+
+
+def _figure(rows: int = 1, cols: int = 1, **kw: Any) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=kw.pop("figsize", (9, 3.6 * rows)), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, **kw)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _empty(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
+
+
+def offsets_and_lag(
+    lab: LabLike, topic: str, group: str, *, history: LagState | None = None, summary: bool = False
+) -> Figure:
+    """Per partition, bars from 0 to the end offset: removed by retention (before the log
+    start), consumed (up to the group's committed offset) and lag. With ``history`` (a
+    :class:`LagState` refreshed over time) a second panel draws lag over time."""
+    state = LagState(lab, topic, group)
+    state.refresh()
+    samples = list(history.samples) if history is not None else []  # a ticker may be appending
+    over_time = len(samples) >= 2
+    fig, axes = _figure(2 if over_time else 1, 1, figsize=(9, 3.2 + 3 * over_time + 0.3 * len(state.rows)))
+    ax = axes[0]
+    parts = [r.partition for r in state.rows]
+    starts = [r.log_start for r in state.rows]
+    done = [r.log_start if r.committed is None else max(r.committed, r.log_start) for r in state.rows]
+    ax.barh(parts, starts, color=_GREY, label="removed by retention")
+    ax.barh(parts, [d - s for d, s in zip(done, starts, strict=True)], left=starts, color=_DONE,
+            label="consumed (committed)")  # fmt: skip
+    ax.barh(parts, [r.end - d for r, d in zip(state.rows, done, strict=True)], left=done, color=_LAG, label="lag")
+    for r in state.rows:
+        behind = "nothing committed" if r.time_lag is None else f"{r.time_lag} behind"
+        ax.annotate(f" lag {r.lag:,} ({behind})", (r.end, r.partition), va="center", fontsize=8)
+    ax.set_yticks(parts, [f"partition {p}" for p in parts])
+    ax.invert_yaxis()
+    ax.set_xlim(0, max([r.end for r in state.rows] + [1]) * 1.45)
+    ax.set(title=f"Offsets and lag: group {group} on topic {topic}", xlabel="offset", ylabel="partition")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    if over_time:
+        times = date2num([t for t, _ in samples])
+        for i, p in enumerate(sorted({p for _, lags in samples for p in lags})):
+            axes[1].plot(times, [lags.get(p, 0) for _, lags in samples], color=PALETTE[i % 10],
+                     label=f"partition {p}")  # fmt: skip
+        axes[1].xaxis_date()
+        axes[1].xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
+        axes[1].set(title="Lag over time", xlabel="time (UTC)", ylabel="lag (records)")
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return _finish(fig, state.summary(), summary)
+
+
+def records_per_partition(lab: LabLike, topic: str, *, top: int = 10, summary: bool = False) -> Figure:
+    """Records in each partition next to the busiest keys: how evenly keys spread load."""
+    offsets = lab.offsets(topic)
+    columns = ["partition", "log_start_offset", "high_watermark"]
+    counts = {int(p): int(end) - int(start) for p, start, end in offsets[columns].to_numpy()}
+    fig, (left, right) = _figure(1, 2, figsize=(11, 3.8))
+    parts = sorted(counts)
+    total = sum(counts.values())
+    mean = total / max(len(parts), 1)
+    left.bar(parts, [counts[p] for p in parts], color=[PALETTE[p % 10] for p in parts], label="records")
+    left.axhline(mean, color="#333", linestyle="--", linewidth=1, label=f"even share ({mean:,.0f})")
+    left.set_xticks(parts, [str(p) for p in parts])
+    left.set(title=f"Records per partition of {topic}", xlabel="partition", ylabel="records")
+    left.legend(fontsize=8)
+    lines = [f"{total:,} records in {len(parts)} partition(s) of {topic}"]
+    lines += [f"  partition {p}: {counts[p]:,} ({100 * counts[p] / max(total, 1):.1f}%)" for p in parts]
+    if total:
+        lines.append(f"  busiest partition holds {max(counts.values()) / mean:.2f}x the even share")
+    keyed = lab.replay(topic)[["partition", "key"]] if total else pd.DataFrame(columns=["partition", "key"])
+    keyed = keyed[keyed["key"].notna()]
+    if len(keyed):
+        keyed = keyed.assign(key=keyed["key"].astype(str))
+        by_key = keyed.groupby("key").agg(records=("partition", "size"), partition=("partition", "first"))
+        busiest = by_key.sort_values(["records", "key"], ascending=[False, True], kind="stable").head(top)
+        names = list(busiest.index)[::-1]
+        right.barh(names, busiest["records"].tolist()[::-1],
+                   color=[PALETTE[int(p) % 10] for p in busiest["partition"].tolist()[::-1]])  # fmt: skip
+        shown = sorted({int(p) for p in busiest["partition"]})
+        right.legend(handles=[Patch(color=PALETTE[p % 10], label=f"partition {p}") for p in shown], fontsize=8)
+        named = [f"{k} (partition {int(p)}) {int(n):,}" for k, n, p in busiest.head(3).itertuples()]
+        lines.append(f"  {len(by_key):,} distinct keys; busiest: " + ", ".join(named))
+    else:
+        _empty(right, "no keyed records")
+        right.legend(handles=[Patch(color=_GREY, label="no keys")], fontsize=8)
+        lines.append("  no keyed records")
+    right.set(title=f"Busiest {top} keys (key skew)", xlabel="records", ylabel="key")
+    right.tick_params(axis="y", labelsize=7)
+    return _finish(fig, "\n".join(lines), summary)
+
+
+def rebalance_timeline(lab: LabLike, group: str, *, summary: bool = False) -> Figure:
+    """A Gantt chart of partition ownership: one row per partition, one column per
+    generation, coloured by the member that owned it; crosses mark revocations."""
+    state = RebalanceTimelineState(lab, group)
+    state.refresh()
+    gens = state.generations
+    tps = sorted({tp for g in gens for tp in g.owners} | {tp for g in gens for _, tp in g.revoked})
+    fig, (ax,) = _figure(1, 1, figsize=(9, 1.6 + 0.4 * max(len(tps), 2)))
+    ax.set(title=f"Partition ownership by generation: group {group}", xlabel="generation", ylabel="partition")
+    if state.history_error or not gens:
+        _empty(ax, state.history_error or "no generations yet")
+        ax.legend(handles=[Patch(color=_GREY, label="no history")], fontsize=8)
+        return _finish(fig, state.summary(), summary)
+    colors = colors_for([m for g in gens for m in g.owners.values()])
+    rows = {tp: i for i, tp in enumerate(tps)}
+    for x, g in enumerate(gens):
+        for tp, owner in g.owners.items():
+            ax.barh(rows[tp], 0.92, left=x + 0.04, color=colors[owner], height=0.7)
+        for _, tp in g.revoked:
+            ax.plot(x + 0.04, rows[tp], marker="x", color="#b00020", markersize=7, linestyle="none")
+    single = len({tp.topic for tp in tps}) == 1
+    ax.set_yticks(list(rows.values()), [f"partition {tp.partition}" if single else str(tp) for tp in tps])
+    ax.invert_yaxis()
+    ax.set_xticks([x + 0.5 for x in range(len(gens))], [str(g.generation) for g in gens])
+    ax.set_xlim(0, len(gens))
+    handles = [Patch(color=c, label=m) for m, c in colors.items()]
+    handles.append(ax.plot([], [], marker="x", color="#b00020", linestyle="none", label="revoked")[0])  # type: ignore[arg-type]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _finish(fig, state.summary(), summary)
+
+
+def throughput(lab: LabLike, topic: str, freq: str = "1h", *, summary: bool = False) -> Figure:
+    """Records per ``freq`` (a pandas frequency: "1min", "1h", "1D"), per partition and in
+    total, by record timestamp."""
+    df = lab.replay(topic)[["partition", "timestamp"]]
+    fig, (ax,) = _figure(1, 1)
+    ax.set(title=f"Throughput of {topic} (records per {freq})", xlabel="time (UTC)", ylabel=f"records per {freq}")
+    if not len(df):
+        _empty(ax, "no records")
+        ax.legend(handles=[Patch(color=_GREY, label="no records")], fontsize=8)
+        return _finish(fig, f"no records in {topic}", summary)
+    counts = df.groupby([pd.Grouper(key="timestamp", freq=freq), "partition"]).size().unstack(fill_value=0)
+    times = pd.DatetimeIndex(counts.index).tz_convert(None)  # matplotlib draws naive datetimes as they are: UTC here
+    for p in counts.columns:
+        ax.plot(times, counts[p], color=PALETTE[int(p) % 10], linewidth=1, label=f"partition {p}")
+    total = counts.sum(axis=1)
+    ax.plot(times, total, color="#333", linewidth=1.8, label="all partitions")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    peak = total.idxmax()
+    text = (f"{len(df):,} records of {topic} from {df['timestamp'].min():%Y-%m-%d %H:%M} to "
+            f"{df['timestamp'].max():%Y-%m-%d %H:%M} UTC in {len(total)} buckets of {freq}; "
+            f"peak {int(total.max()):,} at {peak:%Y-%m-%d %H:%M}, mean {total.mean():,.1f} per {freq}")  # fmt: skip
+    return _finish(fig, text, summary)
