@@ -32,10 +32,10 @@ from streamlab.errors import ClosedError, StreamlabError
 from streamlab.model.types import Record, RecordMetadata, TopicPartition
 
 __all__ = [
+    "PALETTE",
     "ConsumerPool",
     "Generation",
     "LabLike",
-    "PALETTE",
     "LagState",
     "PartitionInfo",
     "PartitionLag",
