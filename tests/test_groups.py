@@ -186,3 +186,34 @@ def test_rebalance_history_survives_reopening(tmp_path: Path) -> None:
         after = lab.rebalances("hist")
     assert len(before) >= 4 and before.equals(after)
     assert list(after.columns) == ["generation", "time", "reason", "member", "topic", "partition", "change"]
+
+
+def test_pattern_subscription_follows_new_topics_and_rebalances(
+    lab: streamlab.Lab, make_topic: Callable[..., str]
+) -> None:
+    lab.create_topic("orders-eu", partitions=2)
+    lab.create_topic("payments", partitions=1)
+    consumers = [
+        lab.consumer(group="analytics", pattern=r"orders-.*", auto_offset_reset="earliest", client_id=f"p{i}")
+        for i in range(2)
+    ]
+    owned = _settle(consumers)
+    assert {tp.topic for v in owned.values() for tp in v} == {"orders-eu"}
+    assert consumers[0].subscription() == ["orders-eu"]
+    lab.create_topic("orders-us", partitions=2)
+    with lab.producer() as p:
+        p.send("orders-us", value="new topic", partition=1).result(10)
+    deadline = time.monotonic() + 15
+    seen: list[object] = []
+    while "new topic" not in seen and time.monotonic() < deadline:
+        for c in consumers:
+            seen.extend(r.value for r in c.poll(timeout=0.05))
+    assert "new topic" in seen
+    owned = _settle(consumers)
+    assert sorted(len(v) for v in owned.values()) == [2, 2]
+    assert {tp.topic for v in owned.values() for tp in v} == {"orders-eu", "orders-us"}
+    assert lab.rebalances("analytics")["reason"].str.contains("subscription").any()
+    with pytest.raises(streamlab.errors.ConfigError, match="regular expression"):
+        lab.consumer(group="x", pattern="orders-(")
+    for c in consumers:
+        c.close()

@@ -8,6 +8,7 @@ so the group coordinator can take over deciding the assignment.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -56,6 +57,7 @@ class Consumer:
         session_timeout_ms: int = 45_000,
         max_poll_interval_ms: int = 300_000,
         group_instance_id: str | None = None,
+        pattern: str | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
@@ -79,32 +81,55 @@ class Consumer:
             "group_instance_id": group_instance_id,
         }
         self._membership: GroupMembership | None = None
+        self._pattern: re.Pattern[str] | None = None
         self._subscription: list[str] = []
         self._manual = False
         # None: no committed offset and auto_offset_reset="none"; poll() raises until seek().
         self._positions: dict[TopicPartition, int | None] = {}
         self._rotation = 0
         self._closed = False
-        if topics is not None:
+        if pattern is not None:
+            self.subscribe(pattern=pattern)
+        elif topics is not None:
             self.subscribe(topics)
 
     # assignment -------------------------------------------------------------------------
-    def subscribe(self, topics: Iterable[str]) -> None:
+    def subscribe(self, topics: Iterable[str] | None = None, *, pattern: str | None = None) -> None:
+        """Follow ``topics``, or every topic whose whole name matches the regex ``pattern``
+        (re-checked at every poll: a matching topic created later joins the subscription,
+        and in a group that triggers a rebalance, as in Kafka)."""
         self._check_open()
-        topics = [topics] if isinstance(topics, str) else list(topics)
-        for topic in topics:
-            self._broker.topic(topic)
-        self._subscription, self._manual = topics, False
+        if (topics is None) == (pattern is None):
+            raise ConfigError("subscribe to a list of topics or to a pattern, not both and not neither")
+        if pattern is not None:
+            try:
+                self._pattern = re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+            chosen = self._matching_topics()
+        else:
+            self._pattern = None
+            chosen = [topics] if isinstance(topics, str) else list(topics or [])
+            for topic in chosen:
+                self._broker.topic(topic)
+        self._subscription, self._manual = chosen, False
         if self.group is not None:
             check_not_share(self._broker, self.group)
             if self._membership is None:
                 self._membership = GroupMembership(
-                    self._broker.groups.group(self.group), client_id=self.client_id, topics=topics,
+                    self._broker.groups.group(self.group), client_id=self.client_id, topics=chosen,
                     **self._group_config,  # type: ignore[arg-type]
                 )  # fmt: skip
             else:
-                self._membership.change_subscription(topics)
+                self._membership.change_subscription(chosen)
         self._refresh_assignment()
+
+    def _matching_topics(self) -> list[str]:
+        assert self._pattern is not None
+        return sorted(t for t in list(self._broker.topics) if self._pattern.fullmatch(t))
+
+    def subscription(self) -> list[str]:
+        return list(self._subscription)
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly these partitions, outside any group rebalancing."""
@@ -121,6 +146,10 @@ class Consumer:
     def _refresh_assignment(self) -> None:
         if self._manual:
             return
+        if self._pattern is not None and (matching := self._matching_topics()) != self._subscription:
+            self._subscription = matching
+            if self._membership is not None:
+                self._membership.change_subscription(matching)
         if self._membership is not None:
             held, lost = self._membership.step(set(self._positions))
             if lost and self._positions:
