@@ -112,3 +112,14 @@ def test_replay_of_mixed_formats_returns_every_value(lab: streamlab.Lab, make_to
     assert out["key"].tolist() == ["str-key", b"bytes-key", "str-key", b"bytes-key", "str-key"]
     raw = lab.replay(topic, raw=True)
     assert raw["value"].tolist() == [b"\x00\x01", "text", '{"a":1}', "[1,2]", None]
+
+
+def test_replay_with_a_progress_bar_returns_the_same_rows(
+    lab: streamlab.Lab, clicks: tuple[str, pd.DataFrame], capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic, _ = clicks
+    plain = lab.replay(topic, progress=False)
+    shown = lab.replay(topic, progress=True)
+    pd.testing.assert_frame_equal(plain, shown)
+    err = capsys.readouterr().err
+    assert f"replay {topic}" in err and "3000/3000" in err

@@ -9,7 +9,7 @@ into one column per top-level field, so ``SELECT key, sum(amount) FROM orders`` 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -22,6 +22,7 @@ from streamlab.storage.schema import FIELDS_COLUMN, RECORD_SCHEMA
 
 META_COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
 _ids = itertools.count()
+PROGRESS_CHUNK = 256 * 1024  # rows per chunk when a progress bar follows a replay
 
 
 def quote(identifier: str) -> str:
@@ -145,17 +146,46 @@ def _decoded(column: str, formats: set[int], keep_formats: bool) -> list[str]:
     return [f"CASE WHEN {column}_format IN ({FMT_STR}, {FMT_JSON}) THEN decode({column}) END AS {column}"]
 
 
-def replay(broker: Broker, topic: str, bounds: Bounds, *, raw: bool = False, headers: bool = False) -> pa.Table:
+def replay(
+    broker: Broker,
+    topic: str,
+    bounds: Bounds,
+    *,
+    raw: bool = False,
+    headers: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> pa.Table:
     """Decoded records ordered by partition and offset. A key or value column that holds
     JSON or mixed formats comes with a ``_key_format`` / ``_value_format`` column so the
-    client turns each cell back into what was sent."""
+    client turns each cell back into what was sent. ``progress`` is called with the number
+    of rows of each chunk as it arrives (for a progress bar)."""
     con = broker.catalog.cursor()
     try:
         source = source_sql(broker, con, topic, bounds)
         view = view_sql(con, source, raw=raw, headers=headers, formats=True)
-        return con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"').to_arrow_table()
+        rel = con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"')
+        if progress is None:
+            return rel.to_arrow_table()
+        reader = rel.to_arrow_reader(PROGRESS_CHUNK)
+        chunks = []
+        for chunk in reader:
+            chunks.append(chunk)
+            progress(chunk.num_rows)
+        return pa.Table.from_batches(chunks, schema=reader.schema)
     finally:
         con.close()
+
+
+def estimate_rows(broker: Broker, topic: str, bounds: Bounds) -> int:
+    """An upper bound on the rows a replay of ``bounds`` returns (for sizing a progress bar)."""
+    total = 0
+    state = broker.topic(topic)
+    for p in range(state.partitions) if bounds.partitions is None else bounds.partitions:
+        log = broker.log(topic, p)
+        start = max(log.log_start_offset, bounds.start_offset or 0)
+        end = log.high_watermark if bounds.end_offset is None else min(bounds.end_offset, log.high_watermark)
+        total += max(end - start, 0)
+    return total
 
 
 def sql(broker: Broker, query: str) -> pa.Table:

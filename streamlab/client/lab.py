@@ -25,6 +25,7 @@ from streamlab.errors import ConfigError, InvalidOffsetError
 from streamlab.model.serde import FMT_JSON, FMT_STR, decode
 
 _open: dict[Path, tuple[Broker, int]] = {}
+PROGRESS_FROM_ROWS = 500_000  # replays at least this large show a progress bar unless progress=False
 _open_lock = threading.Lock()
 
 
@@ -169,17 +170,25 @@ class Lab:
         *,
         raw: bool = False,
         headers: bool = False,
+        progress: bool | None = None,
     ) -> pd.DataFrame:
         """Records of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive), as pandas.
 
         ``start``/``end`` are offsets (int) or times (datetime, ISO string). JSON-object
         values are spread into a column per field; ``raw=True`` adds the ``value`` column.
-        Rows are ordered by partition, then offset.
+        Rows are ordered by partition, then offset. A progress bar (tqdm.auto) follows
+        replays of 500,000 records or more; ``progress`` forces it on or off.
         """
         self.broker.topic(topic)
         bounds = query.Bounds(partitions=self._check_partitions(topic, partitions), **_bound("start", start),
                               **_bound("end", end))  # fmt: skip
-        table = query.replay(self.broker, topic, bounds, raw=raw, headers=headers)
+        total = query.estimate_rows(self.broker, topic, bounds)
+        show = progress if progress is not None else total >= PROGRESS_FROM_ROWS
+        from tqdm.auto import tqdm  # imported here: only replays pay for it
+
+        with tqdm(total=total, disable=not show, desc=f"replay {topic}", unit="rec") as bar:
+            table = query.replay(self.broker, topic, bounds, raw=raw, headers=headers,
+                                 progress=bar.update if show else None)  # fmt: skip
         df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, ignore_metadata=True)
         df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")  # DuckDB says "Etc/UTC"
         for column in ("key", "value"):
