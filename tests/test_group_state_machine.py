@@ -395,7 +395,14 @@ class GroupMachine(RuleBasedStateMachine):
             assert self.clock.now - group._rebalance_started <= REBALANCE_MS / 1000 + 1
 
 
+# derandomize: CI explores the same 150 programs every run (the clock is fake, so each is
+# deterministic); run with --hypothesis-seed=N locally to explore new ones.
 GroupMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+    database=None,
 )
 TestGroupStateMachine = GroupMachine.TestCase
