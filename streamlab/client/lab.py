@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from streamlab.broker import Broker, group_admin, query, retention, topics
 from streamlab.broker import offsets as offset_ops
 from streamlab.client.consumer import Consumer
 from streamlab.client.producer import Producer
+from streamlab.client.replay_frame import replay_bound, replay_dataframe
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.client.timeparse import to_ms
-from streamlab.errors import ConfigError, InvalidOffsetError
-from streamlab.model.serde import FMT_JSON, FMT_STR, decode
 
 _open: dict[Path, tuple[Broker, int]] = {}
 PROGRESS_FROM_ROWS = 500_000  # replays at least this large show a progress bar unless progress=False
@@ -180,8 +178,8 @@ class Lab:
         replays of 500,000 records or more; ``progress`` forces it on or off.
         """
         self.broker.topic(topic)
-        bounds = query.Bounds(partitions=self._check_partitions(topic, partitions), **_bound("start", start),
-                              **_bound("end", end))  # fmt: skip
+        bounds = query.Bounds(partitions=self._check_partitions(topic, partitions), **replay_bound("start", start),
+                              **replay_bound("end", end))  # fmt: skip
         total = query.estimate_rows(self.broker, topic, bounds)
         show = progress if progress is not None else total >= PROGRESS_FROM_ROWS
         from tqdm.auto import tqdm  # imported here: only replays pay for it
@@ -189,20 +187,7 @@ class Lab:
         with tqdm(total=total, disable=not show, desc=f"replay {topic}", unit="rec") as bar:
             table = query.replay(self.broker, topic, bounds, raw=raw, headers=headers,
                                  progress=bar.update if show else None)  # fmt: skip
-        df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, ignore_metadata=True)
-        df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")  # DuckDB says "Etc/UTC"
-        for column in ("key", "value"):
-            if f"_{column}_format" in df.columns:
-                formats = df[f"_{column}_format"]
-                if raw and column == "value":  # the stored text of JSON values, not the objects
-                    formats = formats.where(formats != FMT_JSON, FMT_STR)
-                cells = [decode(v, f) for v, f in zip(df[column], formats, strict=True)]
-                # object dtype keeps ints as ints and None as None, as they were sent
-                df[column] = pd.Series(cells, index=df.index, dtype=object)
-                df = df.drop(columns=f"_{column}_format")
-        if "headers" in df.columns:
-            df["headers"] = [{h["key"]: h["value"] for h in hs} if hs is not None else {} for hs in df["headers"]]
-        return df
+        return replay_dataframe(table, raw=raw)
 
     def _check_partitions(self, topic: str, partitions: Sequence[int] | None) -> list[int] | None:
         if partitions is None:
@@ -227,18 +212,3 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _bound(which: str, value: Any) -> dict[str, int]:
-    if value is None:
-        return {}
-    if isinstance(value, bool):
-        raise InvalidOffsetError(f"{which} must be an offset (int) or a time, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidOffsetError(f"{which} offset must be >= 0, got {value}")
-        return {f"{which}_offset": value}
-    try:
-        return {f"{which}_ms": to_ms(value, what=which)}
-    except ConfigError as exc:
-        raise InvalidOffsetError(str(exc)) from exc

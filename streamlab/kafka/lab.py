@@ -55,6 +55,7 @@ from confluent_kafka.admin import (
 )
 
 from streamlab.broker import query
+from streamlab.client.replay_frame import replay_bound, replay_dataframe
 from streamlab.client.timeparse import to_ms
 from streamlab.config import TOPIC_CONFIGS
 from streamlab.errors import (
@@ -645,18 +646,18 @@ class KafkaLab:
             chosen = [partitions] if isinstance(partitions, int) else list(partitions)
             for p in chosen:
                 self._check_partition(topic, p)
-        bounds = query.Bounds(partitions=chosen, **_bound("start", start), **_bound("end", end))
+        bounds = query.Bounds(partitions=chosen, **replay_bound("start", start), **replay_bound("end", end))
         table = self._read_topic(topic, bounds)
         con = duckdb.connect()
         try:
             name = f"_kafka_{next(_ids)}"
             con.register(name, table)
             view = query.view_sql(con, f"SELECT * FROM {name} WHERE {bounds.where()}", raw=raw, headers=headers,
-                                  formats=not raw)  # fmt: skip
+                                  formats=True)  # fmt: skip
             result = con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"').to_arrow_table()
         finally:
             con.close()
-        return _to_pandas(result)
+        return replay_dataframe(result, raw=raw)
 
     def _read_topic(self, topic: str, bounds: query.Bounds) -> pa.Table:
         """The stored rows of ``bounds``'s partitions of ``topic``, JSON objects expanded."""
@@ -720,35 +721,3 @@ class KafkaLab:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """The embedded Lab.replay's conversions: tz-aware UTC timestamps, keys and values
-    decoded per their format, headers as dicts."""
-    from streamlab.model.serde import decode
-
-    df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, ignore_metadata=True)
-    df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")
-    for column in ("key", "value"):
-        if f"_{column}_format" in df.columns:
-            cells = [decode(v, f) for v, f in zip(df[column], df[f"_{column}_format"], strict=True)]
-            df[column] = pd.Series(cells, index=df.index, dtype=object)
-            df = df.drop(columns=f"_{column}_format")
-    if "headers" in df.columns:
-        df["headers"] = [{h["key"]: h["value"] for h in hs} if hs is not None else {} for hs in df["headers"]]
-    return df
-
-
-def _bound(which: str, value: Any) -> dict[str, int]:
-    if value is None:
-        return {}
-    if isinstance(value, bool):
-        raise InvalidOffsetError(f"{which} must be an offset (int) or a time, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise InvalidOffsetError(f"{which} offset must be >= 0, got {value}")
-        return {f"{which}_offset": value}
-    try:
-        return {f"{which}_ms": to_ms(value, what=which)}
-    except ConfigError as exc:
-        raise InvalidOffsetError(str(exc)) from exc
