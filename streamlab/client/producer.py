@@ -18,10 +18,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamlab.broker import Broker
 from streamlab.broker.produce import RECORD_OVERHEAD, append
+from streamlab.client.frames import frame_rows
 from streamlab.client.futures import RecordFuture, complete
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import (
@@ -211,26 +211,15 @@ class Producer:
         if self._closed:
             raise ClosedError("this producer is closed; create a new one with lab.producer()")
         state = self._broker.topic(topic)
-        for column in (key, timestamp):
-            if column is not None and column not in df.columns:
-                raise ConfigError(f"column {column!r} is not in the DataFrame (columns: {list(df.columns)})")
         n = len(df)
-        values_df = df.drop(columns=[c for c in (key, timestamp) if c is not None])
-        lines = values_df.to_json(orient="records", lines=True, date_format="iso", date_unit="ms")
-        # pandas escapes every "/" as "\/"; undo it so send_many stores the same bytes as send().
-        lines = lines.replace("\\/", "/")
-        values = pa.array(lines.encode().split(b"\n")[:n], pa.binary()) if n else pa.array([], pa.binary())
-        if timestamp is not None:
-            ts = pd.to_datetime(df[timestamp], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
-        else:
-            ts = np.full(n, int(time.time() * 1000), dtype=np.int64)
+        frame = frame_rows(df, key=key, timestamp=timestamp)
+        values, ts = frame.values, frame.timestamps
         keys, key_formats, parts = self._keys_and_partitions(df[key] if key is not None else None, n, state.partitions)
         if partition is not None:
             self._broker.log(topic, partition)
             parts = np.full(n, partition, dtype=np.int64)
-        largest = int(pc.max(pc.binary_length(values)).as_py() or 0) if n else 0
-        if largest + RECORD_OVERHEAD > state.config["max.message.bytes"]:
-            raise RecordTooLargeError(f"a row serialises to {largest} bytes, over max.message.bytes", topic=topic)
+        if frame.largest + RECORD_OVERHEAD > state.config["max.message.bytes"]:
+            raise RecordTooLargeError(f"a row serialises to {frame.largest} bytes, over max.message.bytes", topic=topic)
         offsets = np.zeros(n, dtype=np.int64)
         show = progress if progress is not None else n >= 200_000
         from tqdm.auto import tqdm

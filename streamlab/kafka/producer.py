@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from streamlab.broker.produce import RECORD_OVERHEAD
+from streamlab.client.frames import frame_rows
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import (
     ClosedError,
@@ -207,22 +208,14 @@ class KafkaProducer:
         embedded API; librdkafka batches by itself.)"""
         self._check_open()
         info = self._lab._topic_info(topic)
-        for column in (key, timestamp):
-            if column is not None and column not in df.columns:
-                raise ConfigError(f"column {column!r} is not in the DataFrame (columns: {list(df.columns)})")
+        rows = frame_rows(df, key=key, timestamp=timestamp)
         if partition is not None:
             self._lab._check_partition(topic, partition)
         n = len(df)
-        values_df = df.drop(columns=[c for c in (key, timestamp) if c is not None])
-        lines = values_df.to_json(orient="records", lines=True, date_format="iso", date_unit="ms")
-        values = lines.encode().split(b"\n")[:n] if n else []
-        largest = max((len(v) for v in values), default=0)
-        if largest + RECORD_OVERHEAD > info.max_message_bytes:
-            raise RecordTooLargeError(f"a row serialises to {largest} bytes, over max.message.bytes", topic=topic)
-        if timestamp is not None:
-            stamps = pd.to_datetime(df[timestamp], utc=True).dt.as_unit("ms").astype("int64").tolist()
-        else:
-            stamps = [int(time.time() * 1000)] * n
+        values = rows.values.to_pylist()
+        if rows.largest + RECORD_OVERHEAD > info.max_message_bytes:
+            raise RecordTooLargeError(f"a row serialises to {rows.largest} bytes, over max.message.bytes", topic=topic)
+        stamps = rows.timestamps.tolist()
         keys: list[tuple[bytes | None, int]] = [(None, 0)] * n
         if key is not None:
             codes, uniques = pd.factorize(df[key], use_na_sentinel=True)
