@@ -65,7 +65,11 @@ def test_kill_9_while_producing_keeps_every_acknowledged_record_once_in_order(
     thread.start()
     try:
         for _ in range(2):  # two crashes, each in the middle of the stream
-            time.sleep(1.0)
+            # Wait for fresh acknowledgements (not a fixed sleep: a loaded machine reconnects slowly).
+            target = sum(len(v) for v in acked.values()) + 300
+            deadline = time.monotonic() + 60
+            while sum(len(v) for v in acked.values()) < target and time.monotonic() < deadline:
+                time.sleep(0.05)
             acked_before = sum(len(v) for v in acked.values())
             server.kill()
             time.sleep(0.3)
