@@ -6,6 +6,7 @@ from typing import Any
 
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit, committed, offset_for_time
+from streamlab.broker.share import list_share_groups
 from streamlab.errors import GroupNotEmptyError, InvalidOffsetError
 from streamlab.groups.coordinator import GroupState
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
@@ -27,6 +28,18 @@ def list_groups(broker: Broker) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def list_all_groups(broker: Broker) -> list[dict[str, Any]]:
+    """Classic groups (as :func:`list_groups`) and share groups, each with its ``type``.
+    A share group has no generation (None) and no assignor: every member reads every partition."""
+    rows = [{**row, "type": "classic"} for row in list_groups(broker)]
+    rows += [
+        {"group": row["group"], "state": "Stable" if row["members"] else "Empty", "generation": None,
+         "members": row["members"], "assignor": "", "type": "share"}
+        for row in list_share_groups(broker)
+    ]  # fmt: skip
+    return sorted(rows, key=lambda row: (row["group"], row["type"]))
 
 
 def describe_group(broker: Broker, group_id: str) -> list[dict[str, Any]]:

@@ -57,6 +57,8 @@ class ShareMember:
     session_timeout_ms: int
     last_seen: float  # time.monotonic()
     rotation: int = 0
+    epoch: int = 1  # member epoch (KIP-932 heartbeats): bumped when its partitions change
+    assigned: tuple[TopicPartition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +93,37 @@ class ShareGroup:
         self.lock = threading.RLock()
 
     # members ------------------------------------------------------------------------------
-    def join(self, *, client_id: str, topics: Sequence[str], session_timeout_ms: int) -> str:
+    def join(
+        self, *, client_id: str, topics: Sequence[str], session_timeout_ms: int, member_id: str | None = None
+    ) -> str:
+        """Add a member (``member_id`` is chosen by the client over the wire, here otherwise);
+        a member that joins again under the same id keeps what it holds."""
         with self.lock:
-            member_id = f"{client_id}-{uuid.uuid4().hex[:8]}"
+            member_id = member_id or f"{client_id}-{uuid.uuid4().hex[:8]}"
+            old = self.members.get(member_id)
             self.members[member_id] = ShareMember(member_id, client_id, tuple(topics), session_timeout_ms,
-                                                  time.monotonic())  # fmt: skip
+                                                  time.monotonic(), epoch=old.epoch + 1 if old else 1)  # fmt: skip
             for tp in self._topic_partitions(topics):
                 self._partition(tp)
             self._sweep(now_ms())
             return member_id
+
+    def heartbeat(self, member_id: str, topics: Sequence[str] | None) -> ShareMember:
+        """Keep ``member_id`` alive, change its topics if given, and bring its assignment up
+        to date: every partition of its topics (each member of a share group reads them all).
+        The member epoch moves when the assignment does."""
+        with self.lock:
+            self._sweep(now_ms())
+            member = self._touch(member_id)
+            if topics is not None:
+                member.topics = tuple(topics)
+            assigned = tuple(self._topic_partitions(member.topics))
+            for tp in assigned:
+                self._partition(tp)
+            if assigned != member.assigned:
+                member.assigned = assigned
+                member.epoch += 1
+            return member
 
     def leave(self, member_id: str) -> None:
         """The member is gone: what it holds becomes available again (delivery counts kept)."""
@@ -120,14 +144,20 @@ class ShareGroup:
         return member
 
     # records ------------------------------------------------------------------------------
-    def fetch(self, member_id: str, max_records: int, lock_ms: int) -> list[Delivery]:
+    def fetch(
+        self, member_id: str, max_records: int, lock_ms: int, only: Iterable[TopicPartition] | None = None
+    ) -> list[Delivery]:
         """Acquire up to ``max_records`` records for ``member_id`` across its topics'
-        partitions (starting at a different partition each time) and read them."""
+        partitions (or those of ``only``: a wire member's share session), starting at a
+        different partition each time, and read them."""
         with self.lock:
             now = now_ms()
             self._sweep(now)
             member = self._touch(member_id)
             tps = self._topic_partitions(member.topics)
+            if only is not None:
+                wanted = set(only)
+                tps = [tp for tp in tps if tp in wanted]
             if not tps:
                 return []
             member.rotation = (member.rotation + 1) % len(tps)
@@ -322,6 +352,36 @@ class ShareGroupRegistry:
             self._groups[group_id] = group
             with group.lock:
                 group._sweep(now_ms())  # records acquired when the broker stopped come back now
+
+    def open_for_wire(self, group_id: str) -> ShareGroup:
+        """The share group ``group_id`` with its stored config, created with the defaults if
+        new (over the wire, settings come from group configs, not from each member)."""
+        check_not_classic(self._broker, group_id)
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                config = ShareGroupConfig()
+                group = self._groups[group_id] = ShareGroup(self._broker, self.store, group_id, config)
+                self.store.save_group(group_id, config)
+            return group
+
+    def configure(self, group_id: str, changes: dict[str, Any]) -> ShareGroupConfig:
+        """Change settings of ``group_id`` (created if new), whatever members it has:
+        Kafka's group configs apply to what happens next."""
+        group = self.open_for_wire(group_id)
+        with group.lock:
+            merged = ShareGroupConfig.from_json(group.config.to_json())
+            for name, value in changes.items():
+                setattr(merged, name, value)
+            merged.__post_init__()  # validate the result as a whole
+            dlq = merged.dead_letter_topic
+            if dlq is not None and dlq not in self._broker.topics:
+                create_topic(self._broker, dlq, 1)
+            group.config = merged
+            for sp in group.partitions.values():
+                sp.config = merged
+            self.store.save_group(group_id, merged)
+            return merged
 
     def get(self, group_id: str) -> ShareGroup | None:
         with self._lock:

@@ -129,8 +129,12 @@ class Lab:
 
     # consumer groups ------------------------------------------------------------------
     def groups(self) -> pd.DataFrame:
-        return pd.DataFrame(group_admin.list_groups(self.broker),
-                            columns=["group", "state", "generation", "members", "assignor"])  # fmt: skip
+        """Every group: classic consumer groups (live members or committed offsets) and share
+        groups, told apart by ``type`` ("classic" or "share"). Share groups have no generation (<NA>)."""
+        df = pd.DataFrame(group_admin.list_all_groups(self.broker),
+                          columns=["group", "type", "state", "generation", "members", "assignor"])  # fmt: skip
+        df["generation"] = df["generation"].astype("Int64")
+        return df
 
     def describe_group(self, group: str) -> pd.DataFrame:
         return pd.DataFrame(group_admin.describe_group(self.broker, group),

@@ -87,6 +87,9 @@ class ShareGroupConfig:
     dead_letter_topic: str | None = None
     auto_offset_reset: OffsetReset = "latest"  # share.auto.offset.reset, used when a partition is first read
     max_record_locks: int = 2000  # share.partition.max.record.locks: most records in flight per partition
+    # share.record.lock.duration.ms, for members over the wire (an embedded share consumer
+    # passes its own lock_ms with each fetch)
+    record_lock_ms: int = 30_000
 
     def __post_init__(self) -> None:
         limit = self.delivery_count_limit
@@ -97,6 +100,9 @@ class ShareGroupConfig:
         locks = self.max_record_locks
         if isinstance(locks, bool) or not isinstance(locks, int) or locks < 1:
             raise ConfigError(f"max_record_locks must be a positive integer, got {locks!r}")
+        lock = self.record_lock_ms
+        if isinstance(lock, bool) or not isinstance(lock, int) or not 1_000 <= lock <= 3_600_000:
+            raise ConfigError(f"record_lock_ms (share.record.lock.duration.ms) must be 1000..3600000, got {lock!r}")
         if self.dead_letter_topic is not None and not isinstance(self.dead_letter_topic, str):
             raise ConfigError(f"dead_letter_topic must be a topic name or None, got {self.dead_letter_topic!r}")
 

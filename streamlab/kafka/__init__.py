@@ -45,6 +45,7 @@ from streamlab.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+from streamlab.groups.share import GroupTypeError, InvalidRecordStateError
 
 if TYPE_CHECKING:
     from streamlab.kafka.consumer import KafkaConsumer
@@ -121,9 +122,11 @@ _ERRORS: dict[int, type[StreamlabError]] = {
     38: ConfigError,  # INVALID_REPLICATION_FACTOR
     40: ConfigError,  # INVALID_CONFIG
     68: GroupNotEmptyError,
+    69: GroupTypeError,  # GROUP_ID_NOT_FOUND: a share group's name taken by a classic group, or the reverse
     82: FencedInstanceError,
     87: SerializationError,  # INVALID_RECORD
     100: UnknownTopicError,  # UNKNOWN_TOPIC_ID
+    121: InvalidRecordStateError,  # INVALID_RECORD_STATE (share groups)
     -140: OffsetOutOfRangeError,  # _AUTO_OFFSET_RESET (auto_offset_reset="none")
     -165: UnsupportedOperationError,  # _UNSUPPORTED_FEATURE
     -185: OperationTimeoutError,  # _TIMED_OUT

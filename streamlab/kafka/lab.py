@@ -74,6 +74,7 @@ from streamlab.kafka import SCHEME, UnsupportedOperationError, client_config, lo
 from streamlab.kafka import mock_cluster as mocks
 from streamlab.kafka.consumer import KafkaConsumer, check_message, ck_partition, decode_message, next_batch
 from streamlab.kafka.producer import KafkaProducer
+from streamlab.kafka.share_consumer import KafkaShareConsumer
 from streamlab.model.names import validate_topic_name
 from streamlab.model.types import TopicPartition
 from streamlab.storage.fields import expand_json_objects
@@ -465,6 +466,29 @@ class KafkaLab:
     def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> KafkaConsumer:
         return KafkaConsumer(self, topics, **{**self.consumer_defaults, **config})
 
+    def share_consumer(
+        self,
+        topics: Iterable[str] | str,
+        *,
+        group: str,
+        lock_ms: int = 30_000,
+        dead_letter_topic: str | None = None,
+        delivery_count_limit: int = 5,
+        client_id: str = "streamlab-share-consumer",
+        **config: Any,
+    ) -> KafkaShareConsumer:
+        """A member of share group ``group`` (KIP-932), as on the embedded broker; the
+        group's settings become group configs on the cluster (see
+        :mod:`streamlab.kafka.share_consumer`)."""
+        return KafkaShareConsumer(self, topics, group=group, lock_ms=lock_ms, dead_letter_topic=dead_letter_topic,
+                                  delivery_count_limit=delivery_count_limit, client_id=client_id, **config)  # fmt: skip
+
+    def share_state(self, group: str) -> pd.DataFrame:
+        raise UnsupportedOperationError(
+            "the state of each in-flight record of a share group is the embedded broker's: open the data "
+            "directory with streamlab.connect(DIR) (with the server stopped) to see it"
+        )
+
     def _adopt(self, client: KafkaProducer | KafkaConsumer) -> None:
         self._check_open()
         self._clients.add(client)
@@ -474,14 +498,16 @@ class KafkaLab:
 
     # consumer groups ------------------------------------------------------------------
     def groups(self) -> pd.DataFrame:
-        columns = ["group", "state", "generation", "members", "assignor"]
+        # Consumer groups only (ListGroups without a type filter): share groups need the
+        # embedded broker's view, as does their per-record state.
+        columns = ["group", "type", "state", "generation", "members", "assignor"]
         listed = self._admin_call(self._admin.list_consumer_groups(request_timeout=self.timeout), "listing groups")
         if listed.errors and not listed.valid:
             raise translate(listed.errors[0], context="listing consumer groups (ListGroups)")
         ids = sorted(g.group_id for g in listed.valid)
         described = self._describe_groups(ids)
         rows = [
-            {"group": g, "state": _STATES.get(d.state.name, str(d.state)), "generation": pd.NA,
+            {"group": g, "type": "classic", "state": _STATES.get(d.state.name, str(d.state)), "generation": pd.NA,
              "members": len(d.members), "assignor": d.partition_assignor or ""}
             for g, d in described.items()
         ]  # fmt: skip

@@ -79,6 +79,9 @@ def _lib() -> ctypes.CDLL:
         "rd_kafka_mock_partition_set_leader": (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_int32, _c.c_int32]),
         "rd_kafka_mock_group_initial_rebalance_delay_ms": (None, [_c.c_void_p, _c.c_int32]),
         "rd_kafka_mock_coordinator_set": (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_char_p, _c.c_int32]),
+        "rd_kafka_mock_sharegroup_set_record_lock_duration": (None, [_c.c_void_p, _c.c_int]),
+        "rd_kafka_mock_sharegroup_set_max_delivery_attempts": (None, [_c.c_void_p, _c.c_int]),
+        "rd_kafka_mock_sharegroup_set_auto_offset_reset": (None, [_c.c_void_p, _c.c_int]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -175,6 +178,22 @@ class MockCluster:
         with self._lock:
             err = _lib().rd_kafka_mock_coordinator_set(self._handle(), b"group", group.encode(), broker_id)
         self._check(err, f"making broker {broker_id} the coordinator of group {group!r}")
+
+    # share groups -------------------------------------------------------------------------
+    def share_group_settings(
+        self, *, lock_ms: int | None = None, delivery_count_limit: int | None = None,
+        auto_offset_reset: str | None = None,
+    ) -> None:  # fmt: skip
+        """Share-group settings of the mock, for all its share groups (it has no group configs)."""
+        lib = _lib()
+        with self._lock:
+            cluster = self._handle()
+            if lock_ms is not None:
+                lib.rd_kafka_mock_sharegroup_set_record_lock_duration(cluster, lock_ms)
+            if delivery_count_limit is not None:
+                lib.rd_kafka_mock_sharegroup_set_max_delivery_attempts(cluster, delivery_count_limit)
+            if auto_offset_reset is not None:
+                lib.rd_kafka_mock_sharegroup_set_auto_offset_reset(cluster, int(auto_offset_reset == "earliest"))
 
     # brokers ----------------------------------------------------------------------------
     def broker_down(self, broker_id: int) -> None:

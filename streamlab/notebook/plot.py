@@ -18,7 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
+from streamlab.notebook.share_state import NOT_YET_DELIVERED_COLOR, STATE_COLORS, ShareGroupState
 from streamlab.notebook.state import (
     PALETTE,
     LabLike,
@@ -27,7 +29,14 @@ from streamlab.notebook.state import (
     colors_for,
 )
 
-__all__ = ["offsets_and_lag", "rebalance_timeline", "records_per_partition", "summary_of", "throughput"]
+__all__ = [
+    "offsets_and_lag",
+    "rebalance_timeline",
+    "records_per_partition",
+    "share_states",
+    "summary_of",
+    "throughput",
+]
 
 _summaries: WeakKeyDictionary[Figure, str] = WeakKeyDictionary()
 
@@ -208,3 +217,62 @@ def throughput(lab: LabLike, topic: str, freq: str = "1h", *, summary: bool = Fa
             f"{df['timestamp'].max():%Y-%m-%d %H:%M} UTC in {len(total)} buckets of {freq}; "
             f"peak {int(total.max()):,} at {peak:%Y-%m-%d %H:%M}, mean {total.mean():,.1f} per {freq}")  # fmt: skip
     return _finish(fig, text, summary)
+
+
+def share_states(
+    lab: LabLike, group: str, *, topic: str | None = None, max_records: int = 200, summary: bool = False
+) -> Figure:
+    """A share group's in-flight records: one row per partition, x the offset, each record
+    coloured by its state with its delivery count written in, then the records not yet
+    delivered; below, delivery counts against the group's delivery count limit. Needs the
+    embedded broker (:class:`~streamlab.notebook.share_state.ShareViewUnavailableError`)."""
+    state = ShareGroupState(lab, group, topic=topic, max_records=max_records)
+    state.refresh()
+    parts = state.partitions
+    fig, (top, bottom) = _figure(2, 1, figsize=(9, 4.6 + 0.4 * max(len(parts), 1)), height_ratios=[1.2, 1])
+    top.set(title=f"In-flight records of share group {group}", xlabel="offset", ylabel="partition")
+    bottom.set(title="Deliveries per in-flight record", xlabel="offset", ylabel="delivery count")
+    handles = [Patch(color=c, label=s) for s, c in STATE_COLORS.items()]
+    handles.append(Patch(color=NOT_YET_DELIVERED_COLOR, label="not yet delivered"))
+    top.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if not parts:
+        _empty(top, "no share consumer has joined it yet" if not state.exists else "no partitions")
+        _empty(bottom, "no deliveries")
+        bottom.legend(handles=[Patch(color=_GREY, label="no records")], fontsize=8)
+        return _finish(fig, state.summary(), summary)
+    # Each record is a cell centred on its offset; past the cap, the axis ends at the last cell drawn.
+    lo = min(p.start_offset for p in parts)
+    hi = max(p.records[-1].offset + 1 if p.hidden else p.end_offset for p in parts)
+    pad = max(2.0, 0.15 * (hi - lo))
+    several = len({p.topic for p in parts}) > 1
+    side = {id(p): k for k, p in enumerate(p for p in parts if p.records)}  # bars of partitions sharing an offset
+    width = 0.8 / max(len(side), 1)
+    for i, p in enumerate(parts):
+        for s, color in STATE_COLORS.items():
+            mine = [r for r in p.records if r.state == s]
+            top.barh([i] * len(mine), 1, left=[r.offset - 0.5 for r in mine], color=color, height=0.7,
+                     edgecolor="white", linewidth=1 if hi - lo <= 60 else 0)  # fmt: skip
+            bottom.bar([r.offset + (side[id(p)] - (len(side) - 1) / 2) * width for r in mine],
+                       [r.delivery_count for r in mine], width=width, color=color)  # fmt: skip
+        if len(p.records) <= 60:  # numbers in wider windows would overlap
+            for r in p.records:
+                top.text(r.offset, i, str(r.delivery_count), ha="center", va="center", color="white",
+                         fontsize=9 if hi - lo <= 30 else 6)  # fmt: skip
+        if p.not_yet_delivered:
+            top.barh(i, p.not_yet_delivered, left=p.end_offset - 0.5, color=NOT_YET_DELIVERED_COLOR, height=0.7)
+    labels = []
+    for p in parts:  # what the cells cannot show goes under the row's name, clear of the cells
+        notes = [f"+{p.hidden:,} more"] if p.hidden else []
+        notes += [f"{p.not_yet_delivered:,} not yet delivered"] if p.not_yet_delivered else []
+        labels.append((p.name if several else f"partition {p.partition}") + "".join(f"\n{n}" for n in notes))
+    top.set_yticks(range(len(parts)), labels)
+    top.invert_yaxis()
+    for ax in (top, bottom):
+        ax.set_xlim(lo - 0.6, hi - 0.5 + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    limit = state.delivery_count_limit or 1
+    bottom.axhline(limit, color="#b00020", linestyle="--", linewidth=1, label=f"delivery count limit ({limit})")
+    bottom.set_ylim(0, limit + 0.8)
+    bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _finish(fig, state.summary(), summary)

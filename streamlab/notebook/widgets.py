@@ -8,6 +8,8 @@ Each widget renders a state object from :mod:`streamlab.notebook.state` and has 
 ``refresh()``, ``summary()``, ``start()`` and ``stop()``; ``summary()`` is the text a
 notebook prints under the widget so that what it shows is also in the saved output.
 Updates run in a daemon thread (``interval`` seconds apart), so the kernel stays free.
+The share-group views (``ShareGroupView``, ``QueueVsStream``) live in
+:mod:`streamlab.notebook.share_widgets` and are reachable here too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import pandas as pd
@@ -33,7 +35,35 @@ from streamlab.notebook.state import (
     colors_for,
 )
 
-__all__ = ["Dashboard", "LiveTail", "OffsetsLag", "ProducerPanel", "RebalanceTimeline", "TopicBrowser"]
+if TYPE_CHECKING:
+    from streamlab.notebook.share_widgets import QueueVsStream, ShareGroupView
+
+__all__ = [
+    "Dashboard",
+    "LiveTail",
+    "OffsetsLag",
+    "ProducerPanel",
+    "QueueVsStream",
+    "RebalanceTimeline",
+    "ShareGroupView",
+    "TopicBrowser",
+]
+_SHARE_VIEWS = ("QueueVsStream", "ShareGroupView")
+
+
+def __getattr__(name: str) -> Any:
+    """The share-group views, from :mod:`.share_widgets`: it builds on this module, so it
+    is imported on first use rather than at the top."""
+    if name in _SHARE_VIEWS:
+        from streamlab.notebook import share_widgets
+
+        return getattr(share_widgets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SHARE_VIEWS))  # so tab completion offers them too
+
 
 _CELL = "padding:2px 6px;border-bottom:1px solid #e0e0e0;text-align:left;font-size:12px;white-space:nowrap"
 _MONO = "font-family:var(--jp-code-font-family,monospace)"

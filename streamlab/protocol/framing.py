@@ -27,7 +27,9 @@ newest version a client expects and go low enough for feature probes:
   Fetch 12 (13+ name topics by ID only), OffsetCommit/OffsetFetch 8 (9+ belong to KIP-848
   consumer groups), ListOffsets 7 (8+ are tiered-storage specs), InitProducerId 4 (5+ is
   transactions v2), ListGroups 4 (5 filters by group type), DescribeGroups 5 (6 reports
-  missing groups as errors, KIP-1043). Elsewhere kio's newest version is used: later
+  missing groups as errors, KIP-1043). The share-group APIs (KIP-932) start at v1, as
+  librdkafka's share consumer sends them (v0 was Kafka 4.0's early-access version);
+  ShareFetch/ShareAcknowledge v2 add lock renewal. Elsewhere kio's newest version is used: later
   versions only add optional fields (reasons, echoed protocol names, zero topic IDs in
   responses).
 
@@ -98,6 +100,10 @@ API_NAMES: Final[dict[int, str]] = {
     22: "InitProducerId",
     32: "DescribeConfigs",
     37: "CreatePartitions",
+    44: "IncrementalAlterConfigs",
+    76: "ShareGroupHeartbeat",
+    78: "ShareFetch",
+    79: "ShareAcknowledge",
 }
 
 SUPPORTED_APIS: Final[dict[int, tuple[int, int]]] = {
@@ -120,6 +126,10 @@ SUPPORTED_APIS: Final[dict[int, tuple[int, int]]] = {
     22: (0, 4),  # InitProducerId
     32: (1, 4),  # DescribeConfigs
     37: (0, 3),  # CreatePartitions
+    44: (0, 1),  # IncrementalAlterConfigs
+    76: (1, 1),  # ShareGroupHeartbeat
+    78: (1, 2),  # ShareFetch
+    79: (1, 2),  # ShareAcknowledge
 }
 
 ADVERTISED_APIS: Final[dict[int, tuple[int, int]]] = {**SUPPORTED_APIS, 0: (0, SUPPORTED_APIS[0][1])}

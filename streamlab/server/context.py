@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from streamlab.broker import Broker
 from streamlab.server.idempotence import ProducerStates
+from streamlab.server.share_sessions import ShareSessions
+from streamlab.server.topic_ids import TopicIds
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,8 @@ class ServerContext:
     cluster_id: str = ""
     producers: ProducerStates = field(init=False, repr=False)
     data: DataSignal = field(init=False, repr=False)
+    topic_ids: TopicIds = field(init=False, repr=False)
+    share_sessions: ShareSessions = field(init=False, repr=False)
     shutting_down: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +130,8 @@ class ServerContext:
             self.cluster_id = _cluster_id(self.broker)
         self.producers = ProducerStates(self.broker)
         self.data = DataSignal(self.broker)
+        self.topic_ids = TopicIds(self.broker, self.cluster_id)
+        self.share_sessions = ShareSessions()
 
     def close(self) -> None:
         """Stop the background parts (the broker itself is closed by its owner)."""

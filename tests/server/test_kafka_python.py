@@ -81,3 +81,32 @@ def test_produce_acks_all_consume_and_seek_by_timestamp(shared_server: ServerPro
         assert late[partitions[0]] is None  # nothing that late: Kafka's -1
     finally:
         consumer.close()
+
+
+def test_idempotent_producer_writes_each_record_once(shared_server: ServerProcess, admin: KafkaAdminClient) -> None:
+    admin.create_topics([NewTopic("kp-idempotent", 2, 1)])
+    producer = KafkaProducer(bootstrap_servers=shared_server.bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=2, compression_type="gzip")  # fmt: skip
+    futures = [producer.send("kp-idempotent", key=b"k%d" % (i % 5), value=b"v%d" % i) for i in range(400)]
+    producer.flush(timeout=30)
+    metadata = [f.get(timeout=10) for f in futures]
+    producer.close()
+    # InitProducerId gave it a producer id: the batches carried it, with sequences
+    by_partition: dict[int, list[int]] = {}
+    for m in metadata:
+        by_partition.setdefault(m.partition, []).append(m.offset)
+    for offsets in by_partition.values():
+        assert offsets == list(range(len(offsets))), "dense offsets, in send order, nothing twice"
+
+    consumer = KafkaConsumer(bootstrap_servers=shared_server.bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest")  # fmt: skip
+    try:
+        consumer.assign([TopicPartition("kp-idempotent", p) for p in (0, 1)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 400 and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                got += [r.value for r in batch]
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(b"v%d" % i for i in range(400))

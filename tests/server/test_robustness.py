@@ -74,9 +74,31 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
     return struct.pack(">i", size) + bytes(body)
 
 
+def _share_seeds() -> list[bytes]:
+    """Valid share-group requests (kafka-python has no share-group APIs), built with kio."""
+    import uuid
+
+    tid = uuid.UUID(int=0x1234)
+    acks = [{"first_offset": 0, "last_offset": 2, "acknowledge_types": [1, 2, 3]}]
+    bodies = [kio_request(76, 1, group_id="fz", member_id="m-fz", member_epoch=0, rack_id=None,
+                          subscribed_topic_names=["fuzz"])]  # fmt: skip
+    for version in (1, 2):
+        bodies.append(kio_request(
+            78, version, group_id="fz", member_id="m-fz", share_session_epoch=0, max_wait=10 * MS, min_bytes=1,
+            max_bytes=1 << 20, max_records=10, batch_size=10, forgotten_topics_data=[],
+            topics=[{"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": acks}]}],
+        ))  # fmt: skip
+        bodies.append(kio_request(
+            79, version, group_id="fz", member_id="m-fz", share_session_epoch=1,
+            topics=[{"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": acks}]}],
+        ))  # fmt: skip
+    return [frame(body) for body in bodies]
+
+
 def _fuzz_frames(rng: random.Random) -> list[bytes]:
     seeds = [sample_frame(key, version) for key, (low, high) in SUPPORTED_APIS.items() if key in KAFKA_PYTHON
              for version in range(low, high + 1)]  # fmt: skip
+    seeds += _share_seeds()
     frames = []
     for _ in range(GENERATED):
         kind = rng.random()

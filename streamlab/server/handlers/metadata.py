@@ -1,10 +1,12 @@
 """Metadata: the one broker, and the topics and partitions it leads.
 
 Every partition is led by this broker, with itself as the only replica, leader epoch 0.
-Topics are never created implicitly (``allow_auto_topic_creation`` is ignored): a typo in
-a topic name is an error, as in the embedded API. Which topics a request means depends on
-the version: in v0 an empty list means all topics; from v1 on, null means all topics and
-an empty list means none.
+Each topic carries its ID (:mod:`streamlab.server.topic_ids`), which share-group clients
+use to name topics; v10+ may ask for a topic by ID alone. Topics are never created
+implicitly (``allow_auto_topic_creation`` is ignored): a typo in a topic name is an
+error, as in the embedded API. Which topics a request means depends on the version: in v0
+an empty list means all topics; from v1 on, null means all topics and an empty list means
+none.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from streamlab.model.names import validate_topic_name
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.topic_ids import ZERO_ID
 
 API_KEY = 3
 
@@ -55,14 +58,16 @@ def _topic(ctx: ServerContext, t: Any, name: str | None, topic_id: Any) -> Any:
             error_code=error_code(code),
             # Only v12 lets the name be null (a topic asked for by id); v10-11 want a string.
             name=name if name is not None or t.MetadataResponse.__version__ >= 12 else "",
-            topic_id=topic_id,  # streamlab has no topic ids: the zero UUID for named topics
+            topic_id=topic_id if topic_id is not None else ZERO_ID,
             is_internal=False,
             partitions=partitions,
             topic_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
         )
 
-    if name is None:  # v10+ may name a topic by id only; we never gave out ids
-        return answer(UNKNOWN_TOPIC_ID)
+    if name is None:  # v10+ may name a topic by id only
+        name = ctx.topic_ids.name_for(topic_id)
+        if name is None:
+            return answer(UNKNOWN_TOPIC_ID)
     try:
         validate_topic_name(name)
     except InvalidTopicError:
@@ -70,6 +75,7 @@ def _topic(ctx: ServerContext, t: Any, name: str | None, topic_id: Any) -> Any:
     state = ctx.broker.topics.get(name)
     if state is None:
         return answer(UNKNOWN_TOPIC_OR_PARTITION)
+    topic_id = ctx.topic_ids.id_for(name)
     replicas = (ctx.node_id,)
     partitions = tuple(
         build(

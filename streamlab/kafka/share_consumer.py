@@ -1,0 +1,273 @@
+"""``lab.share_consumer(...)`` on ``kafka://``: share groups through librdkafka's share consumer.
+
+The same API as the embedded :class:`~streamlab.client.share_consumer.ShareConsumer`,
+built on confluent-kafka's ``ShareConsumer`` (KIP-932), so it works against
+``streamlab serve``, Apache Kafka 4.1+ with share groups enabled, and librdkafka's mock
+cluster. librdkafka runs in explicit acknowledgement mode underneath; streamlab's
+``"implicit"`` mode accepts every delivered record not acknowledged otherwise at the next
+:meth:`poll` or :meth:`commit`, as the embedded consumer does.
+
+Share-group settings are group configs on a Kafka cluster, not consumer settings: the
+consumer sets ``share.record.lock.duration.ms`` (``lock_ms``) and
+``share.auto.offset.reset`` (and ``share.delivery.count.limit`` and
+``errors.deadletterqueue.topic.name`` when they differ from the defaults) with
+IncrementalAlterConfigs before joining. On librdkafka's mock cluster, which has no admin
+APIs, they are set through the mock's own controls and apply to all its share groups.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+from streamlab.client.share_consumer import AcknowledgementMode
+from streamlab.errors import ClosedError, ConfigError
+from streamlab.groups.share import (
+    ACK_TYPES,
+    AckType,
+    InvalidRecordStateError,
+    OffsetReset,
+    ShareGroupConfig,
+    ShareGroupError,
+    ShareOperationError,
+)
+from streamlab.kafka import client_config, translate
+from streamlab.kafka import mock_cluster as mocks
+from streamlab.kafka.consumer import check_message, to_record
+from streamlab.model.types import Record, TopicPartition
+
+if TYPE_CHECKING:
+    from streamlab.kafka.lab import KafkaLab
+
+_ACK = {"accept": ck.AcknowledgeType.ACCEPT, "release": ck.AcknowledgeType.RELEASE,
+        "reject": ck.AcknowledgeType.REJECT}  # fmt: skip
+INVALID_RECORD_STATE = 121
+
+
+def configure_share_group(lab: KafkaLab, group: str, config: ShareGroupConfig, lock_ms: int) -> None:
+    """Give ``group`` the settings a share consumer asked for (see the module doc)."""
+    cluster = mocks.find(lab.bootstrap)
+    if cluster is not None:
+        cluster.share_group_settings(lock_ms=lock_ms, delivery_count_limit=config.delivery_count_limit,
+                                     auto_offset_reset=config.auto_offset_reset)  # fmt: skip
+        return
+    settings = {"share.record.lock.duration.ms": str(lock_ms), "share.auto.offset.reset": config.auto_offset_reset}
+    if config.delivery_count_limit != ShareGroupConfig().delivery_count_limit:
+        settings["share.delivery.count.limit"] = str(config.delivery_count_limit)
+    if config.dead_letter_topic is not None:
+        settings["errors.deadletterqueue.topic.name"] = config.dead_letter_topic
+    entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in settings.items()]
+    resource = ConfigResource(ConfigResource.Type.GROUP, group, incremental_configs=entries)
+    for future in lab._admin.incremental_alter_configs([resource]).values():
+        try:
+            future.result(timeout=lab.timeout)
+        except ck.KafkaException as exc:
+            raise translate(exc.args[0], context=f"setting share group {group!r} configs {settings}") from exc
+
+
+class KafkaShareConsumer:
+    """A member of share group ``group`` on a Kafka cluster. See the module documentation."""
+
+    def __init__(
+        self,
+        lab: KafkaLab,
+        topics: Iterable[str] | str,
+        *,
+        group: str,
+        lock_ms: int = 30_000,
+        dead_letter_topic: str | None = None,
+        delivery_count_limit: int = 5,
+        auto_offset_reset: OffsetReset = "latest",
+        acknowledgement_mode: AcknowledgementMode = "implicit",
+        max_poll_records: int = 500,
+        client_id: str = "streamlab-share-consumer",
+        kafka_config: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(group, str) or not group:
+            raise ConfigError(f"a share consumer needs a group name, got {group!r}")
+        if acknowledgement_mode not in ("implicit", "explicit"):
+            raise ConfigError(f"acknowledgement_mode must be 'implicit' or 'explicit', got {acknowledgement_mode!r}")
+        for name, value in (("lock_ms", lock_ms), ("max_poll_records", max_poll_records)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        config = ShareGroupConfig(delivery_count_limit=delivery_count_limit, dead_letter_topic=dead_letter_topic,
+                                  auto_offset_reset=auto_offset_reset)  # fmt: skip
+        lab._check_open()
+        self._lab = lab
+        self.group = group
+        self.client_id = client_id
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        for topic in self.topics:
+            lab._topic_info(topic)  # an unknown topic is an error here too
+        self.lock_ms = lock_ms
+        self._mode: AcknowledgementMode = acknowledgement_mode
+        self._max_poll_records = max_poll_records
+        configure_share_group(lab, group, config, lock_ms)
+        settings = {"group.id": group, "client.id": client_id, "share.acknowledgement.mode": "explicit",
+                    "max.poll.records": max_poll_records}  # fmt: skip
+        options = client_config(lab.bootstrap, {**lab.client_options, **(kafka_config or {})}, **settings)
+        options.pop("allow.auto.create.topics", None)  # librdkafka's share consumer refuses the setting
+        self._consumer = ck.ShareConsumer(options)
+        self._errors: dict[TopicPartition, InvalidRecordStateError] = {}
+        self._consumer.set_acknowledgement_commit_callback(self._acknowledged)
+        # Delivered and not yet sent back: (partition, offset) -> [message, acknowledgement or None]
+        self._delivered: dict[tuple[TopicPartition, int], list[Any]] = {}
+        self._buffer: list[Any] = []  # delivered by librdkafka beyond a poll's max_records
+        self._closed = False
+        self._consumer.subscribe(self.topics)
+
+    # reading ------------------------------------------------------------------------------
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
+        """Up to ``max_records`` records, each locked to this consumer for the group's lock
+        duration; waits at most ``timeout`` seconds. Sends pending acknowledgements first."""
+        self._check_open()
+        limit = self._max_poll_records if max_records is None else max_records
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
+        waiting = sum(1 for _, kind in self._delivered.values() if kind is None)
+        if self._mode == "explicit" and waiting > len(self._buffer):
+            raise ShareGroupError(
+                f"acknowledgement_mode='explicit': acknowledge the {waiting} records of the previous poll "
+                "before polling again"
+            )
+        self._accept_the_rest()
+        deadline = time.monotonic() + max(timeout, 0)
+        while not self._buffer:
+            left = deadline - time.monotonic()
+            messages: Any = self._consumer.poll(max(left, 0)) or []
+            for msg in messages:
+                if check_message(msg):
+                    self._buffer.append(msg)
+                    self._delivered[TopicPartition(str(msg.topic()), int(msg.partition())), int(msg.offset())] = [
+                        msg,
+                        None,
+                    ]
+            if left <= 0:
+                break
+        out, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        return [to_record(msg) for msg in out]
+
+    def delivery_count(self, record: Record) -> int | None:
+        """How many times ``record`` has been delivered while this consumer holds it."""
+        held = self._delivered.get((record.topic_partition, record.offset))
+        return None if held is None else int(held[0].delivery_count())
+
+    # acknowledging --------------------------------------------------------------------------
+    def acknowledge(self, records: Record | Iterable[Record], type: AckType = "accept") -> None:
+        """Mark delivered records ``"accept"``, ``"release"`` or ``"reject"``; sent by the
+        next :meth:`poll` or :meth:`commit`."""
+        self._check_open()
+        if type not in ACK_TYPES:
+            raise ConfigError(f"type must be one of {list(ACK_TYPES)}, got {type!r}")
+        chosen = [records] if isinstance(records, Record) else list(records)
+        for rec in chosen:
+            held = self._delivered.get((rec.topic_partition, rec.offset))
+            if held is None or held[1] is not None:
+                why = "was acknowledged already" if held else "is not held by this consumer"
+                raise InvalidRecordStateError(
+                    f"{rec.topic_partition} offset {rec.offset} {why}",
+                    topic=rec.topic, partition=rec.partition, offsets=[rec.offset],
+                )  # fmt: skip
+        for rec in chosen:
+            held = self._delivered[rec.topic_partition, rec.offset]
+            self._consumer.acknowledge(held[0], _ACK[type])
+            held[1] = type
+
+    def _accept_the_rest(self) -> None:
+        """Implicit mode: accept what was delivered (and returned) and not acknowledged."""
+        buffered = {id(m) for m in self._buffer}
+        for key, held in list(self._delivered.items()):
+            if held[1] is None and id(held[0]) not in buffered and self._mode == "implicit":
+                self._consumer.acknowledge(held[0], ck.AcknowledgeType.ACCEPT)
+                held[1] = "accept"
+            if held[1] is not None:
+                del self._delivered[key]
+
+    def _acknowledged(self, offsets: Any, error: Any) -> None:
+        if error is None:
+            return
+        for tp, sent in (offsets or {}).items():
+            ours = TopicPartition(tp.topic, tp.partition)
+            self._errors[ours] = InvalidRecordStateError(
+                f"{ours} offsets {sorted(sent)} were not acknowledged: {error}",
+                topic=tp.topic, partition=tp.partition, offsets=sorted(sent),
+            )  # fmt: skip
+
+    def commit(self) -> dict[TopicPartition, InvalidRecordStateError]:
+        """Send the acknowledgements made so far (in implicit mode, accepting every other
+        delivered record too); returns the partitions where the broker refused some."""
+        self._check_open()
+        self._accept_the_rest()
+        try:
+            self._consumer.commit_sync(self._lab.timeout)
+        except ck.KafkaException as exc:
+            if exc.args[0].code() != INVALID_RECORD_STATE:
+                raise translate(exc.args[0], context="committing share acknowledgements") from exc
+        errors, self._errors = self._errors, {}
+        return errors
+
+    def renew(self, records: Record | Iterable[Record]) -> NoReturn:
+        raise ShareOperationError("lock renewal is not offered by librdkafka's share consumer; use the embedded one")
+
+    def held(self) -> dict[TopicPartition, list[int]]:
+        """Offsets delivered to this consumer and not yet sent back, per partition."""
+        out: dict[TopicPartition, list[int]] = {}
+        for tp, offset in sorted(self._delivered):
+            out.setdefault(tp, []).append(offset)
+        return out
+
+    # no positions -------------------------------------------------------------------------------
+    def _no_positions(self, what: str) -> NoReturn:
+        raise ShareOperationError(
+            f"a share consumer cannot {what}: the share group decides which records each member gets. To read "
+            "a topic again from an offset or a time, use lab.consumer(...) with seek() or lab.replay(...)"
+        )
+
+    def seek(self, tp: TopicPartition, offset: int) -> NoReturn:
+        self._no_positions("seek")
+
+    def seek_to_beginning(self, partitions: Any = None) -> NoReturn:
+        self._no_positions("seek")
+
+    def seek_to_end(self, partitions: Any = None) -> NoReturn:
+        self._no_positions("seek")
+
+    def seek_to_timestamp(self, timestamp: Any, partitions: Any = None) -> NoReturn:
+        self._no_positions("seek")
+
+    def position(self, tp: TopicPartition) -> NoReturn:
+        self._no_positions("report a position")
+
+    def assign(self, partitions: Any) -> NoReturn:
+        self._no_positions("be assigned partitions (every member reads every partition)")
+
+    # lifecycle ---------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("this share consumer is closed; create a new one with lab.share_consumer()")
+        self._lab._check_open()
+
+    def close(self) -> None:
+        """Send the acknowledgements made so far and leave: the group releases the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        self._delivered.clear()
+        self._buffer.clear()
+        self._consumer.close()
+
+    def __enter__(self) -> KafkaShareConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Any:
+        raise TypeError("iterate with poll(timeout=..., max_records=...) so a notebook cell always ends")
+
+    def __repr__(self) -> str:
+        return f"<KafkaShareConsumer group={self.group!r} topics={self.topics}>"

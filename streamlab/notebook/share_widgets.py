@@ -1,0 +1,170 @@
+"""Live views of share groups (KIP-932), reached as ``streamlab.widgets.ShareGroupView`` and
+``streamlab.widgets.QueueVsStream``.
+
+>>> view = streamlab.widgets.QueueVsStream(lab, "jobs", share_group="job-queue", classic_group="workers")
+>>> view            # the share group's records beside the classic group's offsets
+>>> view.stop()
+
+Both draw a :class:`~streamlab.notebook.share_state.ShareGroupState` and need the embedded
+broker: on a ``kafka://`` Lab they raise
+:class:`~streamlab.notebook.share_state.ShareViewUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as w
+
+from streamlab.notebook.share_state import (
+    NOT_YET_DELIVERED_COLOR,
+    STATE_COLORS,
+    InFlight,
+    ShareGroupState,
+    SharePartitionInfo,
+)
+from streamlab.notebook.state import LabLike
+from streamlab.notebook.widgets import OffsetsLag, _esc, _Live, _set, _table, _title
+
+__all__ = ["QueueVsStream", "ShareGroupView"]
+
+_BOX = "display:inline-block;width:10px;height:10px;vertical-align:middle"
+_SMALL = "font-size:12px"
+_NOTHING = f"<div style='color:#666;{_SMALL}'>nothing in flight</div>"
+
+
+def _cell(r: InFlight) -> str:
+    """One record: coloured by state, its offset small on top and its delivery count below."""
+    tip = f"offset {r.offset}: {r.state}, delivered {r.delivery_count}x"
+    if r.owner is not None:
+        tip += f", held by {r.owner}"
+    if r.lock_remaining is not None:
+        tip += f", lock {r.lock_remaining.total_seconds():.1f} s left"
+    return (
+        f"<div class='streamlab-share-record' data-offset='{r.offset}' data-state='{_esc(r.state)}' "
+        f"data-delivery-count='{r.delivery_count}' title='{_esc(tip)}' style='width:30px;height:30px;margin:1px;"
+        f"background:{STATE_COLORS.get(r.state, '#333')};color:white;text-align:center;line-height:13px;"
+        f"font-size:9px;padding-top:2px;box-sizing:border-box'>{r.offset}<br>"
+        f"<b style='font-size:12px'>{r.delivery_count}</b></div>"
+    )
+
+
+def _partition(p: SharePartitionInfo, label: str) -> str:
+    note = f"align-self:center;margin-left:4px;{_SMALL}"
+    head = (f"<div style='margin-top:4px;{_SMALL}'><b>{_esc(label)}</b>: start {p.start_offset:,}, "
+            f"end {p.end_offset:,}, log {p.log_start:,}..{p.high_watermark:,}</div>")  # fmt: skip
+    cells = "".join(_cell(r) for r in p.records)
+    if p.hidden:
+        cells += f"<div style='{note};color:#666'>+{p.hidden:,} more</div>"
+    if p.not_yet_delivered:
+        cells += (f"<div style='{note};padding:6px;background:{NOT_YET_DELIVERED_COLOR}'>"
+                  f"{p.not_yet_delivered:,} not yet delivered</div>")  # fmt: skip
+    return head + f"<div style='display:flex;flex-wrap:wrap;align-items:flex-start'>{cells or _NOTHING}</div>"
+
+
+def _legend() -> str:
+    items = [f"<span style='{_BOX};background:{c}'></span> {s}" for s, c in STATE_COLORS.items()]
+    items.append(f"<span style='{_BOX};background:{NOT_YET_DELIVERED_COLOR}'></span> not yet delivered")
+    items.append("cell: offset over <b>delivery count</b>")
+    return f"<div style='font-size:11px;margin-top:4px'>{' &nbsp; '.join(items)}</div>"
+
+
+class ShareGroupView(_Live):
+    """Each in-flight record of share group ``group`` as a cell coloured by its state with
+    its delivery count, per partition; a legend; the members and how many records each holds.
+    ``topic`` narrows it to one of the group's topics; ``max_records`` caps the cells per
+    partition (the counts still cover every record)."""
+
+    def __init__(
+        self,
+        lab: LabLike,
+        group: str,
+        *,
+        topic: str | None = None,
+        max_records: int = 200,
+        interval: float = 1.0,
+        autostart: bool = True,
+    ) -> None:
+        state = ShareGroupState(lab, group, topic=topic, max_records=max_records)  # raises before any thread
+        super().__init__(interval=interval, autostart=autostart)
+        self.state = state
+        self.header = w.HTML()
+        self.body = w.HTML()
+        self.members = w.HTML()
+        title = f"Share group {group}" + (f" on {topic}" if topic else "")
+        self.view = w.VBox([w.HTML(_title(title)), self.header, self.body, w.HTML(_legend()), self.members,
+                            self.status])  # fmt: skip
+        self._begin()
+
+    def _refresh(self) -> None:
+        self.state.refresh()
+
+    def _render(self) -> None:
+        s = self.state
+        if not s.exists:
+            _set(self.header, value="<i>no share consumer has joined this group yet</i>")
+            _set(self.body, value="")
+            _set(self.members, value="")
+            return
+        counts = ", ".join(f"<b>{n:,}</b> {st}" for st, n in s.counts.items())
+        _set(self.header, value=(f"<div>delivery limit <b>{s.delivery_count_limit}</b>, dead-letter topic "
+                                 f"<b>{_esc(s.dead_letter_topic or '-')}</b>; in flight: {counts}</div>"))  # fmt: skip
+        several = len({p.topic for p in s.partitions}) > 1
+        blocks = [_partition(p, p.name if several else f"partition {p.partition}") for p in s.partitions]
+        _set(self.body, value="".join(blocks) or "<i>no partitions</i>")
+        rows = [(m.label, f"{m.held:,}") for m in s.members]
+        _set(self.members, value=_table(["member", "holds"], rows) if rows else "<i>no members</i>")
+
+    def summary(self) -> str:
+        return self.state.summary()
+
+    def __repr__(self) -> str:
+        return f"<streamlab.widgets.ShareGroupView group={self.state.group!r}>"
+
+
+class QueueVsStream(_Live):
+    """One topic read two ways, side by side: share group ``share_group`` (a queue: records
+    handed out one by one) and classic group ``classic_group`` (a stream: one committed
+    offset per partition, :class:`~streamlab.notebook.widgets.OffsetsLag`), refreshed together."""
+
+    def __init__(
+        self,
+        lab: LabLike,
+        topic: str,
+        *,
+        share_group: str,
+        classic_group: str,
+        max_records: int = 200,
+        interval: float = 1.0,
+        autostart: bool = True,
+    ) -> None:
+        share = ShareGroupView(lab, share_group, topic=topic, max_records=max_records, autostart=False)
+        super().__init__(interval=interval, autostart=autostart)
+        self.share = share
+        self.stream = OffsetsLag(lab, topic, classic_group, autostart=False)
+        self.parts: tuple[_Live, ...] = (self.share, self.stream)
+        for part in self.parts:
+            part.view.layout = w.Layout(width="50%", padding="0 8px")
+        self.view = w.VBox([
+            w.HTML(_title(f"{topic} as a queue (share group {share_group}) and as a stream "
+                          f"(classic group {classic_group})")),
+            w.HBox([self.share.view, self.stream.view]), self.status,
+        ])  # fmt: skip
+        self._begin()
+
+    def _refresh(self) -> None:
+        for part in self.parts:
+            part.refresh()
+
+    def _render(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        for part in self.parts:
+            part.stop()
+
+    def summary(self) -> str:
+        return "\n".join(part.summary() for part in self.parts)
+
+    def __repr__(self) -> str:
+        s = self.share.state
+        return (f"<streamlab.widgets.QueueVsStream topic={s.topic!r} share_group={s.group!r} "
+                f"classic_group={self.stream.state.group!r}>")  # fmt: skip

@@ -1,0 +1,115 @@
+"""IncrementalAlterConfigs: change topic configs, and share-group configs (KIP-932).
+
+TOPIC resources take SET and DELETE (back to the default) of streamlab's topic configs.
+GROUP resources are how a share group gets its settings, as in Kafka:
+``share.record.lock.duration.ms``, ``share.delivery.count.limit``,
+``share.auto.offset.reset`` and ``errors.deadletterqueue.topic.name`` (the dead-letter
+topic; KIP-1191's name), applied to what the group does next. APPEND and SUBTRACT (list
+operations) are refused with INVALID_REQUEST, an unknown config with INVALID_CONFIG, and
+``validate_only`` checks without changing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from streamlab.broker.share import share_groups
+from streamlab.broker.topics import alter_config
+from streamlab.config import TOPIC_CONFIGS, canonical_key, topic_config
+from streamlab.errors import ConfigError, StreamlabError
+from streamlab.groups.share import ShareGroupConfig
+from streamlab.protocol.framing import ParsedRequest
+from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._configs import overrides
+from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+
+API_KEY = 44
+
+RESOURCE_TOPIC, RESOURCE_GROUP = 2, 32
+SET, DELETE = 0, 1
+INVALID_REQUEST = 42
+
+# Kafka group config name -> (ShareGroupConfig field, parser)
+GROUP_CONFIGS: dict[str, tuple[str, Any]] = {
+    "share.record.lock.duration.ms": ("record_lock_ms", int),
+    "share.delivery.count.limit": ("delivery_count_limit", int),
+    "share.auto.offset.reset": ("auto_offset_reset", str),
+    "errors.deadletterqueue.topic.name": ("dead_letter_topic", lambda v: v or None),
+}
+_DEFAULTS = ShareGroupConfig()
+
+
+def _group_changes(configs: Any) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for entry in configs:
+        if entry.name not in GROUP_CONFIGS:
+            raise ConfigError(f"unknown group config {entry.name!r}; known: {sorted(GROUP_CONFIGS)}")
+        field, parse = GROUP_CONFIGS[entry.name]
+        if entry.config_operation == DELETE or entry.value is None:
+            changes[field] = getattr(_DEFAULTS, field)
+            continue
+        try:
+            changes[field] = parse(entry.value)
+        except ValueError as exc:
+            raise ConfigError(f"group config {entry.name}={entry.value!r}: {exc}") from exc
+    return changes
+
+
+def _alter(ctx: ServerContext, resource: Any, validate_only: bool) -> None:
+    if any(entry.config_operation not in (SET, DELETE) for entry in resource.configs):
+        raise _Refused(INVALID_REQUEST, "only SET and DELETE are supported (no list configs here)")
+    name = resource.resource_name
+    if resource.resource_type == RESOURCE_GROUP:
+        changes = _group_changes(resource.configs)
+        registry = share_groups(ctx.broker)
+        if validate_only:
+            group = registry.get(name)
+            _check(group.config if group is not None else ShareGroupConfig(), changes)
+            return
+        registry.configure(name, changes)
+        return
+    if resource.resource_type != RESOURCE_TOPIC:
+        raise _Refused(INVALID_REQUEST, f"resource type {resource.resource_type} has no configs here")
+    state = ctx.broker.topic(name)
+    sets = overrides((e.name, e.value) for e in resource.configs if e.config_operation == SET)
+    deletes = [canonical_key(e.name) for e in resource.configs if e.config_operation == DELETE]
+    unknown = [k for k in deletes if k not in TOPIC_CONFIGS]
+    if unknown:
+        raise ConfigError(f"unknown topic configs {unknown}")
+    defaults = topic_config()
+    changes = {**sets, **{k: defaults[k] for k in deletes}}
+    if validate_only:
+        topic_config({**state.config, **changes})
+        return
+    alter_config(ctx.broker, name, changes)
+
+
+def _check(base: ShareGroupConfig, changes: dict[str, Any]) -> None:
+    merged = ShareGroupConfig.from_json(base.to_json())
+    for field, value in changes.items():
+        setattr(merged, field, value)
+    merged.__post_init__()
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
+    body: Any = request.body
+    t = types_for(API_KEY, request.api_version)
+    answers = []
+    for resource in body.resources:
+        code, message = error_code(0), None
+        try:
+            await asyncio.to_thread(_alter, ctx, resource, bool(body.validate_only))
+        except _Refused as exc:
+            code, message = error_code(exc.code), str(exc)
+        except StreamlabError as exc:
+            code, message = error_of(exc), str(exc)
+        answers.append(build(t.AlterConfigsResourceResponse, error_code=code, error_message=message,
+                             resource_type=resource.resource_type, resource_name=resource.resource_name))  # fmt: skip
+    return build(t.IncrementalAlterConfigsResponse, throttle_time=ZERO, responses=tuple(answers))
