@@ -99,7 +99,9 @@ def _fuzz_frames(rng: random.Random) -> list[bytes]:
     seeds = [sample_frame(key, version) for key, (low, high) in SUPPORTED_APIS.items() if key in KAFKA_PYTHON
              for version in range(low, high + 1)]  # fmt: skip
     seeds += _share_seeds()
-    frames = []
+    # Every valid request once first, in batches of valid frames: each reaches its handler
+    # (in the mix below, a junk frame ahead of it in the same connection would close it first).
+    frames = list(seeds)
     for _ in range(GENERATED):
         kind = rng.random()
         if kind < 0.2:  # random bytes with an honest size

@@ -8,6 +8,7 @@ malformed acknowledgements, topic IDs in Metadata, and group configs.
 from __future__ import annotations
 
 import datetime
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -148,3 +149,33 @@ def test_share_group_names_and_configs_are_checked(
         stranger = share_fetch(client, f"g-{topic}", member, 0, uuid.uuid4())
         assert stranger.responses[0].partitions[0].error_code.value == UNKNOWN_TOPIC_ID
     consumer.close()
+
+
+def test_a_lock_renewed_with_share_acknowledge_v2_outlives_its_first_duration(
+    shared_server: ServerProcess, create_shared_topic: Callable[..., str]
+) -> None:
+    topic = create_shared_topic(1)
+    group, member = f"renew-{topic}", uuid.uuid4().hex
+    with RawClient(shared_server.bootstrap) as client:
+        produce(client, topic, records(b"slow", b"fast"))
+        tid = topic_id(client, topic)
+        configs = {"share.auto.offset.reset": "earliest", "share.record.lock.duration.ms": "1000"}
+        assert set_group_configs(client, group, configs).responses[0].error_code.value == 0
+        heartbeat(client, group, member, 0, [topic])
+        fetched = share_fetch(client, group, member, 0, tid, max_wait_ms=2000)
+        assert fetched.acquisition_lock_timeout == 1000 * MS
+        assert [(a.first_offset, a.last_offset) for a in fetched.responses[0].partitions[0].acquired_records] == [
+            (0, 1)
+        ]
+        time.sleep(0.7)
+        renew = kio_request(79, 2, group_id=group, member_id=member, share_session_epoch=1, is_renew_ack=True, topics=[
+            {"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": [
+                {"first_offset": 0, "last_offset": 0, "acknowledge_types": [4]}]}]}])  # fmt: skip
+        assert client.call(renew).responses[0].partitions[0].error_code.value == 0
+        time.sleep(0.7)  # 1.4 s after the fetch: offset 0 was renewed, offset 1 was not
+        late = share_ack(client, group, member, 2, tid, [{"first_offset": 0, "last_offset": 0,
+                                                          "acknowledge_types": [1]}])  # fmt: skip
+        assert late.responses[0].partitions[0].error_code.value == 0, "the renewed lock still held"
+        expired = share_ack(client, group, member, 3, tid, [{"first_offset": 1, "last_offset": 1,
+                                                             "acknowledge_types": [1]}])  # fmt: skip
+        assert expired.responses[0].partitions[0].error_code.value == INVALID_RECORD_STATE

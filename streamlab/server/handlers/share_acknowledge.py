@@ -16,7 +16,7 @@ from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._share import UNKNOWN_MEMBER_ID, apply_acks, group_of
-from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
 from streamlab.server.share_sessions import FINAL_EPOCH, SessionError
 
 API_KEY = 79
@@ -29,7 +29,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
 
     def top_level(code: Any, message: str) -> Any:
         return build(t.ShareAcknowledgeResponse, throttle_time=ZERO, error_code=code, error_message=message,
-                     responses=(), node_endpoints=())  # fmt: skip
+                     responses=(), node_endpoints=(), acquisition_lock_timeout=ZERO)  # fmt: skip
 
     if group is None:
         return top_level(error_code(UNKNOWN_MEMBER_ID), f"member {body.member_id!r} is not in share group "
@@ -53,6 +53,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         t.ShareAcknowledgeResponse,
         throttle_time=ZERO,
         error_code=error_code(0),
+        acquisition_lock_timeout=millis(group.config.record_lock_ms),  # v2: renewed locks last this long
         responses=tuple(
             build(
                 t.ShareAcknowledgeTopicResponse,
