@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, NoReturn
+from typing import Literal
 
 from streamlab.broker import Broker
 from streamlab.broker.share import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup, join_share_group
 from streamlab.client.decode import to_records
+from streamlab.client.share_base import ShareConsumerBase
 from streamlab.errors import ClosedError, ConfigError, UnknownMemberError
 from streamlab.groups.share import (
     ACK_TYPES,
@@ -47,7 +48,6 @@ from streamlab.groups.share import (
     OffsetReset,
     ShareGroupConfig,
     ShareGroupError,
-    ShareOperationError,
 )
 from streamlab.model.types import Record, TopicPartition
 
@@ -62,7 +62,7 @@ def _positive(name: str, value: object) -> int:
     return value
 
 
-class ShareConsumer:
+class ShareConsumer(ShareConsumerBase):
     """A member of share group ``group`` reading ``topics``. Use as a context manager, or
     call :meth:`close`. See the module documentation for acknowledgement modes. Like
     Kafka's consumers, one share consumer belongs to one thread: start one per worker."""
@@ -235,32 +235,6 @@ class ShareConsumer:
                 self._on_acknowledged(tp, sent, error)
         return errors
 
-    # no positions -------------------------------------------------------------------------------
-    def _no_positions(self, what: str) -> NoReturn:
-        raise ShareOperationError(
-            f"a share consumer cannot {what}: the share group decides which records each member gets, and "
-            "records come back only by release, reject or lock expiry. To read a topic again from an "
-            "offset or a time, use lab.consumer(...) with seek() or lab.replay(...)"
-        )
-
-    def seek(self, tp: TopicPartition, offset: int) -> NoReturn:
-        self._no_positions("seek")
-
-    def seek_to_beginning(self, partitions: Any = None) -> NoReturn:
-        self._no_positions("seek")
-
-    def seek_to_end(self, partitions: Any = None) -> NoReturn:
-        self._no_positions("seek")
-
-    def seek_to_timestamp(self, timestamp: Any, partitions: Any = None) -> NoReturn:
-        self._no_positions("seek")
-
-    def position(self, tp: TopicPartition) -> NoReturn:
-        self._no_positions("report a position")
-
-    def assign(self, partitions: Any) -> NoReturn:
-        self._no_positions("be assigned partitions (every member reads every partition)")
-
     # lifecycle ---------------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -289,15 +263,6 @@ class ShareConsumer:
     def held(self) -> dict[TopicPartition, list[int]]:
         """Offsets delivered to this consumer and not yet sent back, per partition."""
         return {tp: sorted(held) for tp, held in self._delivered.items()}
-
-    def __enter__(self) -> ShareConsumer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Any:
-        raise TypeError("iterate with poll(timeout=..., max_records=...) so a notebook cell always ends")
 
     def __repr__(self) -> str:
         return f"<ShareConsumer group={self.group!r} member={self.member_id!r} topics={self.topics}>"

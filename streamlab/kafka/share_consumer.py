@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import confluent_kafka as ck
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
+from streamlab.client.share_base import ShareConsumerBase
 from streamlab.client.share_consumer import AcknowledgementMode
 from streamlab.errors import ClosedError, ConfigError
 from streamlab.groups.share import (
@@ -69,7 +70,7 @@ def configure_share_group(lab: KafkaLab, group: str, config: ShareGroupConfig, l
             raise translate(exc.args[0], context=f"setting share group {group!r} configs {settings}") from exc
 
 
-class KafkaShareConsumer:
+class KafkaShareConsumer(ShareConsumerBase):
     """A member of share group ``group`` on a Kafka cluster. See the module documentation."""
 
     def __init__(
@@ -220,31 +221,6 @@ class KafkaShareConsumer:
             out.setdefault(tp, []).append(offset)
         return out
 
-    # no positions -------------------------------------------------------------------------------
-    def _no_positions(self, what: str) -> NoReturn:
-        raise ShareOperationError(
-            f"a share consumer cannot {what}: the share group decides which records each member gets. To read "
-            "a topic again from an offset or a time, use lab.consumer(...) with seek() or lab.replay(...)"
-        )
-
-    def seek(self, tp: TopicPartition, offset: int) -> NoReturn:
-        self._no_positions("seek")
-
-    def seek_to_beginning(self, partitions: Any = None) -> NoReturn:
-        self._no_positions("seek")
-
-    def seek_to_end(self, partitions: Any = None) -> NoReturn:
-        self._no_positions("seek")
-
-    def seek_to_timestamp(self, timestamp: Any, partitions: Any = None) -> NoReturn:
-        self._no_positions("seek")
-
-    def position(self, tp: TopicPartition) -> NoReturn:
-        self._no_positions("report a position")
-
-    def assign(self, partitions: Any) -> NoReturn:
-        self._no_positions("be assigned partitions (every member reads every partition)")
-
     # lifecycle ---------------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -259,15 +235,6 @@ class KafkaShareConsumer:
         self._delivered.clear()
         self._buffer.clear()
         self._consumer.close()
-
-    def __enter__(self) -> KafkaShareConsumer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Any:
-        raise TypeError("iterate with poll(timeout=..., max_records=...) so a notebook cell always ends")
 
     def __repr__(self) -> str:
         return f"<KafkaShareConsumer group={self.group!r} topics={self.topics}>"
