@@ -25,142 +25,52 @@ topic configs are remembered here, ``create_partitions``, ``groups()`` and
 consumers default to ``session_timeout_ms=2000``: the mock re-forms a group
 session.timeout.ms - 1 s after a member joins or leaves. Applying ``reset_offsets`` to a
 group that ever had members raises GroupNotEmptyError there (the mock never forgets them).
+
+The topic admin engines live in :mod:`streamlab.kafka.topic_admin`, offsets and record
+reads in :mod:`streamlab.kafka.reader`, consumer groups in :mod:`streamlab.kafka.group_admin`;
+this module wires them into the Lab API.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
-import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import confluent_kafka as ck
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from confluent_kafka.admin import (
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    NewPartitions,
-    NewTopic,
-    OffsetSpec,
-)
+from confluent_kafka.admin import AdminClient
 
 from streamlab.broker import query
 from streamlab.client.replay_frame import replay_bound, replay_dataframe
-from streamlab.client.timeparse import to_ms
 from streamlab.config import TOPIC_CONFIGS
 from streamlab.errors import (
     ClosedError,
-    ConfigError,
-    GroupNotEmptyError,
-    InvalidOffsetError,
     InvalidPartitionsError,
     OperationTimeoutError,
     StreamlabError,
-    UnknownMemberError,
     UnknownPartitionError,
     UnknownTopicError,
 )
-from streamlab.kafka import SCHEME, UnsupportedOperationError, client_config, log, parse_target, translate
+from streamlab.kafka import SCHEME, UnsupportedOperationError, client_config, group_admin, log, parse_target, translate
 from streamlab.kafka import mock_cluster as mocks
-from streamlab.kafka.consumer import KafkaConsumer, check_message, ck_partition, decode_message, next_batch
+from streamlab.kafka.consumer import KafkaConsumer
 from streamlab.kafka.producer import KafkaProducer
+from streamlab.kafka.reader import KafkaReader
 from streamlab.kafka.share_consumer import KafkaShareConsumer
+from streamlab.kafka.topic_admin import KafkaTopicAdmin, TopicAdmin, TopicInfo
 from streamlab.model.names import validate_topic_name
 from streamlab.model.types import TopicPartition
-from streamlab.storage.fields import expand_json_objects
-from streamlab.storage.schema import FIELDS_COLUMN, HEADER_TYPE, RECORD_SCHEMA, TIMESTAMP_TYPE
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
-PROGRESS_FROM = 100_000  # records: a replay this large shows a progress bar
+PROGRESS_FROM = 100_000  # records: a replay this large shows a progress bar (read at each replay)
 _TOPIC_INFO_TTL = 10.0
-_STATES = {"STABLE": "Stable", "EMPTY": "Empty", "DEAD": "Dead", "UNKNOWN": "Unknown",
-           "PREPARING_REBALANCING": "PreparingRebalance", "COMPLETING_REBALANCING": "CompletingRebalance"}  # fmt: skip
 _ids = itertools.count()
-
-
-@dataclass(frozen=True, slots=True)
-class TopicInfo:
-    partitions: int
-    max_message_bytes: int
-    fetched: float = field(default_factory=time.monotonic)
-
-
-class TopicAdmin(Protocol):
-    """Creating, growing, configuring and deleting topics: by AdminClient, or by the mock's C API."""
-
-    def create(self, name: str, partitions: int, config: dict[str, Any], replication: int | None) -> None: ...
-    def delete(self, name: str) -> None: ...
-    def grow(self, name: str, total: int) -> None: ...
-    def configs(self, names: list[str]) -> dict[str, dict[str, Any]]: ...
-    def alter(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
-
-
-class KafkaTopicAdmin:
-    def __init__(self, admin: AdminClient, timeout: float) -> None:
-        self._admin, self._timeout = admin, timeout
-
-    def _wait(self, futures: Mapping[Any, concurrent.futures.Future[Any]], topic: str, what: str) -> list[Any]:
-        try:
-            return [f.result(timeout=self._timeout + 5) for f in futures.values()]
-        except ck.KafkaException as exc:
-            raise translate(exc, topic=topic, context=f"{what} {topic!r}") from exc
-        except concurrent.futures.TimeoutError as exc:
-            raise OperationTimeoutError(f"{what} {topic!r} timed out after {self._timeout} s", topic=topic) from exc
-
-    def create(self, name: str, partitions: int, config: dict[str, Any], replication: int | None) -> None:
-        as_text = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()}
-        new = NewTopic(name, num_partitions=partitions, replication_factor=replication or -1, config=as_text)
-        self._wait(self._admin.create_topics([new], operation_timeout=self._timeout), name, "creating topic")
-
-    def delete(self, name: str) -> None:
-        self._wait(self._admin.delete_topics([name], operation_timeout=self._timeout), name, "deleting topic")
-
-    def grow(self, name: str, total: int) -> None:
-        futures = self._admin.create_partitions([NewPartitions(name, total)], operation_timeout=self._timeout)
-        self._wait(futures, name, "adding partitions to")
-
-    def configs(self, names: list[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        if not names:
-            return out
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
-        for resource, future in self._admin.describe_configs(resources, request_timeout=self._timeout).items():
-            try:
-                entries = future.result(timeout=self._timeout + 5)
-            except (ck.KafkaException, concurrent.futures.TimeoutError):
-                continue  # no DescribeConfigs (or not allowed): the config column stays empty
-            out[resource.name] = {
-                name: _typed(name, entry.value)
-                for name, entry in sorted(entries.items())
-                if name in TOPIC_CONFIGS or not entry.is_default
-            }
-        return out
-
-    def alter(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        entries = [ConfigEntry(k, str(v), incremental_operation=AlterConfigOpType.SET) for k, v in changes.items()]
-        resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
-        self._wait(self._admin.incremental_alter_configs([resource]), name, "altering the config of")
-        return self.configs([name]).get(name, {})
-
-
-def _typed(name: str, value: str | None) -> Any:
-    """A Kafka config string as the embedded broker shows it (ints for its numeric configs)."""
-    if value is None or name not in TOPIC_CONFIGS:
-        return value
-    try:
-        return TOPIC_CONFIGS[name][1](name, value)
-    except ConfigError:
-        return value
 
 
 class KafkaLab:
@@ -178,11 +88,11 @@ class KafkaLab:
         # The mock re-forms a group session.timeout.ms - 1 s after any member joins or leaves
         # (Kafka waits for the members instead): a short session keeps that short.
         self.consumer_defaults: dict[str, Any] = {"session_timeout_ms": 2000} if cluster is not None else {}
-        self._time_index = True  # until the cluster shows it answers ListOffsets-by-time with -1 regardless
         self._info: dict[str, TopicInfo] = {}
         self._clients: weakref.WeakSet[KafkaProducer | KafkaConsumer] = weakref.WeakSet()
-        self._reader_handle: ck.Consumer | None = None
-        self._reader_lock = threading.RLock()
+        self._reader = KafkaReader(
+            self._admin, self.bootstrap, self.client_options, timeout=timeout, check_open=self._check_open
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -225,153 +135,18 @@ class KafkaLab:
             partition=partition if isinstance(partition, int) else None,
         )
 
-    def _list_offsets(self, specs: dict[TopicPartition, Any]) -> dict[TopicPartition, int]:
-        if not specs:
-            return {}
-        self._check_open()
-        asked = {ck_partition(tp): spec for tp, spec in specs.items()}
-        out: dict[TopicPartition, int] = {}
-        for key, future in self._admin.list_offsets(asked, request_timeout=self.timeout).items():
-            tp = TopicPartition(key.topic, key.partition)
-            try:
-                out[tp] = future.result(timeout=self.timeout + 5).offset
-            except ck.KafkaException as exc:
-                raise translate(
-                    exc, topic=tp.topic, partition=tp.partition, context=f"listing offsets of {tp}"
-                ) from exc
-            except concurrent.futures.TimeoutError as exc:
-                raise OperationTimeoutError(f"listing offsets of {tp} timed out", topic=tp.topic) from exc
-        return out
-
+    # offsets, for this lab's consumers and group admin ----------------------------------
     def _watermarks(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
         """(log start offset, high watermark) of each partition."""
-        low = self._list_offsets(dict.fromkeys(tps, OffsetSpec.earliest()))
-        high = self._list_offsets(dict.fromkeys(tps, OffsetSpec.latest()))
-        return {tp: (low[tp], high[tp]) for tp in tps}
+        return self._reader.watermarks(tps)
 
     def _offsets_for_time(self, tps: Sequence[TopicPartition], ms: int) -> dict[TopicPartition, int]:
         """Per partition, the first offset whose record's timestamp is >= ``ms`` (else the end)."""
-        marks = self._watermarks(tps)
-        found = self._list_offsets(dict.fromkeys(tps, OffsetSpec.for_timestamp(ms))) if self._time_index else {}
-        out: dict[TopicPartition, int] = {}
-        for tp in tps:
-            low, high = marks[tp]
-            offset = found.get(tp, -1)
-            if offset >= 0 or high <= low:
-                out[tp] = high if offset < 0 else offset
-                continue
-            last = self._record_at(tp, high - 1)  # "none at or after ms": check it, the mock says so always
-            if last is None or last[1] < ms:
-                out[tp] = high
-                continue
-            self._time_index = False
-            out[tp] = self._search_time(tp, low, high, ms)
-        return out
-
-    def _search_time(self, tp: TopicPartition, low: int, high: int, ms: int) -> int:
-        while low < high:
-            middle = (low + high) // 2
-            record = self._record_at(tp, middle)
-            if record is None:
-                return high
-            if record[1] >= ms:
-                high = middle
-            else:
-                low = record[0] + 1
-        return low
-
-    # reading ----------------------------------------------------------------------------
-    def _reader(self) -> ck.Consumer:
-        if self._reader_handle is None:
-            settings = {"group.id": f"streamlab-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                        "enable.auto.offset.store": False, "fetch.wait.max.ms": 10}  # fmt: skip
-            self._reader_handle = ck.Consumer(client_config(self.bootstrap, self.client_options, **settings))
-        return self._reader_handle
+        return self._reader.offsets_for_time(tps, ms)
 
     def _record_at(self, tp: TopicPartition, offset: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``offset``, if any arrives."""
-        table = self._read({tp: (offset, offset + 1)}, desc="", first_only=True)
-        if table.num_rows == 0:
-            return None
-        return int(table.column("offset")[0].as_py()), int(table.column("timestamp").cast(pa.int64())[0].as_py())
-
-    def _read(
-        self, ranges: Mapping[TopicPartition, tuple[int, int]], *, desc: str, first_only: bool = False
-    ) -> pa.Table:
-        """Records in [start, end) of each partition as one Arrow table (RECORD_SCHEMA + partition)."""
-        pending = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
-        rows: dict[str, list[Any]] = {name: [] for name in ("partition", *RECORD_SCHEMA.names)}
-        total = sum(end - start for start, end in pending.values())
-        if pending:
-            from tqdm.auto import tqdm
-
-            with self._reader_lock, tqdm(total=total, disable=total < PROGRESS_FROM, desc=desc, unit="rec") as bar:
-                reader = self._reader()
-                assigned = [ck_partition(tp, start) for tp, (start, _) in pending.items()]
-                reader.assign(assigned)
-                try:
-                    self._fill(reader, pending, rows, bar, first_only)
-                finally:
-                    reader.resume(assigned)  # a pause outlives unassign() in librdkafka
-                    reader.unassign()
-        return pa.table(
-            {
-                "partition": pa.array(rows["partition"], pa.int32()),
-                "offset": pa.array(rows["offset"], pa.int64()),
-                "timestamp": pa.array(rows["timestamp"], pa.int64()).cast(TIMESTAMP_TYPE),
-                "key": pa.array(rows["key"], pa.binary()),
-                "key_format": pa.array(rows["key_format"], pa.int8()),
-                "value": pa.array(rows["value"], pa.binary()),
-                "value_format": pa.array(rows["value_format"], pa.int8()),
-                "headers": pa.array(rows["headers"], HEADER_TYPE),
-            }
-        )
-
-    def _fill(
-        self,
-        reader: Any,
-        pending: dict[TopicPartition, tuple[int, int]],
-        rows: dict[str, list[Any]],
-        bar: Any,
-        first_only: bool,
-    ) -> None:
-        idle_since = time.monotonic()
-        while pending:
-            try:
-                messages = next_batch(reader, 0.2, 1 if first_only else 10_000)
-            except ck.KafkaException as exc:
-                raise translate(exc, context="reading records") from exc
-            if not messages:
-                # Nothing left to fetch though the end is not reached: transaction markers or
-                # compaction leave offsets without records, and the reader's position is past them.
-                for p in reader.position([ck_partition(tp) for tp in pending]):
-                    tp = TopicPartition(p.topic, p.partition)
-                    if p.offset >= pending[tp][1]:
-                        del pending[tp]
-                if pending and time.monotonic() - idle_since > self.timeout:
-                    raise OperationTimeoutError(f"no records arrived for {self.timeout} s from {sorted(pending)}")
-                continue
-            idle_since = time.monotonic()
-            for msg in messages:
-                if not check_message(msg):
-                    continue
-                tp = TopicPartition(msg.topic(), msg.partition())
-                span = pending.get(tp)
-                offset = msg.offset()
-                if span is None or offset < span[0]:
-                    continue  # a partition already finished, or a fetch from before assign()
-                if offset >= span[1]:
-                    del pending[tp]
-                    continue
-                key, key_fmt, value, value_fmt, headers = decode_message(msg)
-                cells = (tp.partition, offset, msg.timestamp()[1], key, key_fmt, value, value_fmt,
-                         [{"key": k, "value": v} for k, v in headers] or None)  # fmt: skip
-                for column, cell in zip(rows.values(), cells, strict=True):
-                    column.append(cell)
-                bar.update(1)
-                if first_only or offset >= span[1] - 1:
-                    del pending[tp]
-                    reader.pause([ck_partition(tp)])
+        return self._reader.record_at(tp, offset)
 
     # topics -----------------------------------------------------------------------------
     def create_topic(
@@ -498,91 +273,14 @@ class KafkaLab:
 
     # consumer groups ------------------------------------------------------------------
     def groups(self) -> pd.DataFrame:
-        # Consumer groups only (ListGroups without a type filter): share groups need the
-        # embedded broker's view, as does their per-record state.
-        columns = ["group", "type", "state", "generation", "members", "assignor"]
-        listed = self._admin_call(self._admin.list_consumer_groups(request_timeout=self.timeout), "listing groups")
-        if listed.errors and not listed.valid:
-            raise translate(listed.errors[0], context="listing consumer groups (ListGroups)")
-        ids = sorted(g.group_id for g in listed.valid)
-        described = self._describe_groups(ids)
-        rows = [
-            {"group": g, "type": "classic", "state": _STATES.get(d.state.name, str(d.state)), "generation": pd.NA,
-             "members": len(d.members), "assignor": d.partition_assignor or ""}
-            for g, d in described.items()
-        ]  # fmt: skip
-        df = pd.DataFrame(rows, columns=columns)
-        df["generation"] = df["generation"].astype("Int64")
-        return df
-
-    def _describe_groups(self, ids: list[str]) -> dict[str, Any]:
-        if not ids:
-            return {}
-        futures = self._admin.describe_consumer_groups(ids, request_timeout=self.timeout)
-        return {g: self._admin_call(f, f"describing group {g!r}") for g, f in sorted(futures.items())}
-
-    def _admin_call(self, future: concurrent.futures.Future[Any], what: str) -> Any:
-        try:
-            return future.result(timeout=self.timeout + 5)
-        except ck.KafkaException as exc:
-            raise translate(exc, context=what) from exc
-        except concurrent.futures.TimeoutError as exc:
-            raise OperationTimeoutError(f"{what} timed out after {self.timeout} s") from exc
+        return group_admin.groups(self)
 
     def describe_group(self, group: str) -> pd.DataFrame:
-        described = self._describe_groups([group]).get(group)
-        rows = [
-            {"member": m.member_id, "client_id": m.client_id, "host": m.host, "topic": tp.topic,
-             "partition": tp.partition}
-            for m in (described.members if described is not None else [])
-            for tp in (m.assignment.topic_partitions if m.assignment else [])
-        ]  # fmt: skip
-        return pd.DataFrame(rows, columns=["member", "client_id", "host", "topic", "partition"])
-
-    def _committed(self, group: str, topics: Sequence[str] | None = None) -> dict[TopicPartition, int]:
-        """The group's committed offsets on ``topics`` (default: all)."""
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        if topics is None:  # one request asks for all of them; the mock cluster answers it with nothing
-            futures = self._admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout
-            )
-            answer = self._admin_call(futures[group], f"reading the committed offsets of group {group!r}")
-            found = {
-                TopicPartition(p.topic, p.partition): p.offset for p in answer.topic_partitions or [] if p.offset >= 0
-            }
-            if found:
-                return found
-        listed = self._metadata().topics
-        names = [t for t in (topics or sorted(listed)) if not t.startswith("__")]
-        for name in names:
-            if name not in listed:
-                self._topic_info(name)  # raises UnknownTopicError
-        asked = [ck.TopicPartition(n, p) for n in names for p in sorted(listed[n].partitions)]
-        if not asked:
-            return {}
-        request = [ConsumerGroupTopicPartitions(group, asked)]
-        futures = self._admin.list_consumer_group_offsets(request, request_timeout=self.timeout)
-        answer = self._admin_call(futures[group], f"reading the committed offsets of group {group!r}")
-        return {TopicPartition(p.topic, p.partition): p.offset for p in answer.topic_partitions if p.offset >= 0}
+        return group_admin.describe_group(self, group)
 
     def lag(self, group: str) -> pd.DataFrame:
         """Per partition: committed offset, end offset, lag in records and in time."""
-        committed = self._committed(group)
-        marks = self._watermarks(sorted(committed))
-        rows = []
-        for tp, offset in sorted(committed.items()):
-            low, end = marks[tp]
-            behind = max(end - max(offset, low), 0)
-            time_lag_ms = 0
-            if behind:
-                oldest, newest = self._record_at(tp, max(offset, low)), self._record_at(tp, end - 1)
-                time_lag_ms = newest[1] - oldest[1] if oldest and newest else 0
-            rows.append({"topic": tp.topic, "partition": tp.partition, "committed": offset, "end_offset": end,
-                         "lag": behind, "time_lag_ms": time_lag_ms})  # fmt: skip
-        df = pd.DataFrame(rows, columns=["topic", "partition", "committed", "end_offset", "lag", "time_lag_ms"])
-        df["time_lag"] = pd.to_timedelta(df["time_lag_ms"], unit="ms")
-        return df.drop(columns="time_lag_ms")
+        return group_admin.lag(self, group)
 
     def rebalances(self, group: str) -> pd.DataFrame:
         raise UnsupportedOperationError(
@@ -596,57 +294,7 @@ class KafkaLab:
     ) -> pd.DataFrame:
         """Preview moving ``group``'s offsets to "earliest", "latest", a time or {tp: offset};
         ``dry_run=False`` applies it (only while the group has no active members)."""
-        current = self._committed(group, topics)
-        targets: dict[TopicPartition, int] = {}
-        if isinstance(to, dict):
-            for tp, offset in to.items():
-                if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                    raise InvalidOffsetError(f"offset for {tp} must be a non-negative integer, got {offset!r}")
-                self._check_partition(tp.topic, tp.partition)
-                targets[tp] = offset
-        else:
-            chosen = topics or sorted({tp.topic for tp in current})
-            tps = [TopicPartition(t, p) for t in chosen for p in range(self._topic_info(t).partitions)]
-            if to in ("earliest", "latest"):
-                targets = {tp: marks[0 if to == "earliest" else 1] for tp, marks in self._watermarks(tps).items()}
-            else:
-                targets = self._offsets_for_time(tps, to_ms(to, what="to"))
-        marks = self._watermarks(sorted(targets))
-        rows, new_offsets = [], []
-        for tp, new in sorted(targets.items()):
-            low, high = marks[tp]
-            new = min(max(new, low), high)
-            old = current.get(tp)
-            base = old if old is not None else high
-            rows.append({"topic": tp.topic, "partition": tp.partition, "current": old, "new": new,
-                         "replayed": max(base - new, 0), "skipped": max(new - base, 0)})  # fmt: skip
-            new_offsets.append(ck.TopicPartition(tp.topic, tp.partition, new))
-        if not dry_run and new_offsets:
-            self._apply_offsets(group, new_offsets)
-        return pd.DataFrame(rows, columns=["topic", "partition", "current", "new", "replayed", "skipped"])
-
-    def _apply_offsets(self, group: str, offsets: list[ck.TopicPartition]) -> None:
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        try:
-            described = self._describe_groups([group]).get(group)
-        except UnsupportedOperationError:
-            described = None  # no DescribeGroups: the broker refuses a commit to an active group anyway
-        if described is not None and described.members:
-            raise GroupNotEmptyError(
-                f"group {group!r} has {len(described.members)} active members; close its consumers before resetting"
-            )
-        request = [ConsumerGroupTopicPartitions(group, offsets)]
-        futures = self._admin.alter_consumer_group_offsets(request, request_timeout=self.timeout)
-        try:
-            answer = self._admin_call(futures[group], f"resetting the offsets of group {group!r}")
-            for p in answer.topic_partitions:
-                if p.error is not None:
-                    raise translate(p.error, topic=p.topic, partition=p.partition)
-        except UnknownMemberError as exc:  # how a broker refuses a commit from outside an active group
-            raise GroupNotEmptyError(
-                f"group {group!r} has active members (the broker refused the commit); close its consumers first"
-            ) from exc
+        return group_admin.reset_offsets(self, group, to, dry_run=dry_run, topics=topics)
 
     # analytics --------------------------------------------------------------------------
     def replay(
@@ -687,19 +335,7 @@ class KafkaLab:
 
     def _read_topic(self, topic: str, bounds: query.Bounds) -> pa.Table:
         """The stored rows of ``bounds``'s partitions of ``topic``, JSON objects expanded."""
-        tps = [TopicPartition(topic, p) for p in (bounds.partitions or [])]
-        marks = self._watermarks(tps)
-        starts = {tp: max(low, bounds.start_offset or 0) for tp, (low, _) in marks.items()}
-        ends = {
-            tp: high if bounds.end_offset is None else min(high, bounds.end_offset) for tp, (_, high) in marks.items()
-        }
-        if bounds.start_ms is not None:
-            starts = {tp: max(o, starts[tp]) for tp, o in self._offsets_for_time(tps, bounds.start_ms).items()}
-        if bounds.end_ms is not None:
-            ends = {tp: min(o, ends[tp]) for tp, o in self._offsets_for_time(tps, bounds.end_ms).items()}
-        table = self._read({tp: (starts[tp], ends[tp]) for tp in tps}, desc=f"replay {topic}")
-        fields = expand_json_objects(table) if table.num_rows else None
-        return table if fields is None else table.append_column(FIELDS_COLUMN, fields)
+        return self._reader.read_topic(topic, bounds, progress_from=PROGRESS_FROM)
 
     def sql(self, statement: str) -> pd.DataFrame:
         """Run DuckDB SQL where every topic the statement names is a table (quote ``"offset"``).
@@ -737,8 +373,7 @@ class KafkaLab:
                     client.close()
                 except StreamlabError as exc:
                     log.warning("closing %r: %s", client, exc)
-            if self._reader_handle is not None:
-                self._reader_handle.close()
+            self._reader.close()
         finally:
             self._closed = True
 

@@ -20,14 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from streamlab.notebook.group_state import LagState, RebalanceTimelineState
 from streamlab.notebook.share_state import NOT_YET_DELIVERED_COLOR, STATE_COLORS, ShareGroupState
-from streamlab.notebook.state import (
-    PALETTE,
-    LabLike,
-    LagState,
-    RebalanceTimelineState,
-    colors_for,
-)
+from streamlab.notebook.state_helpers import PALETTE, LabLike, colors_for
 
 __all__ = [
     "offsets_and_lag",

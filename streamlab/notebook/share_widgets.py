@@ -21,7 +21,7 @@ from streamlab.notebook.share_state import (
     ShareGroupState,
     SharePartitionInfo,
 )
-from streamlab.notebook.state import LabLike
+from streamlab.notebook.state_helpers import LabLike
 from streamlab.notebook.widgets import OffsetsLag, _esc, _Live, _set, _table, _title
 
 __all__ = ["QueueVsStream", "ShareGroupView"]

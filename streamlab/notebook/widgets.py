@@ -23,17 +23,12 @@ import ipywidgets as w
 import pandas as pd
 
 from streamlab.errors import StreamlabError
-from streamlab.notebook.state import (
-    ConsumerPool,
-    LabLike,
-    LagState,
-    ProducerPanelState,
-    RebalanceTimelineState,
-    TailState,
-    Ticker,
-    TopicBrowserState,
-    colors_for,
-)
+from streamlab.notebook.consumer_pool import ConsumerPool
+from streamlab.notebook.group_state import LagState, RebalanceTimelineState
+from streamlab.notebook.producer_state import ProducerPanelState
+from streamlab.notebook.state_helpers import LabLike, colors_for
+from streamlab.notebook.ticker import Ticker
+from streamlab.notebook.topic_state import TailState, TopicBrowserState
 
 if TYPE_CHECKING:
     from streamlab.notebook.share_widgets import QueueVsStream, ShareGroupView

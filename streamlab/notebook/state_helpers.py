@@ -1,0 +1,118 @@
+"""What every notebook state module shares: the :class:`LabLike` protocol they read from,
+member labels and their colours, and small readers and formatters of a Lab's tables.
+
+Kept apart so that the state modules (topics, groups, producer) depend on it and not on
+one another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import pandas as pd
+
+from streamlab.model.types import TopicPartition
+
+__all__ = ["PALETTE", "LabLike", "colors_for", "member_label"]
+
+
+class LabLike(Protocol):
+    """The part of :class:`streamlab.Lab` the notebook layer uses."""
+
+    def topics(self) -> pd.DataFrame: ...
+    def offsets(self, topic: str) -> pd.DataFrame: ...
+    def producer(self, **config: Any) -> Any: ...
+    def consumer(self, topics: Any = None, **config: Any) -> Any: ...
+    def groups(self) -> pd.DataFrame: ...
+    def describe_group(self, group: str) -> pd.DataFrame: ...
+    def lag(self, group: str) -> pd.DataFrame: ...
+    def replay(
+        self,
+        topic: str,
+        start: Any = None,
+        end: Any = None,
+        partitions: Sequence[int] | None = None,
+        *,
+        raw: bool = False,
+        headers: bool = False,
+    ) -> pd.DataFrame: ...
+
+
+# helpers ----------------------------------------------------------------------------------
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_MEMBER_ID = re.compile(rf"([\w.\-]+?)-(?:{_UUID}|\d+-[0-9a-f]{{8}})(?![\w\-])")
+
+
+def member_label(member_id: str) -> str:
+    """A member's client id. Member ids are ``<client_id>-<uuid>`` (as Kafka makes them) and
+    the random tail would make every printed history different."""
+    match = _MEMBER_ID.fullmatch(member_id)
+    return match.group(1) if match else member_id
+
+
+def _label_text(text: str) -> str:
+    return _MEMBER_ID.sub(lambda m: m.group(1), text)
+
+
+# matplotlib's tab10: the same member has the same colour in widgets and plots
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def colors_for(labels: Sequence[str]) -> dict[str, str]:
+    """A colour per member label, stable for a given set of labels (sorted order)."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame's rows as plain dicts (what the states read from the Lab's tables)."""
+    return [{str(k): v for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _maybe_int(value: Any) -> int | None:
+    """An int, or None for the NaN/NA a Lab uses for what it cannot tell."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _short(value: Any, width: int = 60) -> str:
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", errors="replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _stamp(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _group_snapshot(lab: LabLike, group: str, tries: int = 5) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The group's row of ``lab.groups()`` and its ``describe_group`` rows, read so they
+    agree: two calls are not one snapshot, so the group row is read before and after the
+    members, and again while it changed in between (a rebalance always moves the state or
+    the generation)."""
+
+    def row() -> dict[str, Any] | None:
+        found = [r for r in _rows(lab.groups()) if r["group"] == group]
+        return found[0] if found else None
+
+    before = row()
+    for _ in range(tries):
+        described = _rows(lab.describe_group(group))
+        after = row()
+        if before == after:
+            break
+        before = after
+    return after, described
+
+
+def _partitions_text(tps: Sequence[TopicPartition]) -> str:
+    return ", ".join(str(tp) for tp in tps) or "nothing"
