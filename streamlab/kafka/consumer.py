@@ -17,6 +17,9 @@ What differs (see also :mod:`streamlab.kafka.lab`):
   assignor, and cannot mix eager and cooperative assignors in one list: the list is cut
   to the assignors sharing the first one's protocol.
 - ``generation`` is -1: librdkafka does not expose the group generation.
+
+The positions, seeking and commits are in :mod:`.consumer_offsets`; reading messages
+(decoding, batches, errors) is shared with the other readers in :mod:`.messages`.
 """
 
 from __future__ import annotations
@@ -28,22 +31,33 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import confluent_kafka as ck
 
-from streamlab.client.consumer import NoGroupError
-from streamlab.client.timeparse import to_ms
-from streamlab.errors import ClosedError, ConfigError, InvalidOffsetError, OffsetOutOfRangeError, StreamlabError
-from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, client_config, log, translate
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode
-from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition
+from streamlab.errors import ConfigError, StreamlabError
+from streamlab.kafka import client_config, log, translate
+from streamlab.kafka.consumer_offsets import ConsumerOffsets
+
+# The message helpers are re-exported (see __all__) for code that imported them from here.
+from streamlab.kafka.messages import check_message, ck_partition, decode_message, next_batch, to_record
+from streamlab.model.types import Record, TopicPartition
 
 if TYPE_CHECKING:
     from streamlab.kafka.lab import KafkaLab
+
+__all__ = [
+    "Callback",
+    "KafkaConsumer",
+    "OffsetReset",
+    "assignment_strategy",
+    "check_message",
+    "ck_partition",
+    "decode_message",
+    "next_batch",
+    "to_record",
+]
 
 OffsetReset = Literal["earliest", "latest", "none"]
 Callback = Callable[[list[TopicPartition]], None]
 
 _ASSIGNORS = {"range": "eager", "roundrobin": "eager", "cooperative-sticky": "cooperative"}
-_FORMATS = {str(f).encode(): f for f in (FMT_NULL, FMT_BYTES, FMT_STR, FMT_JSON)}
-_QUIET = {ck.KafkaError._PARTITION_EOF}  # not an error for a notebook
 
 
 def assignment_strategy(assignor: str | Sequence[str]) -> tuple[str, bool]:
@@ -61,84 +75,7 @@ def assignment_strategy(assignor: str | Sequence[str]) -> tuple[str, bool]:
     return ",".join(n for n in names if _ASSIGNORS[n] == protocol), protocol == "cooperative"
 
 
-def decode_message(msg: Any) -> tuple[bytes | None, int, bytes | None, int, list[tuple[str, bytes]]]:
-    """(key, key format, value, value format, other headers) of a confluent ``Message``."""
-    key, value = msg.key(), msg.value()
-    key_fmt = FMT_NULL if key is None else FMT_BYTES
-    value_fmt = FMT_NULL if value is None else FMT_BYTES
-    headers: list[tuple[str, bytes]] = []
-    for name, data in msg.headers() or ():
-        if name == KEY_FORMAT_HEADER:
-            key_fmt = _FORMATS.get(data, FMT_BYTES) if key is not None else FMT_NULL
-        elif name == VALUE_FORMAT_HEADER:
-            value_fmt = _FORMATS.get(data, FMT_BYTES) if value is not None else FMT_NULL
-        else:
-            headers.append((name, data))
-    return key, key_fmt, value, value_fmt, headers
-
-
-def to_record(msg: Any) -> Record:
-    key, key_fmt, value, value_fmt, headers = decode_message(msg)
-    return Record(
-        msg.topic(),
-        msg.partition(),
-        msg.offset(),
-        msg.timestamp()[1],
-        decode(key, key_fmt),
-        decode(value, value_fmt),
-        dict(headers),
-    )
-
-
-def next_batch(consumer: Any, timeout: float, limit: int, linger: float = 0.02) -> list[Any]:
-    """Up to ``limit`` messages, waiting at most ``timeout`` for the first one, then taking
-    what follows within ``linger`` seconds of the previous one.
-
-    (``Consumer.consume(n, timeout)`` waits the whole timeout unless ``n`` arrive; and a
-    broker may answer a fetch with one batch per partition, so a short linger collects
-    the batches already stored instead of returning one per poll.)
-    """
-    first = consumer.poll(max(timeout, 0))
-    if first is None:
-        return []
-    out = [first]
-    while len(out) < limit:
-        more = consumer.consume(limit - len(out), 0)
-        if not more:
-            following = consumer.poll(linger)
-            if following is None:
-                break
-            more = [following]
-        out.extend(more)
-    return out
-
-
-def check_message(msg: Any) -> bool:
-    """True for a record; raises for an error a reader must hear about, False for noise."""
-    error = msg.error()
-    if error is None:
-        return True
-    if error.code() in _QUIET:
-        return False
-    if error.retriable() and error.code() != ck.KafkaError._AUTO_OFFSET_RESET:
-        log.info("consumer: %s", error)
-        return False
-    raise translate(error, topic=msg.topic(), partition=msg.partition())
-
-
-def _commit_entry(tp: TopicPartition, om: OffsetAndMetadata) -> ck.TopicPartition:
-    if om.metadata:  # confluent-kafka refuses metadata=None
-        return ck.TopicPartition(tp.topic, tp.partition, om.offset, om.metadata)
-    return ck.TopicPartition(tp.topic, tp.partition, om.offset)
-
-
-def ck_partition(tp: TopicPartition, offset: int | None = None) -> ck.TopicPartition:
-    if offset is None:
-        return ck.TopicPartition(tp.topic, tp.partition)
-    return ck.TopicPartition(tp.topic, tp.partition, offset)
-
-
-class KafkaConsumer:
+class KafkaConsumer(ConsumerOffsets):
     """Subscribe (or assign), poll, seek, commit: the embedded ``Consumer``'s API on Kafka."""
 
     def __init__(
@@ -364,131 +301,7 @@ class KafkaConsumer:
             if records or time.monotonic() >= deadline:
                 return records
 
-    # positions --------------------------------------------------------------------------
-    def position(self, tp: TopicPartition) -> int:
-        position = self._positions[self._assigned_tp(tp)]
-        if position is None:
-            raise self._no_position(tp)
-        return position
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
-        self._seek({self._assigned_tp(tp): offset})
-
-    def _seek(self, targets: dict[TopicPartition, int]) -> None:
-        for tp, offset in targets.items():
-            self._positions[tp] = offset
-            try:
-                self._consumer.seek(ck_partition(tp, offset))
-            except ck.KafkaException:  # not fetching yet: assigning again with the offset does it
-                self._consumer.incremental_unassign([ck_partition(tp)])
-                self._consumer.incremental_assign([ck_partition(tp, offset)])
-
-    def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
-        targets = self._targets(partitions)
-        self._seek({tp: low for tp, (low, _) in self._lab._watermarks(targets).items()})
-
-    def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
-        targets = self._targets(partitions)
-        self._seek({tp: high for tp, (_, high) in self._lab._watermarks(targets).items()})
-
-    def seek_to_timestamp(self, timestamp: Any, partitions: Iterable[TopicPartition] | None = None) -> None:
-        """Move to the first record at or after ``timestamp`` (datetime, ISO string or ms)."""
-        ms = to_ms(timestamp)
-        self._seek(self._lab._offsets_for_time(self._targets(partitions), ms))
-
-    def _targets(self, partitions: Iterable[TopicPartition] | None) -> list[TopicPartition]:
-        self._check_open()
-        return list(self._positions) if partitions is None else [self._assigned_tp(tp) for tp in partitions]
-
-    def _assigned_tp(self, tp: TopicPartition) -> TopicPartition:
-        self._check_open()
-        if tp not in self._positions:
-            raise StreamlabError(
-                f"{tp} is not assigned to this consumer (assigned: {sorted(self._positions)})",
-                topic=tp.topic,
-                partition=tp.partition,
-            )
-        return tp
-
-    @staticmethod
-    def _no_position(tp: TopicPartition) -> OffsetOutOfRangeError:
-        return OffsetOutOfRangeError(
-            f"no valid position for {tp} and auto_offset_reset='none'; seek() to a position first",
-            topic=tp.topic,
-            partition=tp.partition,
-        )
-
-    # committing -------------------------------------------------------------------------
-    def commit(
-        self,
-        offsets: dict[TopicPartition, int | OffsetAndMetadata] | None = None,
-        *,
-        asynchronous: bool = False,
-    ) -> None:
-        """Commit ``offsets`` (default: the current positions) for this consumer's group."""
-        self._check_open()
-        if self.group is None:
-            raise NoGroupError("committing needs a consumer group: pass group='...' when creating the consumer")
-        if offsets is None:
-            chosen = {tp: OffsetAndMetadata(pos) for tp, pos in self._positions.items() if pos is not None}
-        else:
-            chosen = {
-                tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
-                for tp, om in offsets.items()
-            }
-        self._commit(chosen, asynchronous=asynchronous)
-
-    def _commit(self, chosen: dict[TopicPartition, OffsetAndMetadata], *, asynchronous: bool) -> None:
-        if not chosen:
-            return
-        listed = [_commit_entry(tp, om) for tp, om in sorted(chosen.items())]
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=listed, asynchronous=True)
-                return
-            results = self._consumer.commit(offsets=listed, asynchronous=False)
-        except ck.KafkaException as exc:
-            raise translate(exc, context=f"committing offsets for group {self.group!r}") from exc
-        for result in results or ():
-            if result.error is not None:
-                raise translate(result.error, topic=result.topic, partition=result.partition)
-
-    def _commit_positions(self, partitions: Iterable[TopicPartition]) -> None:
-        chosen = {tp: OffsetAndMetadata(pos) for tp in partitions if (pos := self._positions.get(tp)) is not None}
-        self._commit(chosen, asynchronous=False)
-
-    @staticmethod
-    def _valid_offset(offset: object) -> int:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
-        return offset
-
-    def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
-        self._check_open()
-        if self.group is None:
-            raise NoGroupError("committed offsets belong to a group: pass group='...' when creating the consumer")
-        wanted = list(partitions)
-        try:
-            stored = self._consumer.committed([ck_partition(tp) for tp in wanted], timeout=self._lab.timeout)
-        except ck.KafkaException as exc:
-            raise translate(exc, context=f"reading the committed offsets of group {self.group!r}") from exc
-        found = {TopicPartition(c.topic, c.partition): c.offset for c in stored}
-        return {tp: (found[tp] if found.get(tp, -1) >= 0 else None) for tp in wanted}
-
-    def _maybe_auto_commit(self) -> None:
-        if self._auto_commit and time.monotonic() - self._last_auto_commit >= self._auto_commit_interval:
-            self._last_auto_commit = time.monotonic()
-            chosen = {tp: OffsetAndMetadata(pos) for tp, pos in self._positions.items() if pos is not None}
-            self._commit(chosen, asynchronous=True)
-
     # lifecycle --------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("this consumer is closed; create a new one with lab.consumer()")
-        self._lab._check_open()
-
     def close(self) -> None:
         """Commit the positions (with auto commit), leave the group and stop. Safe to call twice."""
         if self._closed:

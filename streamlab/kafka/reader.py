@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from streamlab.broker import query
 from streamlab.errors import OperationTimeoutError
 from streamlab.kafka import client_config, translate
-from streamlab.kafka.consumer import check_message, ck_partition, decode_message, next_batch
+from streamlab.kafka.messages import check_message, ck_partition, decode_message, next_batch
 from streamlab.model.types import TopicPartition
 from streamlab.storage.fields import expand_json_objects
 from streamlab.storage.schema import FIELDS_COLUMN, HEADER_TYPE, RECORD_SCHEMA, TIMESTAMP_TYPE

@@ -38,7 +38,7 @@ from streamlab.groups.share import (
 )
 from streamlab.kafka import client_config, translate
 from streamlab.kafka import mock_cluster as mocks
-from streamlab.kafka.consumer import check_message, to_record
+from streamlab.kafka.messages import check_message, to_record
 from streamlab.model.types import Record, TopicPartition
 
 if TYPE_CHECKING:

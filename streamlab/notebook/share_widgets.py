@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
+from streamlab.notebook.group_widgets import OffsetsLag
 from streamlab.notebook.share_state import (
     NOT_YET_DELIVERED_COLOR,
     STATE_COLORS,
@@ -22,7 +23,7 @@ from streamlab.notebook.share_state import (
     SharePartitionInfo,
 )
 from streamlab.notebook.state_helpers import LabLike
-from streamlab.notebook.widgets import OffsetsLag, _esc, _Live, _set, _table, _title
+from streamlab.notebook.widget_helpers import _esc, _Live, _set, _table, _title
 
 __all__ = ["QueueVsStream", "ShareGroupView"]
 

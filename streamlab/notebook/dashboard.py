@@ -1,0 +1,69 @@
+"""The :class:`Dashboard`: the topic and group widgets side by side, refreshed together.
+
+Separate from the widgets it composes, which stand on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
+from streamlab.notebook.state_helpers import LabLike
+from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
+from streamlab.notebook.widget_helpers import (
+    _Live,
+    _title,
+)
+
+__all__ = ["Dashboard"]
+
+
+class Dashboard(_Live):
+    """Producer, lag, rebalance timeline, live tail and topic browser for one topic and group,
+    refreshed together by one background thread."""
+
+    def __init__(
+        self,
+        lab: LabLike,
+        topic: str,
+        group: str,
+        *,
+        interval: float = 1.0,
+        autostart: bool = True,
+        **consumer_config: Any,
+    ) -> None:
+        super().__init__(interval=interval, autostart=autostart)
+        self.producer = ProducerPanel(lab, topic, autostart=False)
+        self.lag = OffsetsLag(lab, topic, group, autostart=False)
+        self.timeline = RebalanceTimeline(lab, group, topic, autostart=False, **consumer_config)
+        self.tail = LiveTail(lab, topic, autostart=False, per_partition=3)
+        self.browser = TopicBrowser(lab, topic, autostart=False)
+        self.parts: tuple[_Live, ...] = (self.lag, self.timeline, self.producer, self.tail, self.browser)
+        half = w.Layout(width="50%", padding="0 8px")
+        for part in self.parts[:4]:
+            part.view.layout = half
+        self.view = w.VBox([
+            w.HTML(_title(f"streamlab dashboard: topic {topic}, group {group}")),
+            w.HBox([self.lag.view, self.timeline.view]), w.HBox([self.producer.view, self.tail.view]),
+            self.browser.view, self.status,
+        ])  # fmt: skip
+        self._begin()
+
+    def _refresh(self) -> None:
+        for part in self.parts:
+            part.refresh()
+
+    def _render(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        for part in self.parts:
+            part.stop()
+
+    def summary(self) -> str:
+        return "\n".join(part.summary() for part in (self.lag, self.timeline, self.tail, self.producer))
+
+    def __repr__(self) -> str:
+        return f"<streamlab.widgets.Dashboard topic={self.lag.state.topic!r} group={self.lag.state.group!r}>"

@@ -1,0 +1,261 @@
+"""Widgets on one topic: :class:`ProducerPanel` writes to it, :class:`LiveTail` follows
+its newest records, :class:`TopicBrowser` shows its partitions and slices of records.
+
+Each draws a state from :mod:`.producer_state` or :mod:`.topic_state`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+
+from streamlab.errors import StreamlabError
+from streamlab.notebook.producer_state import ProducerPanelState
+from streamlab.notebook.state_helpers import LabLike
+from streamlab.notebook.topic_state import TailState, TopicBrowserState
+from streamlab.notebook.widget_helpers import (
+    _bound,
+    _clip,
+    _esc,
+    _field,
+    _keep,
+    _Live,
+    _set,
+    _size,
+    _table,
+    _title,
+)
+
+__all__ = ["LiveTail", "ProducerPanel", "TopicBrowser"]
+
+
+# producer panel ---------------------------------------------------------------------------
+class ProducerPanel(_Live):
+    """Compose and send a record, or run a generator replaying the clickstream at a rate."""
+
+    def __init__(
+        self,
+        lab: LabLike,
+        topic: str,
+        *,
+        interval: float = 0.5,
+        autostart: bool = True,
+        data: pd.DataFrame | None = None,
+    ) -> None:
+        super().__init__(interval=interval, autostart=autostart)
+        self.state = ProducerPanelState(lab, topic)
+        self.data = data
+        wide, narrow = _field("290px", "60px"), _field("230px", "80px")
+        self.key = w.Text(description="key", placeholder="(none)", **wide)
+        self.value = w.Textarea(value='{"event": "page_view", "page": "/"}', description="value", **wide)
+        self.headers = w.Text(description="headers", placeholder='{"source": "notebook"}', **wide)
+        self.send_button = w.Button(description="Send", button_style="primary", icon="paper-plane")
+        self.result = w.HTML()
+        self.rate = w.BoundedFloatText(value=20, min=0.1, max=100_000, description="records/s", **narrow)
+        self.limit = w.BoundedIntText(value=1000, min=1, max=10_000_000, description="records", **narrow)
+        self.original_times = w.Checkbox(value=False, description="original event times", indent=False)
+        self.run_button = w.ToggleButton(description="Start generator", icon="play")
+        self.progress = w.IntProgress(min=0, max=1, value=0, description="generated", **narrow)
+        self.recent = w.HTML()
+        self._rendering = False
+        self.send_button.on_click(lambda _: self.send())
+        self.run_button.observe(self._toggle, names="value")
+        self.view = w.VBox([
+            w.HTML(_title(f"Produce to {topic}")),
+            w.HBox([w.VBox([self.key, self.value, self.headers, w.HBox([self.send_button, self.result])]),
+                    w.VBox([self.rate, self.limit, self.original_times, self.run_button, self.progress])]),
+            self.recent, self.status,
+        ])  # fmt: skip
+        self._begin()
+
+    def send(self) -> None:
+        """Send what the text boxes hold."""
+        try:
+            sent = self.state.send_text(self.value.value, self.key.value, self.headers.value)
+        except (StreamlabError, ValueError) as exc:
+            _set(self.result, value=f"<span style='color:#b00020'>{_esc(exc)}</span>")
+            return
+        _set(self.result, value=f"sent to <b>partition {sent.partition}</b> at <b>offset {sent.offset}</b>")
+        self.refresh()
+
+    def _toggle(self, change: dict[str, Any]) -> None:
+        if self._rendering or change["new"] == self.state.running:
+            return
+        if change["new"]:
+            self.state.start(self.rate.value, data=self.data, limit=self.limit.value,
+                             timestamp="ts" if self.original_times.value else None)  # fmt: skip
+            self.start()
+        else:
+            self.state.stop()
+        self.refresh()
+
+    def _refresh(self) -> None:
+        pass  # the state changes as records are sent; rendering reads it
+
+    def _render(self) -> None:
+        s = self.state
+        self._rendering = True
+        try:
+            _set(self.run_button, description="Stop generator" if s.running else "Start generator",
+                 icon="stop" if s.running else "play", value=s.running)  # fmt: skip
+        finally:
+            self._rendering = False
+        _set(self.progress, max=max(s.target or 1, 1), value=s.generated)
+        rows = [(x.partition, x.offset, x.key, _clip(x.value, 40)) for x in reversed(s.sent)][:5]
+        _set(self.recent, value=_table(["partition", "offset", "key", "value"], rows) if rows else "")
+        if s.error:
+            _set(self.status, value=f"<span style='color:#b00020'>{_esc(s.error)}</span>")
+
+    def _close(self) -> None:
+        self.state.close()
+
+    def summary(self) -> str:
+        return self.state.summary()
+
+    def __repr__(self) -> str:
+        return f"<streamlab.widgets.ProducerPanel topic={self.state.topic!r}>"
+
+
+# live tail --------------------------------------------------------------------------------
+class LiveTail(_Live):
+    """The newest records of a topic, per partition, filtered on key and value."""
+
+    def __init__(
+        self,
+        lab: LabLike,
+        topic: str,
+        filter: str | None = None,
+        *,
+        per_partition: int = 5,
+        interval: float = 1.0,
+        autostart: bool = True,
+    ) -> None:
+        super().__init__(interval=interval, autostart=autostart)
+        self.state = TailState(lab, topic, per_partition=per_partition, filter=filter)
+        self.filter = w.Text(value=filter or "", description="filter", placeholder="text in key or value",
+                             continuous_update=False)  # fmt: skip
+        self.filter.observe(lambda ch: self.state.set_filter(ch["new"] or None), names="value")
+        self.filter.observe(lambda _: self._render(), names="value")
+        self.body = w.HTML()
+        self.view = w.VBox([w.HTML(_title(f"Live tail of {topic}")), self.filter, self.body, self.status])
+        self._begin()
+
+    def _refresh(self) -> None:
+        self.state.refresh()
+
+    def _render(self) -> None:
+        blocks = []
+        for p, records in self.state.newest().items():
+            rows = [
+                (r.offset, r.time.strftime("%Y-%m-%d %H:%M:%S"), r.key, _clip(r.value, 48)) for r in reversed(records)
+            ]
+            end = self.state.ends.get(p, 0)
+            blocks.append(f"<div style='margin:4px 0'><b>partition {p}</b> (end offset {end})"
+                          + _table(["offset", "time (UTC)", "key", "value"], rows) + "</div>")  # fmt: skip
+        _set(self.body, value="".join(blocks) or "<i>no partitions</i>")
+
+    def _close(self) -> None:
+        self.state.close()
+
+    def summary(self) -> str:
+        return self.state.summary()
+
+    def __repr__(self) -> str:
+        return f"<streamlab.widgets.LiveTail topic={self.state.topic!r}>"
+
+
+# topic browser ----------------------------------------------------------------------------
+_ALL = -1  # the partition dropdown's "all" (a None value would show as no selection)
+
+
+class TopicBrowser(_Live):
+    """Topics, partitions, offsets, sizes and retention; a slice of records to pandas."""
+
+    def __init__(
+        self, lab: LabLike, topic: str | None = None, *, interval: float = 2.0, autostart: bool = True
+    ) -> None:
+        super().__init__(interval=interval, autostart=autostart)
+        self.state = TopicBrowserState(lab, topic)
+        self.topics = w.HTML()
+        self.topic = w.Dropdown(description="topic", options=[])
+        self.partition = w.Dropdown(description="partition", options=[("all", _ALL)], value=_ALL)
+        self.start_at = w.Text(description="from", placeholder="offset or ISO time")
+        self.end_at = w.Text(description="to", placeholder="offset or ISO time")
+        self.show = w.Button(description="Show records", icon="search")
+        self.export = w.Button(description="To DataFrame", icon="table")
+        self.partitions = w.HTML()
+        self.preview = w.HTML()
+        self.exported = w.HTML()
+        self.dataframe: pd.DataFrame | None = None
+        self._shown: tuple[str | None, int | None] | None = None
+        self._rendering = False
+        self.show.on_click(lambda _: self._select())
+        self.topic.observe(lambda _: None if self._rendering else self._select(new_topic=True), names="value")
+        self.export.on_click(lambda _: self.to_dataframe())
+        self.view = w.VBox([
+            w.HTML(_title("Topics")), self.topics,
+            w.HBox([self.topic, self.partition]), w.HBox([self.start_at, self.end_at]),
+            w.HBox([self.show, self.export, self.exported]), self.partitions, self.preview, self.status,
+        ])  # fmt: skip
+        self._begin()
+
+    def _select(self, *, new_topic: bool = False) -> None:
+        try:
+            with self._lock:
+                partition = None if new_topic or self.partition.value == _ALL else self.partition.value
+                self.state.select(self.topic.value, partition, _bound(self.start_at.value), _bound(self.end_at.value))
+                self._render()
+        except StreamlabError as exc:
+            self._failed(exc)
+
+    def select(
+        self, topic: str | None = None, partition: int | None = None, start: Any = None, end: Any = None
+    ) -> None:
+        """Choose the slice from code (the same as the dropdowns and text boxes)."""
+        with self._lock:
+            self.state.select(topic, partition, start, end)
+            self._render()
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The selected slice as a DataFrame (also kept in ``.dataframe``)."""
+        self.dataframe = self.state.to_dataframe()
+        _set(self.exported, value=f"<code>.dataframe</code>: {len(self.dataframe):,} rows")
+        return self.dataframe
+
+    def _refresh(self) -> None:
+        self.state.refresh()
+
+    def _render(self) -> None:
+        s = self.state
+        rows = [(t.name, t.partitions, f"{t.records:,}", _size(t.bytes), t.retention_ms, t.retention_bytes,
+                 t.cleanup_policy) for t in s.topics]  # fmt: skip
+        headers = ["topic", "partitions", "records", "bytes", "retention.ms", "retention.bytes", "cleanup.policy"]
+        _set(self.topics, value=_table(headers, rows))
+        names = tuple(t.name for t in s.topics)
+        choices = (("all", _ALL), *((str(p.partition), p.partition) for p in s.partitions))
+        chosen = (s.topic, s.partition)
+        self._rendering = True
+        try:
+            if chosen != self._shown:  # the selection changed in code: show it (else keep what the user picked)
+                self._shown = chosen
+                self.topic.options, self.partition.options = names, choices
+                self.topic.value, self.partition.value = s.topic, _ALL if s.partition is None else s.partition
+            else:
+                _keep(self.topic, names)
+                _keep(self.partition, choices)
+        finally:
+            self._rendering = False
+        prows = [(p.partition, p.log_start, p.end, p.records, "-" if p.bytes is None else f"{p.bytes:,}")
+                 for p in s.partitions]  # fmt: skip
+        _set(self.partitions, value=_table(["partition", "log start", "end", "records", "bytes"], prows))
+        preview = s.preview.drop(columns=[c for c in ("headers",) if c in s.preview.columns])
+        html_table = preview.to_html(index=False, max_cols=10, na_rep="", border=0) if len(preview) else ""
+        _set(self.preview, value=f"<div style='overflow-x:auto;max-width:100%;font-size:12px'>{html_table}</div>")
+
+    def summary(self) -> str:
+        return self.state.summary()
+
+    def __repr__(self) -> str:
+        return f"<streamlab.widgets.TopicBrowser topic={self.state.topic!r}>"
