@@ -265,3 +265,34 @@ def test_a_failed_write_fails_every_future_of_its_batch(lab: streamlab.Lab, make
         for f in futures:
             with pytest.raises(streamlab.errors.UnknownTopicError):
                 f.result(timeout=10)
+
+
+def test_a_batch_of_json_values_comes_back_value_by_value(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    sent = [{"a": "x,y", "b": [1, {"c": "]"}]}, [1, "two"], "a ] string", 3.5, -7, True, False, {"é": "ü"}, [], {}]
+    with lab.producer() as p:
+        for v in sent:
+            p.send(topic, value=v)
+    with lab.consumer([topic], auto_offset_reset="earliest") as c:
+        records = c.poll(timeout=5, max_records=100)
+    assert [r.value for r in records] == sent
+    assert [r.offset for r in records] == list(range(len(sent)))
+    assert all(r.headers == {} and r.key is None for r in records)
+
+
+def test_failed_futures_reach_waiters_and_callbacks(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    import concurrent.futures as cf
+
+    topic = make_topic()
+    failures: list[BaseException | None] = []
+    with lab.producer(linger_ms=50) as p:
+        futures = [p.send(topic, value=i) for i in range(5)]
+        futures[2].add_done_callback(lambda f: failures.append(f.exception()))
+        assert futures[3].cancel() and futures[3].cancelled()
+        lab.delete_topic(topic)
+        done, pending = cf.wait([f for f in futures if not f.cancelled()], timeout=10)
+        assert len(done) == 4 and not pending
+    assert len(failures) == 1 and isinstance(failures[0], streamlab.errors.UnknownTopicError)
+    assert isinstance(futures[0].exception(timeout=0), streamlab.errors.UnknownTopicError)
+    with pytest.raises(cf.CancelledError):
+        futures[3].result(timeout=0)

@@ -1,8 +1,11 @@
 """The producer: ``send`` one record, ``send_many`` a DataFrame.
 
 ``send`` serialises and validates in the caller's thread (bad input raises at once) and
-queues the record; a sender thread takes whatever has queued, appends it per partition
-and fsyncs once per partition before resolving the futures. Under load batches grow by
+appends the record's bytes to its partition's queue, column by column (one bytearray of
+keys, one of values, arrays of offsets, formats and timestamps): no object per record
+but its future. A sender thread takes whole queues, turns each into an Arrow batch
+without touching the records one by one, appends it and fsyncs once per partition before
+resolving the queue's futures together (futures.py). Under load queues grow by
 themselves, so one fsync covers many records (group commit) without any tuning.
 """
 
@@ -10,19 +13,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from array import array
 from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from streamlab.broker import Broker
-from streamlab.broker.produce import RECORD_OVERHEAD, append
+from streamlab.broker.produce import RECORD_OVERHEAD, append, sync_all
 from streamlab.client.frames import frame_rows
-from streamlab.client.futures import RecordFuture, complete
+from streamlab.client.futures import BatchOutcome, RecordFuture
 from streamlab.client.timeparse import to_ms
 from streamlab.errors import (
     ClosedError,
@@ -32,22 +36,57 @@ from streamlab.errors import (
     UnknownPartitionError,
 )
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
-from streamlab.model.serde import FMT_JSON, encode, encode_headers
+from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
+from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers
 from streamlab.model.types import RecordMetadata
+from streamlab.storage.parquet_log import ParquetPartitionLog
 from streamlab.storage.schema import build_batch
 
 Acks = Literal["all", -1, 0, 1]
-_Pending = tuple[
-    str,
-    int,
-    int,
-    bytes | None,
-    int,
-    bytes | None,
-    int,
-    list[tuple[str, bytes]] | None,
-    Future[RecordMetadata],
-]
+
+# A queue's keys or values past this many bytes start a new queue for the partition, so
+# the int32 offsets of Arrow's binary type never overflow.
+_MAX_QUEUE_BYTES = 1 << 30
+_dumps = orjson.dumps
+
+
+class _Queue:
+    """Records queued for one partition since the sender last took them, as columns."""
+
+    __slots__ = ("headers", "key_ends", "key_formats", "keys", "outcome", "timestamps", "value_ends",
+                 "value_formats", "values")  # fmt: skip
+
+    def __init__(self, topic: str, partition: int, condition: threading.Condition) -> None:
+        self.outcome = BatchOutcome(topic, partition, condition)
+        self.timestamps = self.outcome.timestamps
+        self.keys, self.key_ends, self.key_formats = bytearray(), array("i", [0]), array("b")
+        self.values, self.value_ends, self.value_formats = bytearray(), array("i", [0]), array("b")
+        self.headers: dict[int, list[tuple[str, bytes]]] | None = None
+
+    def to_batch(self) -> pa.RecordBatch:
+        n = len(self.timestamps)
+        headers = None
+        if self.headers is not None:
+            headers = [self.headers.get(i) for i in range(n)]
+        return build_batch(
+            base_offset=0,
+            timestamps=np.frombuffer(self.timestamps, dtype=np.int64),
+            keys=_binary(n, self.keys, self.key_ends, self.key_formats),
+            key_formats=np.frombuffer(self.key_formats, dtype=np.int8),
+            values=_binary(n, self.values, self.value_ends, self.value_formats),
+            value_formats=np.frombuffer(self.value_formats, dtype=np.int8),
+            headers=headers,
+        )
+
+
+def _binary(n: int, data: bytearray, ends: array[int], formats: array[int]) -> pa.Array:
+    """A binary array straight from the queue's buffers (null where the format says so)."""
+    nulls = np.frombuffer(formats, dtype=np.int8) == FMT_NULL
+    null_count = int(nulls.sum())
+    validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if null_count else None
+    return pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(ends), pa.py_buffer(data)], null_count=null_count
+    )
 
 
 class Producer:
@@ -76,12 +115,16 @@ class Producer:
         self._broker = broker
         self._sync = acks in ("all", -1)
         self._linger = linger_ms / 1000
-        self._batch_size = batch_size
+        self._batch_size = max(int(batch_size), 1)
         self._partitioner = PARTITIONERS[partitioner]()
         self.client_id = client_id
-        self._pending: list[_Pending] = []
+        self._lock = threading.Lock()  # guards the queues; send() takes it once per record
+        self._wake = threading.Condition(self._lock)  # the sender waits on it for records
+        self._idle = threading.Condition(self._lock)  # flush() waits on it for the sender
+        self._queues: dict[tuple[str, int], _Queue] = {}
+        self._full: list[_Queue] = []  # queues that hit _MAX_QUEUE_BYTES, oldest first
+        self._queued = 0
         self._in_flight = 0
-        self._cv = threading.Condition()  # the queue: send() and flush() against the sender
         self._done = threading.Condition()  # shared by this producer's futures (futures.py)
         self._closed = False
         self._sender = threading.Thread(target=self._run, name=f"{client_id}-sender", daemon=True)
@@ -98,99 +141,124 @@ class Producer:
         partition: int | None = None,
     ) -> Future[RecordMetadata]:
         """Queue one record; the future resolves to its :class:`RecordMetadata` once stored."""
-        if self._closed:
-            raise ClosedError("this producer is closed; create a new one with lab.producer()")
-        state = self._broker.topic(topic)
-        key_bytes, key_fmt = encode(key, what="key")
-        value_bytes, value_fmt = encode(value)
-        size = len(key_bytes or b"") + len(value_bytes or b"") + RECORD_OVERHEAD
-        if size > state.config["max.message.bytes"]:
+        # This is the per-record hot path: the common cases (a dict value, a str key) are
+        # inlined, everything else goes through serde.encode.
+        broker = self._broker
+        state = broker.topics.get(topic)
+        if state is None or broker.closed or self._closed:
+            if self._closed:
+                raise ClosedError("this producer is closed; create a new one with lab.producer()")
+            state = broker.topic(topic)  # raises the right error
+        if type(value) is dict:
+            try:
+                value_bytes: bytes | None = _dumps(value, option=_JSON_OPTIONS)
+                value_fmt = FMT_JSON
+            except (TypeError, ValueError):
+                value_bytes, value_fmt = encode(value)  # raises SerializationError
+        else:
+            value_bytes, value_fmt = encode(value)
+        if type(key) is str:
+            key_bytes: bytes | None = key.encode()
+            key_fmt = FMT_STR
+        else:
+            key_bytes, key_fmt = encode(key, what="key")
+        size = (
+            RECORD_OVERHEAD
+            + (0 if key_bytes is None else len(key_bytes))
+            + (0 if value_bytes is None else len(value_bytes))
+        )
+        limit = state.config["max.message.bytes"]
+        if size > limit:
             raise RecordTooLargeError(
-                f"record of {size} bytes exceeds max.message.bytes={state.config['max.message.bytes']} "
-                f"of topic {topic!r}",
+                f"record of {size} bytes exceeds max.message.bytes={limit} of topic {topic!r}",
                 topic=topic,
             )
+        partitions = len(state.logs)
         if partition is None:
-            partition = self._partitioner(key_bytes, state.partitions)
-        elif isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < state.partitions:
+            partition = self._partitioner(key_bytes, partitions)
+        elif isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < partitions:
             raise UnknownPartitionError(
-                f"topic {topic!r} has partitions 0..{state.partitions - 1}; there is no partition {partition!r}",
+                f"topic {topic!r} has partitions 0..{partitions - 1}; there is no partition {partition!r}",
                 topic=topic,
             )
         ts = int(time.time() * 1000) if timestamp is None else to_ms(timestamp)
-        future: Future[RecordMetadata] = RecordFuture(self._done)
-        item = (
-            topic,
-            partition,
-            ts,
-            key_bytes,
-            key_fmt,
-            value_bytes,
-            value_fmt,
-            encode_headers(headers),
-            future,
-        )
-        with self._cv:
-            self._pending.append(item)
-            if len(self._pending) == 1 or len(self._pending) >= self._batch_size:
-                self._cv.notify()
-        return future
+        header_list = encode_headers(headers) if headers else None
+        with self._lock:
+            q = self._queues.get((topic, partition))
+            if q is None:
+                q = self._queues[(topic, partition)] = _Queue(topic, partition, self._done)
+            index = len(q.timestamps)
+            q.timestamps.append(ts)
+            if key_bytes is not None:
+                q.keys += key_bytes
+            q.key_ends.append(len(q.keys))
+            q.key_formats.append(key_fmt)
+            if value_bytes is not None:
+                q.values += value_bytes
+            q.value_ends.append(len(q.values))
+            q.value_formats.append(value_fmt)
+            if header_list is not None:
+                if q.headers is None:
+                    q.headers = {}
+                q.headers[index] = header_list
+            if len(q.values) >= _MAX_QUEUE_BYTES or len(q.keys) >= _MAX_QUEUE_BYTES:
+                self._full.append(self._queues.pop((topic, partition)))
+            self._queued += 1
+            if self._queued == 1 or self._queued == self._batch_size:
+                self._wake.notify()
+            return RecordFuture(q.outcome, index)
 
     def _run(self) -> None:
         while True:
-            with self._cv:
-                while not self._pending and not self._closed:
-                    self._cv.wait()
-                if not self._pending and self._closed:
+            with self._lock:
+                while not self._queued and not self._closed:
+                    self._wake.wait()
+                if not self._queued and self._closed:
                     return
-                if len(self._pending) < self._batch_size and not self._closed:
-                    self._cv.wait(self._linger)  # linger: let a batch form
-                batch, self._pending = self._pending, []
-                self._in_flight += len(batch)
+                if self._queued < self._batch_size and not self._closed:
+                    self._wake.wait(self._linger)  # linger: let a batch form
+                queues = [*self._full, *self._queues.values()]
+                taken = self._queued
+                self._full, self._queues, self._queued = [], {}, 0
+                self._in_flight += taken
             try:
-                self._write(batch)
+                self._write(queues)
             finally:
-                with self._cv:
-                    self._in_flight -= len(batch)
-                    self._cv.notify_all()
+                with self._lock:
+                    self._in_flight -= taken
+                    self._idle.notify_all()
 
-    def _write(self, items: list[_Pending]) -> None:
-        groups: dict[tuple[str, int], list[_Pending]] = defaultdict(list)
-        for item in items:
-            groups[(item[0], item[1])].append(item)
-        for (topic, partition), group in groups.items():
-            futures = [g[8] for g in group]
+    def _write(self, queues: list[_Queue]) -> None:
+        # Append every partition's queue, then fsync the partitions in parallel (one
+        # shared round each) before resolving any future of theirs.
+        stored: list[tuple[BatchOutcome, int, ParquetPartitionLog]] = []
+        for q in queues:
+            outcome = q.outcome
             try:
-                batch = build_batch(
-                    base_offset=0,
-                    timestamps=[g[2] for g in group],
-                    keys=[g[3] for g in group],
-                    key_formats=[g[4] for g in group],
-                    values=[g[5] for g in group],
-                    value_formats=[g[6] for g in group],
-                    headers=None if all(g[7] is None for g in group) else [g[7] for g in group],
-                )
-                base = append(self._broker, topic, partition, batch, sync=self._sync)
+                log = self._broker.log(outcome.topic, outcome.partition)
+                base = append(self._broker, outcome.topic, outcome.partition, q.to_batch(), sync=False)
             except BaseException as exc:  # every waiter must hear about the failure
-                for fut in futures:
-                    fut.set_exception(exc)
+                outcome.resolve(None, exc)
                 continue
-            complete(
-                self._done, futures, [RecordMetadata(topic, partition, base + i, g[2]) for i, g in enumerate(group)]
-            )
+            stored.append((outcome, base, log))
+        logs = list({id(log): log for _, _, log in stored}.values()) if self._sync else []
+        failed = {id(log): exc for log, exc in zip(logs, sync_all([log.sync for log in logs]), strict=True) if exc}
+        for outcome, base, log in stored:
+            error = failed.get(id(log))
+            outcome.resolve(None if error else base, error)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued record is stored (raises on timeout)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cv:
-            self._cv.notify()
-            while self._pending or self._in_flight:
+        with self._lock:
+            self._wake.notify()  # no need to linger: someone is waiting
+            while self._queued or self._in_flight:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise OperationTimeoutError(
-                        f"flush timed out with {len(self._pending) + self._in_flight} records still queued"
+                        f"flush timed out with {self._queued + self._in_flight} records still queued"
                     )
-                self._cv.wait(left)
+                self._idle.wait(left)
 
     # bulk -------------------------------------------------------------------------------
     def send_many(
@@ -272,9 +340,9 @@ class Producer:
         try:
             self.flush(timeout)
         finally:
-            with self._cv:
+            with self._lock:
                 self._closed = True
-                self._cv.notify_all()
+                self._wake.notify_all()
             self._sender.join(timeout)
 
     def __enter__(self) -> Producer:

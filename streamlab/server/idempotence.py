@@ -17,8 +17,9 @@ acknowledging it receives that batch again from the retrying client. Before a ba
 appended, an entry naming the offsets it will get is written to
 ``<data>/server/producer-state.log``; on open, an entry counts only if its offsets are in
 the log (the high watermark is past them), so a crash between the two writes loses
-nothing and duplicates nothing. With ``acks=-1`` the entry is fsynced after the data,
-before the acknowledgement. Producer ids are handed out from blocks recorded in
+nothing and duplicates nothing. With ``acks=-1`` the entry is fsynced with the data (the
+Produce handler syncs both, in parallel and shared with concurrent requests, see
+:meth:`ProducerStates.sync`) before the acknowledgement. Producer ids are handed out from blocks recorded in
 ``<data>/server/producer-ids`` so that no id is ever reused.
 """
 
@@ -39,6 +40,7 @@ from crc32c import crc32c
 
 from streamlab.broker import Broker
 from streamlab.errors import StreamlabError
+from streamlab.storage.active import AppendFile
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ class ProducerStates:
         self._pending: dict[tuple[Key, int], dict[str, Any]] = {}  # written, not yet appended
         self._next_id = self._block_end = self._read_id_block()
         self._entries = self._recover()
-        self._fd = -1
+        self._file: AppendFile | None = None
         self._rewrite()
 
     # producer ids -----------------------------------------------------------------------
@@ -186,18 +188,23 @@ class ProducerStates:
             for k, e in self._entries.items() for b in e.batches
         ]  # fmt: skip
         lines.extend(_line(doc) for doc in self._pending.values())
-        if self._fd >= 0:
-            os.close(self._fd)
         self._write_atomically(self._state_path, b"".join(lines))
-        self._fd = os.open(self._state_path, os.O_WRONLY | os.O_APPEND)
+        if self._file is not None:
+            self._file.close(durable_elsewhere=True)  # the fsynced new file holds the live state
+        self._file = AppendFile(self._state_path, flags=os.O_WRONLY)
         self._lines = len(lines)
 
     def _append_line(self, doc: dict[str, Any]) -> None:
-        data = _line(doc)
-        written = os.write(self._fd, data)
-        while written < len(data):
-            written += os.write(self._fd, data[written:])
+        assert self._file is not None
+        self._file.append(_line(doc))
         self._lines += 1
+
+    def sync(self) -> None:
+        """Make every entry written so far durable (an fsync round shared by concurrent callers)."""
+        with self._lock:
+            file = self._file
+        if file is not None:
+            file.sync()  # outside the lock; a file replaced meanwhile was rewritten durably
 
     # sequence checks --------------------------------------------------------------------
     @contextmanager
@@ -252,9 +259,11 @@ class ProducerStates:
             if doc is not None:
                 self._append_line({**doc, "abort": 1})
 
-    def commit(self, topic: str, partition: int, pid: int, base: int, *, stored_at: int, sync: bool) -> None:
+    def commit(self, topic: str, partition: int, pid: int, base: int, *, stored_at: int, sync: bool = False) -> None:
         """The append announced by :meth:`begin` at ``base`` is stored (at ``stored_at``,
-        which differs only if something appended behind our back): remember it for retries."""
+        which differs only if something appended behind our back): remember it for retries.
+        ``sync`` makes the entry durable now; the Produce handler instead calls :meth:`sync`
+        once per request, beside the partitions' fsyncs."""
         key: Key = (pid, topic, partition)
         with self._lock:
             doc = self._pending.pop((key, base))
@@ -269,18 +278,20 @@ class ProducerStates:
             entry.batches.append(BatchMeta(doc["f"], doc["l"], doc["o"], doc["n"]))
             if self._lines > _COMPACT_AFTER_LINES:
                 self._rewrite()
-            elif sync:
-                os.fdatasync(self._fd)
+        if sync:
+            self.sync()
 
     def forget_topic(self, topic: str) -> None:
         """A deleted topic's producer state must not apply to a new topic of that name."""
         with self._lock:
             self._entries = {k: v for k, v in self._entries.items() if k[1] != topic}
             self._append_line({"deleted": topic})
-            os.fdatasync(self._fd)
+            file = self._file
+        assert file is not None
+        file.sync()
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 
 import crc32c
@@ -49,27 +50,70 @@ def recover(path: Path) -> tuple[list[pa.RecordBatch], int]:
     return batches, pos
 
 
-class ActiveSegmentFile:
-    """Appends frames to one file; ``sync=True`` makes them durable before returning."""
+class AppendFile:
+    """An append-only file whose appends become durable in shared ``fdatasync`` rounds.
 
-    def __init__(self, path: Path, *, valid_length: int | None = None) -> None:
+    :meth:`sync` returns once every append made before the call is on stable storage.
+    Callers that ask while a round is running wait for it and then, if it started before
+    their data was written, start the next one together: however many threads append and
+    sync, a file sees at most one ``fdatasync`` at a time and each covers every append
+    before it (group commit). The fsync releases the GIL and no other lock is held, so
+    appends go on meanwhile and syncs of different files run in parallel.
+    """
+
+    def __init__(self, path: Path, *, valid_length: int | None = None, flags: int = os.O_RDWR) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(path, flags | os.O_CREAT | os.O_APPEND, 0o644)
         if valid_length is not None and os.fstat(self._fd).st_size != valid_length:
             os.ftruncate(self._fd, valid_length)  # cut a torn tail found by recover()
             os.fsync(self._fd)
         self.size = os.fstat(self._fd).st_size
+        self._cv = threading.Condition(threading.Lock())
+        self._written = 0  # appends so far
+        self._synced = 0  # appends known durable
+        self._syncing = False
 
-    def append(self, frame: bytes) -> None:
-        written = os.write(self._fd, frame)
-        while written < len(frame):  # os.write may write less on signals / huge frames
-            written += os.write(self._fd, frame[written:])
-        self.size += len(frame)
+    def append(self, data: bytes) -> None:
+        with self._cv:
+            written = os.write(self._fd, data)
+            while written < len(data):  # os.write may write less on signals / huge frames
+                written += os.write(self._fd, data[written:])
+            self.size += len(data)
+            self._written += 1
 
     def sync(self) -> None:
-        os.fdatasync(self._fd)
+        """Make every append so far durable (shared with concurrent callers)."""
+        with self._cv:
+            target = self._written
+            while self._synced < target and self._fd >= 0:
+                if self._syncing:
+                    self._cv.wait()
+                    continue
+                self._syncing = True
+                goal, fd = self._written, self._fd
+                self._cv.release()
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    self._cv.acquire()
+                    self._syncing = False
+                    self._cv.notify_all()
+                self._synced = max(self._synced, goal)
+            # A closed file was either synced by close() or sealed durably elsewhere.
 
-    def close(self) -> None:
-        if self._fd >= 0:
+    def close(self, *, durable_elsewhere: bool = False) -> None:
+        """Close the file; unless its data is ``durable_elsewhere``, sync what is pending."""
+        with self._cv:
+            while self._syncing:
+                self._cv.wait()
+            if self._fd < 0:
+                return
+            if self._synced < self._written and not durable_elsewhere:
+                os.fdatasync(self._fd)
+            self._synced = self._written
             os.close(self._fd)
             self._fd = -1
+            self._cv.notify_all()
+
+
+ActiveSegmentFile = AppendFile  # the active segment: frames appended by the log

@@ -120,13 +120,23 @@ class ParquetPartitionLog:
         with self._lock:
             base = self._next
             batch = with_base_offset(batch, base)
-            self._write_frame(batch, sync=sync)
+            self._write_frame(batch, sync=False)
             self._active_bases.append(base)
             self._active_batches.append(batch)
             self._next = base + batch.num_rows
             if self._active_file is not None and self._active_file.size >= self.segment_bytes:
                 self.roll()
-            return base
+            active = self._active_file
+        if sync and active is not None:
+            active.sync()  # outside the lock: appends go on, concurrent syncs are shared
+        return base
+
+    def sync(self) -> None:
+        """Make every record appended so far durable (a shared fsync round, see active.py)."""
+        with self._lock:
+            active = self._active_file
+        if active is not None:
+            active.sync()  # a file rolled meanwhile was sealed into a durable segment
 
     def _write_frame(self, batch: pa.RecordBatch, *, sync: bool) -> None:
         if self._active_file is None:
@@ -232,7 +242,7 @@ class ParquetPartitionLog:
             self._segments.append(seg)
             self._catalog.add_segment(seg)
             assert self._active_file is not None
-            self._active_file.close()
+            self._active_file.close(durable_elsewhere=True)  # the fsynced segment has it all
             self._active_file.path.unlink()
             self._active_file = None
             self._active_batches, self._active_bases = [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 
 HEADER_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
@@ -27,11 +28,11 @@ FIELDS_COLUMN = "value_fields"  # JSON-object values expanded at seal time (see 
 def build_batch(
     *,
     base_offset: int,
-    timestamps: Sequence[int] | pa.Array,
+    timestamps: Sequence[int] | np.ndarray | pa.Array,
     keys: Sequence[bytes | None] | pa.Array,
-    key_formats: Sequence[int] | pa.Array,
+    key_formats: Sequence[int] | np.ndarray | pa.Array,
     values: Sequence[bytes | None] | pa.Array,
-    value_formats: Sequence[int] | pa.Array,
+    value_formats: Sequence[int] | np.ndarray | pa.Array,
     headers: Sequence[list[tuple[str, bytes]] | None] | pa.Array | None = None,
 ) -> pa.RecordBatch:
     """A batch of ``len(timestamps)`` records with dense offsets from ``base_offset``."""
@@ -47,8 +48,8 @@ def build_batch(
         )
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(range(base_offset, base_offset + n), pa.int64()),
-            pa.array(timestamps, pa.int64()).cast(TIMESTAMP_TYPE),
+            pa.array(np.arange(base_offset, base_offset + n, dtype=np.int64)),
+            _timestamps(timestamps),
             keys if isinstance(keys, pa.Array) else pa.array(keys, pa.binary()),
             pa.array(key_formats, pa.int8()),
             values if isinstance(values, pa.Array) else pa.array(values, pa.binary()),
@@ -59,7 +60,16 @@ def build_batch(
     )
 
 
+def _timestamps(values: Sequence[int] | np.ndarray | pa.Array) -> pa.Array:
+    # Casting int64 to timestamp costs several times building the array: build it typed.
+    if isinstance(values, pa.Array):
+        return values.cast(TIMESTAMP_TYPE)
+    if isinstance(values, np.ndarray):
+        return pa.array(values.astype(np.int64, copy=False)).view(TIMESTAMP_TYPE)
+    return pa.array(values, pa.int64()).view(TIMESTAMP_TYPE)
+
+
 def with_base_offset(batch: pa.RecordBatch, base_offset: int) -> pa.RecordBatch:
     """The same records renumbered densely from ``base_offset``."""
-    offsets = pa.array(range(base_offset, base_offset + batch.num_rows), pa.int64())
+    offsets = pa.array(np.arange(base_offset, base_offset + batch.num_rows, dtype=np.int64))
     return batch.set_column(0, "offset", offsets)

@@ -21,11 +21,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from streamlab.model.serde import FMT_BYTES, FMT_NULL
+from streamlab.protocol.batch_columns import encode_batch_columns, encode_headers
 from streamlab.protocol.framing import ParsedRequest
-from streamlab.protocol.record_batch import WireRecord, encode_batch
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers.produce import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER
 from streamlab.server.responses import ZERO, build, error_code, types_for
@@ -39,11 +40,6 @@ FETCH_SESSION_ID_NOT_FOUND = 70
 LEADER_EPOCH = 0
 MAX_WAIT_S = 30.0  # a bound on one long poll, whatever a client asks for
 MAX_RECORDS = 50_000  # per partition and response: bounds the work of one fetch
-# Upper bound of a record's framing in a v2 batch: length, attributes, timestamp delta,
-# offset delta, key length, value length and header count as varints.
-_RECORD_OVERHEAD = 5 + 1 + 10 + 5 + 5 + 5 + 5
-_HEADER_OVERHEAD = 10  # two varint lengths
-_BATCH_OVERHEAD = 61
 _FORMAT_HEADERS = {f: str(f).encode() for f in range(FMT_NULL, 4)}
 
 
@@ -73,36 +69,45 @@ def _locate(ctx: ServerContext, topic: str, p: _Partition) -> ParquetPartitionLo
     return log
 
 
+def _header_sections(table: pa.Table) -> pa.Array | None:
+    """Each record's encoded headers (stored ones, then the format headers), or None when
+    no record has any: then nothing is done per record."""
+    key_formats = table.column("key_format").to_numpy()
+    value_formats = table.column("value_format").to_numpy()
+    stored = table.column("headers")
+    plain = (FMT_NULL, FMT_BYTES)
+    if (
+        stored.null_count == table.num_rows
+        and np.isin(key_formats, plain).all()
+        and np.isin(value_formats, plain).all()
+    ):
+        return None
+    sections = []
+    for hs, key_format, value_format in zip(
+        stored.to_pylist(), key_formats.tolist(), value_formats.tolist(), strict=True
+    ):
+        headers: list[tuple[str, bytes | None]] = [(h["key"], h["value"]) for h in hs] if hs else []
+        if key_format not in plain:
+            headers.append((KEY_FORMAT_HEADER, _FORMAT_HEADERS[key_format]))
+        if value_format not in plain:
+            headers.append((VALUE_FORMAT_HEADER, _FORMAT_HEADERS[value_format]))
+        sections.append(encode_headers(tuple(headers)) if headers else b"\x00")
+    return pa.array(sections, pa.binary())
+
+
 def _encode(table: pa.Table, limit: int, at_least_one: bool, log_append_time: bool) -> bytes:
+    """The records as one v2 batch, cut at ``limit`` bytes (the first record always fits
+    when ``at_least_one``); encoded column by column (batch_columns.py)."""
     if table.num_rows == 0:
         return b""
-    offsets = table.column("offset").to_pylist()
-    timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
-    keys = table.column("key").to_pylist()
-    values = table.column("value").to_pylist()
-    key_formats = table.column("key_format").to_pylist()
-    value_formats = table.column("value_format").to_pylist()
-    all_headers = table.column("headers").to_pylist()
-    records: list[WireRecord] = []
-    size = _BATCH_OVERHEAD
-    for i, offset in enumerate(offsets):
-        key, value, stored = keys[i], values[i], all_headers[i]
-        headers: list[tuple[str, bytes | None]] = [(h["key"], h["value"]) for h in stored] if stored else []
-        if key_formats[i] not in (FMT_NULL, FMT_BYTES):
-            headers.append((KEY_FORMAT_HEADER, _FORMAT_HEADERS[key_formats[i]]))
-        if value_formats[i] not in (FMT_NULL, FMT_BYTES):
-            headers.append((VALUE_FORMAT_HEADER, _FORMAT_HEADERS[value_formats[i]]))
-        size += _RECORD_OVERHEAD + len(key or b"") + len(value or b"")
-        for name, data in headers:
-            size += _HEADER_OVERHEAD + len(name.encode()) + len(data or b"")
-        if size > limit and not (at_least_one and not records):
-            break
-        records.append(WireRecord(offset, timestamps[i], key, value, tuple(headers)))
-    if not records:
-        return b""
-    return encode_batch(
-        records,
-        base_offset=records[0].offset,
+    return encode_batch_columns(
+        table.column("offset").to_numpy(),
+        table.column("timestamp").to_numpy().view(np.int64),
+        table.column("key").combine_chunks(),
+        table.column("value").combine_chunks(),
+        _header_sections(table),
+        max_bytes=limit,
+        at_least_one=at_least_one,
         partition_leader_epoch=LEADER_EPOCH,
         timestamp_type="log_append" if log_append_time else "create",
     )

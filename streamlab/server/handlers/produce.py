@@ -21,17 +21,20 @@ import datetime
 import logging
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from streamlab.broker import produce
+from streamlab.broker.produce import sync_all
 from streamlab.errors import CorruptRecordError, RecordTooLargeError, SerializationError, StreamlabError
 from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL
+from streamlab.protocol.batch_columns import RecordColumns, decode_batches_columns
 from streamlab.protocol.framing import ParsedRequest
-from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches
+from streamlab.protocol.record_batch import RecordBatch, WireRecord
 from streamlab.server.context import CloseConnection, ConnectionInfo, ServerContext
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 from streamlab.storage.schema import build_batch
@@ -42,6 +45,7 @@ KEY_FORMAT_HEADER = "streamlab.key.format"
 VALUE_FORMAT_HEADER = "streamlab.value.format"
 _FORMATS = {str(code).encode(): code for code in range(FMT_NULL, FMT_JSON + 1)}
 _BATCH_LENGTH = struct.Struct(">i")
+_PRODUCER_STATE = -1  # beside id(log) keys: the idempotent producers' state file
 INVALID_REQUIRED_ACKS = 21
 INVALID_REQUEST = 42
 KAFKA_STORAGE_ERROR = 56
@@ -105,6 +109,27 @@ def to_arrow(records: Sequence[WireRecord], now_ms: int, log_append_time: bool) 
     )
 
 
+def columns_to_arrow(columns: RecordColumns, now_ms: int, log_append_time: bool) -> pa.RecordBatch:
+    """Columns of records without headers as a stored batch (bytes keys and values)."""
+    n = len(columns)
+    timestamps = columns.timestamps
+    timestamps = np.full(n, now_ms, dtype=np.int64) if log_append_time else np.where(timestamps < 0, now_ms, timestamps)
+    key_formats = np.full(n, FMT_BYTES, dtype=np.int8)
+    if columns.keys.null_count:
+        key_formats[np.asarray(columns.keys.is_null())] = FMT_NULL
+    value_formats = np.full(n, FMT_BYTES, dtype=np.int8)
+    if columns.values.null_count:
+        value_formats[np.asarray(columns.values.is_null())] = FMT_NULL
+    return build_batch(
+        base_offset=0,
+        timestamps=timestamps,
+        keys=columns.keys,
+        key_formats=key_formats,
+        values=columns.values,
+        value_formats=value_formats,
+    )
+
+
 def _batch_sizes(data: bytes) -> list[int]:
     sizes, pos = [], 0
     while pos + 12 <= len(data):
@@ -114,13 +139,12 @@ def _batch_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def _append(
-    ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch, sync: bool
-) -> int:
+def _append(ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch) -> int:
+    """Append (not yet durable: the caller syncs); a retried idempotent batch is dropped."""
     states = ctx.producers
     with states.partition(topic, partition):
         if batch.producer_id < 0 or batch.base_sequence < 0:
-            return produce.append(ctx.broker, topic, partition, rows, sync=sync)
+            return produce.append(ctx.broker, topic, partition, rows, sync=False)
         pid, epoch = batch.producer_id, batch.producer_epoch
         seqs = (batch.base_sequence, (batch.base_sequence + batch.last_offset_delta) % 2**31)
         duplicate = states.check(topic, partition, pid, epoch, *seqs)
@@ -130,21 +154,25 @@ def _append(
         expected = ctx.broker.log(topic, partition).high_watermark
         states.begin(topic, partition, pid, epoch, seqs, expected, rows.num_rows)
         try:
-            base = produce.append(ctx.broker, topic, partition, rows, sync=sync)
+            base = produce.append(ctx.broker, topic, partition, rows, sync=False)
         except BaseException:
             states.abort(topic, partition, pid, expected)
             raise
-        states.commit(topic, partition, pid, expected, stored_at=base, sync=sync)
+        states.commit(topic, partition, pid, expected, stored_at=base)
         return base
 
 
-def _produce_partition(ctx: ServerContext, topic: str, partition: int, data: bytes | None, sync: bool) -> _Result:
+def _produce_partition(
+    ctx: ServerContext, topic: str, partition: int, data: bytes | None, touched: dict[int, Callable[[], None]]
+) -> _Result:
+    """Decode, check and append one partition's batches; the log goes into ``touched``
+    (also for a dropped retry: its original may not be durable yet)."""
     try:
         log_ = ctx.broker.log(topic, partition)
         config = ctx.broker.topic(topic).config
         if not data:
             raise CorruptRecordError("the request carries no record batch", topic=topic, partition=partition)
-        batches = decode_batches(data, verify_crc=True, allow_truncated=False)
+        batches = decode_batches_columns(data, verify_crc=True, allow_truncated=False)
         limit = config["max.message.bytes"]
         for size in _batch_sizes(data):
             if size > limit:
@@ -152,12 +180,20 @@ def _produce_partition(ctx: ServerContext, topic: str, partition: int, data: byt
         log_append_time = config["message.timestamp.type"] == "LogAppendTime"
         now_ms = int(time.time() * 1000)
         first: int | None = None
-        for batch in batches:
+        for decoded in batches:
+            batch = decoded.batch
             if batch.is_transactional or batch.is_control:
                 raise _Unsupported("streamlab does not support transactions")
-            if not batch.records:
+            if not len(decoded):
                 continue
-            base = _append(ctx, topic, partition, batch, to_arrow(batch.records, now_ms, log_append_time), sync)
+            touched[id(log_)] = log_.sync
+            if batch.producer_id >= 0 and batch.base_sequence >= 0:
+                touched[_PRODUCER_STATE] = ctx.producers.sync
+            if decoded.columns is None:
+                rows = to_arrow(batch.records, now_ms, log_append_time)
+            else:
+                rows = columns_to_arrow(decoded.columns, now_ms, log_append_time)
+            base = _append(ctx, topic, partition, batch, rows)
             first = base if first is None else first
         return _Result(
             0,
@@ -173,13 +209,38 @@ def _produce_partition(ctx: ServerContext, topic: str, partition: int, data: byt
 
 
 def _produce_all(ctx: ServerContext, body: Any, sync: bool) -> list[tuple[str, list[tuple[int, _Result]]]]:
-    return [
-        (
-            topic.name,
-            [(p.index, _produce_partition(ctx, topic.name, p.index, p.records, sync)) for p in topic.partition_data],
-        )
-        for topic in body.topic_data
-    ]
+    """Append every partition, then (``acks=-1``) make them durable before answering.
+
+    The partition logs and the producer-state file are fsynced in parallel, each in a
+    round shared with every concurrent request that appended to the same file (group
+    commit, see storage/active.py), so a busy server does one fsync per file per round
+    instead of one per partition per request, one after another.
+    """
+    results: list[tuple[str, list[tuple[int, _Result, int | None]]]] = []
+    touched: dict[int, Callable[[], None]] = {}  # id(log) or _PRODUCER_STATE -> its sync
+    for topic in body.topic_data:
+        parts = []
+        for p in topic.partition_data:
+            before = set(touched)
+            result = _produce_partition(ctx, topic.name, p.index, p.records, touched)
+            logs = set(touched) - before - {_PRODUCER_STATE}
+            parts.append((p.index, result, logs.pop() if logs else None))
+        results.append((topic.name, parts))
+    failed: dict[int, BaseException] = {}
+    if sync and touched:
+        outcomes = sync_all(list(touched.values()))
+        failed = {key: exc for key, exc in zip(touched, outcomes, strict=True) if exc is not None}
+    out = []
+    for name, parts in results:
+        answered = []
+        for index, result, key in parts:
+            error = None if key is None else failed.get(key) or failed.get(_PRODUCER_STATE)
+            if error is not None and result.code == 0:
+                log.error("syncing %s[%d] failed: %s", name, index, error)
+                result = _Result(KAFKA_STORAGE_ERROR, message=str(error))
+            answered.append((index, result))
+        out.append((name, answered))
+    return out
 
 
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
