@@ -12,15 +12,12 @@ import ipywidgets as w
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
 from streamlab.notebook.state_helpers import LabLike
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
-from streamlab.notebook.widget_helpers import (
-    _Live,
-    _title,
-)
+from streamlab.notebook.widget_helpers import _Composite, _Live, _title
 
 __all__ = ["Dashboard"]
 
 
-class Dashboard(_Live):
+class Dashboard(_Composite):
     """Producer, lag, rebalance timeline, live tail and topic browser for one topic and group,
     refreshed together by one background thread."""
 
@@ -50,17 +47,6 @@ class Dashboard(_Live):
             self.browser.view, self.status,
         ])  # fmt: skip
         self._begin()
-
-    def _refresh(self) -> None:
-        for part in self.parts:
-            part.refresh()
-
-    def _render(self) -> None:
-        pass
-
-    def _close(self) -> None:
-        for part in self.parts:
-            part.stop()
 
     def summary(self) -> str:
         return "\n".join(part.summary() for part in (self.lag, self.timeline, self.tail, self.producer))

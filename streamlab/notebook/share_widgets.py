@@ -23,7 +23,7 @@ from streamlab.notebook.share_state import (
     SharePartitionInfo,
 )
 from streamlab.notebook.state_helpers import LabLike
-from streamlab.notebook.widget_helpers import _esc, _Live, _set, _table, _title
+from streamlab.notebook.widget_helpers import _Composite, _esc, _Live, _set, _table, _title
 
 __all__ = ["QueueVsStream", "ShareGroupView"]
 
@@ -121,7 +121,7 @@ class ShareGroupView(_Live):
         return f"<streamlab.widgets.ShareGroupView group={self.state.group!r}>"
 
 
-class QueueVsStream(_Live):
+class QueueVsStream(_Composite):
     """One topic read two ways, side by side: share group ``share_group`` (a queue: records
     handed out one by one) and classic group ``classic_group`` (a stream: one committed
     offset per partition, :class:`~streamlab.notebook.widgets.OffsetsLag`), refreshed together."""
@@ -150,17 +150,6 @@ class QueueVsStream(_Live):
             w.HBox([self.share.view, self.stream.view]), self.status,
         ])  # fmt: skip
         self._begin()
-
-    def _refresh(self) -> None:
-        for part in self.parts:
-            part.refresh()
-
-    def _render(self) -> None:
-        pass
-
-    def _close(self) -> None:
-        for part in self.parts:
-            part.stop()
 
     def summary(self) -> str:
         return "\n".join(part.summary() for part in self.parts)

@@ -144,3 +144,21 @@ class _Live:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Composite(_Live):
+    """A widget made of other live widgets (``parts``), refreshed together on one ticker;
+    the parts are built with ``autostart=False`` and draw themselves."""
+
+    parts: tuple[_Live, ...]
+
+    def _refresh(self) -> None:
+        for part in self.parts:
+            part.refresh()
+
+    def _render(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        for part in self.parts:
+            part.stop()
