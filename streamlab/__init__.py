@@ -23,7 +23,15 @@ def connect(target: str | Path = DEFAULT_DIRECTORY) -> Lab:
     ``"kafka://host:port[,host:port...]"`` a :class:`streamlab.kafka.lab.KafkaLab` with the
     same API on a Kafka cluster (``streamlab serve``, Apache Kafka, Redpanda)."""
     if isinstance(target, str) and target.startswith("kafka://"):
-        from streamlab.kafka.lab import KafkaLab  # imports confluent-kafka only when asked for
+        try:
+            from streamlab.kafka.lab import KafkaLab  # imports confluent-kafka only when asked for
+        except ModuleNotFoundError as exc:
+            if exc.name != "confluent_kafka":
+                raise
+            raise ModuleNotFoundError(
+                "kafka:// needs confluent-kafka: pip install 'streamlab[kafka]' (or pip install confluent-kafka)",
+                name=exc.name,
+            ) from exc
 
         return KafkaLab(target)  # type: ignore[return-value]  # Lab's API; see streamlab.kafka
     return Lab(target)

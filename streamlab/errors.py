@@ -31,6 +31,11 @@ class StreamlabError(Exception):
         self.offset = offset
 
 
+class RetentionWarning(UserWarning):
+    """Records produced with timestamps already past the topic's ``retention.ms``: they are
+    stored, but retention deletes them (as Kafka would) once their segment is sealed."""
+
+
 class ConfigError(StreamlabError, ValueError):
     """A configuration key or value is not valid."""
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import streamlab
 from streamlab import TopicPartition
-from streamlab.errors import OffsetOutOfRangeError
+from streamlab.errors import OffsetOutOfRangeError, RetentionWarning
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -128,3 +131,18 @@ def test_retention_runs_when_a_segment_is_sealed(lab: streamlab.Lab, make_topic:
     offsets = lab.offsets(topic)
     assert offsets.loc[0, "log_start_offset"] >= 30
     assert set(lab.replay(topic)["value"]) == {"new" * 100}
+
+
+def test_send_many_warns_when_every_row_is_already_past_retention(tmp_path: Path) -> None:
+    """Historical rows into a 7-day topic would vanish at the next seal: the producer says so."""
+    with streamlab.connect(tmp_path) as lab, lab.producer() as p:
+        lab.create_topic("week", partitions=1)
+        lab.create_topic("forever", partitions=1, config={"retention.ms": -1})
+        old = pd.DataFrame({"ts": pd.to_datetime(["2020-01-01", "2020-01-02"], utc=True), "n": [1, 2]})
+        with pytest.warns(RetentionWarning, match="retention.ms"):
+            p.send_many("week", old, timestamp="ts")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            p.send_many("forever", old, timestamp="ts")  # kept forever: nothing to say
+            p.send_many("week", old.assign(ts=pd.Timestamp.now(tz="UTC")), timestamp="ts")  # recent rows
+        assert len(lab.replay("week")) == 4

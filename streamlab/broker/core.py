@@ -92,6 +92,11 @@ class Broker:
         with self.data_arrived:
             self.data_arrived.wait(timeout)
 
+    def advertise(self, address: str) -> None:
+        """Record that this process serves the directory at ``address`` (``kafka://host:port``),
+        so another process that tries to open it is told where to connect."""
+        self._dir_lock.advertise(address)
+
     def check_open(self) -> None:
         if self.closed:
             raise ClosedError(f"the broker for {self.data_dir} is closed; open it again with streamlab.connect()")

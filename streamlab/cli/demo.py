@@ -80,8 +80,13 @@ def _scenario(path: Path, records: int | None, *, temporary: bool) -> int:
             existed = TOPIC in set(lab.topics()["name"])
             if existed:
                 lab.delete_topic(TOPIC)
-            lab.create_topic(TOPIC, partitions=PARTITIONS)
-        print(f"topic:   {'recreated' if existed else 'created'} {TOPIC!r} with {PARTITIONS} partitions")
+            # The sample is historical (January 2026): with the default 7-day retention it
+            # would be deleted the next time the directory is opened.
+            lab.create_topic(TOPIC, partitions=PARTITIONS, config={"retention.ms": -1})
+        print(
+            f"topic:   {'recreated' if existed else 'created'} {TOPIC!r} with {PARTITIONS} partitions, "
+            "kept forever (retention.ms=-1: the sample is historical)"
+        )
 
         _section("produce: send_many keyed by user, ts as the record timestamp")
         with timer.phase("produce"), lab.producer() as producer:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from array import array
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -33,6 +34,7 @@ from streamlab.errors import (
     ConfigError,
     OperationTimeoutError,
     RecordTooLargeError,
+    RetentionWarning,
     UnknownPartitionError,
 )
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
@@ -288,6 +290,7 @@ class Producer:
             parts = np.full(n, partition, dtype=np.int64)
         if frame.largest + RECORD_OVERHEAD > state.config["max.message.bytes"]:
             raise RecordTooLargeError(f"a row serialises to {frame.largest} bytes, over max.message.bytes", topic=topic)
+        _warn_if_past_retention(topic, ts, state.config["retention.ms"])
         offsets = np.zeros(n, dtype=np.int64)
         show = progress if progress is not None else n >= 200_000
         from tqdm.auto import tqdm
@@ -353,3 +356,21 @@ class Producer:
 
 
 __all__ = ["Producer", "partition_for_key"]
+
+
+def _warn_if_past_retention(topic: str, timestamps: np.ndarray, retention_ms: int) -> None:
+    """Historical data (a replayed day, the sample clickstream) in a topic with the default
+    7-day retention would vanish at the next seal or reopen: say so while it can be fixed."""
+    if retention_ms < 0 or not len(timestamps):
+        return
+    newest = int(timestamps.max())
+    if newest < time.time() * 1000 - retention_ms:
+        warnings.warn(
+            RetentionWarning(
+                f"every row sent to {topic!r} is older than its retention.ms ({retention_ms / 86_400_000:g} days): "
+                "the records are stored, but retention deletes them when their segment is sealed or the broker "
+                f"reopens. For historical data, create the topic with config={{'retention.ms': -1}} or alter it "
+                f"with lab.alter_topic_config({topic!r}, {{'retention.ms': -1}})."
+            ),
+            stacklevel=3,
+        )

@@ -222,6 +222,7 @@ async def run(
         if not advertised_host and bound_host in ("0.0.0.0", "::"):
             ctx.advertised_host = socket.getfqdn()
         ctx.advertised_port = bound_port
+        broker.advertise(f"kafka://{ctx.advertised_host}:{ctx.advertised_port}")
         log.info(
             "ready: serving %s on %s:%d, advertised as %s:%d",
             broker.data_dir, bound_host, bound_port, ctx.advertised_host, ctx.advertised_port,

@@ -20,15 +20,27 @@ class DirectoryLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "another process"
+            owner, _, served_at = os.pread(self._fd, 512, 0).decode(errors="replace").strip().partition(" ")
             os.close(self._fd)
+            if served_at:  # the owner is `streamlab serve`: say where it listens
+                raise BrokerLockedError(
+                    f"{directory} is served by `streamlab serve` (process {owner}); connect to it with "
+                    f"streamlab.connect({served_at!r}), or stop the server to open the directory here."
+                ) from None
             raise BrokerLockedError(
-                f"{directory} is already open by process {owner}. Only one process may open a data "
-                f"directory; to share it, run `streamlab serve --data {directory}` there and connect "
-                f"with streamlab.connect('kafka://127.0.0.1:9092')."
+                f"{directory} is already open by process {owner or 'another process'}. Only one process may "
+                f"open a data directory; to share it, close it there and run `streamlab serve --data "
+                f"{directory}`, then connect everywhere with streamlab.connect('kafka://HOST:PORT') using the "
+                "address the server prints when it is ready."
             ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def advertise(self, address: str) -> None:
+        """Note in the lock file where this process serves the directory (for others' errors)."""
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()} {address}".encode(), 0)
 
     def release(self) -> None:
         if self._fd >= 0:
