@@ -146,3 +146,15 @@ def test_closed_lab(tmp_path: Path) -> None:
         p.send("t", value=1)
     with streamlab.connect(tmp_path) as again:
         assert list(again.topics()["name"]) == ["t"]
+
+
+def test_arguments_of_the_wrong_type_get_streamlab_errors(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    with lab.producer() as p:
+        with pytest.raises(InvalidTopicError, match="a topic name is a str"):
+            p.send(["orders"], value=1)  # type: ignore[arg-type]
+        with pytest.raises(SerializationError, match="pandas DataFrame"):
+            p.send_many(topic, [{"a": 1}])  # type: ignore[arg-type]
+    with lab.consumer([topic], auto_offset_reset="earliest") as c, pytest.raises(ConfigError, match="seconds"):
+        c.poll(timeout="1")  # type: ignore[arg-type]
+    assert lab.offsets(topic)["high_watermark"].sum() == 0, "nothing was written"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamlab.errors import ClosedError, UnknownPartitionError, UnknownTopicError
+from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
 from streamlab.groups.coordinator import GroupCoordinator, GroupEvent
 from streamlab.storage.catalog import Catalog
 from streamlab.storage.engines import ENGINES
@@ -67,6 +67,8 @@ class Broker:
 
     def topic(self, name: str) -> TopicState:
         self.check_open()
+        if not isinstance(name, str):
+            raise InvalidTopicError(f"a topic name is a str, got {type(name).__name__} {name!r}")
         state = self.topics.get(name)
         if state is None:
             raise UnknownTopicError(

@@ -210,6 +210,8 @@ class Consumer:
         limit = self._max_poll_records if max_records is None else max_records
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise ConfigError(f"timeout is in seconds (a number), got {timeout!r}")
         self._maybe_auto_commit()
         deadline = time.monotonic() + max(timeout, 0)
         while True:

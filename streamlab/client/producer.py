@@ -35,6 +35,7 @@ from streamlab.errors import (
     OperationTimeoutError,
     RecordTooLargeError,
     RetentionWarning,
+    SerializationError,
     UnknownPartitionError,
 )
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
@@ -146,7 +147,7 @@ class Producer:
         # This is the per-record hot path: the common cases (a dict value, a str key) are
         # inlined, everything else goes through serde.encode.
         broker = self._broker
-        state = broker.topics.get(topic)
+        state = broker.topics.get(topic) if type(topic) is str else None
         if state is None or broker.closed or self._closed:
             if self._closed:
                 raise ClosedError("this producer is closed; create a new one with lab.producer()")
@@ -280,6 +281,12 @@ class Producer:
         returns; validates every row before writing any."""
         if self._closed:
             raise ClosedError("this producer is closed; create a new one with lab.producer()")
+        if not isinstance(df, pd.DataFrame):
+            raise SerializationError(
+                f"send_many takes a pandas DataFrame (one record per row), got {type(df).__name__}; "
+                "for a list of dicts use pd.DataFrame(rows), or send() each value",
+                topic=topic,
+            )
         state = self._broker.topic(topic)
         n = len(df)
         frame = frame_rows(df, key=key, timestamp=timestamp)
