@@ -63,10 +63,7 @@ class ShareGroupRegistry:
         Kafka's group configs apply to what happens next."""
         group = self.open_for_wire(group_id)
         with group.lock:
-            merged = ShareGroupConfig.from_json(group.config.to_json())
-            for name, value in changes.items():
-                setattr(merged, name, value)
-            merged.__post_init__()  # validate the result as a whole
+            merged = group.config.updated(changes)
             dlq = merged.dead_letter_topic
             if dlq is not None and dlq not in self._broker.topics:
                 create_topic(self._broker, dlq, 1)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from streamlab.errors import ConfigError, GroupError
 from streamlab.storage.catalog import Catalog
@@ -105,6 +105,10 @@ class ShareGroupConfig:
             raise ConfigError(f"record_lock_ms (share.record.lock.duration.ms) must be 1000..3600000, got {lock!r}")
         if self.dead_letter_topic is not None and not isinstance(self.dead_letter_topic, str):
             raise ConfigError(f"dead_letter_topic must be a topic name or None, got {self.dead_letter_topic!r}")
+
+    def updated(self, changes: Mapping[str, Any]) -> ShareGroupConfig:
+        """A copy with ``changes`` (field name -> value), validated as a whole."""
+        return ShareGroupConfig(**{**asdict(self), **changes})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -65,7 +65,7 @@ def _alter(ctx: ServerContext, resource: Any, validate_only: bool) -> None:
         registry = share_groups(ctx.broker)
         if validate_only:
             group = registry.get(name)
-            _check(group.config if group is not None else ShareGroupConfig(), changes)
+            (group.config if group is not None else ShareGroupConfig()).updated(changes)
             return
         registry.configure(name, changes)
         return
@@ -83,13 +83,6 @@ def _alter(ctx: ServerContext, resource: Any, validate_only: bool) -> None:
         topic_config({**state.config, **changes})
         return
     alter_config(ctx.broker, name, changes)
-
-
-def _check(base: ShareGroupConfig, changes: dict[str, Any]) -> None:
-    merged = ShareGroupConfig.from_json(base.to_json())
-    for field, value in changes.items():
-        setattr(merged, field, value)
-    merged.__post_init__()
 
 
 class _Refused(Exception):

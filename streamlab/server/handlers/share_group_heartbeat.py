@@ -71,7 +71,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     except StreamlabError as exc:
         return answer(error_of(exc), str(exc))
     if code or member is None:
-        return answer(error_code(code), message, epoch=-1 if code else LEAVE)
+        return answer(error_code(code), message)  # an error, or a member that left: epoch -1
     by_topic: dict[str, list[int]] = {}
     for tp in member.assigned:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
