@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlab.errors import ConfigError
+from streamlab.errors import ConfigError, SerializationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,11 @@ class FrameRows:
 
 def frame_rows(df: pd.DataFrame, *, key: str | None, timestamp: str | None) -> FrameRows:
     """Values and timestamps of ``df``'s rows; ``key`` and ``timestamp`` name columns."""
+    if not isinstance(df, pd.DataFrame):
+        raise SerializationError(
+            f"send_many takes a pandas DataFrame (one record per row), got {type(df).__name__}; "
+            "for a list of dicts use pd.DataFrame(rows), or send() each value"
+        )
     for column in (key, timestamp):
         if column is not None and column not in df.columns:
             raise ConfigError(f"column {column!r} is not in the DataFrame (columns: {list(df.columns)})")

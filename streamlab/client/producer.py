@@ -35,7 +35,6 @@ from streamlab.errors import (
     OperationTimeoutError,
     RecordTooLargeError,
     RetentionWarning,
-    SerializationError,
     UnknownPartitionError,
 )
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
@@ -281,12 +280,6 @@ class Producer:
         returns; validates every row before writing any."""
         if self._closed:
             raise ClosedError("this producer is closed; create a new one with lab.producer()")
-        if not isinstance(df, pd.DataFrame):
-            raise SerializationError(
-                f"send_many takes a pandas DataFrame (one record per row), got {type(df).__name__}; "
-                "for a list of dicts use pd.DataFrame(rows), or send() each value",
-                topic=topic,
-            )
         state = self._broker.topic(topic)
         n = len(df)
         frame = frame_rows(df, key=key, timestamp=timestamp)
