@@ -81,6 +81,33 @@ class CorruptRecordError(StreamlabError):
     kafka_code = 2  # CORRUPT_MESSAGE
 
 
+class CorruptSegmentError(CorruptRecordError):
+    """Stored data failed its checksum or cannot be read: the file and the offsets it holds
+    are named, the damaged records are never served, and everything before them stays
+    readable. ``streamlab check`` lists every such file."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message, topic=topic, partition=partition, offset=offset)
+        self.path = path
+
+
+class StorageError(StreamlabError, OSError):
+    """Writing to the data directory failed (disk full, I/O error). Nothing of the failed
+    write was kept; once the cause is gone (space freed) writes resume. Kafka's
+    KAFKA_STORAGE_ERROR on the wire."""
+
+    retriable = True
+    kafka_code = 56  # KAFKA_STORAGE_ERROR
+
+
 class OffsetOutOfRangeError(StreamlabError, ValueError):
     """A position is before the log start or after the high watermark."""
 
