@@ -36,6 +36,25 @@ class RetentionWarning(UserWarning):
     stored, but retention deletes them (as Kafka would) once their segment is sealed."""
 
 
+class StreamlabWarning(UserWarning):
+    """Root of streamlab's warnings: something was handled, but a person should know."""
+
+
+class OffsetResetWarning(StreamlabWarning):
+    """A committed offset was beyond the partition's end (Kafka's OFFSET_OUT_OF_RANGE): the
+    consumer started from ``auto_offset_reset`` instead, as Kafka's consumers do."""
+
+
+class CatalogWarning(StreamlabWarning):
+    """A catalog entry was not valid (a topic name breaking Kafka's rules) and was skipped."""
+
+
+class RecoveryWarning(StreamlabWarning):
+    """Opening a data directory found something to repair or report: a torn tail cut from
+    an active segment (a write a crash cut short, never acknowledged), damaged bytes, or a
+    missing segment file. The message names the partition, the file and the offsets."""
+
+
 class ConfigError(StreamlabError, ValueError):
     """A configuration key or value is not valid."""
 
@@ -75,6 +94,19 @@ class SerializationError(StreamlabError, TypeError):
     """A key, value or header cannot be turned into bytes."""
 
     kafka_code = 87  # INVALID_RECORD
+
+
+class InvalidTimestampError(StreamlabError, ValueError):
+    """A record timestamp outside what streamlab stores and replays: milliseconds from
+    1970-01-01 to 9999-12-31 (UTC), the range of Python's datetime."""
+
+    kafka_code = 32  # INVALID_TIMESTAMP
+
+
+class QueryError(StreamlabError, ValueError):
+    """SQL given to ``lab.sql`` is empty or DuckDB refused it (syntax, unknown table or column)."""
+
+    kafka_code = 42  # INVALID_REQUEST
 
 
 class CorruptRecordError(StreamlabError):
@@ -163,6 +195,40 @@ class GroupNotEmptyError(GroupError):
 
 class FencedInstanceError(GroupError):
     kafka_code = 82  # FENCED_INSTANCE_ID
+
+
+class SecurityError(StreamlabError):
+    """Authentication or authorization refused a client of ``streamlab serve``."""
+
+
+class AuthenticationError(SecurityError):
+    """SASL credentials were wrong, or the exchange broke the mechanism's rules."""
+
+    kafka_code = 58  # SASL_AUTHENTICATION_FAILED
+
+
+class UnsupportedSaslMechanismError(SecurityError):
+    kafka_code = 33  # UNSUPPORTED_SASL_MECHANISM
+
+
+class AuthorizationError(SecurityError):
+    """The principal has no ACL allowing the operation (or one denying it)."""
+
+    kafka_code = 31  # CLUSTER_AUTHORIZATION_FAILED
+
+
+class TopicAuthorizationError(AuthorizationError):
+    kafka_code = 29  # TOPIC_AUTHORIZATION_FAILED
+
+
+class GroupAuthorizationError(AuthorizationError):
+    kafka_code = 30  # GROUP_AUTHORIZATION_FAILED
+
+
+class InvalidAclError(SecurityError, ValueError):
+    """An ACL binding or filter that Kafka would refuse (unknown type, bad principal)."""
+
+    kafka_code = 42  # INVALID_REQUEST
 
 
 def _all_subclasses(cls: type[StreamlabError]) -> list[type[StreamlabError]]:

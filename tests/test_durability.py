@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamlab
-from streamlab.errors import BrokerLockedError
+from streamlab.errors import BrokerLockedError, CorruptSegmentError, RecoveryWarning
 
 
 def _values(lab: streamlab.Lab, topic: str, partition: int = 0) -> list[object]:
@@ -68,7 +68,7 @@ def test_torn_tail_is_cut_back_to_the_last_whole_batch(tmp_path: Path) -> None:
         assert _values(lab, "t") == list(range(11))
 
 
-def test_a_corrupted_frame_hides_itself_and_everything_after(tmp_path: Path) -> None:
+def test_a_corrupted_frame_is_reported_and_the_frames_around_it_stay_readable(tmp_path: Path) -> None:
     with streamlab.connect(tmp_path) as lab:
         lab.create_topic("t")
         with lab.producer(linger_ms=0) as p:
@@ -79,8 +79,22 @@ def test_a_corrupted_frame_hides_itself_and_everything_after(tmp_path: Path) -> 
     where = data.rfind(b"value-3")
     data[where] ^= 0xFF  # flip a byte inside record 3's frame: its CRC no longer matches
     log.write_bytes(bytes(data))
-    with streamlab.connect(tmp_path) as lab:
-        assert _values(lab, "t") == ["value-0", "value-1", "value-2"]
+    with pytest.warns(RecoveryWarning, match=r"offsets 3\.\.3"), streamlab.connect(tmp_path) as lab:
+        tp = streamlab.TopicPartition("t", 0)
+        assert lab.offsets("t")["high_watermark"].tolist() == [5]  # offset 3 is never handed out again
+        with lab.consumer(auto_offset_reset="earliest") as c:
+            c.assign([tp])
+            assert [r.value for r in c.poll(timeout=5, max_records=100)] == ["value-0", "value-1", "value-2"]
+            with pytest.raises(CorruptSegmentError, match="00000000000000000000.log") as info:
+                c.poll(timeout=1)
+            assert info.value.offset == 3
+            c.seek(tp, 4)
+            assert [r.value for r in c.poll(timeout=5)] == ["value-4"]
+        with pytest.raises(CorruptSegmentError):
+            lab.replay("t")
+        assert lab.replay("t", end=3)["value"].tolist() == ["value-0", "value-1", "value-2"]
+        with lab.producer() as p:
+            assert p.send("t", value="value-5").result(10).offset == 5
 
 
 def test_crash_after_sealing_before_removing_the_active_file(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 
 from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
 from streamlab.groups.coordinator import GroupCoordinator, GroupEvent
-from streamlab.storage.catalog import Catalog
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock
 from streamlab.storage.parquet_log import ParquetPartitionLog
+from streamlab.storage.rebuild import open_catalog
 
 
 @dataclass(slots=True)
@@ -36,7 +36,7 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock = DirectoryLock(self.data_dir)
         try:
-            self.catalog = Catalog(self.data_dir / "catalog.duckdb")
+            self.catalog = open_catalog(self.data_dir)  # rebuilt from the files if lost
             self.engine = ENGINES[engine](self.data_dir, self.catalog)
         except BaseException:
             self._dir_lock.release()

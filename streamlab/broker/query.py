@@ -18,6 +18,7 @@ import pyarrow as pa
 from streamlab.broker.core import Broker
 from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_STR
 from streamlab.storage.fields import expand_json_objects
+from streamlab.storage.parquet_log import LogSnapshot
 from streamlab.storage.schema import FIELDS_COLUMN, RECORD_SCHEMA
 
 META_COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
@@ -64,23 +65,61 @@ class Bounds:
         return " AND ".join(terms) or "true"
 
 
-def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bounds: Bounds) -> str:
-    """SQL for the raw stored rows of ``topic`` within ``bounds``."""
+class Snapshots:
+    """The partition snapshots one query reads (see ``LogSnapshot``): taken once, so a roll,
+    retention or compaction during the query changes nothing it sees, and released when the
+    query is done, which is when files dropped meanwhile are removed."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._taken: dict[tuple[str, int], LogSnapshot] = {}
+
+    def of(self, topic: str, partition: int) -> LogSnapshot:
+        key = (topic, partition)
+        if key not in self._taken:
+            self._taken[key] = self._broker.log(topic, partition).snapshot()
+        return self._taken[key]
+
+    def release(self) -> None:
+        for snap in self._taken.values():
+            snap.release()
+        self._taken.clear()
+
+    def __enter__(self) -> Snapshots:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bounds: Bounds, snapshots: Snapshots) -> str:
+    """SQL for the raw stored rows of ``topic`` within ``bounds``.
+
+    Every segment file it names was checked against its checksum (once per process), and
+    bounds that reach damaged offsets raise :class:`CorruptSegmentError`: a query never
+    returns a silent gap or altered rows."""
     state = broker.topic(topic)
     parts: list[str] = []
     wanted = range(state.partitions) if bounds.partitions is None else bounds.partitions
     for p in wanted:
         log = broker.log(topic, p)
-        files = [
-            _literal(str(log.segment_path(s)))
-            for s in log.sealed_segments()
-            if bounds.keeps_segment(s.base_offset, s.last_offset, s.min_timestamp, s.max_timestamp)
-        ]
+        snap = snapshots.of(topic, p)
+        start = max(snap.log_start, bounds.start_offset or 0)
+        damage = snap.damage_in(start, bounds.end_offset if bounds.end_offset is not None else 2**63 - 1)
+        if damage is not None:
+            raise damage.error(topic, p)
+        files = []
+        for seg, path in zip(snap.segments, snap.paths, strict=True):
+            if seg.last_offset >= snap.log_start and bounds.keeps_segment(
+                seg.base_offset, seg.last_offset, seg.min_timestamp, seg.max_timestamp
+            ):
+                log.verify_once(seg)
+                files.append(_literal(str(path)))
         if files:
             parts.append(
                 f"SELECT {p}::INTEGER AS partition, * FROM read_parquet([{', '.join(files)}], union_by_name=true)"
             )
-        active = log.active_table()
+        active = snap.active
         if active.num_rows:
             fields = expand_json_objects(active)
             if fields is not None:
@@ -159,21 +198,33 @@ def replay(
     JSON or mixed formats comes with a ``_key_format`` / ``_value_format`` column so the
     client turns each cell back into what was sent. ``progress`` is called with the number
     of rows of each chunk as it arrives (for a progress bar)."""
-    con = broker.catalog.cursor()
+    con = _reader()
     try:
-        source = source_sql(broker, con, topic, bounds)
-        view = view_sql(con, source, raw=raw, headers=headers, formats=True)
-        rel = con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"')
-        if progress is None:
-            return rel.to_arrow_table()
-        reader = rel.to_arrow_reader(PROGRESS_CHUNK)
-        chunks = []
-        for chunk in reader:
-            chunks.append(chunk)
-            progress(chunk.num_rows)
-        return pa.Table.from_batches(chunks, schema=reader.schema)
+        with Snapshots(broker) as snapshots:
+            source = source_sql(broker, con, topic, bounds, snapshots)
+            view = view_sql(con, source, raw=raw, headers=headers, formats=True)
+            rel = con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"')
+            if progress is None:
+                return rel.to_arrow_table()
+            reader = rel.to_arrow_reader(PROGRESS_CHUNK)
+            chunks = []
+            for chunk in reader:
+                chunks.append(chunk)
+                progress(chunk.num_rows)
+            return pa.Table.from_batches(chunks, schema=reader.schema)
     finally:
         con.close()
+
+
+def _reader() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection of its own, in memory, for one replay or user query.
+
+    It is not the catalog's: user SQL can read topics (views over their files) but cannot
+    reach, let alone change, the broker's tables. Strings come back as Arrow large strings,
+    so a replay may hold more than 2 GiB of text in one column."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET arrow_large_buffer_size = true")
+    return con
 
 
 def estimate_rows(broker: Broker, topic: str, bounds: Bounds) -> int:
@@ -188,13 +239,27 @@ def estimate_rows(broker: Broker, topic: str, bounds: Bounds) -> int:
     return total
 
 
-def sql(broker: Broker, query: str) -> pa.Table:
-    """Run ``query`` with every topic available as a view of its decoded records."""
-    con = broker.catalog.cursor()
+def referenced_topics(broker: Broker, query: str) -> list[str]:
+    """The topics ``query`` names, so only their views are built and only their files read."""
     try:
-        for topic in list(broker.topics):
-            source = source_sql(broker, con, topic, Bounds())
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS {view_sql(con, source)}")
-        return con.sql(query).to_arrow_table()
+        names = duckdb.get_table_names(query)
+    except duckdb.Error:
+        names = set(broker.topics)  # let the query itself report the syntax error
+    lowered = {n.lower() for n in names}
+    return [t for t in broker.topics if t in names or t.lower() in lowered]
+
+
+def sql(broker: Broker, query: str) -> pa.Table:
+    """Run ``query`` with the topics it names available as views of their decoded records.
+
+    The query runs on a connection of its own (see :func:`_reader`): it reads a snapshot
+    of each topic it names and nothing else of the broker."""
+    con = _reader()
+    try:
+        with Snapshots(broker) as snapshots:
+            for topic in referenced_topics(broker, query):
+                source = source_sql(broker, con, topic, Bounds(), snapshots)
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS {view_sql(con, source)}")
+            return con.sql(query).to_arrow_table()
     finally:
         con.close()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from streamlab.broker.core import Broker
+from streamlab.errors import CorruptSegmentError, StorageError
+
+log = logging.getLogger("streamlab.broker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +18,17 @@ class RetentionResult:
 
 
 def apply_retention(broker: Broker, *, now_ms: int) -> RetentionResult:
+    """Retention and compaction over every partition. A partition that cannot be cleaned
+    now (disk full, damaged segments) is skipped with a warning; the others go on, and
+    the next round tries again: cleaning is never worth failing a broker for."""
     deleted = compacted = 0
     with broker.lock:
         for state in broker.topics.values():
-            for log in state.logs:
-                deleted += log.apply_retention(state.config, now_ms)
-                compacted += log.compact(state.config, now_ms)
+            for partition_log in state.logs:
+                try:
+                    deleted += partition_log.apply_retention(state.config, now_ms)
+                    compacted += partition_log.compact(state.config, now_ms)
+                except (StorageError, CorruptSegmentError) as exc:
+                    log.warning("%s/%d: retention and compaction skipped: %s",
+                                state.name, partition_log.partition, exc)  # fmt: skip
     return RetentionResult(deleted, compacted)

@@ -20,7 +20,7 @@ import pandas as pd
 
 import streamlab
 from streamlab.broker.produce import RECORD_OVERHEAD
-from streamlab.cli import demo, serve
+from streamlab.cli import check, demo, serve
 from streamlab.errors import RecordTooLargeError, StreamlabError
 from streamlab.model.serde import encode
 from streamlab.model.types import Record, TopicPartition
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     text = "the clickstream scenario end to end (in a temporary directory unless --data)"
     dem = command(commands, "demo", text, lambda a: demo.run(a.data, a.records))
     dem.add_argument("--records", type=int, metavar="N", help="produce the first N events (default: all)")
+    text = "verify every stored file (checksums, catalog) and report damage; --repair takes it out"
+    check.add_arguments(command(commands, "check", text, check.run))
     text = "serve the data directory over the Kafka protocol until SIGINT/SIGTERM"
     serve.add_arguments(command(commands, "serve", text, serve.run))
     return parser

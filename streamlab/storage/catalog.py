@@ -7,6 +7,7 @@ threads, so every statement goes through one lock (catalog writes are rare and s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -18,7 +19,10 @@ from typing import Any
 
 import duckdb
 
+from streamlab.errors import StorageError
+from streamlab.storage import manifest
 from streamlab.storage.commit_journal import CHECKPOINT_BYTES, CommitJournal, Offsets, replay
+from streamlab.storage.manifest import OFFSETS_CHECKPOINT
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -29,6 +33,7 @@ CREATE TABLE IF NOT EXISTS segments (
     topic VARCHAR, partition INTEGER, base_offset BIGINT, last_offset BIGINT, records BIGINT,
     min_timestamp BIGINT, max_timestamp BIGINT, bytes BIGINT, path VARCHAR,
     PRIMARY KEY (topic, partition, base_offset));
+ALTER TABLE segments ADD COLUMN IF NOT EXISTS checksum BIGINT;
 CREATE TABLE IF NOT EXISTS committed_offsets (
     group_id VARCHAR, topic VARCHAR, partition INTEGER, "offset" BIGINT NOT NULL, metadata VARCHAR,
     commit_ms BIGINT NOT NULL, PRIMARY KEY (group_id, topic, partition));
@@ -36,6 +41,24 @@ CREATE TABLE IF NOT EXISTS group_events (
     group_id VARCHAR, generation INTEGER, time_ms BIGINT, reason VARCHAR, member_id VARCHAR,
     topic VARCHAR, partition INTEGER, change VARCHAR);
 """
+
+
+@contextmanager
+def _storage_errors(path: Path) -> Iterator[None]:
+    """DuckDB's write failures (disk full, I/O) as :class:`StorageError`; DuckDB rolls the
+    transaction back and stays usable once space is freed."""
+    try:
+        yield
+    except (duckdb.IOException, duckdb.TransactionException) as exc:
+        raise StorageError(f"could not write the catalog {path}: {exc}") from exc
+
+
+def _read_offsets_checkpoint(path: Path) -> list[tuple[Any, ...]]:
+    try:
+        rows = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    return [tuple(row) for row in rows if isinstance(row, list) and len(row) == 6]
 
 
 def replay_deletion(offsets: Offsets, topic: str) -> None:
@@ -57,19 +80,33 @@ class SegmentInfo:
     max_timestamp: int
     bytes: int
     path: str
+    checksum: int | None = None  # crc32c of the whole file (None: sealed before checksums)
+
+
+_SEGMENT_PARAMS = ", ".join("?" * 10)
+
+
+def _segment_row(seg: SegmentInfo) -> list[Any]:
+    return [seg.topic, seg.partition, seg.base_offset, seg.last_offset, seg.records,
+            seg.min_timestamp, seg.max_timestamp, seg.bytes, seg.path, seg.checksum]  # fmt: skip
 
 
 class Catalog:
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._con = duckdb.connect(str(path))
         self._lock = threading.RLock()
         with self._lock:
             self._con.execute(_DDL)
         self._offsets: Offsets = {}
-        for group, topic, partition, offset, metadata, ms in self.query("SELECT * FROM committed_offsets"):
+        # An in-memory catalog (":memory:", for tests) keeps no files beside it.
+        self._root = None if str(path) == ":memory:" else path.parent
+        rows = self.query("SELECT * FROM committed_offsets")
+        if not rows and self._root is not None:
+            rows = _read_offsets_checkpoint(self._root / OFFSETS_CHECKPOINT)  # a rebuilt catalog
+        for group, topic, partition, offset, metadata, ms in rows:
             self._offsets.setdefault(group, {})[(topic, partition)] = (offset, metadata or "", ms)
-        # An in-memory catalog (":memory:", for tests) keeps its journal in memory too.
-        journal_path = None if str(path) == ":memory:" else path.with_name("committed_offsets.journal")
+        journal_path = None if self._root is None else self._root / "committed_offsets.journal"
         if journal_path is not None:
             replay(journal_path, self._offsets)
         self._journal = CommitJournal(journal_path)
@@ -77,21 +114,23 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
+        """One atomic, durable change: all of it is committed or none of it."""
+        with self._lock, _storage_errors(self.path):
             self._con.execute("BEGIN TRANSACTION")
             try:
                 yield self._con
+                self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):  # a failed COMMIT has rolled back already
+                    self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._con.execute(sql, params or []).fetchall()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
-        with self._lock:
+        with self._lock, _storage_errors(self.path):
             self._con.execute(sql, params or [])
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -104,23 +143,36 @@ class Catalog:
         rows = self.query("SELECT name, partitions, config FROM topics ORDER BY name")
         return {name: (parts, json.loads(config)) for name, parts, config in rows}
 
-    def add_topic(self, name: str, partitions: int, config: dict[str, Any]) -> None:
+    def add_topic(self, name: str, partitions: int, config: dict[str, Any], *, created_ms: int | None = None) -> None:
+        created_ms = int(time.time() * 1000) if created_ms is None else created_ms
         with self.transaction() as con:
-            con.execute(
-                "INSERT INTO topics VALUES (?, ?, ?, ?)",
-                [name, partitions, json.dumps(config), int(time.time() * 1000)],
-            )
+            con.execute("INSERT INTO topics VALUES (?, ?, ?, ?)", [name, partitions, json.dumps(config), created_ms])
             for p in range(partitions):
                 con.execute("INSERT INTO partitions VALUES (?, ?, 0)", [name, p])
+        self.rewrite_manifest(name)
 
     def add_partitions(self, name: str, old: int, new: int) -> None:
         with self.transaction() as con:
             con.execute("UPDATE topics SET partitions = ? WHERE name = ?", [new, name])
             for p in range(old, new):
                 con.execute("INSERT INTO partitions VALUES (?, ?, 0)", [name, p])
+        self.rewrite_manifest(name)
 
     def set_topic_config(self, name: str, config: dict[str, Any]) -> None:
         self.execute("UPDATE topics SET config = ? WHERE name = ?", [json.dumps(config), name])
+        self.rewrite_manifest(name)
+
+    def rewrite_manifest(self, name: str) -> None:
+        """Copy the topic's row beside its data (for a rebuild of a lost catalog)."""
+        if self._root is None:
+            return
+        rows = self.query("SELECT partitions, config, created_ms FROM topics WHERE name = ?", [name])
+        if rows:
+            partitions, config, created_ms = rows[0]
+            try:
+                manifest.write_topic(self._root, name, partitions, json.loads(config), created_ms)
+            except OSError as exc:
+                raise StorageError(f"could not write the manifest of topic {name!r}: {exc}") from exc
 
     def remove_topic(self, name: str) -> None:
         with self.transaction() as con:
@@ -151,11 +203,7 @@ class Catalog:
         return [SegmentInfo(*row) for row in rows]
 
     def add_segment(self, seg: SegmentInfo) -> None:
-        self.execute(
-            "INSERT OR REPLACE INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [seg.topic, seg.partition, seg.base_offset, seg.last_offset, seg.records,
-             seg.min_timestamp, seg.max_timestamp, seg.bytes, seg.path],
-        )  # fmt: skip
+        self.execute(f"INSERT OR REPLACE INTO segments VALUES ({_SEGMENT_PARAMS})", _segment_row(seg))
 
     def replace_segments(self, old: list[SegmentInfo], new: list[SegmentInfo], log_start: int) -> None:
         with self.transaction() as con:
@@ -165,11 +213,7 @@ class Catalog:
                     [seg.topic, seg.partition, seg.base_offset],
                 )
             for seg in new:
-                con.execute(
-                    "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [seg.topic, seg.partition, seg.base_offset, seg.last_offset, seg.records,
-                     seg.min_timestamp, seg.max_timestamp, seg.bytes, seg.path],
-                )  # fmt: skip
+                con.execute(f"INSERT INTO segments VALUES ({_SEGMENT_PARAMS})", _segment_row(seg))
             if old:
                 con.execute(
                     "UPDATE partitions SET log_start_offset = greatest(log_start_offset, ?) "
@@ -206,6 +250,11 @@ class Catalog:
                 con.execute("DELETE FROM committed_offsets")
                 if rows:
                     con.executemany("INSERT INTO committed_offsets VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if self._root is not None:
+                try:
+                    manifest.write_atomically(self._root / OFFSETS_CHECKPOINT, rows)
+                except OSError as exc:
+                    raise StorageError(f"could not write {self._root / OFFSETS_CHECKPOINT}: {exc}") from exc
             self._journal.reset()
 
     # group history --------------------------------------------------------------------

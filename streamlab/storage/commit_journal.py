@@ -19,6 +19,8 @@ from pathlib import Path
 
 import crc32c
 
+from streamlab.storage.active import AppendFile
+
 CHECKPOINT_BYTES = 1 << 20
 
 Offsets = dict[str, dict[tuple[str, int], tuple[int, str, int]]]  # group -> (topic, p) -> (offset, metadata, ms)
@@ -48,31 +50,33 @@ def replay(path: Path, into: Offsets) -> None:
 
 
 class CommitJournal:
-    """Appends commit lines to ``path`` (``None``: keeps nothing, for in-memory catalogs)."""
+    """Appends commit lines to ``path`` (``None``: keeps nothing, for in-memory catalogs).
+
+    A line that cannot be written whole (disk full) is cut back before the error is raised
+    (see :class:`AppendFile`), so it can never glue itself to the next commit's line."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._fd = -1 if path is None else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.size = 0 if self._fd < 0 else os.fstat(self._fd).st_size
+        self._file = None if path is None else AppendFile(path, flags=os.O_WRONLY)
+        self.size = 0 if self._file is None else self._file.size
 
     def append(self, entry: dict[str, object]) -> None:
         line = _line(json.dumps(entry, separators=(",", ":")).encode())
-        if self._fd >= 0:
-            os.write(self._fd, line)
+        if self._file is not None:
+            self._file.append(line)
         self.size += len(line)
 
     def sync(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
+        if self._file is not None:
+            self._file.sync()
 
     def reset(self) -> None:
         """Empty the journal once its content is safe in the catalog."""
-        if self._fd >= 0:
-            os.ftruncate(self._fd, 0)
-            os.fsync(self._fd)
+        if self._file is not None:
+            self._file.truncate()
         self.size = 0
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        if self._file is not None:
+            self._file.close()
+            self._file = None

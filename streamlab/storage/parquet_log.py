@@ -4,31 +4,58 @@ Layout under the data directory::
 
     topics/<topic>/<partition>/<base offset, 20 digits>.log       active segment (active.py)
     topics/<topic>/<partition>/<base offset, 20 digits>.parquet   sealed segments
+    topics/<topic>/<partition>/<base offset>.<n>.parquet           a compacted segment
 
-A sealed segment is written to a temporary name, fsynced, renamed, then indexed in the
-catalog, and only then is the active file removed. Recovery on open reconciles the
-files with the catalog, so a crash at any step loses nothing and duplicates nothing.
+The catalog's segment index is the single truth of which files hold the log; every change
+to it is one DuckDB transaction (the commit point), and files are only ever written under
+a new name before it and removed after it:
+
+* **sealing** writes the Parquet file (temporary name, fsync, rename), indexes it, then
+  removes the active file;
+* **compaction** writes its output under a name no file had, then swaps old for new in
+  the index in one transaction, then removes the old files;
+* **retention** removes segments from the index (advancing the log start), then the files.
+
+Recovery on open finishes or undoes whatever a crash interrupted: a file the index does
+not name is a sealed segment the crash kept from being indexed only if it lies wholly
+past the indexed ones (then it is indexed); otherwise it is the leftover of a compaction
+or retention and is removed. So no offset is ever held twice and no deleted segment
+comes back. An indexed file that is missing or fails its checksum is *damage*: reads that
+reach it raise :class:`CorruptSegmentError` naming the file and offsets, everything before
+it stays readable, and ``streamlab check`` reports it.
+
+Readers (replay, SQL, fetch) take a :class:`LogSnapshot`, which pins the files it names:
+a file dropped by retention or compaction meanwhile is removed only when the last
+snapshot holding it is released.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import logging
 import os
 import shutil
 import threading
-from collections import OrderedDict
+import time
+import warnings
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from streamlab.storage.active import ActiveSegmentFile, encode_frame, recover
+from streamlab.errors import CorruptSegmentError, RecoveryWarning, StorageError
+from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
 from streamlab.storage.catalog import Catalog, SegmentInfo
+from streamlab.storage.faults import crash_point
 from streamlab.storage.fields import expand_json_objects
 from streamlab.storage.schema import BASE_COLUMNS, FIELDS_COLUMN, RECORD_SCHEMA, with_base_offset
+
+log = logging.getLogger("streamlab.storage")
 
 ROW_GROUP_SIZE = 64 * 1024
 _CACHE_SEGMENTS = 4
@@ -46,6 +73,57 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Damage:
+    """Offsets ``[start, end)`` of a partition that cannot be served, and why."""
+
+    start: int
+    end: int
+    path: str
+    reason: str
+
+    def error(self, topic: str, partition: int) -> CorruptSegmentError:
+        return CorruptSegmentError(
+            f"{topic}/{partition}: offsets {self.start}..{self.end - 1} cannot be read: {self.reason} ({self.path}); "
+            "records before them are readable; run `streamlab check` for a report",
+            path=self.path, topic=topic, partition=partition, offset=self.start,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(slots=True)
+class LogSnapshot:
+    """A consistent view of one partition for a reader: the sealed segments and active
+    records of one instant (no record in both), with the segment files pinned until
+    :meth:`release`."""
+
+    segments: list[SegmentInfo]
+    paths: list[Path]
+    active: pa.Table
+    damage: list[Damage]
+    log_start: int
+    _release: Any = None
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+    def damage_in(self, start: int, end: int) -> Damage | None:
+        """The first damaged range overlapping offsets ``[start, end)``, if any."""
+        return next((d for d in self.damage if d.start < end and start < d.end), None)
+
+
+def read_verified(path: Path, checksum: int | None) -> bytes:
+    """The bytes of a sealed segment, checked against the crc32c it was indexed with."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    if checksum is not None and crc32c.crc32c(data) != checksum:
+        raise ValueError(f"checksum mismatch (crc32c {crc32c.crc32c(data):#010x}, indexed {checksum:#010x})")
+    return data
+
+
 class ParquetPartitionLog:
     def __init__(self, root: Path, catalog: Catalog, topic: str, partition: int, segment_bytes: int) -> None:
         self.topic, self.partition = topic, partition
@@ -55,56 +133,116 @@ class ParquetPartitionLog:
         self._lock = threading.RLock()
         self.segment_bytes = segment_bytes
         self._cache: OrderedDict[str, pa.Table] = OrderedDict()
+        self._verified: set[str] = set()  # sealed files whose checksum this process checked
+        self._pins: Counter[str] = Counter()  # files held by reader snapshots
+        self._unpinned_deletes: set[str] = set()  # files to remove when their last reader is done
         self._active_batches: list[pa.RecordBatch] = []
         self._active_bases: list[int] = []
         self._active_file: ActiveSegmentFile | None = None
+        self.damage: list[Damage] = []
         self._log_start = catalog.log_start_offset(topic, partition)
+        self._indexed_end = self._log_start
         self._segments = self._reconcile_segments()
-        self._next = self._segments[-1].last_offset + 1 if self._segments else self._log_start
+        self._next = self._indexed_end  # past a missing last segment too: its offsets are never reused
         self._recover_active()
 
     # recovery ---------------------------------------------------------------------------
+    def _report(self, message: str) -> None:
+        text = f"{self.topic}/{self.partition}: {message}"
+        log.warning("%s", text)
+        warnings.warn(RecoveryWarning(text), stacklevel=2)
+
     def _reconcile_segments(self) -> list[SegmentInfo]:
-        indexed = {s.path: s for s in self._catalog.segments(self.topic, self.partition)}
+        indexed = sorted(self._catalog.segments(self.topic, self.partition), key=lambda s: s.base_offset)
+        names = {s.path for s in indexed}
         for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink()  # a seal that crashed before its rename: the .log still has the data
-        on_disk = {p.name for p in self.dir.glob("*.parquet")}
-        for name in list(indexed):
-            if name not in on_disk:
-                del indexed[name]  # removed by retention just before a crash
-        for name in sorted(on_disk - indexed.keys()):
-            table = pq.read_table(self.dir / name, columns=["offset", "timestamp"])
-            indexed[name] = self._segment_info(name, table, (self.dir / name).stat().st_size)
-            self._catalog.add_segment(indexed[name])  # renamed, but crashed before indexing
-        return sorted(indexed.values(), key=lambda s: s.base_offset)
+            tmp.unlink()  # a seal or compaction that crashed before its rename
+        last_indexed = indexed[-1].last_offset if indexed else self._log_start - 1
+        for path in sorted(self.dir.glob("*.parquet")):
+            if path.name in names:
+                continue
+            try:
+                first = pc.min(pq.read_table(path, columns=["offset"]).column("offset")).as_py()
+            except (pa.ArrowException, OSError) as exc:
+                self._report(f"removed {path.name}, an unindexed file that cannot be read ({exc})")
+                path.unlink()
+                continue
+            if first is not None and first > last_indexed and first >= self._log_start:
+                # Sealed, then the crash came before indexing: the .log still has the same
+                # records and is dropped below as already sealed.
+                table = pq.read_table(path, columns=["offset", "timestamp"])
+                info = self._segment_info(path.name, table, path)
+                self._catalog.add_segment(info)
+                indexed.append(info)
+                last_indexed = info.last_offset
+            else:
+                # Left behind by a compaction or retention interrupted around its commit:
+                # its records are either in the index already or deleted on purpose.
+                path.unlink()
+        present = []
+        self._indexed_end = indexed[-1].last_offset + 1 if indexed else self._log_start
+        for seg in indexed:
+            if (self.dir / seg.path).exists():
+                present.append(seg)
+            elif seg.last_offset < self._log_start:
+                self._catalog.replace_segments([seg], [], self._log_start)  # deleted by retention
+            else:
+                missing = Damage(seg.base_offset, seg.last_offset + 1, seg.path, "the segment file is missing")
+                self.damage.append(missing)
+                self._report(f"segment {seg.path} (offsets {seg.base_offset}..{seg.last_offset}) is missing")
+        return present
 
     def _recover_active(self) -> None:
-        logs = sorted(self.dir.glob("*.log"))
-        for path in logs:
-            batches, valid = recover(path)
-            kept = [b for b in batches if b.num_rows and b.column(0)[0].as_py() >= self._next]
+        for path in sorted(self.dir.glob("*.log")):
+            found = scan(path)
+            file_base = int(path.name[:20])
+            for rng, first_after in zip(found.damaged, found.after_damage, strict=True):
+                before = found.batches[first_after - 1] if first_after else None
+                start = file_base if before is None else before.column(0)[0].as_py() + before.num_rows
+                end = found.batches[first_after].column(0)[0].as_py()
+                if end > start:
+                    self.damage.append(Damage(start, end, path.name, f"bytes {rng.start}..{rng.end - 1} are damaged"))
+                self._report(
+                    f"{path.name}: bytes {rng.start}..{rng.end - 1} are damaged (offsets {start}..{end - 1}); "
+                    "the valid batches after them are kept"
+                )
+            if found.torn_tail:
+                at = self._tail_offset(found, file_base)
+                self._report(
+                    f"{path.name}: cut a torn tail of {found.torn_tail} bytes at offset {at} "
+                    "(a write a crash cut short; it was never acknowledged)"
+                )
+            kept = [b for b in found.batches if b.num_rows and b.column(0)[0].as_py() >= self._next]
             if not kept:
                 path.unlink()  # sealed already (crash before the .log was removed) or empty
                 continue
-            if len(kept) != len(batches):
+            if len(kept) != len(found.batches) and not found.damaged:
                 path.unlink()
                 self._active_file = None
                 for batch in kept:
                     self._write_frame(batch, sync=True)
             else:
-                self._active_file = ActiveSegmentFile(path, valid_length=valid)
+                self._active_file = ActiveSegmentFile(path, valid_length=found.valid_length)
             for batch in kept:
                 self._active_bases.append(batch.column(0)[0].as_py())
                 self._active_batches.append(batch)
                 self._next = self._active_bases[-1] + batch.num_rows
         self._next = max(self._next, self._log_start)
 
-    def _segment_info(self, name: str, table: pa.Table, size: int) -> SegmentInfo:
+    @staticmethod
+    def _tail_offset(found: Scan, file_base: int) -> int:
+        if not found.batches:
+            return file_base
+        last = found.batches[-1]
+        return int(last.column(0)[0].as_py()) + last.num_rows
+
+    def _segment_info(self, name: str, table: pa.Table, path: Path) -> SegmentInfo:
         ts = table.column("timestamp").cast(pa.int64())
         offsets = table.column("offset")
+        data = path.read_bytes()
         return SegmentInfo(
             self.topic, self.partition, int(name[:20]), pc.max(offsets).as_py(), table.num_rows,
-            pc.min(ts).as_py(), pc.max(ts).as_py(), size, name,
+            pc.min(ts).as_py(), pc.max(ts).as_py(), len(data), name, crc32c.crc32c(data),
         )  # fmt: skip
 
     # PartitionLog -----------------------------------------------------------------------
@@ -117,6 +255,10 @@ class ParquetPartitionLog:
         return self._next
 
     def append(self, batch: pa.RecordBatch, *, sync: bool) -> int:
+        """Store ``batch`` at the end of the log. On a write failure (disk full) nothing of it
+        is kept and :class:`StorageError` is raised; a failure to seal the segment *after*
+        the append does not undo it (the records are durable in the active file) and the
+        seal is tried again on the next append."""
         with self._lock:
             base = self._next
             batch = with_base_offset(batch, base)
@@ -125,7 +267,11 @@ class ParquetPartitionLog:
             self._active_batches.append(batch)
             self._next = base + batch.num_rows
             if self._active_file is not None and self._active_file.size >= self.segment_bytes:
-                self.roll()
+                try:
+                    self.roll()
+                except StorageError as exc:
+                    log.warning("%s/%d: sealing the active segment failed, will retry: %s",
+                                self.topic, self.partition, exc)  # fmt: skip
             active = self._active_file
         if sync and active is not None:
             active.sync()  # outside the lock: appends go on, concurrent syncs are shared
@@ -141,31 +287,42 @@ class ParquetPartitionLog:
     def _write_frame(self, batch: pa.RecordBatch, *, sync: bool) -> None:
         if self._active_file is None:
             base = batch.column(0)[0].as_py()
-            self._active_file = ActiveSegmentFile(self.dir / _name(base, ".log"))
-            _fsync_dir(self.dir)
+            try:
+                self._active_file = ActiveSegmentFile(self.dir / _name(base, ".log"))
+                _fsync_dir(self.dir)
+            except OSError as exc:
+                raise StorageError(f"could not create an active segment in {self.dir}: {exc.strerror or exc}") from exc
         self._active_file.append(encode_frame(batch))
         if sync:
             self._active_file.sync()
 
     def read(self, offset: int, max_records: int) -> pa.Table:
+        """Up to ``max_records`` records from ``offset``. Reading stops before damaged
+        offsets; a read that starts in them raises :class:`CorruptSegmentError`."""
         with self._lock:
             offset = max(offset, self._log_start)
+            stop = self._damage_stop(offset)
             pieces: list[pa.Table | pa.RecordBatch] = []
             wanted = max_records
             i = bisect.bisect_right([s.base_offset for s in self._segments], offset) - 1
             for seg in self._segments[max(i, 0) :]:
-                if wanted <= 0:
+                if wanted <= 0 or seg.base_offset >= stop:
                     break
                 if seg.last_offset < offset:
                     continue
-                table = self._load(seg)
+                try:
+                    table = self._load(seg)
+                except CorruptSegmentError:
+                    if pieces:
+                        break  # serve what comes before the damage; the next read raises
+                    raise
                 start = self._row_of(table, seg.base_offset, offset)
                 piece = table.slice(start, wanted)
                 pieces.append(piece)
                 wanted -= piece.num_rows
             j = max(bisect.bisect_right(self._active_bases, offset) - 1, 0)
             for base, batch in zip(self._active_bases[j:], self._active_batches[j:], strict=True):
-                if wanted <= 0:
+                if wanted <= 0 or base >= stop:
                     break
                 if base + batch.num_rows <= offset:
                     continue
@@ -174,10 +331,24 @@ class ParquetPartitionLog:
                 wanted -= piece.num_rows
         if not pieces:
             return RECORD_SCHEMA.empty_table()
-        return pa.Table.from_batches(
+        table = pa.Table.from_batches(
             [b for p in pieces for b in (p.to_batches() if isinstance(p, pa.Table) else [p])],
             schema=RECORD_SCHEMA,
         )
+        if stop < self._next:
+            table = table.filter(pc.less(table.column("offset"), stop))
+        return table
+
+    def _damage_stop(self, offset: int) -> int:
+        """The first damaged offset at or after ``offset`` (the high watermark if none);
+        raises if ``offset`` itself is damaged."""
+        stop = self._next
+        for damage in self.damage:
+            if damage.start <= offset < damage.end:
+                raise damage.error(self.topic, self.partition)
+            if damage.start > offset:
+                stop = min(stop, damage.start)
+        return stop
 
     @staticmethod
     def _row_of(table: pa.Table, base: int, offset: int) -> int:
@@ -193,14 +364,43 @@ class ParquetPartitionLog:
     def _load(self, seg: SegmentInfo) -> pa.Table:
         table = self._cache.get(seg.path)
         if table is None:
-            table = pq.read_table(self.dir / seg.path, columns=BASE_COLUMNS, schema=None)
-            table = table.select(BASE_COLUMNS).cast(RECORD_SCHEMA).combine_chunks()
+            data = self.verify(seg)
+            try:
+                table = pq.read_table(pa.BufferReader(data), columns=BASE_COLUMNS, schema=None)
+                table = table.select(BASE_COLUMNS).cast(RECORD_SCHEMA).combine_chunks()
+            except (pa.ArrowException, OSError) as exc:
+                raise self._damaged(seg, f"it cannot be read as Parquet ({exc})") from exc
             self._cache[seg.path] = table
             while len(self._cache) > _CACHE_SEGMENTS:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(seg.path)
         return table
+
+    def verify(self, seg: SegmentInfo) -> bytes:
+        """The segment's bytes, checked against its indexed checksum; a mismatch or a
+        missing file marks the segment damaged and raises :class:`CorruptSegmentError`."""
+        try:
+            data = read_verified(self.dir / seg.path, seg.checksum)
+        except FileNotFoundError as exc:
+            raise self._damaged(seg, "the segment file is missing") from exc
+        except ValueError as exc:
+            raise self._damaged(seg, str(exc)) from exc
+        self._verified.add(seg.path)
+        return data
+
+    def verify_once(self, seg: SegmentInfo) -> None:
+        """:meth:`verify` unless this process already verified the (immutable) file."""
+        if seg.path not in self._verified:
+            self.verify(seg)
+
+    def _damaged(self, seg: SegmentInfo, reason: str) -> CorruptSegmentError:
+        damage = Damage(seg.base_offset, seg.last_offset + 1, seg.path, reason)
+        with self._lock:
+            if damage not in self.damage:
+                self.damage.append(damage)
+                log.error("%s/%d: %s: %s", self.topic, self.partition, seg.path, reason)
+        return damage.error(self.topic, self.partition)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         target = pa.scalar(timestamp_ms, pa.int64())
@@ -227,6 +427,40 @@ class ParquetPartitionLog:
         with self._lock:
             return pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA)
 
+    def snapshot(self) -> LogSnapshot:
+        """Sealed segments and active records of one instant, the files pinned until
+        :meth:`LogSnapshot.release` (call it, or use it in a ``try/finally``)."""
+        with self._lock:
+            segments = list(self._segments)
+            for seg in segments:
+                self._pins[seg.path] += 1
+            snap = LogSnapshot(
+                segments, [self.dir / s.path for s in segments],
+                pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA),
+                list(self.damage), self._log_start,
+            )  # fmt: skip
+        snap._release = lambda: self._unpin([s.path for s in segments])
+        return snap
+
+    def _unpin(self, names: list[str]) -> None:
+        with self._lock:
+            for name in names:
+                self._pins[name] -= 1
+                if self._pins[name] <= 0:
+                    del self._pins[name]
+                    if name in self._unpinned_deletes:
+                        self._unpinned_deletes.discard(name)
+                        (self.dir / name).unlink(missing_ok=True)
+
+    def _remove_file(self, name: str) -> None:
+        """Remove a segment file no longer indexed, now or when its last reader is done."""
+        self._cache.pop(name, None)
+        self._verified.discard(name)
+        if self._pins.get(name):
+            self._unpinned_deletes.add(name)
+        else:
+            (self.dir / name).unlink(missing_ok=True)
+
     def size_bytes(self) -> int:
         with self._lock:
             active = self._active_file.size if self._active_file else 0
@@ -238,28 +472,48 @@ class ParquetPartitionLog:
             if not self._active_batches:
                 return
             table = pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA)
-            seg = self._write_segment(table)
-            self._segments.append(seg)
+            seg = self._write_segment(table, _name(table.column("offset")[0].as_py(), ".parquet"))
+            crash_point("seal.before-index")
             self._catalog.add_segment(seg)
+            self._segments.append(seg)
+            crash_point("seal.before-unlink-active")
             assert self._active_file is not None
             self._active_file.close(durable_elsewhere=True)  # the fsynced segment has it all
             self._active_file.path.unlink()
             self._active_file = None
             self._active_batches, self._active_bases = [], []
 
-    def _write_segment(self, table: pa.Table, base_offset: int | None = None) -> SegmentInfo:
+    def _write_segment(self, table: pa.Table, name: str) -> SegmentInfo:
+        """Write ``table`` durably as the segment file ``name`` (temporary name, fsync,
+        rename, fsync of the directory); nothing is left behind if that fails."""
         fields = expand_json_objects(table)
         if fields is not None:
             table = table.append_column(FIELDS_COLUMN, fields)
-        base = table.column("offset")[0].as_py() if base_offset is None else base_offset
-        name = _name(base, ".parquet")
+        sink = pa.BufferOutputStream()
+        pq.write_table(
+            table, sink, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True,
+            write_page_checksum=True,
+        )  # fmt: skip
+        data = sink.getvalue()
         tmp = self.dir / (name + ".tmp")
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / name)
-        _fsync_dir(self.dir)
-        return self._segment_info(name, table, (self.dir / name).stat().st_size)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            crash_point("seal.before-rename")
+            os.replace(tmp, self.dir / name)
+            _fsync_dir(self.dir)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"could not write segment {self.dir / name}: {exc.strerror or exc}") from exc
+        ts = table.column("timestamp").cast(pa.int64())
+        offsets = table.column("offset")
+        self._verified.add(name)
+        return SegmentInfo(
+            self.topic, self.partition, int(name[:20]), pc.max(offsets).as_py(), table.num_rows,
+            pc.min(ts).as_py(), pc.max(ts).as_py(), data.size, name, crc32c.crc32c(data),
+        )  # fmt: skip
 
     def apply_retention(self, config: dict[str, Any], now_ms: int) -> int:
         if "delete" not in config["cleanup.policy"]:
@@ -280,25 +534,30 @@ class ParquetPartitionLog:
                 doomed.append(seg)
                 total -= seg.bytes
             if doomed:
-                self._drop_segments(doomed, [], doomed[-1].last_offset + 1)
+                self._swap_segments(doomed, [], doomed[-1].last_offset + 1, point="retention.after-commit")
             return len(doomed)
 
-    def _drop_segments(self, old: list[SegmentInfo], new: list[SegmentInfo], log_start: int) -> None:
+    def _swap_segments(self, old: list[SegmentInfo], new: list[SegmentInfo], log_start: int, *, point: str) -> None:
+        """Replace ``old`` by ``new`` in the index (the commit point), then drop the files."""
         self._catalog.replace_segments(old, new, log_start)
-        for seg in old:
-            self._cache.pop(seg.path, None)
-            if seg.path not in {n.path for n in new}:
-                (self.dir / seg.path).unlink(missing_ok=True)
+        crash_point(point)
         gone = {s.path for s in old}
         self._segments = sorted([s for s in self._segments if s.path not in gone] + new,
                                 key=lambda s: s.base_offset)  # fmt: skip
         self._log_start = max(self._log_start, log_start)
+        self.damage = [d for d in self.damage if d.end > self._log_start]
+        for name in gone - {n.path for n in new}:
+            self._remove_file(name)
 
     def compact(self, config: dict[str, Any], now_ms: int) -> int:
         if "compact" not in config["cleanup.policy"]:
             return 0
         with self._lock:
             if not self._segments:
+                return 0
+            if self.damage:
+                log.warning("%s/%d: not compacted while it has damaged offsets (see `streamlab check`)",
+                            self.topic, self.partition)  # fmt: skip
                 return 0
             sealed = pa.concat_tables([self._load(s) for s in self._segments])
             everything = pa.concat_tables([sealed, self.active_table()])
@@ -318,14 +577,80 @@ class ParquetPartitionLog:
             if removed == 0:
                 return 0
             old = list(self._segments)
-            # The compacted segment keeps the first old segment's name and offset range
-            # start, replacing that file atomically; a crash before the catalog update
-            # leaves a consistent (if partly compacted) log.
-            new = [self._write_segment(kept, base_offset=old[0].base_offset)] if kept.num_rows else []
-            if new:
-                new[0] = dataclasses.replace(new[0], last_offset=old[-1].last_offset)
-            self._drop_segments(old, new, self._log_start)
+            # The output gets a name no file has had, so until the index swap commits the
+            # old segments are untouched and a crash leaves the log as it was.
+            new = []
+            if kept.num_rows:
+                seg = self._write_segment(kept, _name(old[0].base_offset, f".{time.time_ns():x}.parquet"))
+                new = [dataclasses.replace(seg, last_offset=old[-1].last_offset)]
+            crash_point("compact.before-commit")
+            # With nothing left, the log starts past the old segments, so their offsets are
+            # never handed out again and no leftover file of theirs can be taken back.
+            log_start = self._log_start if new else old[-1].last_offset + 1
+            self._swap_segments(old, new, log_start, point="compact.after-commit")
             return removed
+
+    # checking and repair ------------------------------------------------------------------
+    def check(self) -> list[Damage]:
+        """Verify every sealed segment (checksum, then a full Parquet decode with page
+        checksums) and return all damage known, including what recovery found."""
+        with self._lock:
+            segments = list(self._segments)
+        for seg in segments:
+            try:
+                data = self.verify(seg)
+                pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+            except CorruptSegmentError:
+                pass  # recorded in self.damage by verify()
+            except (pa.ArrowException, OSError) as exc:
+                self._damaged(seg, f"it cannot be read as Parquet ({exc})")
+        with self._lock:
+            return list(self.damage)
+
+    def repair(self, quarantine: Path) -> list[str]:
+        """Take every damaged part out of the log, keeping the files under ``quarantine``:
+        a damaged or missing segment leaves the index, and an active segment with damaged
+        bytes is rewritten with its valid frames only. The offsets they held stay unused
+        (a gap, as compaction leaves), so no offset is ever handed out twice. Returns what
+        was done, one line each."""
+        done: list[str] = []
+        with self._lock:
+            indexed = {s.path: s for s in self._catalog.segments(self.topic, self.partition)}
+            aside = quarantine / self.topic / str(self.partition)
+            left: list[Damage] = []
+            for damage in self.damage:
+                where = f"{self.topic}/{self.partition} offsets {damage.start}..{damage.end - 1}"
+                if damage.path in indexed:
+                    seg = indexed.pop(damage.path)
+                    self._catalog.replace_segments([seg], [], self._log_start)
+                    self._segments = [s for s in self._segments if s.path != seg.path]
+                    self._cache.pop(seg.path, None)
+                    if (self.dir / seg.path).exists():
+                        aside.mkdir(parents=True, exist_ok=True)
+                        os.replace(self.dir / seg.path, aside / seg.path)
+                        done.append(f"{where}: removed {seg.path} ({damage.reason}); kept it as {aside / seg.path}")
+                    else:
+                        done.append(f"{where}: removed the missing segment {seg.path} from the index")
+                elif self._active_file is not None and self._active_file.path.name == damage.path:
+                    aside.mkdir(parents=True, exist_ok=True)
+                    path = self._active_file.path
+                    shutil.copyfile(path, aside / path.name)
+                    self._active_file.close()
+                    tmp = path.with_name(path.name + ".tmp")
+                    with open(tmp, "wb") as fh:
+                        for batch in self._active_batches:
+                            fh.write(encode_frame(batch))
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, path)
+                    _fsync_dir(self.dir)
+                    self._active_file = ActiveSegmentFile(path)
+                    done.append(f"{where}: cut the damaged bytes from {path.name}; the original is {aside / path.name}")
+                else:
+                    left.append(damage)
+                    done.append(f"{where}: {damage.path} is damaged and was left as it is")
+            self.damage = left
+        return done
 
     def close(self) -> None:
         with self._lock:
