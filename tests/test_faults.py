@@ -15,7 +15,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -27,39 +27,7 @@ from streamlab.errors import CorruptSegmentError, RecoveryWarning, StorageError
 HOUR_MS = 3_600_000
 
 
-# a small full disk -----------------------------------------------------------------------
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs of our own, so the test can fill it."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte; returns the filler file to delete to free it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        size = 1 << 16
-        while size:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError:
-                size //= 2
-    finally:
-        os.close(fd)
-    return filler
-
-
+# a small full disk (fixtures small_disk and fill_disk in conftest.py) -----------------------
 def _offsets_and_values(lab: streamlab.Lab, topic: str) -> list[tuple[int, object]]:
     """(offset, value) of every record, values as sent (dict values as their JSON text)."""
     df = lab.replay(topic, raw=True)
@@ -70,7 +38,7 @@ def _offsets_and_values(lab: streamlab.Lab, topic: str) -> list[tuple[int, objec
 
 @pytest.mark.parametrize("segment_bytes", [64 * 1024 * 1024, 4096], ids=["no-seal", "sealing"])
 def test_a_full_disk_refuses_writes_keeps_nothing_of_them_and_loses_nothing_acknowledged(
-    small_disk: Path, segment_bytes: int
+    small_disk: Path, fill_disk: Callable[[Path], Path], segment_bytes: int
 ) -> None:
     data = small_disk / "lab"
     acknowledged: list[str] = []
@@ -80,7 +48,7 @@ def test_a_full_disk_refuses_writes_keeps_nothing_of_them_and_loses_nothing_ackn
             for i in range(50):
                 p.send("t", value=f"before-{i}").result(10)
                 acknowledged.append(f"before-{i}")
-            filler = _fill(small_disk)
+            filler = fill_disk(small_disk)
             failures = 0
             for i in range(100):
                 value = f"full-{i}-" + "x" * 2000
@@ -102,7 +70,9 @@ def test_a_full_disk_refuses_writes_keeps_nothing_of_them_and_loses_nothing_ackn
         assert [o for o, _ in stored] == list(range(len(acknowledged)))  # dense: no offset lost or reused
 
 
-def test_a_full_disk_fails_a_commit_without_tearing_the_journal(small_disk: Path) -> None:
+def test_a_full_disk_fails_a_commit_without_tearing_the_journal(
+    small_disk: Path, fill_disk: Callable[[Path], Path]
+) -> None:
     data = small_disk / "lab"
     tp = streamlab.TopicPartition("t", 0)
     with streamlab.connect(data) as lab:
@@ -113,7 +83,7 @@ def test_a_full_disk_fails_a_commit_without_tearing_the_journal(small_disk: Path
         with lab.consumer(group="g", auto_offset_reset="earliest", enable_auto_commit=False) as c:
             c.assign([tp])
             c.commit({tp: 5})
-            filler = _fill(small_disk)
+            filler = fill_disk(small_disk)
             with pytest.raises(StorageError):
                 for offset in range(6, 200):  # the journal has a little room left in its page
                     c.commit({tp: offset})
@@ -503,3 +473,18 @@ def test_streamlab_check_reports_damage_and_repair_takes_it_out(tmp_path: Path) 
         assert lab.offsets("t")["high_watermark"].tolist() == [35]
         with lab.producer() as p:
             assert p.send("t", value="next").result(10).offset == 35
+
+
+@pytest.mark.slow
+def test_replay_returns_more_than_2_gib_of_string_values(tmp_path: Path) -> None:
+    """Arrow's plain strings stop at 2 GiB per column chunk; replay uses large strings."""
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("big", config={"retention.ms": -1, "max.message.bytes": 4 << 20})
+        chunk = "x" * (2 << 20)
+        with lab.producer() as p:
+            for i in range(1100):
+                p.send("big", value=chunk[:-6] + f"{i:06d}")
+        df = lab.replay("big")
+        assert len(df) == 1100
+        assert int(df["value"].str.len().sum()) == 1100 * (2 << 20) > 2**31
+        assert df["value"].iloc[-1].endswith("001099") and df["offset"].tolist() == list(range(1100))
