@@ -488,3 +488,28 @@ def test_replay_returns_more_than_2_gib_of_string_values(tmp_path: Path) -> None
         assert len(df) == 1100
         assert int(df["value"].str.len().sum()) == 1100 * (2 << 20) > 2**31
         assert df["value"].iloc[-1].endswith("001099") and df["offset"].tolist() == list(range(1100))
+
+
+def test_a_flipped_bit_in_the_last_batch_is_damage_not_a_torn_tail(tmp_path: Path) -> None:
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("t")
+        with lab.producer(linger_ms=0) as p:
+            for i in range(5):
+                p.send("t", value=f"value-{i}").result(10)
+    (log,) = (tmp_path / "topics" / "t" / "0").glob("*.log")
+    data = bytearray(log.read_bytes())
+    data[data.rfind(b"value-4")] ^= 0x01
+    log.write_bytes(bytes(data))
+    with (
+        pytest.warns(RecoveryWarning, match=r"offsets 4\.\.4\) fails its checksum"),
+        streamlab.connect(tmp_path) as lab,
+    ):
+        assert lab.offsets("t")["high_watermark"].tolist() == [5]  # offset 4 was acknowledged: not reused
+        with pytest.raises(CorruptSegmentError):
+            lab.replay("t")
+        with lab.producer() as p:
+            assert p.send("t", value="value-5").result(10).offset == 5
+        assert lab.replay("t", start=5)["value"].tolist() == ["value-5"]
+    with streamlab.connect(tmp_path) as lab:
+        assert lab.replay("t", end=4)["value"].tolist() == [f"value-{i}" for i in range(4)]
+        assert lab.replay("t", start=5)["value"].tolist() == ["value-5"]

@@ -49,6 +49,10 @@ class Scan:
     damaged: list[DamagedRange]  # damage with valid frames after it
     after_damage: list[int]  # for each damaged range, the index of the first batch after it
     torn_tail: int  # bytes after the last valid frame (a write cut short by a crash)
+    # A whole last frame that fails its checksum but still parses, with the offsets it
+    # names following on: acknowledged data damaged in place, not a torn write.
+    damaged_tail: DamagedRange | None = None
+    damaged_tail_offsets: tuple[int, int] | None = None  # [first, end) of the damaged frame
 
 
 def _frame_at(data: bytes, pos: int) -> pa.RecordBatch | None:
@@ -89,11 +93,41 @@ def scan(path: Path) -> Scan:
             continue
         resume = _next_valid_frame(data, pos + 1)
         if resume is None:
+            expected = _batch_end(batches[-1]) if batches else None
+            unchecked = _unchecked_frame_at(data, pos)
+            if unchecked is not None and unchecked.num_rows and (expected is None or _first(unchecked) == expected):
+                end = _frame_end(data, pos)
+                offsets = (_first(unchecked), _batch_end(unchecked))
+                return Scan(batches, end, damaged, after, len(data) - end, DamagedRange(pos, end), offsets)
             break
         damaged.append(DamagedRange(pos, resume))
         after.append(len(batches))
         pos = resume
     return Scan(batches, valid, damaged, after, len(data) - valid)
+
+
+def _first(batch: pa.RecordBatch) -> int:
+    return int(batch.column(0)[0].as_py())
+
+
+def _batch_end(batch: pa.RecordBatch) -> int:
+    return _first(batch) + batch.num_rows
+
+
+def _unchecked_frame_at(data: bytes, pos: int) -> pa.RecordBatch | None:
+    """The batch of a whole frame at ``pos`` whose payload parses, checksum unchecked."""
+    if pos + _HEADER.size > len(data):
+        return None
+    magic, length, _ = _HEADER.unpack_from(data, pos)
+    start, end = pos + _HEADER.size, pos + _HEADER.size + length
+    if magic != MAGIC or end > len(data):
+        return None  # incomplete: a torn write
+    try:
+        batch = pa.ipc.read_record_batch(pa.py_buffer(data[start:end]), RECORD_SCHEMA)
+        batch.validate(full=True)
+    except (pa.ArrowException, ValueError):
+        return None
+    return batch
 
 
 def _frame_end(data: bytes, pos: int) -> int:

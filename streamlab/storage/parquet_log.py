@@ -206,6 +206,13 @@ class ParquetPartitionLog:
                     f"{path.name}: bytes {rng.start}..{rng.end - 1} are damaged (offsets {start}..{end - 1}); "
                     "the valid batches after them are kept"
                 )
+            if found.damaged_tail is not None and found.damaged_tail_offsets is not None:
+                rng, (start, end) = found.damaged_tail, found.damaged_tail_offsets
+                self.damage.append(Damage(start, end, path.name, f"bytes {rng.start}..{rng.end - 1} are damaged"))
+                self._report(
+                    f"{path.name}: the last batch (bytes {rng.start}..{rng.end - 1}, offsets {start}..{end - 1}) "
+                    "fails its checksum"
+                )
             if found.torn_tail:
                 at = self._tail_offset(found, file_base)
                 self._report(
@@ -213,10 +220,11 @@ class ParquetPartitionLog:
                     "(a write a crash cut short; it was never acknowledged)"
                 )
             kept = [b for b in found.batches if b.num_rows and b.column(0)[0].as_py() >= self._next]
-            if not kept:
+            damaged = bool(found.damaged) or found.damaged_tail is not None
+            if not kept and not damaged:
                 path.unlink()  # sealed already (crash before the .log was removed) or empty
                 continue
-            if len(kept) != len(found.batches) and not found.damaged:
+            if len(kept) != len(found.batches) and not damaged:
                 path.unlink()
                 self._active_file = None
                 for batch in kept:
@@ -226,7 +234,9 @@ class ParquetPartitionLog:
             for batch in kept:
                 self._active_bases.append(batch.column(0)[0].as_py())
                 self._active_batches.append(batch)
-                self._next = self._active_bases[-1] + batch.num_rows
+                self._next = max(self._next, self._active_bases[-1] + batch.num_rows)
+            if found.damaged_tail_offsets is not None:  # acknowledged offsets: never reuse them
+                self._next = max(self._next, found.damaged_tail_offsets[1])
         self._next = max(self._next, self._log_start)
 
     @staticmethod
