@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -171,3 +172,88 @@ def test_in_process_produce_from_file(data: Path, tmp_path: Path, capsys: pytest
         df = lab.replay("files")
     assert sorted(df["n"]) == [1, 2, 3]
     assert df.groupby("key")["partition"].nunique().max() == 1
+
+
+# the analysis and group half (sql, groups, describe-group, lag, reset-offsets) ----------------
+def _group_with_progress(data: Path) -> None:
+    setup_topic(data, "orders", values=[{"id": i, "amount": i * 1.5} for i in range(10)])
+    with streamlab.connect(data) as lab, lab.consumer(group="billing", enable_auto_commit=False) as c:
+        tp = streamlab.TopicPartition("orders", 0)
+        c.assign([tp])
+        c.commit({tp: 4})
+
+
+def test_sql_prints_the_result_or_writes_it(data: Path, tmp_path: Path) -> None:
+    _group_with_progress(data)
+    out = cli(data, "sql", "SELECT count(*) AS n, sum(amount) AS total FROM orders").stdout
+    assert out.split() == ["n", "total", "10", "67.5"]
+    cli(data, "sql", "SELECT id FROM orders ORDER BY id", "--out", str(tmp_path / "ids.parquet"))
+    assert pd.read_parquet(tmp_path / "ids.parquet")["id"].tolist() == list(range(10))
+    bad = cli(data, "sql", "SELECT nope FROM orders", expect=2)
+    assert "nope" in bad.stderr
+
+
+def test_groups_describe_group_and_lag(data: Path) -> None:
+    _group_with_progress(data)
+    listing = cli(data, "groups").stdout.splitlines()
+    assert listing[0].split()[:3] == ["group", "type", "state"] and listing[1].split()[:2] == ["billing", "classic"]
+    assert "no active members" in cli(data, "describe-group", "billing").stdout
+    lag = cli(data, "lag", "billing").stdout
+    assert lag.splitlines()[1].split()[:5] == ["orders", "0", "4", "10", "6"]
+    assert "total lag: 6 record(s)" in lag
+    unknown = cli(data, "lag", "biling", expect=2)
+    assert "no group 'biling'" in unknown.stderr and "streamlab groups" in unknown.stderr
+
+
+def test_reset_offsets_previews_unless_executed(data: Path) -> None:
+    _group_with_progress(data)
+    preview = cli(data, "reset-offsets", "billing", "--to", "earliest").stdout
+    assert preview.splitlines()[1].split()[:4] == ["orders", "0", "4", "0"] and "dry run" in preview
+    assert "total lag: 6" in cli(data, "lag", "billing").stdout  # nothing changed
+    cli(data, "reset-offsets", "billing", "--to", "8", "--topic", "orders", "--execute")
+    assert "total lag: 2" in cli(data, "lag", "billing").stdout
+    cli(data, "reset-offsets", "billing", "--to", "latest", "--execute")
+    assert "total lag: 0" in cli(data, "lag", "billing").stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_produce_a_table_file_with_key_and_timestamp_columns(data: Path, tmp_path: Path, fmt: str) -> None:
+    setup_topic(data, "events", partitions=3)
+    start = (int(time.time()) - 60) * 1000  # recent: the default retention keeps a week
+    df = pd.DataFrame({
+        "user": ["u1", "u2", "u1", "u3"], "page": ["home", "cart", "buy", "home"], "amount": [0.0, 2.5, 9.75, 0.0],
+        "ts": [start + i * 1000 for i in range(4)],  # epoch milliseconds, as Kafka counts
+    })  # fmt: skip
+    path = tmp_path / f"events.{fmt}"
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_parquet(path, index=False)
+    out = cli(data, "produce", "events", "--format", fmt, "--file", str(path), "--key-field", "user",
+              "--timestamp-field", "ts").stdout  # fmt: skip
+    assert "produced 4 record(s) to 'events'" in out
+    with streamlab.connect(data) as lab:
+        got = lab.replay("events").sort_values("timestamp")
+        assert got["key"].tolist() == ["u1", "u2", "u1", "u3"]
+        assert got["page"].tolist() == ["home", "cart", "buy", "home"]
+        assert got["timestamp"].iloc[0] == pd.Timestamp(start, unit="ms", tz="UTC")
+        assert got.groupby("key")["partition"].nunique().max() == 1  # one key, one partition
+    missing = cli(data, "produce", "events", "--format", fmt, "--file", str(path), "--key-field", "usr", expect=2)
+    assert "--key-field 'usr' is not a column" in missing.stderr
+
+
+def test_read_only_commands_never_create_a_data_directory(tmp_path: Path) -> None:
+    typo = tmp_path / "lab-dta"
+    for args in (["topics", "list"], ["groups"], ["sql", "SELECT 1"], ["consume", "t"], ["lag", "g"]):
+        result = cli(typo, *args, expect=2)
+        assert f"no data directory at {typo}" in result.stderr
+    assert not typo.exists()
+
+
+def test_errors_name_cli_commands(data: Path) -> None:
+    setup_topic(data, "orders")
+    result = cli(data, "consume", "ordrs", expect=2)
+    assert "unknown topic 'ordrs'" in result.stderr and "streamlab topics create ordrs" in result.stderr
+    assert "create_topic(" not in result.stderr

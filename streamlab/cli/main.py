@@ -20,10 +20,11 @@ import pandas as pd
 
 import streamlab
 from streamlab.broker.produce import RECORD_OVERHEAD
-from streamlab.cli import check, demo, serve
-from streamlab.errors import RecordTooLargeError, StreamlabError
+from streamlab.cli import check, demo, groups, serve
+from streamlab.errors import RecordTooLargeError, StreamlabError, UnknownPartitionError, UnknownTopicError
 from streamlab.model.serde import encode
 from streamlab.model.types import Record, TopicPartition
+from streamlab.storage.lock import served_address
 
 DEFAULT_DATA = "streamlab-data"
 Handler = Callable[[argparse.Namespace], int]
@@ -34,9 +35,22 @@ class CliError(StreamlabError):
     """Something wrong with the command line or with the input it was given."""
 
 
-def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int]) -> Handler:
+def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int], *, read_only: bool = False) -> Handler:
+    """Open the data directory for ``command``. A read-only command never creates one (a
+    typo in ``--data`` is an error, not an empty broker), and when the directory is served
+    by ``streamlab serve`` it goes through the server's ``kafka://`` address instead."""
+
     def handler(args: argparse.Namespace) -> int:
-        with streamlab.connect(args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DATA) as lab:
+        data = Path(args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DATA)
+        if read_only and not (data / "catalog.duckdb").exists():
+            raise CliError(
+                f"no data directory at {data}; check --data (or $STREAMLAB_DATA), "
+                "or create a topic there with `streamlab topics create NAME`"
+            )
+        served = served_address(data) if data.is_dir() else None
+        if served is not None:
+            print(f"streamlab: {data} is served by `streamlab serve`; using {served}", file=sys.stderr)
+        with streamlab.connect(served or data) as lab:
             return command(lab, args)
 
     return handler
@@ -99,9 +113,48 @@ def parse_input(text: str, fmt: str, key_field: str | None, key_separator: str |
     return out
 
 
+TABLE_FORMATS = ("csv", "jsonl", "parquet")
+
+
+def read_frame(source: str | None, fmt: str) -> pd.DataFrame:
+    """A CSV, JSON-lines or Parquet file (stdin for the text formats) as a DataFrame."""
+    if fmt == "parquet":
+        if source is None:
+            raise CliError("--format parquet needs --file (Parquet cannot be read from stdin)")
+        return pd.read_parquet(source)
+    handle: Any = source if source is not None else sys.stdin
+    try:
+        return pd.read_csv(handle) if fmt == "csv" else pd.read_json(handle, lines=True)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise CliError(f"cannot read the {fmt} input: {exc}; nothing was sent") from None
+
+
+def produce_frame(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    """One record per row: the key from --key-field, the timestamp from --timestamp-field
+    (epoch milliseconds, or a date-time text), the other columns as the JSON value."""
+    if args.key_separator is not None:
+        raise CliError(f"--key-separator is for --format lines; with --format {args.format} use --key-field")
+    lab.offsets(args.topic)
+    df = read_frame(args.file, args.format)
+    for flag, column in (("--key-field", args.key_field), ("--timestamp-field", args.timestamp_field)):
+        if column is not None and column not in df.columns:
+            raise CliError(f"{flag} {column!r} is not a column; the columns are {list(map(str, df.columns))}")
+    with lab.producer() as producer:
+        stored = producer.send_many(args.topic, df, key=args.key_field, timestamp=args.timestamp_field,
+                                    partition=args.partition)  # fmt: skip
+    counts = Counter(int(p) for p in stored["partition"])
+    spread = ", ".join(f"partition {p}: {n}" for p, n in sorted(counts.items()))
+    print(f"produced {len(stored)} record(s) to {args.topic!r}" + (f" ({spread})" if spread else ""))
+    return 0
+
+
 def produce(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    if args.format in TABLE_FORMATS:
+        return produce_frame(lab, args)
+    if args.timestamp_field is not None:
+        raise CliError("--timestamp-field needs --format csv, jsonl or parquet")
     if args.key_field is not None and args.format != "json":
-        raise CliError("--key-field needs --format json")
+        raise CliError("--key-field needs --format json, csv, jsonl or parquet")
     lab.offsets(args.topic)  # the topic must exist before stdin is read; send() checks --partition
     text = Path(args.file).read_text(encoding="utf-8") if args.file else sys.stdin.read()
     records = parse_input(text, args.format, args.key_field, args.key_separator)
@@ -213,15 +266,22 @@ def portable(df: pd.DataFrame, *, binary_ok: bool) -> pd.DataFrame:
     return out
 
 
-def replay(lab: streamlab.Lab, args: argparse.Namespace) -> int:
-    path = Path(args.out)
+def write_table(df: pd.DataFrame, out: str) -> None:
+    """Write ``df`` to a .parquet or .csv file (mixed columns as text, bytes as base64)."""
+    path = Path(out)
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv"):
+        raise CliError(f"--out must end in .parquet or .csv, got {out!r}")
+    table = portable(df, binary_ok=suffix == ".parquet")
+    table.to_parquet(path, index=False) if suffix == ".parquet" else table.to_csv(path, index=False)
+    print(f"wrote {len(df)} row(s) to {path}")
+
+
+def replay(lab: streamlab.Lab, args: argparse.Namespace) -> int:
+    if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise CliError(f"--out must end in .parquet or .csv, got {args.out!r}")
     df = lab.replay(args.topic, start=args.start, end=args.end, partitions=args.partitions)
-    out = portable(df, binary_ok=suffix == ".parquet")
-    out.to_parquet(path, index=False) if suffix == ".parquet" else out.to_csv(path, index=False)
-    print(f"wrote {len(df)} row(s) to {path}")
+    write_table(df, args.out)
     return 0
 
 
@@ -253,23 +313,27 @@ def build_parser() -> argparse.ArgumentParser:
     actions = commands.add_parser("topics", help="list, create, describe and delete topics").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    command(actions, "list", "list topics", _with_lab(topics))
+    command(actions, "list", "list topics", _with_lab(topics, read_only=True))
     create = command(actions, "create", "create a topic", _with_lab(topics), "name")
     create.add_argument("--partitions", type=int, default=1, metavar="N", help="default 1")
     create.add_argument("--config", type=_key_value, nargs="+", action="extend", metavar="KEY=VALUE",
                         help="e.g. retention.ms=60000")  # fmt: skip
-    command(actions, "describe", "config and per-partition offsets", _with_lab(topics), "name")
+    command(actions, "describe", "config and per-partition offsets", _with_lab(topics, read_only=True), "name")
     command(actions, "delete", "delete a topic and its data", _with_lab(topics), "name")
 
     prod = command(commands, "produce", "send the lines of stdin or a file", _with_lab(produce), "topic")
     prod.add_argument("--file", metavar="F", help="read this file instead of stdin")
-    prod.add_argument("--format", choices=["lines", "json"], default="lines", help="str lines or JSON lines")
+    prod.add_argument("--format", choices=["lines", "json", *TABLE_FORMATS], default="lines",
+                      help="lines: a str value per line; json: a JSON value per line; "
+                           "csv, jsonl, parquet: a record per row, the columns as a JSON object")  # fmt: skip
+    prod.add_argument("--timestamp-field", metavar="COL",
+                      help="timestamps from this column: epoch ms or date-time text (csv, jsonl, parquet)")  # fmt: skip
     keys = prod.add_mutually_exclusive_group()
-    keys.add_argument("--key-field", metavar="FIELD", help="key = this field of each JSON object")
+    keys.add_argument("--key-field", metavar="FIELD", help="key = this field of each JSON object or row")
     keys.add_argument("--key-separator", metavar="SEP", help="split 'key<SEP>value' lines (like kcat -K)")
     prod.add_argument("--partition", type=int, metavar="N", help="send everything to this partition")
 
-    cons = command(commands, "consume", "print records, one per line", _with_lab(consume), "topic")
+    cons = command(commands, "consume", "print records, one per line", _with_lab(consume, read_only=True), "topic")
     cons.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
     cons.add_argument("--count", type=int, metavar="N", help="stop after N records")
     cons.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="idle time to stop after")
@@ -277,11 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     cons.add_argument("--partition", type=int, metavar="N", help="read only this partition")
     cons.add_argument("--format", choices=["value", "json"], default="value")
 
-    rep = command(commands, "replay", "write records to Parquet or CSV", _with_lab(replay), "topic")
+    rep = command(commands, "replay", "write records to Parquet or CSV", _with_lab(replay, read_only=True), "topic")
     rep.add_argument("--out", required=True, metavar="FILE", help="a .parquet or .csv file")
     rep.add_argument("--start", type=_offset_or_time, metavar="X", help="offset or ISO time (inclusive)")
     rep.add_argument("--end", type=_offset_or_time, metavar="X", help="offset or ISO time (exclusive)")
     rep.add_argument("--partitions", type=_partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
+
+    groups.add_commands(command, commands, _with_lab)
 
     text = "the clickstream scenario end to end (in a temporary directory unless --data)"
     dem = command(commands, "demo", text, lambda a: demo.run(a.data, a.records))
@@ -293,6 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cli_message(exc: StreamlabError) -> str:
+    """The error in the words of the command line (the API's messages name Python calls)."""
+    if isinstance(exc, UnknownTopicError) and not isinstance(exc, UnknownPartitionError) and exc.topic:
+        return (
+            f"unknown topic {exc.topic!r}; `streamlab topics list` shows the topics, "
+            f"`streamlab topics create {exc.topic}` creates it"
+        )
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -301,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except StreamlabError as exc:
-        print(f"streamlab: error: {exc}", file=sys.stderr)
+        print(f"streamlab: error: {cli_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

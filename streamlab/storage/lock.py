@@ -47,3 +47,22 @@ class DirectoryLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
+
+
+def served_address(directory: Path) -> str | None:
+    """The ``kafka://`` address of the ``streamlab serve`` that holds ``directory``, if one does."""
+    path = directory / ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _, _, served_at = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
+            return served_at or None
+        fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it
+        return None
+    finally:
+        os.close(fd)
