@@ -85,7 +85,7 @@ def test_a_corrupted_frame_is_reported_and_the_frames_around_it_stay_readable(tm
         with lab.consumer(auto_offset_reset="earliest") as c:
             c.assign([tp])
             assert [r.value for r in c.poll(timeout=5, max_records=100)] == ["value-0", "value-1", "value-2"]
-            with pytest.raises(CorruptSegmentError, match="00000000000000000000.log") as info:
+            with pytest.raises(CorruptSegmentError, match=r"00000000000000000000\.log") as info:
                 c.poll(timeout=1)
             assert info.value.offset == 3
             c.seek(tp, 4)

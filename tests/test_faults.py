@@ -513,3 +513,19 @@ def test_a_flipped_bit_in_the_last_batch_is_damage_not_a_torn_tail(tmp_path: Pat
     with streamlab.connect(tmp_path) as lab:
         assert lab.replay("t", end=4)["value"].tolist() == [f"value-{i}" for i in range(4)]
         assert lab.replay("t", start=5)["value"].tolist() == ["value-5"]
+
+
+def test_a_catalog_row_naming_a_path_elsewhere_is_dropped_never_followed(tmp_path: Path) -> None:
+    import duckdb
+
+    _sealed_topic(tmp_path / "lab", records=10)
+    outside = tmp_path / "outside.parquet"
+    outside.write_bytes(b"not ours")
+    with duckdb.connect(str(tmp_path / "lab" / "catalog.duckdb")) as con:
+        con.execute(
+            "INSERT INTO segments VALUES ('t', 0, 100, 110, 11, 0, 0, 8, '../../../../outside.parquet', NULL)"
+        )
+    with pytest.warns(RecoveryWarning, match="not a segment file name"), streamlab.connect(tmp_path / "lab") as lab:
+        assert len(lab.replay("t")) == 10
+        lab.apply_retention()
+    assert outside.read_bytes() == b"not ours"

@@ -11,6 +11,7 @@ from typing import Any
 
 from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
 from streamlab.groups.coordinator import GroupCoordinator, GroupEvent
+from streamlab.model.names import catalog_topic_ok
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock
 from streamlab.storage.parquet_log import ParquetPartitionLog
@@ -47,6 +48,8 @@ class Broker:
         self.topics: dict[str, TopicState] = {}
         self.closed = False
         for name, (partitions, config) in self.catalog.topics().items():
+            if not catalog_topic_ok(name, partitions, catalog=self.data_dir / "catalog.duckdb"):
+                continue  # a name that is not a topic name is never used as a path
             state = TopicState(name, config)
             state.logs = [self.open_log(name, p, config) for p in range(partitions)]
             self.topics[name] = state

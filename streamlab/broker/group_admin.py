@@ -7,9 +7,9 @@ from typing import Any
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share import list_share_groups
-from streamlab.errors import GroupNotEmptyError, InvalidOffsetError
+from streamlab.errors import GroupNotEmptyError
 from streamlab.groups.coordinator import GroupState
-from streamlab.model.types import OffsetAndMetadata, TopicPartition
+from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset
 
 
 def list_groups(broker: Broker) -> list[dict[str, Any]]:
@@ -101,8 +101,7 @@ def reset_offsets(
     targets: dict[TopicPartition, int] = {}
     if isinstance(to, dict):
         for tp, offset in to.items():
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise InvalidOffsetError(f"offset for {tp} must be a non-negative integer, got {offset!r}")
+            check_offset(offset, what=f"offset for {tp}")
             broker.log(tp.topic, tp.partition)
             targets[tp] = offset
     else:

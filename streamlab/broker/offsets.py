@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from streamlab.broker.core import Broker
-from streamlab.model.types import OffsetAndMetadata, TopicPartition
+from streamlab.errors import InvalidOffsetError
+from streamlab.model.types import MAX_OFFSET, OffsetAndMetadata, TopicPartition
 
 
 def log_offsets(broker: Broker, topic: str) -> list[tuple[int, int, int]]:
@@ -22,8 +23,16 @@ def offset_for_time(broker: Broker, topic: str, partition: int, timestamp_ms: in
 
 
 def commit(broker: Broker, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
-    for tp in offsets:
+    for tp, om in offsets.items():
         broker.log(tp.topic, tp.partition)  # unknown topic / partition -> clear error
+        # Clients refuse negative offsets; Kafka's broker stores whatever an OffsetCommit
+        # carries (-1 reads back as "no offset"), but never anything its int64 cannot hold.
+        if isinstance(om.offset, bool) or not isinstance(om.offset, int) or not -(2**63) <= om.offset <= MAX_OFFSET:
+            raise InvalidOffsetError(
+                f"offset for {tp} must be an integer within Kafka's int64, got {om.offset!r}",
+                topic=tp.topic,
+                partition=tp.partition,
+            )
     broker.catalog.commit_offsets(
         group, [(tp.topic, tp.partition, om.offset, om.metadata) for tp, om in offsets.items()]
     )

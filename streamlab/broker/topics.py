@@ -8,9 +8,8 @@ from typing import Any
 from streamlab.broker.core import Broker, TopicState
 from streamlab.config import topic_config
 from streamlab.errors import InvalidPartitionsError, TopicExistsError
+from streamlab.model.names import MAX_PARTITIONS as MAX_PARTITIONS  # re-exported: the server checks it
 from streamlab.model.names import validate_topic_name
-
-MAX_PARTITIONS = 10_000
 
 
 def _check_partitions(partitions: object) -> int:
@@ -61,11 +60,13 @@ def alter_config(broker: Broker, name: str, changes: Mapping[str, Any]) -> dict[
 def delete_topic(broker: Broker, name: str) -> None:
     with broker.lock:
         state = broker.topic(name)
+        # Out of the table first: a send from now on hears UnknownTopicError, and one that
+        # raced into a log closed below finds the topic gone (broker/produce.py) and says so.
+        del broker.topics[name]
         for log in state.logs:
             log.close()
         broker.catalog.remove_topic(name)
         broker.engine.delete_topic_files(name)
-        del broker.topics[name]
 
 
 def describe_topics(broker: Broker) -> list[dict[str, Any]]:

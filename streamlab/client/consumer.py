@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -23,12 +24,13 @@ from streamlab.client.timeparse import to_ms
 from streamlab.errors import (
     ClosedError,
     ConfigError,
-    InvalidOffsetError,
     OffsetOutOfRangeError,
+    OffsetResetWarning,
     StreamlabError,
 )
 from streamlab.groups.assignors import ASSIGNORS
-from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition
+from streamlab.model.names import validate_group_id
+from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
 
 OffsetReset = Literal["earliest", "latest", "none"]
 Callback = Callable[[list[TopicPartition]], None]
@@ -36,6 +38,18 @@ Callback = Callable[[list[TopicPartition]], None]
 
 class NoGroupError(StreamlabError):
     """Committing needs a consumer group: pass ``group=`` when creating the consumer."""
+
+
+def warn_offset_reset(tp: TopicPartition, offset: int, end: int, reset: str, new: int) -> None:
+    """Say that ``offset`` (committed, or sought) lies beyond ``tp``'s end and reading
+    restarts at ``new``: Kafka's OFFSET_OUT_OF_RANGE, which its consumers log, never a silent jump."""
+    warnings.warn(
+        OffsetResetWarning(
+            f"offset {offset} of {tp} is beyond its end ({end}): OFFSET_OUT_OF_RANGE, so reading starts "
+            f"at {new} (auto_offset_reset={reset!r})"
+        ),
+        stacklevel=4,
+    )
 
 
 class Consumer:
@@ -61,6 +75,9 @@ class Consumer:
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
+        if group is not None:
+            validate_group_id(group)
+        validate_group_id(client_id, what="client_id", empty_ok=True)  # stored with the group's history
         self._broker = broker
         self.group = group
         self.client_id = client_id
@@ -181,11 +198,22 @@ class Consumer:
         for tp in added:
             om = start.get(tp)
             if om is not None:
-                self._positions[tp] = om.offset
+                self._positions[tp] = self._committed_position(tp, om.offset)
             else:
                 self._positions[tp] = None if self._reset == "none" else self._reset_position(tp)
         if added and self._on_assign:
             self._on_assign(sorted(added))
+
+    def _committed_position(self, tp: TopicPartition, offset: int) -> int | None:
+        """Where a committed ``offset`` says to start; one past the log's end is out of
+        range (Kafka's OFFSET_OUT_OF_RANGE) and resets, with a warning, by ``auto_offset_reset``
+        ("none": poll() raises)."""
+        end = self._broker.log(tp.topic, tp.partition).high_watermark
+        if offset <= end or self._reset == "none":
+            return offset
+        new = self._reset_position(tp)
+        warn_offset_reset(tp, offset, end, self._reset, new)
+        return new
 
     def _reset_position(self, tp: TopicPartition) -> int:
         log = self._broker.log(tp.topic, tp.partition)
@@ -240,7 +268,10 @@ class Consumer:
             except OffsetOutOfRangeError:
                 if self._reset == "none":
                     raise
-                self._positions[tp] = self._reset_position(tp)
+                self._positions[tp] = new = self._reset_position(tp)
+                end = self._broker.log(tp.topic, tp.partition).high_watermark
+                if position > end:  # sought past the end (before it: retention removed it)
+                    warn_offset_reset(tp, position, end, self._reset, new)
                 continue
             if table.num_rows:
                 records = to_records(tp.topic, tp.partition, table)
@@ -256,9 +287,7 @@ class Consumer:
         return position
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
-        self._positions[self._assigned(tp)] = offset
+        self._positions[self._assigned(tp)] = check_offset(offset)
 
     def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         for tp in self._targets(partitions):
@@ -304,10 +333,7 @@ class Consumer:
             raise NoGroupError("committing needs a consumer group: pass group='...' when creating the consumer")
         current = {tp: pos for tp, pos in self._positions.items() if pos is not None}
         chosen: dict[TopicPartition, int | OffsetAndMetadata] = dict(current) if offsets is None else offsets
-        normalized = {
-            tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
-            for tp, om in chosen.items()
-        }
+        normalized = {tp: committable(tp, om) for tp, om in chosen.items()}
         if self._membership is not None and not self._manual:
             self._membership.check_commit()
         commit(self._broker, self.group, normalized)
@@ -318,12 +344,6 @@ class Consumer:
         chosen = {tp: OffsetAndMetadata(pos) for tp in partitions if (pos := self._positions.get(tp)) is not None}
         if chosen:
             commit(self._broker, self.group, chosen)
-
-    @staticmethod
-    def _valid_offset(offset: object) -> int:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
-        return offset
 
     def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         if self.group is None:

@@ -21,6 +21,7 @@ from streamlab.client.producer import Producer
 from streamlab.client.replay_frame import replay_bound, replay_dataframe
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.client.timeparse import to_ms
+from streamlab.client.user_sql import check_statement, query_errors
 
 _open: dict[Path, tuple[Broker, int]] = {}
 PROGRESS_FROM_ROWS = 500_000  # replays at least this large show a progress bar unless progress=False
@@ -202,8 +203,12 @@ class Lab:
         return chosen
 
     def sql(self, statement: str) -> pd.DataFrame:
-        """Run DuckDB SQL where every topic is a table (quote ``"offset"``: it is a keyword)."""
-        return query.sql(self.broker, statement).to_pandas()
+        """Run DuckDB SQL where every topic is a table (quote ``"offset"``: it is a keyword).
+        SQL that DuckDB refuses raises :class:`~streamlab.errors.QueryError` with its message."""
+        check_statement(statement)
+        with query_errors():
+            table = query.sql(self.broker, statement)
+        return table.to_pandas()
 
     # lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

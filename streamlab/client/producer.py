@@ -25,10 +25,10 @@ import pandas as pd
 import pyarrow as pa
 
 from streamlab.broker import Broker
-from streamlab.broker.produce import RECORD_OVERHEAD, append, sync_all
+from streamlab.broker.produce import RECORD_OVERHEAD, append, sync_all, sync_error
 from streamlab.client.frames import frame_rows
 from streamlab.client.futures import BatchOutcome, RecordFuture
-from streamlab.client.timeparse import to_ms
+from streamlab.client.timeparse import record_timestamp
 from streamlab.errors import (
     ClosedError,
     ConfigError,
@@ -39,7 +39,7 @@ from streamlab.errors import (
 )
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
 from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
-from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers
+from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
 from streamlab.model.types import RecordMetadata
 from streamlab.storage.parquet_log import ParquetPartitionLog
 from streamlab.storage.schema import build_batch
@@ -142,7 +142,11 @@ class Producer:
         timestamp: Any = None,
         partition: int | None = None,
     ) -> Future[RecordMetadata]:
-        """Queue one record; the future resolves to its :class:`RecordMetadata` once stored."""
+        """Queue one record; the future resolves to its :class:`RecordMetadata` once stored.
+
+        ``timestamp`` (default: now) is a datetime, ISO string or int milliseconds from
+        1970-01-01 to 9999-12-31 UTC, what replay can represent; others raise
+        :class:`~streamlab.errors.InvalidTimestampError` (Kafka's INVALID_TIMESTAMP)."""
         # This is the per-record hot path: the common cases (a dict value, a str key) are
         # inlined, everything else goes through serde.encode.
         broker = self._broker
@@ -160,7 +164,7 @@ class Producer:
         else:
             value_bytes, value_fmt = encode(value)
         if type(key) is str:
-            key_bytes: bytes | None = key.encode()
+            key_bytes: bytes | None = encode_str(key, what="key")
             key_fmt = FMT_STR
         else:
             key_bytes, key_fmt = encode(key, what="key")
@@ -183,7 +187,7 @@ class Producer:
                 f"topic {topic!r} has partitions 0..{partitions - 1}; there is no partition {partition!r}",
                 topic=topic,
             )
-        ts = int(time.time() * 1000) if timestamp is None else to_ms(timestamp)
+        ts = int(time.time() * 1000) if timestamp is None else record_timestamp(timestamp)
         header_list = encode_headers(headers) if headers else None
         with self._lock:
             q = self._queues.get((topic, partition))
@@ -247,6 +251,8 @@ class Producer:
         failed = {id(log): exc for log, exc in zip(logs, sync_all([log.sync for log in logs]), strict=True) if exc}
         for outcome, base, log in stored:
             error = failed.get(id(log))
+            if error is not None:
+                error = sync_error(self._broker, outcome.topic, error)
             outcome.resolve(None if error else base, error)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -274,7 +280,8 @@ class Producer:
         progress: bool | None = None,
         chunk_size: int = 100_000,
     ) -> pd.DataFrame:
-        """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
+        """One record per row of ``df``: ``key`` and ``timestamp`` name columns (times: datetimes,
+        ISO strings or int milliseconds, as for ``send``, from 1970 to 9999), the other
         columns become the JSON-object value. Returns, aligned with ``df``'s index, the
         ``partition`` and ``offset`` each row was stored at. Durable (per ``acks``) when it
         returns; validates every row before writing any."""

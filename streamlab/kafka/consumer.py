@@ -31,12 +31,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import confluent_kafka as ck
 
+from streamlab.client.consumer import warn_offset_reset
 from streamlab.errors import ConfigError, StreamlabError
 from streamlab.kafka import client_config, log, translate
 from streamlab.kafka.consumer_offsets import ConsumerOffsets
 
 # The message helpers are re-exported (see __all__) for code that imported them from here.
 from streamlab.kafka.messages import check_message, ck_partition, decode_message, next_batch, to_record
+from streamlab.model.names import validate_group_id
 from streamlab.model.types import Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -101,6 +103,9 @@ class KafkaConsumer(ConsumerOffsets):
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
+        if group is not None:
+            validate_group_id(group)
+        validate_group_id(client_id, what="client_id", empty_ok=True)
         strategy, self._cooperative = assignment_strategy(assignor)
         lab._check_open()
         self._lab = lab
@@ -199,10 +204,17 @@ class KafkaConsumer(ConsumerOffsets):
             except ck.KafkaException as exc:
                 raise translate(exc, context=f"reading the committed offsets of group {self.group!r}") from exc
             start = {TopicPartition(c.topic, c.partition): c.offset for c in stored if c.offset >= 0}
-        missing = [tp for tp in added if tp not in start]
-        if missing and self._reset != "none":
-            marks = self._lab._watermarks(missing)
-            start.update({tp: marks[tp][0 if self._reset == "earliest" else 1] for tp in missing})
+        if self._reset == "none":
+            return {tp: start.get(tp) for tp in added}  # past the end: librdkafka's fetch raises
+        marks = self._lab._watermarks(added)
+        for tp in added:
+            reset_to, end = marks[tp][0 if self._reset == "earliest" else 1], marks[tp][1]
+            committed = start.get(tp)
+            if committed is None:
+                start[tp] = reset_to
+            elif committed > end:  # committed beyond the end: Kafka's OFFSET_OUT_OF_RANGE
+                warn_offset_reset(tp, committed, end, self._reset, reset_to)
+                start[tp] = reset_to
         return {tp: start.get(tp) for tp in added}
 
     def _ck(self, tp: TopicPartition) -> ck.TopicPartition:

@@ -16,10 +16,10 @@ import confluent_kafka as ck
 
 from streamlab.client.consumer import NoGroupError
 from streamlab.client.timeparse import to_ms
-from streamlab.errors import ClosedError, InvalidOffsetError, OffsetOutOfRangeError, StreamlabError
+from streamlab.errors import ClosedError, OffsetOutOfRangeError, StreamlabError
 from streamlab.kafka import translate
 from streamlab.kafka.messages import ck_partition, commit_entry
-from streamlab.model.types import OffsetAndMetadata, TopicPartition
+from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset, committable
 
 if TYPE_CHECKING:
     from streamlab.kafka.lab import KafkaLab
@@ -46,9 +46,7 @@ class ConsumerOffsets:
         return position
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
-        self._seek({self._assigned_tp(tp): offset})
+        self._seek({self._assigned_tp(tp): check_offset(offset)})
 
     def _seek(self, targets: dict[TopicPartition, int]) -> None:
         for tp, offset in targets.items():
@@ -108,10 +106,7 @@ class ConsumerOffsets:
         if offsets is None:
             chosen = {tp: OffsetAndMetadata(pos) for tp, pos in self._positions.items() if pos is not None}
         else:
-            chosen = {
-                tp: om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(self._valid_offset(om))
-                for tp, om in offsets.items()
-            }
+            chosen = {tp: committable(tp, om) for tp, om in offsets.items()}
         self._commit(chosen, asynchronous=asynchronous)
 
     def _commit(self, chosen: dict[TopicPartition, OffsetAndMetadata], *, asynchronous: bool) -> None:
@@ -132,12 +127,6 @@ class ConsumerOffsets:
     def _commit_positions(self, partitions: Iterable[TopicPartition]) -> None:
         chosen = {tp: OffsetAndMetadata(pos) for tp in partitions if (pos := self._positions.get(tp)) is not None}
         self._commit(chosen, asynchronous=False)
-
-    @staticmethod
-    def _valid_offset(offset: object) -> int:
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidOffsetError(f"offset must be a non-negative integer, got {offset!r}")
-        return offset
 
     def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
         self._check_open()

@@ -17,9 +17,9 @@ import confluent_kafka as ck
 import pandas as pd
 
 from streamlab.client.timeparse import to_ms
-from streamlab.errors import GroupNotEmptyError, InvalidOffsetError, OperationTimeoutError, UnknownMemberError
+from streamlab.errors import GroupNotEmptyError, OperationTimeoutError, UnknownMemberError
 from streamlab.kafka import UnsupportedOperationError, translate
-from streamlab.model.types import TopicPartition
+from streamlab.model.types import TopicPartition, check_offset
 
 if TYPE_CHECKING:
     from streamlab.kafka.lab import KafkaLab
@@ -130,8 +130,7 @@ def reset_offsets(
     targets: dict[TopicPartition, int] = {}
     if isinstance(to, dict):
         for tp, offset in to.items():
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise InvalidOffsetError(f"offset for {tp} must be a non-negative integer, got {offset!r}")
+            check_offset(offset, what=f"offset for {tp}")
             lab._check_partition(tp.topic, tp.partition)
             targets[tp] = offset
     else:

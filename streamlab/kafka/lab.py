@@ -48,6 +48,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamlab.broker import query
 from streamlab.client.replay_frame import replay_bound, replay_dataframe
+from streamlab.client.user_sql import check_statement, query_errors
 from streamlab.config import TOPIC_CONFIGS
 from streamlab.errors import (
     ClosedError,
@@ -343,9 +344,11 @@ class KafkaLab:
         On Kafka each named topic is replayed whole into memory first, then queried with
         the same views as the embedded broker.
         """
+        check_statement(statement)
         listed = {n for n in self._metadata().topics if not n.startswith("__")}
         by_lower = {n.lower(): n for n in listed}
-        named = {by_lower.get(n.lower(), n) for n in duckdb.get_table_names(statement)}
+        with query_errors():
+            named = {by_lower.get(n.lower(), n) for n in duckdb.get_table_names(statement)}
         con = duckdb.connect()
         try:
             for topic in sorted(named & listed):
@@ -354,7 +357,9 @@ class KafkaLab:
                 con.register(source, self._read_topic(topic, query.Bounds(partitions=list(range(count)))))
                 view = query.view_sql(con, f"SELECT * FROM {source}")
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {query.quote(topic)} AS {view}")
-            return con.sql(statement).to_arrow_table().to_pandas()
+            with query_errors():
+                table = con.sql(statement).to_arrow_table()
+            return table.to_pandas()
         finally:
             con.close()
 

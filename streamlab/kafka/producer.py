@@ -23,7 +23,7 @@ import pandas as pd
 
 from streamlab.broker.produce import RECORD_OVERHEAD
 from streamlab.client.frames import frame_rows
-from streamlab.client.timeparse import to_ms
+from streamlab.client.timeparse import record_timestamp
 from streamlab.errors import (
     ClosedError,
     ConfigError,
@@ -110,7 +110,8 @@ class KafkaProducer:
         partition: int | None = None,
     ) -> Future[RecordMetadata]:
         """Queue one record; the future resolves to its :class:`RecordMetadata` once the
-        cluster acknowledged it."""
+        cluster acknowledged it. ``timestamp`` is checked as the embedded producer checks it
+        (1970 to 9999; note that librdkafka takes a timestamp of 0 to mean "now")."""
         self._check_open()
         info = self._lab._topic_info(topic)
         key_bytes, key_fmt = encode(key, what="key")
@@ -127,7 +128,7 @@ class KafkaProducer:
             self._lab._check_partition(topic, partition)
         elif self._chooser is not None:
             partition = self._chooser(key_bytes, info.partitions)
-        ts = int(time.time() * 1000) if timestamp is None else to_ms(timestamp)
+        ts = int(time.time() * 1000) if timestamp is None else record_timestamp(timestamp)
         record_headers: list[tuple[str, str | bytes | None]] = list(encode_headers(headers) or [])
         record_headers += [
             (KEY_FORMAT_HEADER, _FORMAT_DIGITS[key_fmt]),
@@ -201,7 +202,8 @@ class KafkaProducer:
         progress: bool | None = None,
         chunk_size: int = 100_000,
     ) -> pd.DataFrame:
-        """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
+        """One record per row of ``df``: ``key`` and ``timestamp`` name columns (times: datetimes,
+        ISO strings or int milliseconds, as for ``send``, from 1970 to 9999), the other
         columns become the JSON-object value. Returns, aligned with ``df``'s index, the
         ``partition`` and ``offset`` each row was stored at. Acknowledged when it returns;
         validates every row before sending any. (``chunk_size`` is accepted for the

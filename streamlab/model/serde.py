@@ -33,7 +33,7 @@ def encode(obj: Any, *, what: str = "value") -> tuple[bytes | None, int]:
     if isinstance(obj, bytes):
         return obj, FMT_BYTES
     if isinstance(obj, str):
-        return obj.encode(), FMT_STR
+        return encode_str(obj, what=what), FMT_STR
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj), FMT_BYTES
     try:
@@ -42,6 +42,17 @@ def encode(obj: Any, *, what: str = "value") -> tuple[bytes | None, int]:
         raise SerializationError(
             f"cannot serialize {what} of type {type(obj).__name__}: {exc}. "
             "Send bytes, str, or JSON-serialisable data (dict, list, number, bool, None)."
+        ) from exc
+
+
+def encode_str(text: str, *, what: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate (say from a badly decoded file) cannot be."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise SerializationError(
+            f"{what} is not valid Unicode: {exc.reason} at index {exc.start} ({text[exc.start : exc.end]!r}); "
+            "send bytes, or repair the text (for example text.encode('utf-8', 'replace').decode())"
         ) from exc
 
 
@@ -66,8 +77,9 @@ def encode_headers(headers: Any) -> list[tuple[str, bytes]] | None:
         for name, val in items:
             if not isinstance(name, str):
                 raise SerializationError(f"header names must be str, got {type(name).__name__}")
+            encode_str(name, what=f"header name {name!r}")
             if isinstance(val, str):
-                val = val.encode()
+                val = encode_str(val, what=f"header {name!r}")
             elif isinstance(val, bytearray | memoryview):
                 val = bytes(val)
             elif not isinstance(val, bytes) and val is not None:

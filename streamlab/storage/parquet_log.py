@@ -35,6 +35,7 @@ import bisect
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -48,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from streamlab.errors import CorruptSegmentError, RecoveryWarning, StorageError
+from streamlab.errors import ClosedError, CorruptSegmentError, RecoveryWarning, StorageError
 from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
 from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
@@ -58,6 +59,7 @@ from streamlab.storage.schema import BASE_COLUMNS, FIELDS_COLUMN, RECORD_SCHEMA,
 log = logging.getLogger("streamlab.storage")
 
 ROW_GROUP_SIZE = 64 * 1024
+_SEGMENT_NAME = re.compile(r"[0-9]{20}(\.[0-9a-f]+)?\.parquet")
 _CACHE_SEGMENTS = 4
 
 
@@ -140,6 +142,7 @@ class ParquetPartitionLog:
         self._active_bases: list[int] = []
         self._active_file: ActiveSegmentFile | None = None
         self.damage: list[Damage] = []
+        self._closed = False
         self._log_start = catalog.log_start_offset(topic, partition)
         self._indexed_end = self._log_start
         self._segments = self._reconcile_segments()
@@ -153,7 +156,13 @@ class ParquetPartitionLog:
         warnings.warn(RecoveryWarning(text), stacklevel=2)
 
     def _reconcile_segments(self) -> list[SegmentInfo]:
-        indexed = sorted(self._catalog.segments(self.topic, self.partition), key=lambda s: s.base_offset)
+        indexed = []
+        for seg in sorted(self._catalog.segments(self.topic, self.partition), key=lambda s: s.base_offset):
+            if _SEGMENT_NAME.fullmatch(seg.path):
+                indexed.append(seg)
+            else:  # names read back are checked like names we make: never a path elsewhere
+                self._report(f"dropped a catalog row naming {seg.path!r}, which is not a segment file name")
+                self._catalog.replace_segments([seg], [], self._log_start)
         names = {s.path for s in indexed}
         for tmp in self.dir.glob("*.tmp"):
             tmp.unlink()  # a seal or compaction that crashed before its rename
@@ -270,6 +279,8 @@ class ParquetPartitionLog:
         the append does not undo it (the records are durable in the active file) and the
         seal is tried again on the next append."""
         with self._lock:
+            if self._closed:
+                raise ClosedError(f"{self.topic}/{self.partition}: the partition log is closed")
             base = self._next
             batch = with_base_offset(batch, base)
             self._write_frame(batch, sync=False)
@@ -664,6 +675,7 @@ class ParquetPartitionLog:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._active_file is not None:
                 self._active_file.close()
             self._cache.clear()
