@@ -8,23 +8,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamlab.client.consumer import Consumer
-from streamlab.client.lab import Lab
-from streamlab.client.producer import Producer
+from streamlab.api import Consumer, Producer, ShareConsumer
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.model.types import OffsetAndMetadata, Record, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
 DEFAULT_DIRECTORY = "streamlab-data"
 
 
-def connect(target: str | Path = DEFAULT_DIRECTORY) -> Lab:
+def connect(
+    target: str | Path = DEFAULT_DIRECTORY,
+    *,
+    auto_create_topics: bool | None = None,
+    num_partitions: int | None = None,
+) -> Lab:
     """Open a broker: a directory path gives the embedded broker (created if missing);
-    ``"kafka://host:port[,host:port...]"`` a :class:`streamlab.kafka.lab.KafkaLab` with the
-    same API on a Kafka cluster (``streamlab serve``, Apache Kafka, Redpanda)."""
+    ``"kafka://host:port[,host:port...]"`` a Kafka cluster (``streamlab serve``, Apache
+    Kafka, Redpanda). Either way the same :class:`Lab`, over a backend of that kind.
+
+    ``auto_create_topics`` and ``num_partitions`` are the embedded broker's
+    ``auto.create.topics.enable`` (default True, as in Kafka: a producer's first send to an
+    unknown topic creates it) and ``num.partitions`` (default 1). A Kafka cluster has its
+    own (``streamlab serve --no-auto-create-topics``): giving them with kafka:// is an error."""
+    settings = None
+    if auto_create_topics is not None or num_partitions is not None:
+        from streamlab.config import BrokerSettings
+        from streamlab.errors import ConfigError
+
+        if isinstance(target, str) and target.startswith("kafka://"):
+            raise ConfigError(
+                "auto_create_topics and num_partitions are the cluster's settings: set them on the server "
+                "(streamlab serve --no-auto-create-topics / --num-partitions N; auto.create.topics.enable in Kafka)"
+            )
+        settings = BrokerSettings(
+            auto_create_topics_enable=True if auto_create_topics is None else auto_create_topics,
+            num_partitions=1 if num_partitions is None else num_partitions,
+        )
     if isinstance(target, str) and target.startswith("kafka://"):
         try:
-            from streamlab.kafka.lab import KafkaLab  # imports confluent-kafka only when asked for
+            from streamlab.kafka.backend import KafkaBackend  # imports confluent-kafka only when asked for
         except ModuleNotFoundError as exc:
             if exc.name != "confluent_kafka":
                 raise
@@ -33,8 +56,10 @@ def connect(target: str | Path = DEFAULT_DIRECTORY) -> Lab:
                 name=exc.name,
             ) from exc
 
-        return KafkaLab(target)  # type: ignore[return-value]  # Lab's API; see streamlab.kafka
-    return Lab(target)
+        return Lab(KafkaBackend(target))
+    from streamlab.client.backend import EmbeddedBackend
+
+    return Lab(EmbeddedBackend(target, settings=settings))
 
 
 __all__ = [
@@ -44,6 +69,7 @@ __all__ = [
     "Producer",
     "Record",
     "RecordMetadata",
+    "ShareConsumer",
     "StreamlabError",
     "TopicPartition",
     "__version__",

@@ -8,6 +8,7 @@ than silently ignored, because a typo in ``retention.ms`` would otherwise keep d
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from streamlab.errors import ConfigError
@@ -15,7 +16,7 @@ from streamlab.errors import ConfigError
 DAY_MS = 86_400_000
 
 
-def _int(min_value: int) -> Any:
+def _int(min_value: int, *, max_value: int | None = None) -> Any:
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
@@ -25,6 +26,8 @@ def _int(min_value: int) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
         if number < min_value:
             raise ConfigError(f"{key} must be >= {min_value}, got {number}")
+        if max_value is not None and number > max_value:
+            raise ConfigError(f"{key} must be <= {max_value} (streamlab is one broker), got {number}")
         return number
 
     return check
@@ -51,7 +54,14 @@ TOPIC_CONFIGS: dict[str, tuple[Any, Any]] = {
     "delete.retention.ms": (DAY_MS, _int(0)),
     "min.compaction.lag.ms": (0, _int(0)),
     "message.timestamp.type": ("CreateTime", _choice("CreateTime", "LogAppendTime")),
+    # Stored and shown; batches are kept and served as their producer compressed them
+    # (no broker-side recompression yet), which is what "producer" means.
+    "compression.type": ("producer", _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
+    # One broker holds the only replica: 1 is the one value acks=all can honour.
+    "min.insync.replicas": (1, _int(1, max_value=1)),
 }
+
+LIST_CONFIGS = frozenset({"cleanup.policy"})  # configs whose value is a comma-separated list
 
 
 def canonical_key(key: str) -> str:
@@ -67,3 +77,36 @@ def topic_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
             raise ConfigError(f"unknown topic config {raw_key!r}; known: {sorted(TOPIC_CONFIGS)}")
         config[key] = TOPIC_CONFIGS[key][1](key, value)
     return config
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerSettings:
+    """Broker-wide settings, by Kafka's names (``server.properties``).
+
+    ``auto_create_topics_enable`` (``auto.create.topics.enable``, default true as in Kafka):
+    a Metadata request that names an unknown topic, and allows it, creates the topic with
+    ``num_partitions`` partitions (``num.partitions``, default 1); so does the embedded
+    producer's first send. ``default_replication_factor`` (``default.replication.factor``)
+    is accepted at 1, the only value one broker can honour.
+    """
+
+    auto_create_topics_enable: bool = True
+    num_partitions: int = 1
+    default_replication_factor: int = 1
+    # KIP-848 consumer groups: group.consumer.session.timeout.ms, group.consumer.heartbeat.interval.ms
+    # (Kafka's defaults; validated by streamlab.groups.consumer_group.ConsumerGroupConfig)
+    group_consumer_session_timeout_ms: int = 45_000
+    group_consumer_heartbeat_interval_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.auto_create_topics_enable, bool):
+            raise ConfigError(f"auto.create.topics.enable must be a bool, got {self.auto_create_topics_enable!r}")
+        if isinstance(self.num_partitions, bool) or not isinstance(self.num_partitions, int):
+            raise ConfigError(f"num.partitions must be an integer, got {self.num_partitions!r}")
+        if not 1 <= self.num_partitions <= 10_000:
+            raise ConfigError(f"num.partitions must be from 1 to 10000, got {self.num_partitions}")
+        if self.default_replication_factor != 1:
+            raise ConfigError(
+                "default.replication.factor must be 1 (streamlab is one broker), "
+                f"got {self.default_replication_factor!r}"
+            )

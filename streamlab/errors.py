@@ -8,6 +8,7 @@ the wire server and the embedded API agree on what went wrong.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 
@@ -152,8 +153,20 @@ class InvalidOffsetError(StreamlabError, ValueError):
     kafka_code = 1
 
 
+class NoGroupError(StreamlabError):
+    """Committing needs a consumer group: pass ``group=`` when creating the consumer."""
+
+
 class ClosedError(StreamlabError):
     """The producer, consumer or broker was closed."""
+
+
+class UnsupportedOperationError(StreamlabError, NotImplementedError):
+    """The backend cannot do this: a Kafka cluster cannot give what only the embedded
+    broker's data directory holds, or lacks an API (librdkafka's mock cluster has no admin
+    APIs). The message says where to do it instead."""
+
+    kafka_code = 35  # UNSUPPORTED_VERSION
 
 
 class BrokerLockedError(StreamlabError):
@@ -193,6 +206,18 @@ class GroupNotEmptyError(GroupError):
     kafka_code = 68  # NON_EMPTY_GROUP
 
 
+class GroupIdNotFoundError(GroupError):
+    """No group of that id exists (no members, no committed offsets)."""
+
+    kafka_code = 69  # GROUP_ID_NOT_FOUND
+
+
+class GroupSubscribedToTopicError(GroupError):
+    """Offsets of a topic the group's members consume cannot be deleted while they do."""
+
+    kafka_code = 86  # GROUP_SUBSCRIBED_TO_TOPIC
+
+
 class FencedInstanceError(GroupError):
     kafka_code = 82  # FENCED_INSTANCE_ID
 
@@ -229,6 +254,62 @@ class InvalidAclError(SecurityError, ValueError):
     """An ACL binding or filter that Kafka would refuse (unknown type, bad principal)."""
 
     kafka_code = 42  # INVALID_REQUEST
+
+
+class TransactionError(StreamlabError):
+    """A transactional producer's request that its transaction's state does not allow."""
+
+
+class ProducerFencedError(TransactionError):
+    """A newer producer with the same transactional id exists (or the transaction timed
+    out and the coordinator bumped the epoch): this one must stop."""
+
+    kafka_code = 90  # PRODUCER_FENCED
+
+
+class InvalidProducerEpochError(TransactionError):
+    kafka_code = 47  # INVALID_PRODUCER_EPOCH
+
+
+class InvalidTxnStateError(TransactionError):
+    kafka_code = 48  # INVALID_TXN_STATE
+
+
+class InvalidProducerIdMappingError(TransactionError):
+    """The producer id is not the one the coordinator gave this transactional id."""
+
+    kafka_code = 49  # INVALID_PRODUCER_ID_MAPPING
+
+
+class InvalidTransactionTimeoutError(TransactionError, ValueError):
+    kafka_code = 50  # INVALID_TRANSACTION_TIMEOUT
+
+
+# Share groups (KIP-932) --------------------------------------------------------------------
+class ShareGroupError(GroupError):
+    """Base for share-group errors."""
+
+
+class InvalidRecordStateError(ShareGroupError):
+    """Records acknowledged or renewed by a member that does not hold them (any more):
+    their lock expired, they were acknowledged already, or they were never delivered to it."""
+
+    kafka_code = 121  # INVALID_RECORD_STATE
+
+    def __init__(self, message: str, *, topic: str | None = None, partition: int | None = None,
+                 offsets: Iterable[int] = ()) -> None:  # fmt: skip
+        super().__init__(message, topic=topic, partition=partition)
+        self.offsets = sorted(offsets)
+
+
+class GroupTypeError(ShareGroupError):
+    """A share group and a classic consumer group cannot have the same name."""
+
+    kafka_code = 69  # GROUP_ID_NOT_FOUND: what Kafka answers for a group of the other type
+
+
+class ShareOperationError(ShareGroupError, TypeError):
+    """An operation a share consumer does not have (seek, assign, position)."""
 
 
 def _all_subclasses(cls: type[StreamlabError]) -> list[type[StreamlabError]]:

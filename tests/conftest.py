@@ -12,6 +12,18 @@ import streamlab
 
 _names = itertools.count()
 
+# Files whose tests drive real processes, servers, Kafka clients, kill -9 or a browser:
+# marked ``integration`` so the inner loop (`pytest -m "not integration"`) stays under a
+# minute. CI runs everything.
+_INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.as_posix()
+        if any(f"/tests/{part}" in where for part in _INTEGRATION) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[streamlab.Lab]:

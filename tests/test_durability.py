@@ -120,7 +120,7 @@ def test_crash_after_rename_before_indexing(tmp_path: Path) -> None:
             for i in range(20):
                 p.send("t", value=i)
         lab.roll("t")
-        lab.broker.catalog.execute("DELETE FROM segments")  # the index never heard of it
+        lab.backend.broker.catalog.execute("DELETE FROM segments")  # the index never heard of it
     with streamlab.connect(tmp_path) as lab:
         assert _values(lab, "t") == list(range(20))
 

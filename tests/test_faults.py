@@ -522,9 +522,7 @@ def test_a_catalog_row_naming_a_path_elsewhere_is_dropped_never_followed(tmp_pat
     outside = tmp_path / "outside.parquet"
     outside.write_bytes(b"not ours")
     with duckdb.connect(str(tmp_path / "lab" / "catalog.duckdb")) as con:
-        con.execute(
-            "INSERT INTO segments VALUES ('t', 0, 100, 110, 11, 0, 0, 8, '../../../../outside.parquet', NULL)"
-        )
+        con.execute("INSERT INTO segments VALUES ('t', 0, 100, 110, 11, 0, 0, 8, '../../../../outside.parquet', NULL)")
     with pytest.warns(RecoveryWarning, match="not a segment file name"), streamlab.connect(tmp_path / "lab") as lab:
         assert len(lab.replay("t")) == 10
         lab.apply_retention()

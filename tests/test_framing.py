@@ -294,7 +294,7 @@ def _prefix(api_key: int, version: int, correlation_id: int = 77) -> bytes:
         (_prefix(0, 2), UnsupportedVersionError, "Produce v2 is not supported"),
         (_prefix(1, 13), UnsupportedVersionError, "Fetch v13"),
         (_prefix(3, -1), UnsupportedVersionError, "Metadata v-1"),
-        (_prefix(17, 1), InvalidRequestError, "api key 17 is not served"),
+        (_prefix(43, 1), InvalidRequestError, "api key 43 is not served"),  # ElectLeaders
         (_prefix(-5, 0), InvalidRequestError, "api key -5"),
         (_prefix(3, 1), InvalidRequestError, "malformed Metadata v1"),
         (_prefix(18, 0) + b"\x00", InvalidRequestError, "1 unexpected bytes"),

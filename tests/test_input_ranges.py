@@ -20,7 +20,6 @@ import streamlab
 from streamlab import OffsetAndMetadata, TopicPartition
 from streamlab.broker.offsets import commit
 from streamlab.broker.produce import append
-from streamlab.client.timeparse import record_timestamp, to_ms
 from streamlab.errors import (
     CatalogWarning,
     InvalidOffsetError,
@@ -30,8 +29,9 @@ from streamlab.errors import (
     StreamlabError,
     UnknownTopicError,
 )
+from streamlab.model.schema import build_batch
+from streamlab.model.timeparse import record_timestamp, to_ms
 from streamlab.model.types import MAX_TIMESTAMP_MS, RecordMetadata, ms_to_datetime
-from streamlab.storage.schema import build_batch
 
 
 def test_an_int64_overflowing_commit_is_refused_and_the_directory_reopens(tmp_path: Path) -> None:
@@ -58,9 +58,9 @@ def test_the_broker_never_stores_an_offset_beyond_int64(lab: streamlab.Lab, make
     tp = TopicPartition(topic, 0)
     for bad in (2**63, -(2**63) - 1, 1.0):
         with pytest.raises(InvalidOffsetError):
-            commit(lab.broker, "g", {tp: OffsetAndMetadata(bad)})  # type: ignore[arg-type]
-    commit(lab.broker, "g", {tp: OffsetAndMetadata(-1)})  # what an OffsetCommit may carry: "no offset"
-    assert lab.broker.catalog.committed("g") == {(topic, 0): (-1, "")}
+            commit(lab.backend.broker, "g", {tp: OffsetAndMetadata(bad)})  # type: ignore[arg-type]
+    commit(lab.backend.broker, "g", {tp: OffsetAndMetadata(-1)})  # what an OffsetCommit may carry: "no offset"
+    assert lab.backend.broker.catalog.committed("g") == {(topic, 0): (-1, "")}
 
 
 def test_metadata_of_a_commit_must_be_unicode_text(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
@@ -144,9 +144,9 @@ def test_the_broker_refuses_a_batch_with_a_timestamp_replay_cannot_represent(
 
     for bad in ([1, 2**62], [-5], [MAX_TIMESTAMP_MS + 1]):
         with pytest.raises(InvalidTimestampError) as info:
-            append(lab.broker, topic, 0, batch(bad), sync=False)  # type: ignore[arg-type]
+            append(lab.backend.broker, topic, 0, batch(bad), sync=False)  # type: ignore[arg-type]
         assert info.value.kafka_code == 32 and info.value.topic == topic
-    assert append(lab.broker, topic, 0, batch([0, MAX_TIMESTAMP_MS]), sync=False) == 0  # type: ignore[arg-type]
+    assert append(lab.backend.broker, topic, 0, batch([0, MAX_TIMESTAMP_MS]), sync=False) == 0  # type: ignore[arg-type]
     assert lab.replay(topic)["timestamp"].dt.year.tolist() == [1970, 9999]
 
 

@@ -30,7 +30,7 @@ def test_replay_reads_sealed_and_active_with_typed_columns(
     lab: streamlab.Lab, clicks: tuple[str, pd.DataFrame]
 ) -> None:
     topic, df = clicks
-    assert lab.broker.catalog.segments(topic, 0), "expected sealed Parquet segments"
+    assert lab.backend.broker.catalog.segments(topic, 0), "expected sealed Parquet segments"
     out = lab.replay(topic)
     assert len(out) == 3000
     assert list(out.columns[:4]) == ["partition", "offset", "timestamp", "key"]

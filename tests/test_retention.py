@@ -38,7 +38,7 @@ def test_retention_ms_deletes_whole_old_segments(lab: streamlab.Lab, make_topic:
     assert offsets.loc[0, "log_start_offset"] == 10
     assert offsets.loc[0, "high_watermark"] == 25
     assert list(lab.replay(topic)["value"]) == list(range(10, 25))
-    assert len(lab.broker.catalog.segments(topic, 0)) == 1
+    assert len(lab.backend.broker.catalog.segments(topic, 0)) == 1
 
 
 def test_expired_active_segment_is_sealed_and_deleted(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
@@ -55,7 +55,7 @@ def test_retention_bytes_keeps_the_newest_segments(lab: streamlab.Lab, make_topi
     for i in range(4):
         _produce(lab, topic, [f"{i}-{j}" * 50 for j in range(20)], ts=T0 + i)
         lab.roll(topic)
-    sizes = [s.bytes for s in lab.broker.catalog.segments(topic, 0)]
+    sizes = [s.bytes for s in lab.backend.broker.catalog.segments(topic, 0)]
     lab.alter_topic_config(topic, {"retention.bytes": sum(sizes[-2:])})
     assert lab.apply_retention().segments_deleted == 2
     assert lab.offsets(topic).loc[0, "log_start_offset"] == 40

@@ -20,19 +20,9 @@ import streamlab
 from streamlab import Record, TopicPartition
 from streamlab.broker.share import check_not_share, share_partitions
 from streamlab.client.share_consumer import ShareConsumer
-from streamlab.errors import ConfigError
-from streamlab.groups.share import (
-    DELIVERY_LIMIT,
-    REJECTED,
-    CatalogShareStore,
-    GroupTypeError,
-    InvalidRecordStateError,
-    RecordState,
-    ShareGroupConfig,
-    ShareGroupError,
-    ShareOperationError,
-    SharePartition,
-)
+from streamlab.errors import ConfigError, GroupTypeError, InvalidRecordStateError, ShareGroupError, ShareOperationError
+from streamlab.groups.share import DELIVERY_LIMIT, REJECTED, CatalogShareStore, RecordState, SharePartition
+from streamlab.model.share import ShareGroupConfig
 from streamlab.storage.catalog import Catalog
 
 
@@ -60,7 +50,7 @@ def _empty(lab: streamlab.Lab, group: str) -> Callable[[], bool]:
     """True once every record of the group's partitions is done: SPSO reached the log end."""
 
     def done() -> bool:
-        rows = share_partitions(lab.broker, group)
+        rows = share_partitions(lab.backend.broker, group)
         return bool(rows) and all(r["start_offset"] == r["high_watermark"] for r in rows)
 
     return done
@@ -100,7 +90,7 @@ def test_workers_in_threads_drain_one_partition_each_record_accepted_once(
     assert sorted(every) == list(range(total)) and set(every.values()) == {1}  # each once, none missing
     assert sum(1 for offsets in done.values() if offsets) >= 2  # many members worked one partition
     assert lab.share_state("workers").empty
-    (row,) = share_partitions(lab.broker, "workers")
+    (row,) = share_partitions(lab.backend.broker, "workers")
     assert row["start_offset"] == row["end_offset"] == row["high_watermark"] == total
     for w in workers:
         w.close()
@@ -228,8 +218,8 @@ def test_share_and_classic_groups_cannot_share_a_name(lab: streamlab.Lab, make_t
     with lab.share_consumer(topic, group="queue"):
         pass
     with pytest.raises(GroupTypeError, match="is a share group"):
-        check_not_share(lab.broker, "queue")  # what a classic consumer checks before joining
-    check_not_share(lab.broker, "stream")
+        check_not_share(lab.backend.broker, "queue")  # what a classic consumer checks before joining
+    check_not_share(lab.backend.broker, "stream")
 
 
 def test_a_share_consumer_cannot_seek(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
@@ -269,7 +259,7 @@ def test_share_state_shows_every_in_flight_record(lab: streamlab.Lab, make_topic
     sc.commit()
     state = lab.share_state("q")
     assert list(state["offset"]) == [2, 3, 4]  # the start offset moved over 0 (archived) and 1 (accepted)
-    (row,) = share_partitions(lab.broker, "q")
+    (row,) = share_partitions(lab.backend.broker, "q")
     assert (row["start_offset"], row["end_offset"], row["not_yet_delivered"]) == (2, 5, 5)
     assert (row["available"], row["acquired"], row["acknowledged"]) == (1, 1, 1)
     sc.close()  # releases 4; its delivery count stays

@@ -14,8 +14,7 @@ from matplotlib.colors import to_hex
 
 import streamlab
 from streamlab.client.share_consumer import ShareConsumer
-from streamlab.errors import StreamlabError
-from streamlab.kafka import UnsupportedOperationError
+from streamlab.errors import StreamlabError, UnsupportedOperationError
 from streamlab.notebook import plot
 from streamlab.notebook.share_state import (
     NOT_YET_DELIVERED_COLOR,

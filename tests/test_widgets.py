@@ -40,14 +40,28 @@ def _fill(lab: streamlab.Lab, topic: str, n: int, *, keys: int = 6) -> None:
                    timestamp=T0 + i * 1000)  # fmt: skip
 
 
+class BackendWithoutFiles:
+    """The embedded backend, knowing no file sizes (as the kafka:// backend)."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def partition_bytes(self, topic: str, partition: int) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
 class LabWithoutHistory:
     """A Lab-like object with only the client API (what a kafka:// Lab offers)."""
 
     def __init__(self, lab: streamlab.Lab) -> None:
         self._lab = lab
+        self.backend = BackendWithoutFiles(lab.backend)
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("rebalances", "broker"):
+        if name == "rebalances":
             raise AttributeError(name)
         return getattr(self._lab, name)
 

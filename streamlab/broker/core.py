@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamlab.config import BrokerSettings
 from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
 from streamlab.groups.coordinator import GroupCoordinator, GroupEvent
 from streamlab.model.names import catalog_topic_ok
@@ -32,8 +33,11 @@ class TopicState:
 class Broker:
     """An open data directory. Thread-safe; one per directory per process."""
 
-    def __init__(self, data_dir: str | Path, *, engine: str = "parquet") -> None:
+    def __init__(
+        self, data_dir: str | Path, *, engine: str = "parquet", settings: BrokerSettings | None = None
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.settings = settings or BrokerSettings()  # auto.create.topics.enable, num.partitions
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock = DirectoryLock(self.data_dir)
         try:

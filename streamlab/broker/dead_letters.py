@@ -18,8 +18,8 @@ from streamlab.broker.produce import append
 from streamlab.broker.topics import create_topic
 from streamlab.groups.share import DeadLetter, now_ms
 from streamlab.model.partitioner import partition_for_key
+from streamlab.model.schema import build_batch
 from streamlab.storage.parquet_log import ParquetPartitionLog
-from streamlab.storage.schema import build_batch
 
 __all__ = ["DLQ_HEADER", "read_offsets", "write_dead_letters"]
 

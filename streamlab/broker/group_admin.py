@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamlab.broker.consumer_groups import consumer_groups, list_consumer_groups
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share import list_share_groups
-from streamlab.errors import GroupNotEmptyError
+from streamlab.errors import GroupIdNotFoundError, GroupNotEmptyError, GroupSubscribedToTopicError
 from streamlab.groups.coordinator import GroupState
 from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset
 
 
 def list_groups(broker: Broker) -> list[dict[str, Any]]:
+    """Classic groups and consumer-protocol (KIP-848) groups: the latter have ``type``
+    "consumer" and their group epoch as generation."""
     live = broker.groups.groups()
-    names = sorted(set(live) | set(broker.catalog.committed_groups()))
-    rows = []
+    consumer_rows = list_consumer_groups(broker)
+    names = sorted((set(live) | set(broker.catalog.committed_groups())) - {row["group"] for row in consumer_rows})
+    rows = consumer_rows
     for name in names:
         group = live.get(name)
         rows.append(
@@ -27,13 +31,13 @@ def list_groups(broker: Broker) -> list[dict[str, Any]]:
                 "assignor": (group.protocol or "") if group else "",
             }
         )
-    return rows
+    return sorted(rows, key=lambda row: row["group"])
 
 
 def list_all_groups(broker: Broker) -> list[dict[str, Any]]:
     """Classic groups (as :func:`list_groups`) and share groups, each with its ``type``.
     A share group has no generation (None) and no assignor: every member reads every partition."""
-    rows = [{**row, "type": "classic"} for row in list_groups(broker)]
+    rows = [{"type": "classic", **row} for row in list_groups(broker)]
     rows += [
         {"group": row["group"], "state": "Stable" if row["members"] else "Empty", "generation": None,
          "members": row["members"], "assignor": "", "type": "share"}
@@ -43,6 +47,14 @@ def list_all_groups(broker: Broker) -> list[dict[str, Any]]:
 
 
 def describe_group(broker: Broker, group_id: str) -> list[dict[str, Any]]:
+    consumer_group = consumer_groups(broker).get(group_id)
+    if consumer_group is not None:  # KIP-848: what each member owns now, with its member epoch
+        return [
+            {"member": m.member_id, "client_id": m.client_id, "host": m.host, "topic": tp.topic,
+             "partition": tp.partition, "member_epoch": m.epoch}
+            for m in consumer_group.describe().members
+            for tp in m.assigned + m.pending_revocation
+        ]  # fmt: skip
     group = broker.groups.groups().get(group_id)
     if group is None:
         return []
@@ -93,7 +105,7 @@ def reset_offsets(
     broker: Broker, group_id: str, to: Any, *, dry_run: bool, topics: list[str] | None
 ) -> list[dict[str, Any]]:
     """Preview (and with ``dry_run=False`` apply) moving a group's committed offsets."""
-    from streamlab.client.timeparse import to_ms
+    from streamlab.model.timeparse import to_ms
 
     current = committed(broker, group_id)
     chosen = topics or sorted({tp.topic for tp in current})
@@ -130,3 +142,37 @@ def reset_offsets(
             )
         commit(broker, group_id, new_offsets)
     return rows
+
+
+def delete_group(broker: Broker, group_id: str) -> None:
+    """Delete a group with no members, and its committed offsets (Kafka's DeleteGroups)."""
+    group = broker.groups.groups().get(group_id)
+    if group is not None and group.members:
+        raise GroupNotEmptyError(f"group {group_id!r} has {len(group.members)} active members; stop them first")
+    kip848 = consumer_groups(broker).get(group_id)  # a consumer-protocol group: dropped only when empty
+    if kip848 is not None and not consumer_groups(broker).forget_if_empty(group_id):
+        raise GroupNotEmptyError(f"consumer group {group_id!r} has active members; stop them first")
+    if group_id not in broker.catalog.committed_groups() and group is None and kip848 is None:
+        raise GroupIdNotFoundError(f"no group {group_id!r}")
+    broker.catalog.delete_offsets(group_id)
+
+
+def delete_offsets(broker: Broker, group_id: str, partitions: list[TopicPartition]) -> dict[TopicPartition, Exception]:
+    """Forget the group's committed offsets of ``partitions`` (Kafka's OffsetDelete); returns
+    the partitions refused, each with its error: those of a topic its members consume."""
+    group = broker.groups.groups().get(group_id)
+    if group is None and group_id not in broker.catalog.committed_groups():
+        raise GroupIdNotFoundError(f"no group {group_id!r}")
+    consumed: set[str] = set()
+    if group is not None:
+        with group.cv:
+            consumed = {tp.topic for m in group.members.values() for tp in (m.assignment or ())}
+    refused: dict[TopicPartition, Exception] = {
+        tp: GroupSubscribedToTopicError(f"group {group_id!r} consumes {tp.topic!r}", topic=tp.topic)
+        for tp in partitions
+        if tp.topic in consumed
+    }
+    doomed = [(tp.topic, tp.partition) for tp in partitions if tp not in refused]
+    if doomed:
+        broker.catalog.delete_offsets(group_id, doomed)
+    return refused

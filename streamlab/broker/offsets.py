@@ -34,9 +34,15 @@ def commit(broker: Broker, group: str, offsets: Mapping[TopicPartition, OffsetAn
                 partition=tp.partition,
             )
     broker.catalog.commit_offsets(
-        group, [(tp.topic, tp.partition, om.offset, om.metadata) for tp, om in offsets.items()]
+        group,
+        [(tp.topic, tp.partition, om.offset, om.metadata) for tp, om in offsets.items()],
+        epochs={(tp.topic, tp.partition): om.leader_epoch for tp, om in offsets.items() if om.leader_epoch is not None},
     )
 
 
 def committed(broker: Broker, group: str) -> dict[TopicPartition, OffsetAndMetadata]:
-    return {TopicPartition(t, p): OffsetAndMetadata(o, m) for (t, p), (o, m) in broker.catalog.committed(group).items()}
+    epochs = broker.catalog.committed_epochs(group)
+    return {
+        TopicPartition(t, p): OffsetAndMetadata(o, m, epochs.get((t, p)))
+        for (t, p), (o, m) in broker.catalog.committed(group).items()
+    }

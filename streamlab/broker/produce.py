@@ -19,12 +19,11 @@ from streamlab.errors import (
     StreamlabError,
     UnknownTopicError,
 )
+from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.types import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 
 logger = logging.getLogger("streamlab.broker")
 
-# Per-record overhead Kafka counts on top of key and value bytes (record batch v2 framing).
-RECORD_OVERHEAD = 70
 
 # fsyncs of different files run in parallel (os.fsync releases the GIL; the disk and the
 # file system's journal commit them together far better than one after another).

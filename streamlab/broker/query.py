@@ -9,60 +9,21 @@ into one column per top-level field, so ``SELECT key, sum(amount) FROM orders`` 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa
 
 from streamlab.broker.core import Broker
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_STR
-from streamlab.storage.fields import expand_json_objects
+from streamlab.broker.transactions import read_index, visible_filter_sql
+from streamlab.model.fields import expand_json_objects
+from streamlab.model.schema import RECORD_SCHEMA
+from streamlab.model.views import FIELDS_COLUMN, Bounds, literal, quote, view_sql
 from streamlab.storage.parquet_log import LogSnapshot
-from streamlab.storage.schema import FIELDS_COLUMN, RECORD_SCHEMA
 
-META_COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+__all__ = ["Bounds", "Snapshots", "estimate_rows", "replay", "sql"]
 _ids = itertools.count()
 PROGRESS_CHUNK = 256 * 1024  # rows per chunk when a progress bar follows a replay
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds:
-    """Which records of a topic a query reads; None means unbounded."""
-
-    partitions: Sequence[int] | None = None
-    start_offset: int | None = None
-    end_offset: int | None = None  # exclusive
-    start_ms: int | None = None
-    end_ms: int | None = None  # exclusive
-
-    def keeps_segment(self, base: int, last: int, min_ts: int, max_ts: int) -> bool:
-        return not (
-            (self.start_offset is not None and last < self.start_offset)
-            or (self.end_offset is not None and base >= self.end_offset)
-            or (self.start_ms is not None and max_ts < self.start_ms)
-            or (self.end_ms is not None and min_ts >= self.end_ms)
-        )
-
-    def where(self) -> str:
-        terms = []
-        if self.start_offset is not None:
-            terms.append(f'"offset" >= {int(self.start_offset)}')
-        if self.end_offset is not None:
-            terms.append(f'"offset" < {int(self.end_offset)}')
-        if self.start_ms is not None:
-            terms.append(f"epoch_ms(timestamp) >= {int(self.start_ms)}")
-        if self.end_ms is not None:
-            terms.append(f"epoch_ms(timestamp) < {int(self.end_ms)}")
-        return " AND ".join(terms) or "true"
 
 
 class Snapshots:
@@ -73,6 +34,8 @@ class Snapshots:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._taken: dict[tuple[str, int], LogSnapshot] = {}
+        # Transactions `streamlab serve` ran on this directory: queries show committed data.
+        self.transactions = read_index(broker.data_dir)
 
     def of(self, topic: str, partition: int) -> LogSnapshot:
         key = (topic, partition)
@@ -114,10 +77,16 @@ def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bound
                 seg.base_offset, seg.last_offset, seg.min_timestamp, seg.max_timestamp
             ):
                 log.verify_once(seg)
-                files.append(_literal(str(path)))
+                files.append(literal(str(path)))
+        end = bounds.end_offset if bounds.end_offset is not None else 2**63 - 1
+        visible = visible_filter_sql(
+            snapshots.transactions.aborted_in(topic, p, start, end),
+            stable_offset=snapshots.transactions.last_stable_offset(topic, p, 2**63 - 1),
+        )
         if files:
             parts.append(
-                f"SELECT {p}::INTEGER AS partition, * FROM read_parquet([{', '.join(files)}], union_by_name=true)"
+                f"SELECT {p}::INTEGER AS partition, * FROM read_parquet([{', '.join(files)}], union_by_name=true) "
+                f"WHERE {visible}"
             )
         active = snap.active
         if active.num_rows:
@@ -126,63 +95,12 @@ def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bound
                 active = active.append_column(FIELDS_COLUMN, fields)
             name = f"_active_{next(_ids)}"
             con.register(name, active)
-            parts.append(f"SELECT {p}::INTEGER AS partition, * FROM {name}")
+            parts.append(f"SELECT {p}::INTEGER AS partition, * FROM {name} WHERE {visible}")
     if not parts:
         name = f"_empty_{next(_ids)}"
         con.register(name, RECORD_SCHEMA.empty_table())
         parts.append(f"SELECT 0::INTEGER AS partition, * FROM {name}")
     return f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) WHERE {bounds.where()}"
-
-
-def view_sql(
-    con: duckdb.DuckDBPyConnection,
-    source: str,
-    *,
-    raw: bool = False,
-    headers: bool = True,
-    formats: bool = False,
-) -> str:
-    """Decoded columns over ``source``: key and value by their stored format, JSON fields spread."""
-    rel = con.sql(source)
-    columns = dict(zip(rel.columns, rel.types, strict=True))
-    stored = con.execute(f"SELECT list(DISTINCT key_format), list(DISTINCT value_format) FROM ({source})").fetchall()[0]
-    key_formats, value_formats = set(stored[0] or []) - {0}, set(stored[1] or []) - {0}
-    select = ["partition", '"offset"', "timestamp", *_decoded("key", key_formats, formats)]
-    field_names: list[str] = []
-    if FIELDS_COLUMN in columns:
-        field_names = [name for name, _ in columns[FIELDS_COLUMN].children]
-    objects_only = bool(field_names) and con.execute(
-        f"SELECT count(*) FROM ({source}) WHERE value IS NOT NULL AND {FIELDS_COLUMN} IS NULL"
-    ).fetchall() == [(0,)]
-    if objects_only:
-        for name in field_names:
-            alias = f"value.{name}" if name in META_COLUMNS else name
-            select.append(f"{FIELDS_COLUMN}.{quote(name)} AS {quote(alias)}")
-    if raw or not objects_only:
-        # raw: JSON values stay as their text, so the exact stored value is visible
-        text_only = raw and value_formats <= {FMT_STR, FMT_JSON}
-        select.extend(_decoded("value", {FMT_STR} if text_only else value_formats, formats))
-    if headers:
-        select.append("headers")
-    return f"SELECT {', '.join(select)} FROM ({source})"
-
-
-def _decoded(column: str, formats: set[int], keep_formats: bool) -> list[str]:
-    """Select terms for a key or value column given the formats stored in it.
-
-    Text (str, JSON) decodes to VARCHAR and bytes stay BLOB; a mix cannot share one SQL
-    type, so for a replay (``keep_formats``) the raw bytes and their format go to the
-    client to decode row by row, and in SQL the non-text ones read as NULL.
-    """
-    if formats <= {FMT_STR}:
-        return [f"decode({column}) AS {column}"]
-    if formats <= {FMT_BYTES}:
-        return [column]
-    if keep_formats:
-        return [column, f"{column}_format AS _{column}_format"]
-    if formats <= {FMT_STR, FMT_JSON}:
-        return [f"decode({column}) AS {column}"]
-    return [f"CASE WHEN {column}_format IN ({FMT_STR}, {FMT_JSON}) THEN decode({column}) END AS {column}"]
 
 
 def replay(

@@ -23,14 +23,8 @@ import pyarrow as pa
 from streamlab.broker.core import Broker
 from streamlab.broker.dead_letters import read_offsets, write_dead_letters
 from streamlab.errors import UnknownMemberError
-from streamlab.groups.share import (
-    AckType,
-    CatalogShareStore,
-    DeadLetter,
-    ShareGroupConfig,
-    SharePartition,
-    now_ms,
-)
+from streamlab.groups.share import CatalogShareStore, DeadLetter, SharePartition, now_ms
+from streamlab.model.share import AckType, ShareGroupConfig
 from streamlab.model.types import TopicPartition
 
 __all__ = ["DEFAULT_SESSION_TIMEOUT_MS", "Delivery", "ShareGroup", "ShareMember"]

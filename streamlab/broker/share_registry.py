@@ -14,11 +14,13 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from streamlab.broker.consumer_groups import consumer_groups
 from streamlab.broker.core import Broker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.topics import create_topic
-from streamlab.errors import ConfigError
-from streamlab.groups.share import CatalogShareStore, GroupTypeError, RecordState, ShareGroupConfig, now_ms
+from streamlab.errors import ConfigError, GroupTypeError
+from streamlab.groups.share import CatalogShareStore, RecordState, now_ms
+from streamlab.model.share import ShareGroupConfig
 
 __all__ = [
     "ShareGroupRegistry",
@@ -130,6 +132,10 @@ def check_not_classic(broker: Broker, group_id: str) -> None:
     active members or committed offsets."""
     live = broker.groups.groups().get(group_id)
     members = len(live.members) if live is not None else 0
+    kip848 = consumer_groups(broker).get(group_id)  # a consumer-protocol (KIP-848) group
+    if kip848 is not None and kip848.members:
+        raise GroupTypeError(f"{group_id!r} is a consumer group (group.protocol=consumer); a share group needs "
+                             "a name of its own")  # fmt: skip
     offsets = broker.catalog.committed(group_id)
     if members or offsets:
         what = f"{members} active members" if members else f"committed offsets for {len(offsets)} partitions"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,8 @@ from streamlab.config import topic_config
 from streamlab.errors import InvalidPartitionsError, TopicExistsError
 from streamlab.model.names import MAX_PARTITIONS as MAX_PARTITIONS  # re-exported: the server checks it
 from streamlab.model.names import validate_topic_name
+
+logger = logging.getLogger("streamlab.broker")
 
 
 def _check_partitions(partitions: object) -> int:
@@ -30,6 +33,24 @@ def create_topic(broker: Broker, name: str, partitions: int = 1, config: Mapping
         state = TopicState(name, full_config)
         state.logs = [broker.open_log(name, p, full_config) for p in range(partitions)]
         broker.topics[name] = state
+
+
+def use_topic(broker: Broker, name: str) -> TopicState:
+    """``broker.topic(name)`` for a client about to use the topic (a producer's send, a
+    Metadata request): an unknown topic is first created as Kafka's
+    ``auto.create.topics.enable`` does, with ``num.partitions`` partitions and the default
+    config. Raises UnknownTopicError when auto-creation is off, InvalidTopicError for a
+    name that cannot be a topic."""
+    if type(name) is str and name not in broker.topics and broker.settings.auto_create_topics_enable:
+        broker.check_open()
+        validate_topic_name(name)
+        try:
+            create_topic(broker, name, broker.settings.num_partitions)
+            logger.info("created topic %r with %d partition(s) on first use (auto.create.topics.enable)",
+                        name, broker.settings.num_partitions)  # fmt: skip
+        except TopicExistsError:
+            pass  # created by someone else in between: use it
+    return broker.topic(name)
 
 
 def create_partitions(broker: Broker, name: str, total: int) -> None:

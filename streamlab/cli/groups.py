@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from streamlab.client.lab import Lab
+from streamlab.front.lab import Lab
 
 
 def _print(df: pd.DataFrame, empty: str) -> None:

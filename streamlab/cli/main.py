@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 import streamlab
-from streamlab.broker.produce import RECORD_OVERHEAD
 from streamlab.cli import check, demo, groups, serve
 from streamlab.errors import RecordTooLargeError, StreamlabError, UnknownPartitionError, UnknownTopicError
+from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.serde import encode
 from streamlab.model.types import Record, TopicPartition
 from streamlab.storage.lock import served_address

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -20,36 +19,15 @@ from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share import check_not_share
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership
-from streamlab.client.timeparse import to_ms
-from streamlab.errors import (
-    ClosedError,
-    ConfigError,
-    OffsetOutOfRangeError,
-    OffsetResetWarning,
-    StreamlabError,
-)
+from streamlab.errors import ClosedError, ConfigError, NoGroupError, OffsetOutOfRangeError, StreamlabError
 from streamlab.groups.assignors import ASSIGNORS
 from streamlab.model.names import validate_group_id
+from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
+from streamlab.port.consumer_rules import warn_offset_reset
 
 OffsetReset = Literal["earliest", "latest", "none"]
 Callback = Callable[[list[TopicPartition]], None]
-
-
-class NoGroupError(StreamlabError):
-    """Committing needs a consumer group: pass ``group=`` when creating the consumer."""
-
-
-def warn_offset_reset(tp: TopicPartition, offset: int, end: int, reset: str, new: int) -> None:
-    """Say that ``offset`` (committed, or sought) lies beyond ``tp``'s end and reading
-    restarts at ``new``: Kafka's OFFSET_OUT_OF_RANGE, which its consumers log, never a silent jump."""
-    warnings.warn(
-        OffsetResetWarning(
-            f"offset {offset} of {tp} is beyond its end ({end}): OFFSET_OUT_OF_RANGE, so reading starts "
-            f"at {new} (auto_offset_reset={reset!r})"
-        ),
-        stacklevel=4,
-    )
 
 
 class Consumer:
@@ -264,7 +242,7 @@ class Consumer:
             if position is None:
                 raise self._no_position(tp)
             try:
-                table = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
+                table, next_position = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
             except OffsetOutOfRangeError:
                 if self._reset == "none":
                     raise
@@ -274,9 +252,8 @@ class Consumer:
                     warn_offset_reset(tp, position, end, self._reset, new)
                 continue
             if table.num_rows:
-                records = to_records(tp.topic, tp.partition, table)
-                out.extend(records)
-                self._positions[tp] = records[-1].offset + 1
+                out.extend(to_records(tp.topic, tp.partition, table))
+            self._positions[tp] = next_position  # past transaction markers too
         return out
 
     # positions --------------------------------------------------------------------------

@@ -25,10 +25,9 @@ import pandas as pd
 import pyarrow as pa
 
 from streamlab.broker import Broker
-from streamlab.broker.produce import RECORD_OVERHEAD, append, sync_all, sync_error
-from streamlab.client.frames import frame_rows
+from streamlab.broker.produce import append, sync_all, sync_error
+from streamlab.broker.topics import use_topic
 from streamlab.client.futures import BatchOutcome, RecordFuture
-from streamlab.client.timeparse import record_timestamp
 from streamlab.errors import (
     ClosedError,
     ConfigError,
@@ -37,12 +36,15 @@ from streamlab.errors import (
     RetentionWarning,
     UnknownPartitionError,
 )
+from streamlab.model.frames import frame_rows
+from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
+from streamlab.model.schema import build_batch
 from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
 from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
+from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import RecordMetadata
 from streamlab.storage.parquet_log import ParquetPartitionLog
-from streamlab.storage.schema import build_batch
 
 Acks = Literal["all", -1, 0, 1]
 
@@ -154,7 +156,7 @@ class Producer:
         if state is None or broker.closed or self._closed:
             if self._closed:
                 raise ClosedError("this producer is closed; create a new one with lab.producer()")
-            state = broker.topic(topic)  # raises the right error
+            state = use_topic(broker, topic)  # created if auto.create.topics.enable, else the right error
         if type(value) is dict:
             try:
                 value_bytes: bytes | None = _dumps(value, option=_JSON_OPTIONS)
@@ -287,7 +289,7 @@ class Producer:
         returns; validates every row before writing any."""
         if self._closed:
             raise ClosedError("this producer is closed; create a new one with lab.producer()")
-        state = self._broker.topic(topic)
+        state = use_topic(self._broker, topic)  # created if auto.create.topics.enable
         n = len(df)
         frame = frame_rows(df, key=key, timestamp=timestamp)
         values, ts = frame.values, frame.timestamps

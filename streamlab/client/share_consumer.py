@@ -34,24 +34,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Literal
 
+from streamlab.api import AcknowledgementMode
 from streamlab.broker import Broker
 from streamlab.broker.share import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup, join_share_group
 from streamlab.client.decode import to_records
-from streamlab.client.share_base import ShareConsumerBase
-from streamlab.errors import ClosedError, ConfigError, UnknownMemberError
-from streamlab.groups.share import (
-    ACK_TYPES,
-    AckType,
-    InvalidRecordStateError,
-    OffsetReset,
-    ShareGroupConfig,
-    ShareGroupError,
-)
+from streamlab.errors import ClosedError, ConfigError, InvalidRecordStateError, ShareGroupError, UnknownMemberError
+from streamlab.model.share import ACK_TYPES, AckType, OffsetReset, ShareGroupConfig
 from streamlab.model.types import Record, TopicPartition
+from streamlab.port.share_base import ShareConsumerBase
 
-AcknowledgementMode = Literal["implicit", "explicit"]
 # Called once per partition whose acknowledgements were sent: (partition, offsets, error).
 AcknowledgementCallback = Callable[[TopicPartition, set[int], InvalidRecordStateError | None], None]
 

@@ -101,12 +101,15 @@ def _encode(version: int, schema: Any, value: Any) -> bytes:
 def decode_subscription(data: bytes) -> ConsumerSubscription:
     version = _version(data, "subscription")
     sub = _read(_read_subscription[min(version, len(_SUBSCRIPTIONS) - 1)], data, "subscription")
-    return ConsumerSubscription(
-        topics=tuple(str(t) for t in sub.topics),
-        owned=_partitions(getattr(sub, "owned_partitions", ())),
-        generation=int(getattr(sub, "generation_id", -1)),
-        user_data=sub.user_data,
-    )
+    try:  # a null array (length -1) decodes as None: malformed, like any other bad bytes
+        return ConsumerSubscription(
+            topics=tuple(str(t) for t in sub.topics),
+            owned=_partitions(getattr(sub, "owned_partitions", ())),
+            generation=int(getattr(sub, "generation_id", -1)),
+            user_data=sub.user_data,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConsumerProtocolError(f"malformed consumer-protocol subscription: {exc}") from None
 
 
 def encode_subscription(topics: Iterable[str], owned: Iterable[TopicPartition] = (), generation: int = -1) -> bytes:
@@ -128,7 +131,10 @@ def decode_assignment(data: bytes) -> tuple[TopicPartition, ...]:
     if not data:
         return ()
     _version(data, "assignment")
-    return _partitions(_read(_read_assignment, data, "assignment").assigned_partitions)
+    try:  # a null array (length -1) decodes as None: malformed, like any other bad bytes
+        return _partitions(_read(_read_assignment, data, "assignment").assigned_partitions)
+    except (TypeError, ValueError) as exc:
+        raise ConsumerProtocolError(f"malformed consumer-protocol assignment: {exc}") from None
 
 
 def encode_assignment(partitions: Iterable[TopicPartition]) -> bytes:

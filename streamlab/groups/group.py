@@ -72,14 +72,24 @@ class Group(JoinSyncGroup):
         """Kafka's offset-commit validation. A commit names a member and its generation,
         unless the group is empty (then anyone may commit, as admin tools do). Commits
         from an old generation, unknown or fenced members are rejected, and so are all
-        commits while the assignment is being handed out. Hold :attr:`cv` across the check
-        and the write so the generation cannot move in between."""
+        commits while the assignment is being handed out; an embedded member whose
+        generation is being replaced gets RebalanceInProgressError, as Kafka's client
+        raises it (its wire counterpart gets ILLEGAL_GENERATION, as from Kafka's broker).
+        Hold :attr:`cv` across the check and the write so the generation cannot move in between."""
         if member_id is None:
             return
         generation = -1 if generation is None else generation
         with self.cv:
             if generation >= 0 or member_id or group_instance_id is not None:
                 member = self._checked_member(member_id, group_instance_id)
+                if generation != self.generation and not member.external and self.state != GroupState.STABLE:
+                    # An embedded member whose generation is being replaced: Kafka's client
+                    # raises RebalanceInProgress here (the application polls, rejoins, and
+                    # its next commit lands); the broker's ILLEGAL_GENERATION is for the wire.
+                    raise RebalanceInProgressError(
+                        f"group {self.group_id!r} is rebalancing (generation {generation} is being replaced); "
+                        "poll again, then commit"
+                    )
                 if generation != self.generation:
                     raise IllegalGenerationError(
                         f"commit from generation {generation} rejected: group {self.group_id!r} is at "

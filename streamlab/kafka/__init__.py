@@ -3,7 +3,7 @@
 >>> lab = streamlab.connect("kafka://127.0.0.1:9092")             # doctest: +SKIP
 
 ``streamlab.connect("kafka://host:port[,host:port...][?librdkafka.option=value&...]")``
-returns a :class:`~streamlab.kafka.lab.KafkaLab`: the same methods, arguments, return
+returns a :class:`~streamlab.kafka.backend.KafkaBackend`: the same methods, arguments, return
 types and exceptions as the embedded :class:`~streamlab.Lab`, so one notebook runs
 against the embedded broker, ``streamlab serve``, Apache Kafka or Redpanda. Query
 parameters go to every librdkafka client as they are (``security.protocol``, ``sasl.*``).
@@ -30,9 +30,11 @@ from streamlab.errors import (
     CorruptRecordError,
     FencedInstanceError,
     GroupNotEmptyError,
+    GroupTypeError,
     IllegalGenerationError,
     InconsistentProtocolError,
     InvalidPartitionsError,
+    InvalidRecordStateError,
     InvalidTopicError,
     OffsetOutOfRangeError,
     OperationTimeoutError,
@@ -44,12 +46,12 @@ from streamlab.errors import (
     UnknownMemberError,
     UnknownPartitionError,
     UnknownTopicError,
+    UnsupportedOperationError,
 )
-from streamlab.groups.share import GroupTypeError, InvalidRecordStateError
 
 if TYPE_CHECKING:
+    from streamlab.kafka.backend import KafkaBackend
     from streamlab.kafka.consumer import KafkaConsumer
-    from streamlab.kafka.lab import KafkaLab
     from streamlab.kafka.mock_cluster import MockCluster
     from streamlab.kafka.producer import KafkaProducer
 
@@ -60,13 +62,6 @@ FORMAT_HEADERS = frozenset({KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER})
 
 log = logging.getLogger("streamlab.kafka")
 log.addHandler(logging.NullHandler())  # librdkafka's reconnect chatter stays out of notebooks unless asked for
-
-
-class UnsupportedOperationError(StreamlabError, NotImplementedError):
-    """The connected cluster cannot do this: it needs the embedded broker's data directory,
-    or an API the cluster does not offer (librdkafka's mock cluster has no admin APIs)."""
-
-    kafka_code = 35  # UNSUPPORTED_VERSION
 
 
 def parse_target(target: str) -> tuple[str, dict[str, str]]:
@@ -156,10 +151,10 @@ def translate(
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing streamlab.kafka must not need confluent-kafka yet
-    if name == "KafkaLab":
-        from streamlab.kafka.lab import KafkaLab
+    if name == "KafkaBackend":
+        from streamlab.kafka.backend import KafkaBackend
 
-        return KafkaLab
+        return KafkaBackend
     if name == "KafkaProducer":
         from streamlab.kafka.producer import KafkaProducer
 
@@ -179,11 +174,10 @@ __all__ = [
     "FORMAT_HEADERS",
     "KEY_FORMAT_HEADER",
     "VALUE_FORMAT_HEADER",
+    "KafkaBackend",
     "KafkaConsumer",
-    "KafkaLab",
     "KafkaProducer",
     "MockCluster",
-    "UnsupportedOperationError",
     "client_config",
     "parse_target",
     "translate",

@@ -8,7 +8,7 @@ start or high watermark. So ``position()`` answers before the first record arriv
 (explicit, every ``auto_commit_interval_ms`` in ``poll``, on revocation and on close)
 commit those positions, as on the embedded broker.
 
-What differs (see also :mod:`streamlab.kafka.lab`):
+What differs (see also :mod:`streamlab.kafka.backend`):
 
 - A group's partitions arrive through the group protocol, during ``poll()``; until the
   first poll after subscribing, ``assignment()`` may be empty (the embedded broker
@@ -24,6 +24,7 @@ The positions, seeking and commits are in :mod:`.consumer_offsets`; reading mess
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import confluent_kafka as ck
 
-from streamlab.client.consumer import warn_offset_reset
 from streamlab.errors import ConfigError, StreamlabError
 from streamlab.kafka import client_config, log, translate
 from streamlab.kafka.consumer_offsets import ConsumerOffsets
@@ -40,9 +40,10 @@ from streamlab.kafka.consumer_offsets import ConsumerOffsets
 from streamlab.kafka.messages import check_message, ck_partition, decode_message, next_batch, to_record
 from streamlab.model.names import validate_group_id
 from streamlab.model.types import Record, TopicPartition
+from streamlab.port.consumer_rules import warn_offset_reset
 
 if TYPE_CHECKING:
-    from streamlab.kafka.lab import KafkaLab
+    from streamlab.kafka.backend import KafkaBackend
 
 __all__ = [
     "Callback",
@@ -82,7 +83,7 @@ class KafkaConsumer(ConsumerOffsets):
 
     def __init__(
         self,
-        lab: KafkaLab,
+        lab: KafkaBackend,
         topics: Iterable[str] | str | None = None,
         *,
         group: str | None = None,
@@ -100,6 +101,7 @@ class KafkaConsumer(ConsumerOffsets):
         group_instance_id: str | None = None,
         heartbeat_interval_ms: int | None = None,
         kafka_config: dict[str, Any] | None = None,
+        pattern: str | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
@@ -142,9 +144,9 @@ class KafkaConsumer(ConsumerOffsets):
         self._last_refresh = time.monotonic()
         self._closed = False
         lab._adopt(self)
-        if topics is not None:
+        if topics is not None or pattern is not None:
             try:
-                self.subscribe(topics)
+                self.subscribe(None if pattern is not None else topics, pattern=pattern)  # a pattern wins
             except BaseException:
                 self.close()
                 raise
@@ -153,17 +155,35 @@ class KafkaConsumer(ConsumerOffsets):
         return f"<streamlab.KafkaConsumer group={self.group!r} assigned={len(self._positions)}>"
 
     # assignment -------------------------------------------------------------------------
-    def subscribe(self, topics: Iterable[str] | str) -> None:
+    def subscribe(self, topics: Iterable[str] | str | None = None, *, pattern: str | None = None) -> None:
+        """Follow ``topics``, or every topic whose whole name matches the regex ``pattern``
+        (in a group, librdkafka re-checks the pattern as topics appear, as Kafka's clients do)."""
         self._check_open()
-        names = [topics] if isinstance(topics, str) else list(topics)
-        for topic in names:
-            self._lab._topic_info(topic)  # UnknownTopicError, as on the embedded broker
+        if (topics is None) == (pattern is None):
+            raise ConfigError("subscribe to a list of topics or to a pattern, not both and not neither")
+        if pattern is not None:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+            listed = self._lab.topic_names()
+            names = sorted(t for t in listed if compiled.fullmatch(t))
+            wanted_names = [f"^({pattern})$"]  # librdkafka's regex subscription: a leading ^
+        else:
+            names = [topics] if isinstance(topics, str) else list(topics or [])
+            for topic in names:
+                self._lab._topic_info(topic)  # UnknownTopicError, as on the embedded broker
+            wanted_names = names
         self._subscription, self._manual = names, False
         if self.group is not None:
-            self._consumer.subscribe(names, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+            self._consumer.subscribe(wanted_names, on_assign=self._assigned, on_revoke=self._revoked,
+                                     on_lost=self._lost)  # fmt: skip
         else:
             wanted = [TopicPartition(t, p) for t in names for p in range(self._lab._topic_info(t).partitions)]
             self._set_manual(wanted)
+
+    def subscription(self) -> list[str]:
+        return list(self._subscription)
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly these partitions, outside any group rebalancing."""

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
 
-from streamlab.client.consumer import NoGroupError
-from streamlab.client.timeparse import to_ms
-from streamlab.errors import ClosedError, OffsetOutOfRangeError, StreamlabError
+from streamlab.errors import ClosedError, NoGroupError, OffsetOutOfRangeError, StreamlabError
 from streamlab.kafka import translate
 from streamlab.kafka.messages import ck_partition, commit_entry
+from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset, committable
 
 if TYPE_CHECKING:
-    from streamlab.kafka.lab import KafkaLab
+    from streamlab.kafka.backend import KafkaBackend
 
 
 class ConsumerOffsets:
@@ -30,7 +29,7 @@ class ConsumerOffsets:
     attributes below in its ``__init__``."""
 
     group: str | None
-    _lab: KafkaLab
+    _lab: KafkaBackend
     _consumer: Any  # a confluent_kafka.Consumer: the package ships no type stubs
     _positions: dict[TopicPartition, int | None]
     _closed: bool

@@ -1,4 +1,4 @@
-"""Consumer groups on a Kafka cluster, for :class:`~streamlab.kafka.lab.KafkaLab`: listing
+"""Consumer groups on a Kafka cluster, for :class:`~streamlab.kafka.backend.KafkaBackend`: listing
 and describing groups, their committed offsets and lag, and resetting those offsets, all
 through the AdminClient.
 
@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import confluent_kafka as ck
 import pandas as pd
 
-from streamlab.client.timeparse import to_ms
-from streamlab.errors import GroupNotEmptyError, OperationTimeoutError, UnknownMemberError
-from streamlab.kafka import UnsupportedOperationError, translate
+from streamlab.errors import GroupNotEmptyError, OperationTimeoutError, UnknownMemberError, UnsupportedOperationError
+from streamlab.kafka import translate
+from streamlab.model.timeparse import to_ms
 from streamlab.model.types import TopicPartition, check_offset
 
 if TYPE_CHECKING:
-    from streamlab.kafka.lab import KafkaLab
+    from streamlab.kafka.backend import KafkaBackend
 
 __all__ = ["committed", "describe_group", "groups", "lag", "reset_offsets"]
 
@@ -30,7 +30,7 @@ _STATES = {"STABLE": "Stable", "EMPTY": "Empty", "DEAD": "Dead", "UNKNOWN": "Unk
            "PREPARING_REBALANCING": "PreparingRebalance", "COMPLETING_REBALANCING": "CompletingRebalance"}  # fmt: skip
 
 
-def _admin_call(lab: KafkaLab, future: concurrent.futures.Future[Any], what: str) -> Any:
+def _admin_call(lab: KafkaBackend, future: concurrent.futures.Future[Any], what: str) -> Any:
     try:
         return future.result(timeout=lab.timeout + 5)
     except ck.KafkaException as exc:
@@ -39,14 +39,14 @@ def _admin_call(lab: KafkaLab, future: concurrent.futures.Future[Any], what: str
         raise OperationTimeoutError(f"{what} timed out after {lab.timeout} s") from exc
 
 
-def _describe_groups(lab: KafkaLab, ids: list[str]) -> dict[str, Any]:
+def _describe_groups(lab: KafkaBackend, ids: list[str]) -> dict[str, Any]:
     if not ids:
         return {}
     futures = lab._admin.describe_consumer_groups(ids, request_timeout=lab.timeout)
     return {g: _admin_call(lab, f, f"describing group {g!r}") for g, f in sorted(futures.items())}
 
 
-def groups(lab: KafkaLab) -> pd.DataFrame:
+def groups(lab: KafkaBackend) -> pd.DataFrame:
     # Consumer groups only (ListGroups without a type filter): share groups need the
     # embedded broker's view, as does their per-record state.
     columns = ["group", "type", "state", "generation", "members", "assignor"]
@@ -65,7 +65,7 @@ def groups(lab: KafkaLab) -> pd.DataFrame:
     return df
 
 
-def describe_group(lab: KafkaLab, group: str) -> pd.DataFrame:
+def describe_group(lab: KafkaBackend, group: str) -> pd.DataFrame:
     described = _describe_groups(lab, [group]).get(group)
     rows = [
         {"member": m.member_id, "client_id": m.client_id, "host": m.host, "topic": tp.topic,
@@ -76,7 +76,7 @@ def describe_group(lab: KafkaLab, group: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["member", "client_id", "host", "topic", "partition"])
 
 
-def committed(lab: KafkaLab, group: str, topics: Sequence[str] | None = None) -> dict[TopicPartition, int]:
+def committed(lab: KafkaBackend, group: str, topics: Sequence[str] | None = None) -> dict[TopicPartition, int]:
     """The group's committed offsets on ``topics`` (default: all)."""
     from confluent_kafka import ConsumerGroupTopicPartitions
 
@@ -102,7 +102,7 @@ def committed(lab: KafkaLab, group: str, topics: Sequence[str] | None = None) ->
     return {TopicPartition(p.topic, p.partition): p.offset for p in answer.topic_partitions if p.offset >= 0}
 
 
-def lag(lab: KafkaLab, group: str) -> pd.DataFrame:
+def lag(lab: KafkaBackend, group: str) -> pd.DataFrame:
     """Per partition: committed offset, end offset, lag in records and in time."""
     offsets = committed(lab, group)
     marks = lab._watermarks(sorted(offsets))
@@ -122,7 +122,7 @@ def lag(lab: KafkaLab, group: str) -> pd.DataFrame:
 
 
 def reset_offsets(
-    lab: KafkaLab, group: str, to: Any = "earliest", *, dry_run: bool = True, topics: list[str] | None = None
+    lab: KafkaBackend, group: str, to: Any = "earliest", *, dry_run: bool = True, topics: list[str] | None = None
 ) -> pd.DataFrame:
     """Preview moving ``group``'s offsets to "earliest", "latest", a time or {tp: offset};
     ``dry_run=False`` applies it (only while the group has no active members)."""
@@ -155,7 +155,7 @@ def reset_offsets(
     return pd.DataFrame(rows, columns=["topic", "partition", "current", "new", "replayed", "skipped"])
 
 
-def _apply_offsets(lab: KafkaLab, group: str, offsets: list[ck.TopicPartition]) -> None:
+def _apply_offsets(lab: KafkaBackend, group: str, offsets: list[ck.TopicPartition]) -> None:
     from confluent_kafka import ConsumerGroupTopicPartitions
 
     try:

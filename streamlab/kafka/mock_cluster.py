@@ -11,7 +11,7 @@ oracle for ``kafka://``.
 ...     lab = streamlab.connect("kafka://" + cluster.bootstrap)
 
 The mock has no admin APIs (CreateTopics, DeleteTopics, DescribeConfigs, ListGroups,
-DescribeGroups are missing) and its ListOffsets ignores timestamps. A :class:`KafkaLab`
+DescribeGroups are missing) and its ListOffsets ignores timestamps. A :class:`KafkaBackend`
 connected to a cluster created here in the same process finds it with :func:`find` and
 creates and deletes topics through the C API instead (:class:`MockTopicAdmin`); offsets
 for a time are searched for by reading records.
@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlab.config import topic_config
-from streamlab.errors import ConfigError, StreamlabError, TopicExistsError
-from streamlab.kafka import UnsupportedOperationError
+from streamlab.errors import ConfigError, StreamlabError, TopicExistsError, UnsupportedOperationError
 
 _c = ctypes  # short alias for the signature table
 _live: dict[str, MockCluster] = {}
@@ -80,6 +79,8 @@ def _lib() -> ctypes.CDLL:
         "rd_kafka_mock_group_initial_rebalance_delay_ms": (None, [_c.c_void_p, _c.c_int32]),
         "rd_kafka_mock_coordinator_set": (_c.c_int, [_c.c_void_p, _c.c_char_p, _c.c_char_p, _c.c_int32]),
         "rd_kafka_mock_sharegroup_set_record_lock_duration": (None, [_c.c_void_p, _c.c_int]),
+        "rd_kafka_mock_set_group_consumer_session_timeout_ms": (None, [_c.c_void_p, _c.c_int]),
+        "rd_kafka_mock_set_group_consumer_heartbeat_interval_ms": (None, [_c.c_void_p, _c.c_int]),
         "rd_kafka_mock_sharegroup_set_max_delivery_attempts": (None, [_c.c_void_p, _c.c_int]),
         "rd_kafka_mock_sharegroup_set_auto_offset_reset": (None, [_c.c_void_p, _c.c_int]),
     }
@@ -125,7 +126,7 @@ class MockCluster:
             raise MockClusterError("rd_kafka_mock_cluster_new failed")
         lib.rd_kafka_mock_group_initial_rebalance_delay_ms(self._cluster, initial_rebalance_delay_ms)
         self.bootstrap: str = lib.rd_kafka_mock_cluster_bootstraps(self._cluster).decode()
-        self.topic_configs: dict[str, dict[str, Any]] = {}  # what create_topic was told, for KafkaLab
+        self.topic_configs: dict[str, dict[str, Any]] = {}  # what create_topic was told, for KafkaBackend
         with _live_lock:
             _live[self.bootstrap] = self
 
@@ -194,6 +195,20 @@ class MockCluster:
                 lib.rd_kafka_mock_sharegroup_set_max_delivery_attempts(cluster, delivery_count_limit)
             if auto_offset_reset is not None:
                 lib.rd_kafka_mock_sharegroup_set_auto_offset_reset(cluster, int(auto_offset_reset == "earliest"))
+
+    # consumer groups of the KIP-848 protocol ----------------------------------------------
+    def consumer_group_settings(
+        self, *, session_timeout_ms: int | None = None, heartbeat_interval_ms: int | None = None
+    ) -> None:
+        """``group.consumer.session.timeout.ms`` and ``group.consumer.heartbeat.interval.ms`` of
+        the mock, for all its consumer groups of the consumer protocol (KIP-848)."""
+        lib = _lib()
+        with self._lock:
+            cluster = self._handle()
+            if session_timeout_ms is not None:
+                lib.rd_kafka_mock_set_group_consumer_session_timeout_ms(cluster, session_timeout_ms)
+            if heartbeat_interval_ms is not None:
+                lib.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(cluster, heartbeat_interval_ms)
 
     # brokers ----------------------------------------------------------------------------
     def broker_down(self, broker_id: int) -> None:

@@ -21,9 +21,6 @@ import confluent_kafka as ck
 import numpy as np
 import pandas as pd
 
-from streamlab.broker.produce import RECORD_OVERHEAD
-from streamlab.client.frames import frame_rows
-from streamlab.client.timeparse import record_timestamp
 from streamlab.errors import (
     ClosedError,
     ConfigError,
@@ -33,12 +30,15 @@ from streamlab.errors import (
     UnknownPartitionError,
 )
 from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, client_config, translate
+from streamlab.model.frames import frame_rows
+from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.partitioner import PARTITIONERS, Partitioner
 from streamlab.model.serde import FMT_JSON, encode, encode_headers
+from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import RecordMetadata
 
 if TYPE_CHECKING:
-    from streamlab.kafka.lab import KafkaLab
+    from streamlab.kafka.backend import KafkaBackend
 
 Acks = Literal["all", -1, 0, 1]
 _FORMAT_DIGITS = [str(f).encode() for f in range(10)]
@@ -56,7 +56,7 @@ class KafkaProducer:
 
     def __init__(
         self,
-        lab: KafkaLab,
+        lab: KafkaBackend,
         *,
         acks: Acks = "all",
         linger_ms: float = 5,

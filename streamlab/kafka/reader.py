@@ -1,4 +1,4 @@
-"""Reading a Kafka cluster's partitions for :class:`~streamlab.kafka.lab.KafkaLab`: offsets
+"""Reading a Kafka cluster's partitions for :class:`~streamlab.kafka.backend.KafkaBackend`: offsets
 (ListOffsets, and the first offset at or after a time) and ranges of records read into
 Arrow tables, the source of ``replay``, ``sql``, ``lag`` and offset resets.
 
@@ -20,13 +20,13 @@ import confluent_kafka as ck
 import pyarrow as pa
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from streamlab.broker import query
 from streamlab.errors import OperationTimeoutError
 from streamlab.kafka import client_config, translate
 from streamlab.kafka.messages import check_message, ck_partition, decode_message, next_batch
+from streamlab.model.fields import expand_json_objects
+from streamlab.model.schema import HEADER_TYPE, RECORD_SCHEMA, TIMESTAMP_TYPE
 from streamlab.model.types import TopicPartition
-from streamlab.storage.fields import expand_json_objects
-from streamlab.storage.schema import FIELDS_COLUMN, HEADER_TYPE, RECORD_SCHEMA, TIMESTAMP_TYPE
+from streamlab.model.views import FIELDS_COLUMN, Bounds
 
 __all__ = ["KafkaReader"]
 
@@ -120,8 +120,9 @@ class KafkaReader:
             return None
         return int(table.column("offset")[0].as_py()), int(table.column("timestamp").cast(pa.int64())[0].as_py())
 
-    def read_topic(self, topic: str, bounds: query.Bounds, *, progress_from: int) -> pa.Table:
-        """The stored rows of ``bounds``'s partitions of ``topic``, JSON objects expanded."""
+    def read_topic(self, topic: str, bounds: Bounds, *, progress: Callable[[int], object] | None) -> pa.Table:
+        """The stored rows of ``bounds``'s partitions of ``topic``, JSON objects expanded;
+        ``progress`` is called with each record count read (for the front's progress bar)."""
         tps = [TopicPartition(topic, p) for p in (bounds.partitions or [])]
         marks = self.watermarks(tps)
         starts = {tp: max(low, bounds.start_offset or 0) for tp, (low, _) in marks.items()}
@@ -132,9 +133,7 @@ class KafkaReader:
             starts = {tp: max(o, starts[tp]) for tp, o in self.offsets_for_time(tps, bounds.start_ms).items()}
         if bounds.end_ms is not None:
             ends = {tp: min(o, ends[tp]) for tp, o in self.offsets_for_time(tps, bounds.end_ms).items()}
-        table = self.read(
-            {tp: (starts[tp], ends[tp]) for tp in tps}, desc=f"replay {topic}", progress_from=progress_from
-        )
+        table = self.read({tp: (starts[tp], ends[tp]) for tp in tps}, progress=progress)
         fields = expand_json_objects(table) if table.num_rows else None
         return table if fields is None else table.append_column(FIELDS_COLUMN, fields)
 
@@ -142,25 +141,19 @@ class KafkaReader:
         self,
         ranges: Mapping[TopicPartition, tuple[int, int]],
         *,
-        desc: str = "",
-        progress_from: int | None = None,
+        progress: Callable[[int], object] | None = None,
         first_only: bool = False,
     ) -> pa.Table:
-        """Records in [start, end) of each partition as one Arrow table (RECORD_SCHEMA + partition);
-        a progress bar when there are ``progress_from`` records or more (None: never)."""
+        """Records in [start, end) of each partition as one Arrow table (RECORD_SCHEMA + partition)."""
         pending = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
         rows: dict[str, list[Any]] = {name: [] for name in ("partition", *RECORD_SCHEMA.names)}
-        total = sum(end - start for start, end in pending.values())
         if pending:
-            from tqdm.auto import tqdm
-
-            quiet = progress_from is None or total < progress_from
-            with self._lock, tqdm(total=total, disable=quiet, desc=desc, unit="rec") as bar:
+            with self._lock:
                 reader = self._reader()
                 assigned = [ck_partition(tp, start) for tp, (start, _) in pending.items()]
                 reader.assign(assigned)
                 try:
-                    self._fill(reader, pending, rows, bar, first_only)
+                    self._fill(reader, pending, rows, progress or _ignore, first_only)
                 finally:
                     reader.resume(assigned)  # a pause outlives unassign() in librdkafka
                     reader.unassign()
@@ -182,7 +175,7 @@ class KafkaReader:
         reader: Any,
         pending: dict[TopicPartition, tuple[int, int]],
         rows: dict[str, list[Any]],
-        bar: Any,
+        progress: Callable[[int], object],
         first_only: bool,
     ) -> None:
         idle_since = time.monotonic()
@@ -218,7 +211,7 @@ class KafkaReader:
                          [{"key": k, "value": v} for k, v in headers] or None)  # fmt: skip
                 for column, cell in zip(rows.values(), cells, strict=True):
                     column.append(cell)
-                bar.update(1)
+                progress(1)
                 if first_only or offset >= span[1] - 1:
                     del pending[tp]
                     reader.pause([ck_partition(tp)])
@@ -226,3 +219,7 @@ class KafkaReader:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def _ignore(_count: int) -> None:
+    """No progress bar."""

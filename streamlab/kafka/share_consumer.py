@@ -24,32 +24,24 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import confluent_kafka as ck
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from streamlab.client.share_base import ShareConsumerBase
-from streamlab.client.share_consumer import AcknowledgementMode
-from streamlab.errors import ClosedError, ConfigError
-from streamlab.groups.share import (
-    ACK_TYPES,
-    AckType,
-    InvalidRecordStateError,
-    OffsetReset,
-    ShareGroupConfig,
-    ShareGroupError,
-    ShareOperationError,
-)
+from streamlab.api import AcknowledgementMode
+from streamlab.errors import ClosedError, ConfigError, InvalidRecordStateError, ShareGroupError, ShareOperationError
 from streamlab.kafka import client_config, translate
 from streamlab.kafka import mock_cluster as mocks
 from streamlab.kafka.messages import check_message, to_record
+from streamlab.model.share import ACK_TYPES, AckType, OffsetReset, ShareGroupConfig
 from streamlab.model.types import Record, TopicPartition
+from streamlab.port.share_base import ShareConsumerBase
 
 if TYPE_CHECKING:
-    from streamlab.kafka.lab import KafkaLab
+    from streamlab.kafka.backend import KafkaBackend
 
 _ACK = {"accept": ck.AcknowledgeType.ACCEPT, "release": ck.AcknowledgeType.RELEASE,
         "reject": ck.AcknowledgeType.REJECT}  # fmt: skip
 INVALID_RECORD_STATE = 121
 
 
-def configure_share_group(lab: KafkaLab, group: str, config: ShareGroupConfig, lock_ms: int) -> None:
+def configure_share_group(lab: KafkaBackend, group: str, config: ShareGroupConfig, lock_ms: int) -> None:
     """Give ``group`` the settings a share consumer asked for (see the module doc)."""
     cluster = mocks.find(lab.bootstrap)
     if cluster is not None:
@@ -75,7 +67,7 @@ class KafkaShareConsumer(ShareConsumerBase):
 
     def __init__(
         self,
-        lab: KafkaLab,
+        lab: KafkaBackend,
         topics: Iterable[str] | str,
         *,
         group: str,

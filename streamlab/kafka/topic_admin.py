@@ -1,5 +1,5 @@
 """Topic administration on a Kafka cluster: the :class:`TopicAdmin` interface
-:class:`~streamlab.kafka.lab.KafkaLab` creates, grows, configures and deletes topics
+:class:`~streamlab.kafka.backend.KafkaBackend` creates, grows, configures and deletes topics
 through, its AdminClient engine :class:`KafkaTopicAdmin`, and the :class:`TopicInfo` the
 lab caches per topic.
 

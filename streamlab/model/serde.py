@@ -17,6 +17,10 @@ FMT_NULL: Final = 0
 FMT_BYTES: Final = 1
 FMT_STR: Final = 2
 FMT_JSON: Final = 3
+# A transaction marker (commit/abort control record), never a user's key or value: the
+# key holds Kafka's control key (version, type) and the value its control value. Readers
+# skip rows with this key format (streamlab.broker.transactions.visible_filter_sql).
+FMT_CONTROL: Final = -1
 
 # orjson is several times faster than the standard library both ways, and both ways are hot
 # paths (one send per record, one decode per consumed record). Like JavaScript's

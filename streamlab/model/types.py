@@ -119,6 +119,9 @@ class OffsetAndMetadata:
 
     offset: int
     metadata: str = ""
+    # The leader epoch of the last record consumed, as a Kafka client commits it (None: not
+    # given); kept so OffsetFetch returns it (clients use it to detect log truncation).
+    leader_epoch: int | None = None
 
 
 def committable(tp: TopicPartition, value: object) -> OffsetAndMetadata:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.model.types import TopicPartition
-from streamlab.notebook.state_helpers import LabLike, _group_snapshot, _n, _partitions_text, _rows
+from streamlab.notebook.state_helpers import _group_snapshot, _n, _partitions_text, _rows
 from streamlab.notebook.ticker import Ticker
 
 __all__ = ["ConsumerPool"]
@@ -33,7 +34,7 @@ class ConsumerPool:
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         topic: str | Sequence[str],
         group: str,
         *,

@@ -9,8 +9,8 @@ from typing import Any
 
 import ipywidgets as w
 
+from streamlab.front.lab import Lab
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
-from streamlab.notebook.state_helpers import LabLike
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
 from streamlab.notebook.widget_helpers import _Composite, _Live, _title
 
@@ -23,7 +23,7 @@ class Dashboard(_Composite):
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         topic: str,
         group: str,
         *,

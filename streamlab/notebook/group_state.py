@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.model.types import TopicPartition
 from streamlab.notebook.consumer_pool import ConsumerPool
 from streamlab.notebook.state_helpers import (
-    LabLike,
     _group_snapshot,
     _label_text,
     _maybe_int,
@@ -45,7 +45,7 @@ class LagState:
     """Per partition: log start, the group's committed offset, the end offset and the lag
     in records and in time. Every refresh also appends a sample to :attr:`samples`."""
 
-    def __init__(self, lab: LabLike, topic: str, group: str, *, history: int = 600) -> None:
+    def __init__(self, lab: Lab, topic: str, group: str, *, history: int = 600) -> None:
         self.lab, self.topic, self.group = lab, topic, group
         self.rows: list[PartitionLag] = []
         self.samples: deque[tuple[datetime, dict[int, int]]] = deque(maxlen=history)
@@ -128,7 +128,7 @@ class RebalanceTimelineState:
     :class:`ConsumerPool`), so a notebook can cause rebalances and watch them.
     """
 
-    def __init__(self, lab: LabLike, group: str, topic: str | None = None, **consumer_config: Any) -> None:
+    def __init__(self, lab: Lab, group: str, topic: str | None = None, **consumer_config: Any) -> None:
         self.lab, self.group, self.topic = lab, group, topic
         self.consumer_config = consumer_config
         self.state, self.assignor, self.member_count = "Empty", "", 0

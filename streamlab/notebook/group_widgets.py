@@ -12,9 +12,10 @@ from typing import Any
 import ipywidgets as w
 
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.notebook.consumer_pool import ConsumerPool
 from streamlab.notebook.group_state import LagState, RebalanceTimelineState
-from streamlab.notebook.state_helpers import LabLike, colors_for
+from streamlab.notebook.state_helpers import colors_for
 from streamlab.notebook.widget_helpers import (
     _esc,
     _Live,
@@ -40,7 +41,7 @@ def _bar(log_start: int, committed: int | None, end: int, scale: int) -> str:
 class OffsetsLag(_Live):
     """Per partition: log start, committed offset and end as bars, lag in records and time."""
 
-    def __init__(self, lab: LabLike, topic: str, group: str, *, interval: float = 1.0, autostart: bool = True) -> None:
+    def __init__(self, lab: Lab, topic: str, group: str, *, interval: float = 1.0, autostart: bool = True) -> None:
         super().__init__(interval=interval, autostart=autostart)
         self.state = LagState(lab, topic, group)
         self.body = w.HTML()
@@ -82,7 +83,7 @@ class RebalanceTimeline(_Live):
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         group: str,
         topic: str | None = None,
         *,

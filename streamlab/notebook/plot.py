@@ -20,9 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from streamlab.front.lab import Lab
 from streamlab.notebook.group_state import LagState, RebalanceTimelineState
 from streamlab.notebook.share_state import NOT_YET_DELIVERED_COLOR, STATE_COLORS, ShareGroupState
-from streamlab.notebook.state_helpers import PALETTE, LabLike, colors_for
+from streamlab.notebook.state_helpers import PALETTE, colors_for
 
 __all__ = [
     "offsets_and_lag",
@@ -80,7 +81,7 @@ def _empty(ax: Axes, text: str) -> None:
 
 
 def offsets_and_lag(
-    lab: LabLike, topic: str, group: str, *, history: LagState | None = None, summary: bool = False
+    lab: Lab, topic: str, group: str, *, history: LagState | None = None, summary: bool = False
 ) -> Figure:
     """Per partition, bars from 0 to the end offset: removed by retention (before the log
     start), consumed (up to the group's committed offset) and lag. With ``history`` (a
@@ -118,7 +119,7 @@ def offsets_and_lag(
     return _finish(fig, state.summary(), summary)
 
 
-def records_per_partition(lab: LabLike, topic: str, *, top: int = 10, summary: bool = False) -> Figure:
+def records_per_partition(lab: Lab, topic: str, *, top: int = 10, summary: bool = False) -> Figure:
     """Records in each partition next to the busiest keys: how evenly keys spread load."""
     offsets = lab.offsets(topic)
     columns = ["partition", "log_start_offset", "high_watermark"]
@@ -158,7 +159,7 @@ def records_per_partition(lab: LabLike, topic: str, *, top: int = 10, summary: b
     return _finish(fig, "\n".join(lines), summary)
 
 
-def rebalance_timeline(lab: LabLike, group: str, *, summary: bool = False) -> Figure:
+def rebalance_timeline(lab: Lab, group: str, *, summary: bool = False) -> Figure:
     """A Gantt chart of partition ownership: one row per partition, one column per
     generation, coloured by the member that owned it; crosses mark revocations."""
     state = RebalanceTimelineState(lab, group)
@@ -189,7 +190,7 @@ def rebalance_timeline(lab: LabLike, group: str, *, summary: bool = False) -> Fi
     return _finish(fig, state.summary(), summary)
 
 
-def throughput(lab: LabLike, topic: str, freq: str = "1h", *, summary: bool = False) -> Figure:
+def throughput(lab: Lab, topic: str, freq: str = "1h", *, summary: bool = False) -> Figure:
     """Records per ``freq`` (a pandas frequency: "1min", "1h", "1D"), per partition and in
     total, by record timestamp."""
     df = lab.replay(topic)[["partition", "timestamp"]]
@@ -215,7 +216,7 @@ def throughput(lab: LabLike, topic: str, freq: str = "1h", *, summary: bool = Fa
 
 
 def share_states(
-    lab: LabLike, group: str, *, topic: str | None = None, max_records: int = 200, summary: bool = False
+    lab: Lab, group: str, *, topic: str | None = None, max_records: int = 200, summary: bool = False
 ) -> Figure:
     """A share group's in-flight records: one row per partition, x the offset, each record
     coloured by its state with its delivery count written in, then the records not yet

@@ -16,8 +16,9 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.model.types import RecordMetadata
-from streamlab.notebook.state_helpers import LabLike, _n, _short
+from streamlab.notebook.state_helpers import _n, _short
 
 __all__ = ["ProducerPanelState", "Sent"]
 
@@ -40,7 +41,7 @@ class ProducerPanelState:
     """Send one record by hand, or run a generator replaying a dataset at ``rate`` records
     per second in a background thread; keeps where the last records went."""
 
-    def __init__(self, lab: LabLike, topic: str, *, keep: int = 10, **producer_config: Any) -> None:
+    def __init__(self, lab: Lab, topic: str, *, keep: int = 10, **producer_config: Any) -> None:
         self.lab, self.topic = lab, topic
         self.producer_config = producer_config
         self.sent: deque[Sent] = deque(maxlen=keep)

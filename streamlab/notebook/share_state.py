@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from streamlab.broker.core import Broker
-from streamlab.broker.share import share_groups
-from streamlab.errors import ConfigError
+from streamlab.errors import ConfigError, UnsupportedOperationError
+from streamlab.front.lab import Lab
 from streamlab.groups.share import RecordState, now_ms
-from streamlab.kafka import UnsupportedOperationError
 
 __all__ = [
     "STATES",
@@ -92,17 +90,17 @@ class ShareGroupState:
     """A share group's in-flight records and members, read from the embedded broker by
     :meth:`refresh`; ``topic`` narrows it to one of the group's topics."""
 
-    def __init__(self, lab: Any, group: str, *, topic: str | None = None, max_records: int = 200) -> None:
-        broker = getattr(lab, "broker", None)
-        if not callable(getattr(lab, "share_state", None)) or not isinstance(broker, Broker):
+    def __init__(self, lab: Lab, group: str, *, topic: str | None = None, max_records: int = 200) -> None:
+        try:
+            lab.backend.share_group_snapshot(group)
+        except UnsupportedOperationError:
             raise ShareViewUnavailableError(
                 f"the share-group views need the embedded broker (streamlab.connect(<directory>)): {lab!r} "
                 "keeps no share-group state these views can read"
-            )
+            ) from None
         if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
             raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
         self.lab, self.group, self.topic, self.max_records = lab, group, topic, max_records
-        self._broker = broker
         self.exists = False
         self.delivery_count_limit: int | None = None
         self.dead_letter_topic: str | None = None
@@ -110,19 +108,15 @@ class ShareGroupState:
         self.members: list[ShareMemberInfo] = []
 
     def refresh(self) -> None:
-        group = share_groups(self._broker).get(self.group)
-        if group is None:  # no share consumer has joined it yet: a live view waits for one
+        snapshot = self.lab.backend.share_group_snapshot(self.group)
+        if snapshot is None:  # no share consumer has joined it yet: a live view waits for one
             self.exists, self.delivery_count_limit, self.dead_letter_topic = False, None, None
             self.partitions, self.members = [], []
             return
-        # Read from the broker rather than lab.share_state(): that is one table, and the
-        # partitions and members must come from the same moment (the group's lock is reentrant).
-        with group.lock:
-            parts, records, members = group.partition_rows(), group.state_rows(), group.member_rows()
-            config = group.config
+        parts, records, members = snapshot.partitions, snapshot.records, snapshot.members
         now = now_ms()
         self.exists = True
-        self.delivery_count_limit, self.dead_letter_topic = config.delivery_count_limit, config.dead_letter_topic
+        self.delivery_count_limit, self.dead_letter_topic = snapshot.delivery_count_limit, snapshot.dead_letter_topic
         labels = _labels(members)
         self.members = [ShareMemberInfo(labels[m["member"]], m["member"], int(m["held"])) for m in members]
         by_tp: dict[tuple[str, int], list[dict[str, Any]]] = {}

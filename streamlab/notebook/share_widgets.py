@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipywidgets as w
 
+from streamlab.front.lab import Lab
 from streamlab.notebook.group_widgets import OffsetsLag
 from streamlab.notebook.share_state import (
     NOT_YET_DELIVERED_COLOR,
@@ -22,7 +23,6 @@ from streamlab.notebook.share_state import (
     ShareGroupState,
     SharePartitionInfo,
 )
-from streamlab.notebook.state_helpers import LabLike
 from streamlab.notebook.widget_helpers import _Composite, _esc, _Live, _set, _table, _title
 
 __all__ = ["QueueVsStream", "ShareGroupView"]
@@ -76,7 +76,7 @@ class ShareGroupView(_Live):
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         group: str,
         *,
         topic: str | None = None,
@@ -128,7 +128,7 @@ class QueueVsStream(_Composite):
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         topic: str,
         *,
         share_group: str,

@@ -14,7 +14,7 @@ no history.
 The states live in one module per view; this one gathers them under the name notebooks
 and user code import them by:
 
-- :mod:`.state_helpers`: :class:`LabLike`, member labels and colours
+- :mod:`.state_helpers`: :class:`Lab`, member labels and colours
 - :mod:`.ticker`: :class:`Ticker`, the background refresh
 - :mod:`.topic_state`: :class:`TopicBrowserState`, :class:`TailState`
 - :mod:`.group_state`: :class:`LagState`, :class:`RebalanceTimelineState`
@@ -33,7 +33,7 @@ from streamlab.notebook.group_state import (
     generations_from,
 )
 from streamlab.notebook.producer_state import ProducerPanelState, Sent
-from streamlab.notebook.state_helpers import PALETTE, LabLike, colors_for, member_label
+from streamlab.notebook.state_helpers import PALETTE, colors_for, member_label
 from streamlab.notebook.ticker import Ticker
 from streamlab.notebook.topic_state import PartitionInfo, TailState, TopicBrowserState, TopicInfo
 
@@ -41,7 +41,6 @@ __all__ = [
     "PALETTE",
     "ConsumerPool",
     "Generation",
-    "LabLike",
     "LagState",
     "PartitionInfo",
     "PartitionLag",

@@ -1,5 +1,6 @@
-"""What every notebook state module shares: the :class:`LabLike` protocol they read from,
-member labels and their colours, and small readers and formatters of a Lab's tables.
+"""What every notebook state module shares: member labels and their colours, and small
+readers and formatters of a Lab's tables. The state modules read from the one
+:class:`streamlab.front.lab.Lab` front, whatever its backend.
 
 Kept apart so that the state modules (topics, groups, producer) depend on it and not on
 one another.
@@ -10,35 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from streamlab.model.types import TopicPartition
 
-__all__ = ["PALETTE", "LabLike", "colors_for", "member_label"]
+if TYPE_CHECKING:
+    from streamlab.front.lab import Lab
 
-
-class LabLike(Protocol):
-    """The part of :class:`streamlab.Lab` the notebook layer uses."""
-
-    def topics(self) -> pd.DataFrame: ...
-    def offsets(self, topic: str) -> pd.DataFrame: ...
-    def producer(self, **config: Any) -> Any: ...
-    def consumer(self, topics: Any = None, **config: Any) -> Any: ...
-    def groups(self) -> pd.DataFrame: ...
-    def describe_group(self, group: str) -> pd.DataFrame: ...
-    def lag(self, group: str) -> pd.DataFrame: ...
-    def replay(
-        self,
-        topic: str,
-        start: Any = None,
-        end: Any = None,
-        partitions: Sequence[int] | None = None,
-        *,
-        raw: bool = False,
-        headers: bool = False,
-    ) -> pd.DataFrame: ...
+__all__ = ["PALETTE", "colors_for", "member_label"]
 
 
 # helpers ----------------------------------------------------------------------------------
@@ -94,7 +76,7 @@ def _stamp(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _group_snapshot(lab: LabLike, group: str, tries: int = 5) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def _group_snapshot(lab: Lab, group: str, tries: int = 5) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The group's row of ``lab.groups()`` and its ``describe_group`` rows, read so they
     agree: two calls are not one snapshot, so the group row is read before and after the
     members, and again while it changed in between (a rebalance always moves the state or

@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.model.types import Record, TopicPartition
-from streamlab.notebook.state_helpers import LabLike, _maybe_int, _n, _rows, _short, _stamp
+from streamlab.notebook.state_helpers import _maybe_int, _n, _rows, _short, _stamp
 
 __all__ = ["PartitionInfo", "TailState", "TopicBrowserState", "TopicInfo"]
 
@@ -46,11 +47,10 @@ class PartitionInfo:
         return self.end - self.log_start
 
 
-def _partition_bytes(lab: LabLike, topic: str, partition: int) -> int | None:
-    broker = getattr(lab, "broker", None)  # the embedded broker knows its files
+def _partition_bytes(lab: Lab, topic: str, partition: int) -> int | None:
     try:
-        return int(broker.log(topic, partition).size_bytes()) if broker is not None else None
-    except (AttributeError, StreamlabError):
+        return lab.backend.partition_bytes(topic, partition)  # None where the backend cannot tell
+    except StreamlabError:
         return None
 
 
@@ -64,7 +64,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 class TopicBrowserState:
     """Topics with their partitions, offsets, sizes and retention; a slice of records."""
 
-    def __init__(self, lab: LabLike, topic: str | None = None, *, limit: int = 20) -> None:
+    def __init__(self, lab: Lab, topic: str | None = None, *, limit: int = 20) -> None:
         self.lab = lab
         self.topic = topic
         self.partition: int | None = None
@@ -196,7 +196,7 @@ class TailState:
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         topic: str,
         *,
         per_partition: int = 5,

@@ -12,8 +12,8 @@ import ipywidgets as w
 import pandas as pd
 
 from streamlab.errors import StreamlabError
+from streamlab.front.lab import Lab
 from streamlab.notebook.producer_state import ProducerPanelState
-from streamlab.notebook.state_helpers import LabLike
 from streamlab.notebook.topic_state import TailState, TopicBrowserState
 from streamlab.notebook.widget_helpers import (
     _bound,
@@ -37,7 +37,7 @@ class ProducerPanel(_Live):
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         topic: str,
         *,
         interval: float = 0.5,
@@ -124,7 +124,7 @@ class LiveTail(_Live):
 
     def __init__(
         self,
-        lab: LabLike,
+        lab: Lab,
         topic: str,
         filter: str | None = None,
         *,
@@ -173,9 +173,7 @@ _ALL = -1  # the partition dropdown's "all" (a None value would show as no selec
 class TopicBrowser(_Live):
     """Topics, partitions, offsets, sizes and retention; a slice of records to pandas."""
 
-    def __init__(
-        self, lab: LabLike, topic: str | None = None, *, interval: float = 2.0, autostart: bool = True
-    ) -> None:
+    def __init__(self, lab: Lab, topic: str | None = None, *, interval: float = 2.0, autostart: bool = True) -> None:
         super().__init__(interval=interval, autostart=autostart)
         self.state = TopicBrowserState(lab, topic)
         self.topics = w.HTML()

@@ -21,17 +21,20 @@ newest version a client expects and go low enough for feature probes:
   and FindCoordinator start at 0.
 * The minimums cannot go below what kio (Kafka 4.x schemas) models: Produce 3, Fetch 4,
   ListOffsets 1, OffsetCommit 2, OffsetFetch 1, CreateTopics 2, DeleteTopics 1,
-  DescribeConfigs 1.
+  DescribeConfigs 1, CreateAcls/DescribeAcls/DeleteAcls 1 (librdkafka's admin client uses 1).
+* SaslHandshake goes down to 0 because librdkafka only sends a handshake to brokers whose
+  range includes v0; clients pick v1, after which tokens travel in SaslAuthenticate.
 * Maximums stop before versions that would need broker features streamlab lacks:
   Produce 9 (10-12 add leader-discovery tags and transactions v2, 13 names topics by ID),
-  Fetch 12 (13+ name topics by ID only), OffsetCommit/OffsetFetch 8 (9+ belong to KIP-848
-  consumer groups), ListOffsets 7 (8+ are tiered-storage specs), InitProducerId 4 (5+ is
-  transactions v2), ListGroups 4 (5 filters by group type), DescribeGroups 5 (6 reports
-  missing groups as errors, KIP-1043). The share-group APIs (KIP-932) start at v1, as
+  Fetch 12 (13+ name topics by ID only), OffsetCommit/OffsetFetch 9 (v9 carries the
+  KIP-848 member epoch; 10+ name topics by ID), ListOffsets 7 (8+ are tiered-storage
+  specs), InitProducerId 4 (5+ is transactions v2), DescribeGroups 5 (6 reports missing
+  groups as errors, KIP-1043). The share-group APIs (KIP-932) start at v1, as
   librdkafka's share consumer sends them (v0 was Kafka 4.0's early-access version);
-  ShareFetch/ShareAcknowledge v2 add lock renewal. Elsewhere kio's newest version is used: later
-  versions only add optional fields (reasons, echoed protocol names, zero topic IDs in
-  responses).
+  ShareFetch/ShareAcknowledge v2 add lock renewal. ConsumerGroupHeartbeat and
+  ConsumerGroupDescribe (KIP-848) serve v0-v1 (v1 adds the topic regex; librdkafka sends
+  only v1). Elsewhere kio's newest version is used: later versions only add optional
+  fields (reasons, echoed protocol names, zero topic IDs in responses).
 
 Behaviour the server must provide within these ranges: Metadata v0 treats an empty topic
 list as "all topics" (v1+ uses null); FindCoordinator v4 and OffsetFetch v8 batch several
@@ -94,13 +97,31 @@ API_NAMES: Final[dict[int, str]] = {
     14: "SyncGroup",
     15: "DescribeGroups",
     16: "ListGroups",
+    17: "SaslHandshake",
     18: "ApiVersions",
     19: "CreateTopics",
     20: "DeleteTopics",
+    21: "DeleteRecords",
     22: "InitProducerId",
+    24: "AddPartitionsToTxn",
+    25: "AddOffsetsToTxn",
+    26: "EndTxn",
+    28: "TxnOffsetCommit",
+    29: "DescribeAcls",
+    30: "CreateAcls",
+    31: "DeleteAcls",
     32: "DescribeConfigs",
+    33: "AlterConfigs",
+    36: "SaslAuthenticate",
     37: "CreatePartitions",
+    42: "DeleteGroups",
     44: "IncrementalAlterConfigs",
+    47: "OffsetDelete",
+    60: "DescribeCluster",
+    65: "DescribeTransactions",
+    66: "ListTransactions",
+    68: "ConsumerGroupHeartbeat",
+    69: "ConsumerGroupDescribe",
     76: "ShareGroupHeartbeat",
     78: "ShareFetch",
     79: "ShareAcknowledge",
@@ -111,22 +132,40 @@ SUPPORTED_APIS: Final[dict[int, tuple[int, int]]] = {
     1: (4, 12),  # Fetch
     2: (1, 7),  # ListOffsets
     3: (0, 12),  # Metadata
-    8: (2, 8),  # OffsetCommit
-    9: (1, 8),  # OffsetFetch
+    8: (2, 9),  # OffsetCommit
+    9: (1, 9),  # OffsetFetch
     10: (0, 4),  # FindCoordinator
     11: (0, 9),  # JoinGroup
     12: (0, 4),  # Heartbeat
     13: (0, 5),  # LeaveGroup
     14: (0, 5),  # SyncGroup
     15: (0, 5),  # DescribeGroups
-    16: (0, 4),  # ListGroups
+    16: (0, 5),  # ListGroups
+    17: (0, 1),  # SaslHandshake
     18: (0, 4),  # ApiVersions
     19: (2, 7),  # CreateTopics
     20: (1, 6),  # DeleteTopics
+    21: (0, 2),  # DeleteRecords
     22: (0, 4),  # InitProducerId
+    24: (0, 5),  # AddPartitionsToTxn (v4+: KIP-890 batched/verify-only)
+    25: (0, 4),  # AddOffsetsToTxn
+    26: (0, 4),  # EndTxn (5 is transactions v2: an epoch bump per transaction)
+    28: (0, 4),  # TxnOffsetCommit (5 is transactions v2: implicit AddOffsetsToTxn)
+    29: (1, 3),  # DescribeAcls
+    30: (1, 3),  # CreateAcls
+    31: (1, 3),  # DeleteAcls
     32: (1, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    36: (0, 2),  # SaslAuthenticate
     37: (0, 3),  # CreatePartitions
+    42: (0, 2),  # DeleteGroups
     44: (0, 1),  # IncrementalAlterConfigs
+    47: (0, 0),  # OffsetDelete
+    60: (0, 2),  # DescribeCluster
+    65: (0, 0),  # DescribeTransactions
+    66: (0, 2),  # ListTransactions
+    68: (0, 1),  # ConsumerGroupHeartbeat
+    69: (0, 1),  # ConsumerGroupDescribe
     76: (1, 1),  # ShareGroupHeartbeat
     78: (1, 2),  # ShareFetch
     79: (1, 2),  # ShareAcknowledge

@@ -449,8 +449,9 @@ def encode_batch(
     partition_leader_epoch: int = -1,
     timestamp_type: TimestampType = "create",
     transactional: bool = False,
+    control: bool = False,
 ) -> bytes:
-    """Encode ``records`` as one v2 batch.
+    """Encode ``records`` as one v2 batch (``control``: a transaction marker batch).
 
     Record offsets must be strictly increasing and at least ``base_offset`` (gaps are
     allowed, as in compacted logs). The first record's timestamp becomes the batch base
@@ -483,6 +484,8 @@ def encode_batch(
         attributes |= _TIMESTAMP_TYPE_BIT
     if transactional:
         attributes |= _TRANSACTIONAL_BIT
+    if control:
+        attributes |= _CONTROL_BIT
     fields = (
         base_offset,
         _MIN_BATCH_LENGTH + len(body),

@@ -6,12 +6,23 @@ five Produce requests in flight for an idempotent producer) rely on. A client ma
 requests ahead; they wait in its socket until their turn. What goes wrong stays with one
 connection:
 
-* a frame size over ``socket.request.max.bytes`` (100 MiB), a malformed frame, an API
-  key this broker does not serve, or an unsupported version of anything but ApiVersions
-  closes that connection, as Kafka does; ApiVersions at an unknown version is answered
-  with a v0 UNSUPPORTED_VERSION body that lists the supported ranges;
+* a frame size over ``socket.request.max.bytes`` (100 MiB), a malformed frame, or an
+  unsupported version of anything but ApiVersions closes that connection, as Kafka does;
+  ApiVersions at an unknown version is answered with a v0 UNSUPPORTED_VERSION body that
+  lists the supported ranges; an API this broker does not offer at all is answered with
+  UNSUPPORTED_VERSION everywhere and a warning naming it (:mod:`.unsupported`), so its
+  client fails at once instead of reconnecting and retrying;
 * a client that stops reading blocks only its own connection (writes wait for its socket
   buffer to drain), and one that vanishes mid-request just ends its connection;
+* memory stays within Kafka's limits (:mod:`streamlab.server.limits`): frames wait for the
+  server's memory budget before they are read, a response counts against it until the
+  kernel has taken its last byte, and the next request of a connection is read only then.
+  While frames wait for memory, a connection that holds some and has moved no byte for
+  :data:`STALL_S` is closed, so clients that stop reading cannot hold the server's memory;
+  a closed connection's buffers are dropped at once. ``max.connections.per.ip`` refuses
+  connections past it;
+* retention and compaction run every ``log.retention.check.interval.ms``
+  (:mod:`streamlab.server.retention_schedule`);
 * blocking broker work runs in a thread pool, and long polls wait on an asyncio signal,
   so no request holds up the event loop.
 
@@ -23,19 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
 import socket
 import struct
+import termios
+import traceback
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kio.schema.errors import ErrorCode
 
 from streamlab.broker import Broker
+from streamlab.config import BrokerSettings
 from streamlab.protocol.framing import (
     API_NAMES,
+    SUPPORTED_APIS,
+    InvalidRequestError,
     ProtocolError,
     UnsupportedVersionError,
     api_versions_response,
@@ -43,18 +61,28 @@ from streamlab.protocol.framing import (
 )
 from streamlab.server.context import CloseConnection, ConnectionInfo, ServerContext
 from streamlab.server.handlers import HANDLERS
+from streamlab.server.limits import ServerLimits
 from streamlab.server.requests import parse
+from streamlab.server.retention_schedule import DEFAULT_CHECK_INTERVAL_MS, RetentionSchedule, check_interval
+from streamlab.server.security import Security, Session
+from streamlab.server.unsupported import refusal
 
 log = logging.getLogger("streamlab.server")
 
-MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
 IDLE_TIMEOUT_S = 600.0  # Kafka's connections.max.idle.ms
 SHUTDOWN_GRACE_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 WORKER_THREADS = 64
 LISTEN_BACKLOG = 512  # a burst of connecting clients must not wait out SYN retries
+STALL_S = 2.0  # no byte moved for this long, while others wait for memory: the connection is closed
+_SWEEP_S = 0.5
+_CHUNK = 1024 * 1024  # frames are read and responses written in pieces of this size
+_SMALL_FRAME = 64 * 1024  # read at once; larger ones piece by piece, noting progress
 _API_VERSIONS = 18
+SASL_MAX_RECEIVE_BYTES = 512 * 1024  # Kafka's sasl.server.max.receive.size: frames before authentication
+_BEFORE_AUTHENTICATION = frozenset({_API_VERSIONS, 17, 36})  # + SaslHandshake, SaslAuthenticate
 _SIZE = struct.Struct(">i")
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
 
 
 class _Close(Exception):
@@ -68,6 +96,43 @@ class _Connection:
     writer: asyncio.StreamWriter
     task: asyncio.Task[None] | None = None
     busy: bool = False  # a request has been read and is not yet answered
+    held: int = 0  # bytes of the memory budget this connection holds (its frame, its response)
+    moving: str = ""  # "reading" a frame or "writing" a response: waiting on the client
+    moved_at: float = 0.0  # when the last byte of the current frame or response moved
+    unsent: int = 0  # bytes of the response in the transport and the kernel when last looked
+    session: Session = field(default_factory=Session)  # who the client is (SASL)
+
+
+def _unsent(writer: asyncio.StreamWriter) -> int:
+    """Bytes written and not yet taken by the client: in the transport's buffer and, where
+    the OS tells (Linux: TIOCOUTQ), in the socket's send queue, which a slow reader drains
+    steadily while the transport may wait long for room."""
+    size = writer.transport.get_write_buffer_size()
+    sock = writer.get_extra_info("socket")
+    if sock is not None and _OUTQ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            size += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    return size
+
+
+def _clear_frames(exc: BaseException | None) -> None:
+    """Drop the local variables of the finished frames ``exc`` and its context went through."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+
+
+def _not_offered(exc: ProtocolError) -> bool:
+    """A well-formed header naming an API this broker does not serve at all."""
+    return (
+        isinstance(exc, InvalidRequestError)
+        and exc.api_key is not None
+        and exc.api_version is not None
+        and exc.correlation_id is not None
+        and exc.api_key not in SUPPORTED_APIS
+    )
 
 
 class KafkaServer:
@@ -78,15 +143,20 @@ class KafkaServer:
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._refusing: set[str] = set()  # addresses at max.connections.per.ip, warned about once
+        self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound address (the port is chosen by the OS if 0)."""
         self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, reuse_address=True, backlog=LISTEN_BACKLOG
-        )
+            self._accept, self.host, self.port, reuse_address=True, backlog=LISTEN_BACKLOG,
+            ssl=self.ctx.security.ssl_context,
+        )  # fmt: skip
         bound = self._server.sockets[0].getsockname()
         self.port = bound[1]
+        self._sweeper = asyncio.create_task(self._sweep(), name="streamlab-memory-sweeper")
         return bound[0], bound[1]
 
     # connections ------------------------------------------------------------------------
@@ -96,6 +166,14 @@ class KafkaServer:
         if self._stopping:
             writer.transport.abort()
             return
+        if not self._admit_from(conn.host):
+            writer.transport.abort()
+            return
+        # A high-water mark of 0 makes drain() wait until the kernel has every byte written:
+        # a response is held (and counted) only until then (see _write).
+        # asyncio's TLS transport pauses at size >= high (TCP's at size > high): there 0 would
+        # pause after every write and resume only on the next read, so it takes 1, the same.
+        writer.transport.set_write_buffer_limits(high=1 if self.ctx.security.ssl_context else 0)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):  # small responses must not wait for Nagle
@@ -103,17 +181,42 @@ class KafkaServer:
         self._connections.add(conn)
         try:
             await self._serve(conn, reader)
-        except (_Close, ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-            pass
-        except asyncio.CancelledError:
-            pass  # shutdown
+        except (_Close, ConnectionError, asyncio.IncompleteReadError, TimeoutError, asyncio.CancelledError) as exc:
+            # (cancelled: shutdown, or closed for holding memory.) The exception's frames
+            # hold this connection's frame and response, often in a reference cycle that
+            # only the garbage collector would free: free them now.
+            _clear_frames(exc)
         finally:
             self._connections.discard(conn)
+            self._per_ip[conn.host] -= 1
+            if self._per_ip[conn.host] <= 0:
+                del self._per_ip[conn.host]
+            self._give_back(conn, conn.held)
             await self._close(writer)
+
+    def _admit_from(self, host: str) -> bool:
+        """Count a connection from ``host``, or refuse it past max.connections.per.ip."""
+        limit = self.ctx.limits.max_connections_per_ip
+        if self._per_ip[host] >= limit:
+            if host not in self._refusing:
+                self._refusing.add(host)
+                log.warning("%s: %d connections (max.connections.per.ip); closing new ones until one ends",
+                            host, limit)  # fmt: skip
+            return False
+        self._refusing.discard(host)
+        self._per_ip[host] += 1
+        return True
+
+    def _give_back(self, conn: _Connection, size: int) -> None:
+        conn.held -= size
+        self.ctx.memory.release(size)
 
     @staticmethod
     async def _close(writer: asyncio.StreamWriter) -> None:
         """Flush what was answered, but never wait long for a client that stopped reading."""
+        if writer.transport.get_write_buffer_size():
+            writer.transport.abort()  # a response its client is not reading: drop it now
+            return
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT_S)
@@ -121,23 +224,100 @@ class KafkaServer:
             writer.transport.abort()
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
+        limit = self.ctx.limits.socket_request_max_bytes
         while not self._stopping:
             (size,) = _SIZE.unpack(await asyncio.wait_for(reader.readexactly(4), IDLE_TIMEOUT_S))
-            if not 0 <= size <= MAX_REQUEST_BYTES:
+            if size > SASL_MAX_RECEIVE_BYTES and self.ctx.security.sasl_enabled and not conn.session.authenticated:
                 log.warning(
-                    "%s:%d: request size %d is outside 0..%d (socket.request.max.bytes); closing the connection",
-                    conn.host, conn.port, size, MAX_REQUEST_BYTES,
+                    "%s:%d: a %d-byte request before SASL authentication (sasl.server.max.receive.size is %d); "
+                    "closing the connection", conn.host, conn.port, size, SASL_MAX_RECEIVE_BYTES,
                 )  # fmt: skip
                 return
-            frame = await asyncio.wait_for(reader.readexactly(size), IDLE_TIMEOUT_S)
+            if not 0 <= size <= limit:
+                log.warning(
+                    "%s:%d: request size %d is outside 0..%d (socket.request.max.bytes); closing the connection",
+                    conn.host, conn.port, size, limit,
+                )  # fmt: skip
+                return
+            # Until the frame fits in the budget this socket is not read: the client's
+            # sends wait (queued.max.request.bytes).
+            await self.ctx.memory.acquire(size)
+            conn.held += size
+            frame = await asyncio.wait_for(self._read_frame(conn, reader, size), IDLE_TIMEOUT_S)
             conn.busy = True
             try:
                 response = await self._respond(conn, frame)
+                del frame
+                self._give_back(conn, size)
                 if response is not None:
-                    conn.writer.write(response)
-                    await asyncio.wait_for(conn.writer.drain(), IDLE_TIMEOUT_S)
+                    await self._write(conn, response)
             finally:
                 conn.busy = False
+
+    @staticmethod
+    async def _read_frame(conn: _Connection, reader: asyncio.StreamReader, size: int) -> bytes:
+        """The frame, read in pieces into one buffer that grows as they come (a frame that
+        never arrives takes only what was sent; a large one is never copied whole)."""
+        loop = asyncio.get_running_loop()
+        conn.moving, conn.moved_at = "reading", loop.time()
+        try:
+            if size <= _SMALL_FRAME:
+                return await reader.readexactly(size)
+            frame = bytearray()
+            while len(frame) < size:
+                piece = await reader.read(min(_CHUNK, size - len(frame)))
+                if not piece:
+                    raise asyncio.IncompleteReadError(b"", size)
+                frame += piece
+                conn.moved_at = loop.time()
+            return frame  # type: ignore[return-value]  # parse reads a bytearray as it reads bytes
+        finally:
+            conn.moving = ""
+
+    async def _write(self, conn: _Connection, response: bytes) -> None:
+        """Hand ``response`` to the kernel piece by piece; it counts against the memory
+        budget until the last piece is taken, and only then is the next request read."""
+        loop = asyncio.get_running_loop()
+        size = len(response)
+        self.ctx.memory.take(size)
+        conn.held += size
+        conn.moving, conn.moved_at = "writing", loop.time()
+        try:
+            view = memoryview(response)
+            for start in range(0, size, _CHUNK):
+                conn.writer.write(view[start : start + _CHUNK])
+                conn.unsent = _unsent(conn.writer)
+                await asyncio.wait_for(conn.writer.drain(), IDLE_TIMEOUT_S)
+                conn.moved_at = loop.time()
+        finally:
+            conn.moving = ""
+        self._give_back(conn, size)
+
+    async def _sweep(self) -> None:
+        """While frames wait for memory, close the connections that hold some and whose
+        client has moved no byte for STALL_S (stopped reading, or stalled mid-frame)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_SWEEP_S)
+            now = loop.time()
+            for conn in self._connections:  # a slow reader still takes bytes: that is progress
+                if conn.moving == "writing":
+                    unsent = _unsent(conn.writer)
+                    if unsent < conn.unsent:
+                        conn.moved_at = now
+                    conn.unsent = unsent
+            if self.ctx.memory.waited(now) < STALL_S:
+                continue
+            for conn in list(self._connections):
+                if conn.held and conn.moving and now - conn.moved_at >= STALL_S:
+                    log.warning(
+                        "%s:%d: closing the connection: it holds %d bytes and its client has %s none for %.0fs "
+                        "while requests wait for memory (queued.max.request.bytes)",
+                        conn.host, conn.port, conn.held, "sent" if conn.moving == "reading" else "read",
+                        now - conn.moved_at,
+                    )  # fmt: skip
+                    conn.writer.transport.abort()
+                    self._cancel(conn)
 
     async def _respond(self, conn: _Connection, frame: bytes) -> bytes | None:
         try:
@@ -149,15 +329,24 @@ class KafkaServer:
             log.info("%s:%d: %s; closing the connection", conn.host, conn.port, exc)
             raise _Close from None
         except ProtocolError as exc:
+            if _not_offered(exc) and self._admitted(conn, exc.api_key or 0):  # answered: clients fail at once
+                assert exc.api_key is not None and exc.api_version is not None and exc.correlation_id is not None
+                refused = refusal(exc.api_key, exc.api_version, exc.correlation_id, f"{conn.host}:{conn.port}")
+                if refused is not None:
+                    return refused
+                raise _Close from None
             log.info("%s:%d: %s; closing the connection", conn.host, conn.port, exc)
             log.debug("the frame began with %s", frame[:256].hex())
             raise _Close from None
         handler = HANDLERS.get(request.api_key)
         if handler is None:
-            log.warning("%s:%d: no handler for %s; closing the connection",
-                        conn.host, conn.port, API_NAMES.get(request.api_key, request.api_key))  # fmt: skip
+            refused = refusal(request.api_key, request.api_version, request.correlation_id, f"{conn.host}:{conn.port}")
+            if refused is not None and self._admitted(conn, request.api_key):
+                return refused
             raise _Close
-        info = ConnectionInfo(request.client_id or "", conn.host, conn.port)
+        if not self._admitted(conn, request.api_key):
+            raise _Close
+        info = ConnectionInfo(request.client_id or "", conn.host, conn.port, conn.session)
         try:
             body = await handler(self.ctx, request, info)
             if body is None:
@@ -173,6 +362,20 @@ class KafkaServer:
                           API_NAMES[request.api_key], request.api_version)  # fmt: skip
             raise _Close from None
 
+    def _admitted(self, conn: _Connection, api_key: int) -> bool:
+        """With SASL on, only the handshake is served before authentication (Kafka closes too)."""
+        session = conn.session
+        if not self.ctx.security.sasl_enabled or session.authenticated:
+            return True
+        if session.failed:
+            log.info("%s:%d: request after failed SASL authentication; closing the connection", conn.host, conn.port)
+            return False
+        if api_key in _BEFORE_AUTHENTICATION:
+            return True
+        log.warning("%s:%d: %s before SASL authentication; closing the connection",
+                    conn.host, conn.port, API_NAMES.get(api_key, api_key))  # fmt: skip
+        return False
+
     # shutdown ---------------------------------------------------------------------------
     async def stop(self) -> None:
         """Stop accepting, finish requests in progress, close every connection."""
@@ -180,6 +383,8 @@ class KafkaServer:
         self.ctx.shutting_down = True
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self.ctx.data.wake_all()  # long polls answer now
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE_S
@@ -207,30 +412,47 @@ async def run(
     port: int = 9092,
     advertised_host: str | None = None,
     stop: asyncio.Event | None = None,
+    security: Security | None = None,
+    limits: ServerLimits | None = None,
+    log_retention_check_interval_ms: int = DEFAULT_CHECK_INTERVAL_MS,
 ) -> None:
-    """Serve ``broker`` until SIGINT/SIGTERM (or ``stop`` is set). Does not close the broker."""
+    """Serve ``broker`` until SIGINT/SIGTERM (or ``stop`` is set). Does not close the broker.
+
+    ``limits`` bound what clients can make the server hold (Kafka's ``fetch.max.bytes``,
+    ``socket.request.max.bytes``, ``queued.max.request.bytes``, ``max.connections.per.ip``);
+    retention and compaction run every ``log_retention_check_interval_ms``.
+    """
+    schedule = RetentionSchedule(broker, interval_ms=log_retention_check_interval_ms)
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="streamlab-io")
     loop.set_default_executor(executor)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    ctx = ServerContext(broker, advertised_host or host, port)
+    ctx = ServerContext(
+        broker, advertised_host or host, port, security=security or Security(), limits=limits or ServerLimits()
+    )
     server = KafkaServer(ctx, host, port)
+    housekeeping: asyncio.Task[None] | None = None
     try:
         bound_host, bound_port = await server.start()
+        housekeeping = asyncio.create_task(schedule.run(), name="streamlab-retention")
         if not advertised_host and bound_host in ("0.0.0.0", "::"):
             ctx.advertised_host = socket.getfqdn()
         ctx.advertised_port = bound_port
         broker.advertise(f"kafka://{ctx.advertised_host}:{ctx.advertised_port}")
         log.info(
-            "ready: serving %s on %s:%d, advertised as %s:%d",
+            "ready: serving %s on %s:%d, advertised as %s:%d (%s)",
             broker.data_dir, bound_host, bound_port, ctx.advertised_host, ctx.advertised_port,
+            ctx.security.protocol,
         )  # fmt: skip
         await stop.wait()
         log.info("stopping: finishing requests in progress")
         await server.stop()
     finally:
+        if housekeeping is not None:
+            housekeeping.cancel()  # a round already in its thread finishes before the shutdown below
+            await asyncio.gather(housekeeping, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         # Handlers may still be in worker threads (cancelled requests): wait for them
@@ -240,12 +462,25 @@ async def run(
 
 
 def serve(
-    data_dir: str | Path, *, host: str = "127.0.0.1", port: int = 9092, advertised_host: str | None = None
+    data_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9092,
+    advertised_host: str | None = None,
+    security: Security | None = None,
+    limits: ServerLimits | None = None,
+    log_retention_check_interval_ms: int = DEFAULT_CHECK_INTERVAL_MS,
+    settings: BrokerSettings | None = None,
 ) -> None:
-    """Open the broker in ``data_dir`` and serve it until SIGINT/SIGTERM."""
-    broker = Broker(data_dir)
+    """Open the broker in ``data_dir`` and serve it until SIGINT/SIGTERM (options: see :func:`run`;
+    ``settings``: auto.create.topics.enable and num.partitions)."""
+    check_interval(log_retention_check_interval_ms)  # before the directory is opened
+    broker = Broker(data_dir, settings=settings)
     try:
-        asyncio.run(run(broker, host=host, port=port, advertised_host=advertised_host))
+        interval_ms = log_retention_check_interval_ms
+        main = run(broker, host=host, port=port, advertised_host=advertised_host, security=security, limits=limits,
+                   log_retention_check_interval_ms=interval_ms)  # fmt: skip
+        asyncio.run(main)
     finally:
         broker.close()
         log.info("stopped: %s closed", broker.data_dir)

@@ -17,7 +17,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from streamlab.broker import Broker
+from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.server.idempotence import ProducerStates
+from streamlab.server.limits import ServerLimits
+from streamlab.server.memory import MemoryBudget
+from streamlab.server.security import Operation, ResourceType, Security, Session
+from streamlab.server.security.acls import Authorizer
 from streamlab.server.share_sessions import ShareSessions
 from streamlab.server.topic_ids import TopicIds
 
@@ -31,6 +36,7 @@ class ConnectionInfo:
     client_id: str
     host: str
     port: int
+    session: Session = field(default_factory=Session)  # shared by the connection's requests
 
 
 class CloseConnection(Exception):
@@ -119,7 +125,12 @@ class ServerContext:
     advertised_port: int
     node_id: int = 0
     cluster_id: str = ""
+    security: Security = field(default_factory=Security)
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    memory: MemoryBudget = field(init=False, repr=False)  # queued.max.request.bytes
+    authorizer: Authorizer | None = field(init=False, repr=False)  # None: authorization is off
     producers: ProducerStates = field(init=False, repr=False)
+    transactions: TransactionCoordinator = field(init=False, repr=False)
     data: DataSignal = field(init=False, repr=False)
     topic_ids: TopicIds = field(init=False, repr=False)
     share_sessions: ShareSessions = field(init=False, repr=False)
@@ -129,11 +140,28 @@ class ServerContext:
         if not self.cluster_id:
             self.cluster_id = _cluster_id(self.broker)
         self.producers = ProducerStates(self.broker)
+        # Opening completes transactions a crash left open (markers written): before serving.
+        self.transactions = TransactionCoordinator(
+            self.broker, new_producer_id=self.producers.new_producer_id, partition_lock=self.producers.partition
+        )
+        self.transactions.start_timer()
         self.data = DataSignal(self.broker)
         self.topic_ids = TopicIds(self.broker, self.cluster_id)
         self.share_sessions = ShareSessions()
+        self.memory = MemoryBudget(self.limits.queued_max_request_bytes)
+        self.authorizer = self.security.authorizer(self.broker.data_dir)
+
+    def authorize(self, conn: ConnectionInfo, operation: Operation, resource_type: ResourceType, name: str) -> bool:
+        """Whether the connection's principal may do ``operation`` on the resource.
+
+        Always True when authorization is off (no SASL configured), as before security existed.
+        """
+        if self.authorizer is None:
+            return True
+        return self.authorizer.authorize(conn.session.principal, conn.host, operation, resource_type, name)
 
     def close(self) -> None:
         """Stop the background parts (the broker itself is closed by its owner)."""
         self.data.close()
+        self.transactions.close()
         self.producers.close()

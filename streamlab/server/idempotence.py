@@ -39,7 +39,7 @@ from typing import Any
 from crc32c import crc32c
 
 from streamlab.broker import Broker
-from streamlab.errors import StreamlabError
+from streamlab.errors import InvalidProducerEpochError, StreamlabError
 from streamlab.storage.active import AppendFile
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ Key = tuple[int, str, int]  # producer id, topic, partition
 
 class OutOfOrderSequenceError(StreamlabError):
     kafka_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
-
-
-class InvalidProducerEpochError(StreamlabError):
-    kafka_code = 47  # INVALID_PRODUCER_EPOCH
 
 
 @dataclass(frozen=True, slots=True)

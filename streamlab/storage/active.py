@@ -20,7 +20,7 @@ import crc32c
 import pyarrow as pa
 
 from streamlab.errors import StorageError
-from streamlab.storage.schema import RECORD_SCHEMA
+from streamlab.model.schema import RECORD_SCHEMA
 
 MAGIC = b"SLB1"
 _HEADER = struct.Struct("<4sII")

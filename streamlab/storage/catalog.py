@@ -21,7 +21,16 @@ import duckdb
 
 from streamlab.errors import StorageError
 from streamlab.storage import manifest
-from streamlab.storage.commit_journal import CHECKPOINT_BYTES, CommitJournal, Offsets, replay
+from streamlab.storage.commit_journal import (
+    CHECKPOINT_BYTES,
+    EPOCHS_CHECKPOINT,
+    CommitJournal,
+    Epochs,
+    Offsets,
+    apply_epochs,
+    read_epochs,
+    replay,
+)
 from streamlab.storage.manifest import OFFSETS_CHECKPOINT
 
 _DDL = """
@@ -67,6 +76,14 @@ def replay_deletion(offsets: Offsets, topic: str) -> None:
             del state[key]
 
 
+def replay_offset_deletion(offsets: Offsets, group: str, partitions: list[tuple[str, int]] | None) -> None:
+    state = offsets.get(group, {})
+    for key in list(state) if partitions is None else [(t, p) for t, p in partitions]:
+        state.pop(key, None)
+    if not state:
+        offsets.pop(group, None)
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
     """A sealed segment as indexed in the catalog."""
@@ -99,6 +116,7 @@ class Catalog:
         with self._lock:
             self._con.execute(_DDL)
         self._offsets: Offsets = {}
+        self._epochs: Epochs = {}  # group -> (topic, partition) -> committed leader epoch
         # An in-memory catalog (":memory:", for tests) keeps no files beside it.
         self._root = None if str(path) == ":memory:" else path.parent
         rows = self.query("SELECT * FROM committed_offsets")
@@ -107,8 +125,10 @@ class Catalog:
         for group, topic, partition, offset, metadata, ms in rows:
             self._offsets.setdefault(group, {})[(topic, partition)] = (offset, metadata or "", ms)
         journal_path = None if self._root is None else self._root / "committed_offsets.journal"
+        if self._root is not None:
+            self._epochs = read_epochs(self._root / EPOCHS_CHECKPOINT)
         if journal_path is not None:
-            replay(journal_path, self._offsets)
+            replay(journal_path, self._offsets, self._epochs)
         self._journal = CommitJournal(journal_path)
         self.checkpoint_offsets()
 
@@ -222,19 +242,39 @@ class Catalog:
                 )
 
     # committed offsets (see commit_journal.py) ------------------------------------------
-    def commit_offsets(self, group: str, offsets: list[tuple[str, int, int, str]]) -> None:
+    def commit_offsets(
+        self, group: str, offsets: list[tuple[str, int, int, str]], epochs: dict[tuple[str, int], int] | None = None
+    ) -> None:
+        """Commit ``offsets`` ((topic, partition, offset, metadata)) for ``group``, with the
+        leader epochs given in ``epochs``; a partition committed without one loses its old one."""
         now = int(time.time() * 1000)
         with self._lock:
-            self._journal.append({"g": group, "t": now, "o": offsets})
+            entry: dict[str, object] = {"g": group, "t": now, "o": offsets}
+            if epochs:
+                entry["e"] = [[t, p, e] for (t, p), e in epochs.items()]
+            self._journal.append(entry)
             state = self._offsets.setdefault(group, {})
             for topic, partition, offset, metadata in offsets:
                 state[(topic, partition)] = (offset, metadata, now)
+            apply_epochs(self._epochs, group, [(t, p) for t, p, _, _ in offsets], epochs or {})
             if self._journal.size > CHECKPOINT_BYTES:
                 self.checkpoint_offsets()
+
+    def delete_offsets(self, group: str, partitions: list[tuple[str, int]] | None = None) -> None:
+        """Forget ``group``'s committed offsets for ``partitions`` (all of them if None):
+        Kafka's DeleteGroups and OffsetDelete. Journaled like a commit, so it survives a crash."""
+        with self._lock:
+            self._journal.append({"delete_offsets": group, "p": partitions})
+            replay_offset_deletion(self._offsets, group, partitions)
 
     def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
         with self._lock:
             return {tp: (o, m) for tp, (o, m, _) in self._offsets.get(group, {}).items()}
+
+    def committed_epochs(self, group: str) -> dict[tuple[str, int], int]:
+        """The leader epochs committed with ``group``'s offsets (partitions without one are absent)."""
+        with self._lock:
+            return dict(self._epochs.get(group, {}))
 
     def committed_groups(self) -> list[str]:
         with self._lock:
@@ -251,8 +291,13 @@ class Catalog:
                 if rows:
                     con.executemany("INSERT INTO committed_offsets VALUES (?, ?, ?, ?, ?, ?)", rows)
             if self._root is not None:
+                # Leader epochs beside the table (no schema change), written before the
+                # journal that also holds them is emptied.
+                epochs = [[g, t, p, e] for g, es in self._epochs.items() for (t, p), e in es.items()
+                          if (t, p) in self._offsets.get(g, {})]  # fmt: skip
                 try:
                     manifest.write_atomically(self._root / OFFSETS_CHECKPOINT, rows)
+                    manifest.write_atomically(self._root / EPOCHS_CHECKPOINT, epochs)
                 except OSError as exc:
                     raise StorageError(f"could not write {self._root / OFFSETS_CHECKPOINT}: {exc}") from exc
             self._journal.reset()

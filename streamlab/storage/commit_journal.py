@@ -24,13 +24,40 @@ from streamlab.storage.active import AppendFile
 CHECKPOINT_BYTES = 1 << 20
 
 Offsets = dict[str, dict[tuple[str, int], tuple[int, str, int]]]  # group -> (topic, p) -> (offset, metadata, ms)
+Epochs = dict[str, dict[tuple[str, int], int]]  # group -> (topic, p) -> committed leader epoch
+EPOCHS_CHECKPOINT = "offset_epochs.json"  # the leader epochs of the checkpointed offsets
+
+
+def apply_epochs(
+    into: Epochs, group: str, committed: list[tuple[str, int]], epochs: dict[tuple[str, int], int]
+) -> None:
+    """A commit of ``committed`` partitions: those in ``epochs`` take its epoch, the others lose theirs."""
+    state = into.setdefault(group, {})
+    for key in committed:
+        if key in epochs:
+            state[key] = epochs[key]
+        else:
+            state.pop(key, None)
+
+
+def read_epochs(path: Path) -> Epochs:
+    """The leader epochs written at the last checkpoint ({} if none, or unreadable: epochs
+    only help clients detect truncation, so losing them is never worse than not having them)."""
+    out: Epochs = {}
+    try:
+        rows = json.loads(path.read_bytes()) if path.exists() else []
+        for group, topic, partition, epoch in rows:
+            out.setdefault(str(group), {})[(str(topic), int(partition))] = int(epoch)
+    except (OSError, ValueError, TypeError):
+        return {}
+    return out
 
 
 def _line(payload: bytes) -> bytes:
     return b"%08x %s\n" % (crc32c.crc32c(payload), payload)
 
 
-def replay(path: Path, into: Offsets) -> None:
+def replay(path: Path, into: Offsets, epochs: Epochs | None = None) -> None:
     """Apply every whole, checksum-valid line of the journal at ``path`` to ``into``."""
     if not path.exists():
         return
@@ -44,9 +71,18 @@ def replay(path: Path, into: Offsets) -> None:
                 for key in [k for k in offsets if k[0] == entry["delete_topic"]]:
                     del offsets[key]
             continue
+        if entry.get("delete_offsets") is not None:  # DeleteGroups, OffsetDelete
+            group_state = into.get(entry["delete_offsets"], {})
+            wanted = entry.get("p")
+            for key in list(group_state) if wanted is None else [(t, p) for t, p in wanted]:
+                group_state.pop(key, None)
+            continue
         group = into.setdefault(entry["g"], {})
         for topic, partition, offset, metadata in entry["o"]:
             group[(topic, partition)] = (offset, metadata, entry["t"])
+        if epochs is not None:
+            given = {(t, p): e for t, p, e in entry.get("e", ())}
+            apply_epochs(epochs, entry["g"], [(t, p) for t, p, _, _ in entry["o"]], given)
 
 
 class CommitJournal:

@@ -49,12 +49,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from streamlab.errors import ClosedError, CorruptSegmentError, RecoveryWarning, StorageError
+from streamlab.errors import ClosedError, CorruptSegmentError, OffsetOutOfRangeError, RecoveryWarning, StorageError
+from streamlab.model.fields import expand_json_objects
+from streamlab.model.schema import BASE_COLUMNS, RECORD_SCHEMA, with_base_offset
+from streamlab.model.views import FIELDS_COLUMN
 from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
 from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
-from streamlab.storage.fields import expand_json_objects
-from streamlab.storage.schema import BASE_COLUMNS, FIELDS_COLUMN, RECORD_SCHEMA, with_base_offset
 
 log = logging.getLogger("streamlab.storage")
 
@@ -151,9 +152,9 @@ class ParquetPartitionLog:
 
     # recovery ---------------------------------------------------------------------------
     def _report(self, message: str) -> None:
-        text = f"{self.topic}/{self.partition}: {message}"
-        log.warning("%s", text)
-        warnings.warn(RecoveryWarning(text), stacklevel=2)
+        # A warning, not a log line: a notebook shows it under the cell, and `streamlab
+        # serve` routes warnings into its log (logging.captureWarnings).
+        warnings.warn(RecoveryWarning(f"{self.topic}/{self.partition}: {message}"), stacklevel=2)
 
     def _reconcile_segments(self) -> list[SegmentInfo]:
         indexed = []
@@ -557,6 +558,37 @@ class ParquetPartitionLog:
             if doomed:
                 self._swap_segments(doomed, [], doomed[-1].last_offset + 1, point="retention.after-commit")
             return len(doomed)
+
+    def delete_records(self, offset: int) -> int:
+        """Move the log start forward to ``offset`` (Kafka's DeleteRecords): reads never
+        return a record below it again. Segments wholly below it are deleted as retention
+        deletes them; the new log start is committed to the catalog first, so it survives a
+        crash. ``offset`` must be from the log start to the high watermark (a smaller one
+        changes nothing). A log start inside the active segment seals it first. Returns the
+        log start."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError(f"{self.topic}/{self.partition}: the partition log is closed")
+            if not 0 <= offset <= self._next:
+                raise OffsetOutOfRangeError(
+                    f"{self.topic}/{self.partition}: cannot delete records before offset {offset}: "
+                    f"the log ends at {self._next}",
+                    topic=self.topic, partition=self.partition,
+                )  # fmt: skip
+            if offset <= self._log_start:
+                return self._log_start
+            if self._active_batches and offset > self._active_bases[0]:
+                # Recovery takes what the active file holds below the log start as sealed
+                # already: seal it now, so the log start always falls in a sealed segment.
+                self.roll()
+            doomed = [s for s in self._segments if s.last_offset < offset]
+            if doomed:
+                self._swap_segments(doomed, [], offset, point="delete-records.after-commit")
+            else:
+                self._catalog.set_log_start_offset(self.topic, self.partition, offset)
+                self._log_start = offset
+                self.damage = [d for d in self.damage if d.end > self._log_start]
+            return self._log_start
 
     def _swap_segments(self, old: list[SegmentInfo], new: list[SegmentInfo], log_start: int, *, point: str) -> None:
         """Replace ``old`` by ``new`` in the index (the commit point), then drop the files."""

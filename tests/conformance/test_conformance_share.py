@@ -16,7 +16,7 @@ import pytest
 
 import streamlab
 from streamlab import Record
-from streamlab.groups.share import InvalidRecordStateError, ShareOperationError
+from streamlab.errors import InvalidRecordStateError, ShareOperationError
 
 LOCK_MS = 2_000
 

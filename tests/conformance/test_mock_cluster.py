@@ -11,9 +11,8 @@ from confluent_kafka.admin import AdminClient
 
 import streamlab
 from streamlab import RecordMetadata, TopicPartition
-from streamlab.errors import ConfigError, GroupNotEmptyError
-from streamlab.kafka import UnsupportedOperationError
-from streamlab.kafka.lab import KafkaLab
+from streamlab.errors import ConfigError, GroupNotEmptyError, UnsupportedOperationError
+from streamlab.kafka.backend import KafkaBackend
 from streamlab.kafka.mock_cluster import MockCluster
 
 
@@ -36,7 +35,7 @@ def _leaders(cluster: MockCluster, topic: str) -> dict[int, int]:
 
 
 def test_connect_gives_a_kafka_lab_on_three_brokers(cluster: MockCluster, kafka_lab: streamlab.Lab) -> None:
-    assert isinstance(kafka_lab, KafkaLab)
+    assert isinstance(kafka_lab.backend, KafkaBackend)
     assert len(cluster.bootstrap.split(",")) == 3
     kafka_lab.create_topic("spread", partitions=6)
     assert _leaders(cluster, "spread") == {0: 1, 1: 2, 2: 3, 3: 1, 4: 2, 5: 3}
@@ -135,15 +134,15 @@ def test_librdkafka_has_no_eager_sticky_assignor(kafka_lab: streamlab.Lab) -> No
 def test_a_large_replay_shows_progress(
     kafka_lab: streamlab.Lab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import streamlab.kafka.lab
+    import streamlab.front.lab
 
     kafka_lab.create_topic("t", partitions=2)
     with kafka_lab.producer() as p:
         for i in range(50):
             p.send("t", value={"i": i})
-    monkeypatch.setattr(streamlab.kafka.lab, "PROGRESS_FROM", 10)
+    monkeypatch.setattr(streamlab.front.lab, "PROGRESS_FROM_ROWS", 10)
     assert len(kafka_lab.replay("t")) == 50
     assert "replay t" in capsys.readouterr().err
-    monkeypatch.setattr(streamlab.kafka.lab, "PROGRESS_FROM", 100)
+    monkeypatch.setattr(streamlab.front.lab, "PROGRESS_FROM_ROWS", 100)
     kafka_lab.replay("t")
     assert "replay t" not in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """One consumer-group member in its own process, for the server's group tests.
 
 ``python group_worker.py CLIENT BOOTSTRAP GROUP TOPIC [ASSIGNOR]`` with CLIENT
-``kafka-python`` or ``confluent``. It consumes until SIGTERM (then closes, leaving the
+``kafka-python``, ``confluent`` or ``confluent-consumer-protocol`` (KIP-848, ASSIGNOR the
+server's: uniform or range). It consumes until SIGTERM (then closes, leaving the
 group) or SIGKILL (then nothing), committing after every batch it has written out, and
 writes one JSON object per line to stdout:
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 import warnings
 from typing import Any
 
@@ -113,12 +115,53 @@ def run_confluent(bootstrap: str, group: str, topic: str, assignor: str) -> None
     consumer.close()
 
 
+def run_confluent_consumer_protocol(bootstrap: str, group: str, topic: str, assignor: str) -> None:
+    """confluent-kafka with ``group.protocol=consumer`` (KIP-848): the server assigns, with
+    ``assignor`` (uniform or range). Events carry ``t``, the machine's monotonic clock, so
+    a test can order the ownership changes of several workers."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group, "client.id": f"kip848-{group}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        "group.protocol": "consumer", "group.remote.assignor": assignor,
+    })  # fmt: skip
+    owned: set[int] = set()
+
+    def on_assign(_c: Any, partitions: Any) -> None:
+        owned.update(tp.partition for tp in partitions)
+        emit(event="assigned", partitions=sorted(owned), t=time.monotonic())
+
+    def on_revoke(_c: Any, partitions: Any) -> None:
+        owned.difference_update(tp.partition for tp in partitions)
+        emit(event="assigned", partitions=sorted(owned), t=time.monotonic())
+
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
+    while running:
+        done: dict[int, int] = {}
+        for msg in consumer.consume(num_messages=BATCH, timeout=0.2):
+            partition, offset, value = msg.partition(), msg.offset(), msg.value()
+            if msg.error() or partition is None or offset is None or value is None:
+                continue
+            emit(event="record", partition=partition, offset=offset, value=value.decode(), t=time.monotonic())
+            done[partition] = offset + 1
+        if done:
+            try:
+                consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in done.items()], asynchronous=False)
+                emit(event="committed", offsets={str(p): o for p, o in done.items()})
+            except KafkaException as exc:
+                emit(event="commit_failed", offsets={str(p): o for p, o in done.items()}, error=str(exc))
+    consumer.close()
+
+
 def main() -> None:
     client, bootstrap, group, topic = sys.argv[1:5]
     assignor = sys.argv[5] if len(sys.argv) > 5 else "range"
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    {"kafka-python": run_kafka_python, "confluent": run_confluent}[client](bootstrap, group, topic, assignor)
+    runners = {"kafka-python": run_kafka_python, "confluent": run_confluent,
+               "confluent-consumer-protocol": run_confluent_consumer_protocol}  # fmt: skip
+    runners[client](bootstrap, group, topic, assignor)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ def free_port() -> int:
 class ServerProcess:
     """One `streamlab serve` process; its log (stderr) goes to ``log_path``."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, *, args: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.args = args  # more `streamlab serve` options
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -40,7 +41,7 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streamlab.cli.main", "serve", "--data", str(self.data_dir),
-                 "--port", str(self.port)],
+                 "--port", str(self.port), *self.args],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from streamlab.broker import Broker, produce, topics
+from streamlab.model.schema import build_batch
 from streamlab.server.idempotence import InvalidProducerEpochError, OutOfOrderSequenceError, ProducerStates
-from streamlab.storage.schema import build_batch
 
 
 def rows(n: int) -> pa.RecordBatch:

@@ -19,15 +19,33 @@ _TYPES = {
     "max.message.bytes": TYPE_INT,
     "segment.bytes": TYPE_INT,
     "message.timestamp.type": TYPE_STRING,
+    "compression.type": TYPE_STRING,
+    "min.insync.replicas": TYPE_INT,
 }
 
-# Replication settings tools pass when creating topics. With one broker they cannot mean
-# anything, so refusing them would only refuse those tools; they are accepted and dropped.
+# Settings tools pass when creating topics that have no meaning for streamlab's storage
+# (replication with one broker, Kafka's index and flush tuning, tiered storage): refusing
+# them would only refuse those tools, so they are accepted and dropped.
 _IGNORED = {
-    "min.insync.replicas",
     "unclean.leader.election.enable",
     "leader.replication.throttled.replicas",
     "follower.replication.throttled.replicas",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "preallocate",
+    "file.delete.delay.ms",
+    "min.cleanable.dirty.ratio",
+    "max.compaction.lag.ms",
+    "message.downconversion.enable",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
+    "local.retention.ms",
+    "local.retention.bytes",
+    "remote.storage.enable",
 }
 
 
@@ -41,6 +59,10 @@ class ConfigEntry:
     @property
     def source(self) -> int:
         return SOURCE_DEFAULT if self.is_default else SOURCE_TOPIC
+
+
+def config_type(name: str) -> int:
+    return _TYPES.get(name, TYPE_LONG)
 
 
 def entries(config: Mapping[str, Any], names: Iterable[str] | None = None) -> list[ConfigEntry]:
@@ -62,7 +84,7 @@ def overrides(pairs: Iterable[tuple[str, str | None]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in pairs:
         key = canonical_key(name)
-        if key in _IGNORED or (key == "compression.type" and value == "producer"):
+        if key in _IGNORED:
             continue
         if value is None:
             raise ConfigError(f"config {name!r} has a null value")

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TypeVar
 
+from streamlab.groups.consumer_protocol import ConsumerProtocolError
 from streamlab.groups.coordinator import Group
 from streamlab.server.context import ConnectionInfo, ServerContext
 
 T = TypeVar("T")
+
+log = logging.getLogger("streamlab.server")
+CONSUMER_PROTOCOL = "consumer"
 
 NONE = 0
 UNKNOWN_TOPIC_OR_PARTITION = 3
@@ -53,3 +59,27 @@ def client_host(conn: ConnectionInfo) -> str:
 
 def existing_group(ctx: ServerContext, group_id: str) -> Group | None:
     return ctx.broker.groups.groups().get(group_id)
+
+
+def warn_if_malformed(
+    conn: ConnectionInfo,
+    group_id: str,
+    what: str,
+    payloads: Iterable[tuple[str, bytes]],
+    decode: Callable[[bytes], object],
+) -> None:
+    """Log one warning line if a payload of a ``consumer`` group is not consumer protocol.
+
+    Kafka's coordinator passes these bytes on as opaque (the leader's client reads them) and
+    only warns that it cannot tell the group's subscriptions, so the request is still served;
+    the warning names the client that sends garbage.
+    """
+    for name, payload in payloads:
+        try:
+            decode(payload)
+        except ConsumerProtocolError as exc:
+            log.warning(
+                "%s:%d: group %r: %s %r is not consumer protocol (%s); passed on as opaque bytes, as Kafka does",
+                conn.host, conn.port, group_id, what, name, exc,
+            )  # fmt: skip
+            return

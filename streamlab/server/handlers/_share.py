@@ -16,7 +16,7 @@ from typing import Any
 
 from streamlab.broker.share import ShareGroup, share_groups
 from streamlab.errors import StreamlabError, kafka_code_for
-from streamlab.groups.share import AckType
+from streamlab.model.share import AckType
 from streamlab.model.types import TopicPartition
 from streamlab.server.context import ServerContext
 

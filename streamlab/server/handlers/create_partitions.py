@@ -14,6 +14,7 @@ from streamlab.broker import topics
 from streamlab.errors import InvalidPartitionsError, StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
 API_KEY = 37
@@ -49,6 +50,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         message: str | None
         if counts[topic.name] > 1:
             code, message = INVALID_REQUEST, "topic named more than once in one request"
+        elif not topic_allowed(ctx, conn, topic.name, Operation.ALTER):
+            code, message = TOPIC_AUTHORIZATION_FAILED, f"no ALTER on topic {topic.name!r}"
         else:
             code, message = await asyncio.to_thread(_grow, ctx, topic, body.validate_only)
         results.append(

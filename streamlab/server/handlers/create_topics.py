@@ -20,11 +20,14 @@ from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers import _configs
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.security import Operation, ResourceType
+from streamlab.server.security.acls import CLUSTER_NAME
 
 API_KEY = 19
 
 DEFAULT_PARTITIONS = 1
 INVALID_REQUEST = 42
+TOPIC_AUTHORIZATION_FAILED = 29
 INVALID_REPLICATION_FACTOR = 38
 INVALID_REPLICA_ASSIGNMENT = 39
 
@@ -86,6 +89,11 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         config: dict[str, Any]
         if counts[topic.name] > 1:
             code, message, partitions, config = INVALID_REQUEST, "topic named more than once in one request", -1, {}
+        elif not (
+            ctx.authorize(conn, Operation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
+            or ctx.authorize(conn, Operation.CREATE, ResourceType.TOPIC, topic.name)
+        ):
+            code, message, partitions, config = TOPIC_AUTHORIZATION_FAILED, "no CREATE on the cluster or topic", -1, {}
         else:
             # Creating touches the catalog and the disk: off the event loop.
             code, message, partitions, config = await asyncio.to_thread(_create, ctx, topic, body.validate_only)

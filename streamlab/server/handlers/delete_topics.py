@@ -14,10 +14,12 @@ from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.security import Operation, ResourceType
 
 API_KEY = 20
 
 UNKNOWN_TOPIC_ID = 100
+TOPIC_AUTHORIZATION_FAILED = 29
 
 
 def _delete(ctx: ServerContext, name: str) -> tuple[int, str | None]:
@@ -26,6 +28,7 @@ def _delete(ctx: ServerContext, name: str) -> tuple[int, str | None]:
     except StreamlabError as exc:
         return error_of(exc).value, str(exc)
     ctx.producers.forget_topic(name)
+    ctx.transactions.forget_topic(name)
     return 0, None
 
 
@@ -42,6 +45,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         message: str | None
         if name is None:
             code, message = UNKNOWN_TOPIC_ID, f"no topic has id {topic_id}"
+        elif not ctx.authorize(conn, Operation.DELETE, ResourceType.TOPIC, name):
+            code, message = TOPIC_AUTHORIZATION_FAILED, f"no DELETE on topic {name!r}"
         else:
             code, message = await asyncio.to_thread(_delete, ctx, name)
         results.append(

@@ -6,36 +6,52 @@ sleeps on the server's :class:`~streamlab.server.context.DataSignal` and looks a
 the broker signals an append. Reading and encoding run in a worker thread.
 
 Sizes follow Kafka (KIP-74): each partition gets at most ``partition_max_bytes`` and the
-response at most ``max_bytes``, except that the first record of the first partition with
-data is returned whatever its size, so a consumer can always make progress. Each
+response at most ``max_bytes`` and the server's ``fetch.max.bytes`` (55 MB), except that
+the first record of the first partition with data is returned whatever its size, so a
+consumer can always make progress. The bytes a response may hold are leased from the
+server's memory budget before anything is read (see :mod:`streamlab.server.memory`): when
+memory is short a response is smaller, never late. Records are cut to the size wanted
+before their columns are combined, so reading holds little more than the answer. Each
 partition's records are encoded as one uncompressed v2 batch (offset gaps from compaction
 are kept). Records whose key or value is stored as str or JSON carry the headers
 ``streamlab.key.format`` / ``streamlab.value.format`` again, so the ``kafka://`` backend
-returns them as they were sent. Fetch sessions (KIP-227) are not offered: every response
-has session id 0, which tells clients to keep sending full fetch requests.
+returns them as they were sent. Transaction markers go out as control batches, and
+``isolation_level=read_committed`` reads up to the last stable offset without the records
+of aborted transactions (see :mod:`streamlab.server.handlers._markers`). Fetch sessions
+(KIP-227) are not offered: every response has session id 0, which tells clients to keep
+sending full fetch requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from streamlab.errors import CorruptSegmentError
 from streamlab.model.serde import FMT_BYTES, FMT_NULL
 from streamlab.protocol.batch_columns import encode_batch_columns, encode_headers
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._markers import encode_with_markers, read_rows
 from streamlab.server.handlers.produce import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER
 from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.security import Operation, ResourceType
 from streamlab.storage.parquet_log import ParquetPartitionLog
+
+logger = logging.getLogger("streamlab.server")
 
 API_KEY = 1
 
 OFFSET_OUT_OF_RANGE = 1
 UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
 FETCH_SESSION_ID_NOT_FOUND = 70
 LEADER_EPOCH = 0
 MAX_WAIT_S = 30.0  # a bound on one long poll, whatever a client asks for
@@ -50,6 +66,8 @@ class _Partition:
     max_bytes: int
     error: int = 0
     high_watermark: int = -1
+    last_stable: int = -1
+    committed_only: bool = False  # isolation_level=read_committed: read up to last_stable
     log_start: int = -1
     records: bytes = b""
 
@@ -62,6 +80,7 @@ def _locate(ctx: ServerContext, topic: str, p: _Partition) -> ParquetPartitionLo
         return None
     log = state.logs[p.index]
     p.log_start, p.high_watermark = log.log_start_offset, log.high_watermark
+    p.last_stable = ctx.transactions.last_stable_offset(topic, p.index, p.high_watermark)
     if not p.log_start <= p.offset <= p.high_watermark:
         p.error = OFFSET_OUT_OF_RANGE
         return None
@@ -113,6 +132,19 @@ def _encode(table: pa.Table, limit: int, at_least_one: bool, log_append_time: bo
     )
 
 
+def _fit(table: pa.Table, limit: int) -> pa.Table:
+    """The leading records whose keys and values alone fit in ``limit`` (at least one): a
+    zero-copy slice, so the encoder never copies what cannot be answered."""
+    if table.num_rows <= 1:
+        return table
+    sizes = pc.add(
+        pc.fill_null(pc.binary_length(table.column("key")), 0),
+        pc.fill_null(pc.binary_length(table.column("value")), 0),
+    )
+    fits = int(np.searchsorted(np.cumsum(sizes.to_numpy()), limit, side="right"))
+    return table.slice(0, max(fits, 1))
+
+
 def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_bytes: int) -> int:
     """Fill every partition's records; returns the total bytes."""
     total = 0
@@ -120,13 +152,24 @@ def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_by
         for p in partitions:
             p.records = b""
             log = _locate(ctx, topic, p)
-            if log is None or p.offset == p.high_watermark or total >= max_bytes:
+            end = p.last_stable if p.committed_only else p.high_watermark
+            if log is None or p.offset >= end or total >= max_bytes:
                 continue
             limit = min(p.max_bytes, max_bytes - total)
-            table = log.read(p.offset, max(1, min(limit // 8, MAX_RECORDS)))
+            try:
+                rows = read_rows(ctx, topic, p.index, log, p.offset, max_records=max(1, min(limit // 8, MAX_RECORDS)),
+                                 end=end, committed_only=p.committed_only)  # fmt: skip
+                table = _fit(rows, limit)
+            except CorruptSegmentError as exc:
+                # The records before the damage were served by earlier fetches; from here
+                # on the client gets CORRUPT_MESSAGE for this partition, never altered data.
+                logger.warning("%s[%d] at offset %d: %s", topic, p.index, p.offset, exc)
+                p.error = exc.kafka_code
+                continue
             state = ctx.broker.topics.get(topic)  # None if deleted meanwhile
             log_append_time = state is not None and state.config["message.timestamp.type"] == "LogAppendTime"
-            p.records = _encode(table, limit, total == 0, log_append_time)
+            encode = functools.partial(_encode, log_append_time=log_append_time)
+            p.records = encode_with_markers(table, limit, total == 0, encode)
             total += len(p.records)
     return total
 
@@ -134,27 +177,52 @@ def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_by
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
+    committed = getattr(body, "isolation_level", 0) == 1
     topics = [
-        (topic.topic, [_Partition(p.partition, p.fetch_offset, p.partition_max_bytes) for p in topic.partitions])
+        (topic.topic, [_Partition(p.partition, p.fetch_offset, p.partition_max_bytes, committed_only=committed)
+                       for p in topic.partitions])
         for topic in body.topics
-    ]
+    ]  # fmt: skip
+    # Topics the principal may not READ are answered TOPIC_AUTHORIZATION_FAILED, unread.
+    denied = [item for item in topics if not ctx.authorize(conn, Operation.READ, ResourceType.TOPIC, item[0])]
+    for _, parts in denied:
+        for part in parts:
+            part.error = TOPIC_AUTHORIZATION_FAILED
+    topics = [item for item in topics if item not in denied]
     if getattr(body, "session_id", 0) != 0:  # we never hand out fetch sessions
         return build(t.FetchResponse, throttle_time=ZERO, error_code=error_code(FETCH_SESSION_ID_NOT_FOUND),
                      session_id=0, responses=())  # fmt: skip
-    max_bytes = getattr(body, "max_bytes", 2**31 - 1)
+    # v0-v2 have no response limit; fetch.max.bytes bounds every version
+    max_bytes = min(getattr(body, "max_bytes", 2**31 - 1), ctx.limits.fetch_max_bytes)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.max_wait.total_seconds(), MAX_WAIT_S)
-    while True:
-        generation = ctx.data.generation
-        pending = [(topic, p) for topic, partitions in topics for p in partitions]
-        located = [(p, _locate(ctx, topic, p)) for topic, p in pending]
-        errors = any(p.error for p, _ in located)
-        has_data = any(log is not None and p.offset < p.high_watermark for p, log in located)
-        total = await asyncio.to_thread(_read, ctx, topics, max_bytes) if has_data else 0
-        remaining = deadline - loop.time()
-        if errors or total >= body.min_bytes or remaining <= 0 or ctx.shutting_down:
-            break
-        await ctx.data.wait(generation, remaining)
+    leased = 0
+    try:
+        while True:
+            generation = ctx.data.generation
+            pending = [(topic, p) for topic, partitions in topics for p in partitions]
+            located = [(p, _locate(ctx, topic, p)) for topic, p in pending]
+            errors = bool(denied) or any(p.error for p, _ in located)
+            has_data = any(
+                log is not None and p.offset < (p.last_stable if p.committed_only else p.high_watermark)
+                for p, log in located
+            )
+            total = 0
+            if has_data:
+                leased = ctx.memory.lease(max_bytes)
+                total = await asyncio.to_thread(_read, ctx, topics, leased)
+            remaining = deadline - loop.time()
+            if errors or total >= body.min_bytes or remaining <= 0 or ctx.shutting_down:
+                break
+            for _, partitions in topics:  # too little yet: hold nothing while waiting
+                for p in partitions:
+                    p.records = b""
+            ctx.memory.release(leased)
+            leased = 0
+            await ctx.data.wait(generation, remaining)
+    finally:
+        # From here the server counts the encoded response (app.py), before anything else runs.
+        ctx.memory.release(leased)
     return build(
         t.FetchResponse,
         throttle_time=ZERO,
@@ -170,7 +238,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
                         partition_index=p.index,
                         error_code=error_code(p.error),
                         high_watermark=p.high_watermark,
-                        last_stable_offset=p.high_watermark,
+                        last_stable_offset=p.last_stable,
                         log_start_offset=p.log_start,
                         aborted_transactions=(),
                         preferred_read_replica=-1,
@@ -179,6 +247,6 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
                     for p in partitions
                 ),
             )
-            for topic, partitions in topics
+            for topic, partitions in [*topics, *denied]
         ),
     )

@@ -13,6 +13,7 @@ from typing import Any
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import INVALID_GROUP_ID, NONE, UNKNOWN_MEMBER_ID, existing_group
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
@@ -26,6 +27,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     group = existing_group(ctx, body.group_id) if body.group_id else None
     if not body.group_id:
         code = INVALID_GROUP_ID
+    elif not group_allowed(ctx, conn, body.group_id):
+        code = GROUP_AUTHORIZATION_FAILED
     elif group is None:
         code = UNKNOWN_MEMBER_ID
     else:

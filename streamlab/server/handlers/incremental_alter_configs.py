@@ -1,12 +1,13 @@
-"""IncrementalAlterConfigs: change topic configs, and share-group configs (KIP-932).
+"""IncrementalAlterConfigs: change topic configs and group configs.
 
-TOPIC resources take SET and DELETE (back to the default) of streamlab's topic configs.
-GROUP resources are how a share group gets its settings, as in Kafka:
-``share.record.lock.duration.ms``, ``share.delivery.count.limit``,
+TOPIC resources take SET and DELETE (back to the default) of streamlab's topic configs,
+and APPEND and SUBTRACT of list configs (``cleanup.policy``); APPEND or SUBTRACT on any
+other config is INVALID_CONFIG, as in Kafka. GROUP resources take Kafka's group configs:
+a share group's ``share.record.lock.duration.ms``, ``share.delivery.count.limit``,
 ``share.auto.offset.reset`` and ``errors.deadletterqueue.topic.name`` (the dead-letter
-topic; KIP-1191's name), applied to what the group does next. APPEND and SUBTRACT (list
-operations) are refused with INVALID_REQUEST, an unknown config with INVALID_CONFIG, and
-``validate_only`` checks without changing anything.
+topic; KIP-1191's name), applied to what the group does next, and the others of
+:mod:`streamlab.broker.group_configs` (``consumer.session.timeout.ms``, ...). An unknown
+config is INVALID_CONFIG, and ``validate_only`` checks without changing anything.
 """
 
 from __future__ import annotations
@@ -14,20 +15,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from streamlab.broker import group_configs
 from streamlab.broker.share import share_groups
 from streamlab.broker.topics import alter_config
-from streamlab.config import TOPIC_CONFIGS, canonical_key, topic_config
+from streamlab.config import LIST_CONFIGS, TOPIC_CONFIGS, canonical_key, topic_config
 from streamlab.errors import ConfigError, StreamlabError
-from streamlab.groups.share import ShareGroupConfig
+from streamlab.model.share import ShareGroupConfig
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import Operation, config_refusal
 from streamlab.server.handlers._configs import overrides
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
 API_KEY = 44
 
 RESOURCE_TOPIC, RESOURCE_GROUP = 2, 32
-SET, DELETE = 0, 1
+SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 INVALID_REQUEST = 42
 
 # Kafka group config name -> (ShareGroupConfig field, parser)
@@ -57,17 +60,9 @@ def _group_changes(configs: Any) -> dict[str, Any]:
 
 
 def _alter(ctx: ServerContext, resource: Any, validate_only: bool) -> None:
-    if any(entry.config_operation not in (SET, DELETE) for entry in resource.configs):
-        raise _Refused(INVALID_REQUEST, "only SET and DELETE are supported (no list configs here)")
     name = resource.resource_name
     if resource.resource_type == RESOURCE_GROUP:
-        changes = _group_changes(resource.configs)
-        registry = share_groups(ctx.broker)
-        if validate_only:
-            group = registry.get(name)
-            (group.config if group is not None else ShareGroupConfig()).updated(changes)
-            return
-        registry.configure(name, changes)
+        _alter_group(ctx, name, resource.configs, validate_only)
         return
     if resource.resource_type != RESOURCE_TOPIC:
         raise _Refused(INVALID_REQUEST, f"resource type {resource.resource_type} has no configs here")
@@ -79,10 +74,50 @@ def _alter(ctx: ServerContext, resource: Any, validate_only: bool) -> None:
         raise ConfigError(f"unknown topic configs {unknown}")
     defaults = topic_config()
     changes = {**sets, **{k: defaults[k] for k in deletes}}
+    for entry in resource.configs:
+        if entry.config_operation in (APPEND, SUBTRACT):
+            key = canonical_key(entry.name)
+            current = changes.get(key, state.config.get(key, defaults.get(key)))
+            changes[key] = _list_change(key, str(current), entry.value or "", entry.config_operation)
     if validate_only:
         topic_config({**state.config, **changes})
         return
     alter_config(ctx.broker, name, changes)
+
+
+def _list_change(key: str, current: str, value: str, operation: int) -> str:
+    """APPEND or SUBTRACT ``value`` (comma-separated) to/from the list config ``key``."""
+    if key not in LIST_CONFIGS:
+        raise ConfigError(f"{key} is not a list config: APPEND and SUBTRACT work on {sorted(LIST_CONFIGS)}")
+    items = [v for v in current.split(",") if v]
+    given = [v.strip() for v in value.split(",") if v.strip()]
+    if operation == APPEND:
+        items += [v for v in given if v not in items]
+    else:
+        items = [v for v in items if v not in given]
+    if not items:
+        raise ConfigError(f"{key} cannot be empty")
+    return ",".join(items)
+
+
+def _alter_group(ctx: ServerContext, name: str, configs: Any, validate_only: bool) -> None:
+    if any(entry.config_operation not in (SET, DELETE) for entry in configs):
+        raise ConfigError("group configs are not lists: only SET and DELETE apply")
+    share = [e for e in configs if e.name in GROUP_CONFIGS]
+    other = [e for e in configs if e.name not in GROUP_CONFIGS]
+    sets = {e.name: e.value or "" for e in other if e.config_operation == SET and e.value is not None}
+    deletes = [e.name for e in other if e.name not in sets]
+    group_configs.alter(ctx.broker, name, sets, deletes, validate_only=True)  # all checked before any change
+    if share:
+        changes = _group_changes(share)
+        registry = share_groups(ctx.broker)
+        if validate_only:
+            group = registry.get(name)
+            (group.config if group is not None else ShareGroupConfig()).updated(changes)
+        else:
+            registry.configure(name, changes)
+    if other and not validate_only:
+        group_configs.alter(ctx.broker, name, sets, deletes, validate_only=False)
 
 
 class _Refused(Exception):
@@ -97,7 +132,10 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     answers = []
     for resource in body.resources:
         code, message = error_code(0), None
+        refused = config_refusal(ctx, conn, resource.resource_type, resource.resource_name, Operation.ALTER_CONFIGS)
         try:
+            if refused is not None:
+                raise _Refused(*refused)
             await asyncio.to_thread(_alter, ctx, resource, bool(body.validate_only))
         except _Refused as exc:
             code, message = error_code(exc.code), str(exc)

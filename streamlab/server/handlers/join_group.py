@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from streamlab.broker.consumer_groups import check_not_consumer_protocol
 from streamlab.errors import StreamlabError
+from streamlab.groups.consumer_protocol import decode_subscription
 from streamlab.groups.coordinator import JoinRequest, JoinResult, MemberIdRequiredError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import (
+    CONSUMER_PROTOCOL,
     INVALID_GROUP_ID,
     INVALID_SESSION_TIMEOUT,
     NONE,
@@ -26,6 +30,7 @@ from streamlab.server.handlers._groups import (
     client_host,
     millis_of,
     wait_limit,
+    warn_if_malformed,
 )
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
@@ -63,6 +68,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
 
     if not body.group_id:
         return respond(INVALID_GROUP_ID)
+    if not group_allowed(ctx, conn, body.group_id):
+        return respond(GROUP_AUTHORIZATION_FAILED)
     session_ms = millis_of(body.session_timeout)
     rebalance_ms = millis_of(body.rebalance_timeout) if version >= 1 else session_ms
     if session_ms <= 0:
@@ -77,6 +84,12 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         group_instance_id=getattr(body, "group_instance_id", None),
         reason=getattr(body, "reason", None),
     )
+    if join.protocol_type == CONSUMER_PROTOCOL:
+        warn_if_malformed(conn, body.group_id, "subscription of protocol", join.protocols, decode_subscription)
+    try:  # a consumer-protocol (KIP-848) group with members takes no classic member
+        await asyncio.to_thread(check_not_consumer_protocol, ctx.broker, body.group_id)
+    except StreamlabError as exc:
+        return respond(error_of(exc).value)
     group = ctx.broker.groups.group(body.group_id)
     pending = await asyncio.to_thread(group.join_wire, body.member_id, join, require_known_member_id=version >= 4)
     try:

@@ -13,6 +13,7 @@ from streamlab.errors import StreamlabError
 from streamlab.groups.coordinator import Group
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import INVALID_GROUP_ID, NONE, UNKNOWN_MEMBER_ID, existing_group
 from streamlab.server.responses import ZERO, build, error_code, types_for
 
@@ -43,6 +44,9 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         leaving = [(m.member_id, m.group_instance_id, getattr(m, "reason", None)) for m in body.members]
     if not body.group_id:
         return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(INVALID_GROUP_ID), members=())
+    if not group_allowed(ctx, conn, body.group_id):
+        return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(GROUP_AUTHORIZATION_FAILED),
+                     members=())  # fmt: skip
     codes = await asyncio.to_thread(_leave, existing_group(ctx, body.group_id), leaving)
     if request.api_version < 3:
         return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(codes[0]))

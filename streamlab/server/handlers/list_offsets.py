@@ -3,8 +3,8 @@
 For a timestamp, the answer is the earliest offset whose record has a timestamp at least
 that large, with that record's timestamp; if there is none the offset is -1, as in Kafka
 (clients read it as "no such record"). -3 (v7+) asks for the record with the largest
-timestamp. Without transactions the last stable offset is the high watermark, so both
-isolation levels get the same answers.
+timestamp. With ``isolation_level=read_committed`` (1) "latest" is the last stable
+offset: the first offset of the oldest transaction still open on the partition.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 from streamlab.storage.parquet_log import ParquetPartitionLog
 
@@ -44,13 +45,17 @@ def _max_timestamp(log: ParquetPartitionLog) -> tuple[int, int]:
     return (-1, -1) if offset is None else (offset, newest)
 
 
-def _lookup(ctx: ServerContext, topic: str, partition: int, timestamp: int) -> tuple[int, int, int]:
+def _lookup(
+    ctx: ServerContext, topic: str, partition: int, timestamp: int, committed: bool = False
+) -> tuple[int, int, int]:
     """(error code, offset, timestamp) for one partition."""
     try:
         log = ctx.broker.log(topic, partition)
     except StreamlabError as exc:
         return error_of(exc).value, -1, -1
     if timestamp == LATEST:
+        if committed:
+            return 0, ctx.transactions.last_stable_offset(topic, partition, log.high_watermark), -1
         return 0, log.high_watermark, -1
     if timestamp == EARLIEST:
         return 0, log.log_start_offset, -1
@@ -63,9 +68,13 @@ def _lookup(ctx: ServerContext, topic: str, partition: int, timestamp: int) -> t
     return 0, offset, _record_timestamp(log, offset)
 
 
-def _lookup_all(ctx: ServerContext, body: Any) -> list[tuple[str, list[tuple[int, tuple[int, int, int]]]]]:
+def _lookup_all(
+    ctx: ServerContext, body: Any, denied: frozenset[str] = frozenset()
+) -> list[tuple[str, list[tuple[int, tuple[int, int, int]]]]]:
+    committed = getattr(body, "isolation_level", 0) == 1
     return [
-        (topic.name, [(p.partition_index, _lookup(ctx, topic.name, p.partition_index, p.timestamp))
+        (topic.name, [(p.partition_index, (TOPIC_AUTHORIZATION_FAILED, -1, -1) if topic.name in denied
+                       else _lookup(ctx, topic.name, p.partition_index, p.timestamp, committed))
                       for p in topic.partitions])
         for topic in body.topics
     ]  # fmt: skip
@@ -74,7 +83,9 @@ def _lookup_all(ctx: ServerContext, body: Any) -> list[tuple[str, list[tuple[int
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     t = types_for(API_KEY, request.api_version)
     # Looking up by time may read Parquet segments: off the event loop.
-    results = await asyncio.to_thread(_lookup_all, ctx, request.body)
+    body: Any = request.body
+    denied = frozenset(t.name for t in body.topics if not topic_allowed(ctx, conn, t.name, Operation.DESCRIBE))
+    results = await asyncio.to_thread(_lookup_all, ctx, body, denied)
     return build(
         t.ListOffsetsResponse,
         throttle_time=ZERO,

@@ -4,7 +4,9 @@
   to the operating system; ``acks=0`` gets no response at all, and if storing failed the
   connection is closed, as Kafka does, so the client notices and refreshes its metadata.
 * Every batch's CRC-32C is checked (CORRUPT_MESSAGE). A batch larger than the topic's
-  ``max.message.bytes`` gets MESSAGE_TOO_LARGE. Transactions are not supported.
+  ``max.message.bytes`` gets MESSAGE_TOO_LARGE. A transactional batch is checked against
+  its transaction (fenced epoch, partition not added) and noted in the transaction index
+  (:mod:`streamlab.broker.transactions`) before it is stored.
 * Keys and values are stored as bytes (``FMT_BYTES``; ``FMT_NULL`` for null), except
   that the headers ``streamlab.key.format`` / ``streamlab.value.format`` (one ASCII digit,
   a :mod:`streamlab.model.serde` format code), which streamlab's ``kafka://`` backend sends,
@@ -31,13 +33,14 @@ import pyarrow as pa
 from streamlab.broker import produce
 from streamlab.broker.produce import sync_all
 from streamlab.errors import CorruptRecordError, RecordTooLargeError, SerializationError, StreamlabError
+from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL
 from streamlab.protocol.batch_columns import RecordColumns, decode_batches_columns
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.protocol.record_batch import RecordBatch, WireRecord
 from streamlab.server.context import CloseConnection, ConnectionInfo, ServerContext
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
-from streamlab.storage.schema import build_batch
+from streamlab.server.security import Operation, ResourceType
 
 API_KEY = 0
 
@@ -47,6 +50,7 @@ _FORMATS = {str(code).encode(): code for code in range(FMT_NULL, FMT_JSON + 1)}
 _BATCH_LENGTH = struct.Struct(">i")
 _PRODUCER_STATE = -1  # beside id(log) keys: the idempotent producers' state file
 INVALID_REQUIRED_ACKS = 21
+TOPIC_AUTHORIZATION_FAILED = 29
 INVALID_REQUEST = 42
 KAFKA_STORAGE_ERROR = 56
 
@@ -152,11 +156,15 @@ def _append(ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, 
             log.info("%s[%d]: dropped a retried batch of producer %d (offset %d)", topic, partition, pid, duplicate)
             return duplicate
         expected = ctx.broker.log(topic, partition).high_watermark
+        if batch.is_transactional:  # fenced or not in the transaction: raises before anything is written
+            ctx.transactions.before_append(topic, partition, pid, epoch, expected, rows.num_rows)
         states.begin(topic, partition, pid, epoch, seqs, expected, rows.num_rows)
         try:
             base = produce.append(ctx.broker, topic, partition, rows, sync=False)
         except BaseException:
             states.abort(topic, partition, pid, expected)
+            if batch.is_transactional:
+                ctx.transactions.append_failed(topic, partition, pid, expected, rows.num_rows)
             raise
         states.commit(topic, partition, pid, expected, stored_at=base)
         return base
@@ -182,8 +190,10 @@ def _produce_partition(
         first: int | None = None
         for decoded in batches:
             batch = decoded.batch
-            if batch.is_transactional or batch.is_control:
-                raise _Unsupported("streamlab does not support transactions")
+            if batch.is_control:  # markers are the coordinator's to write
+                raise _Unsupported("clients may not write control batches")
+            if batch.is_transactional and (batch.producer_id < 0 or batch.base_sequence < 0):
+                raise _Unsupported("a transactional batch needs a producer id and sequence numbers")
             if not len(decoded):
                 continue
             touched[id(log_)] = log_.sync
@@ -208,7 +218,9 @@ def _produce_partition(
         return _Result(KAFKA_STORAGE_ERROR, message=str(exc))
 
 
-def _produce_all(ctx: ServerContext, body: Any, sync: bool) -> list[tuple[str, list[tuple[int, _Result]]]]:
+def _produce_all(
+    ctx: ServerContext, body: Any, sync: bool, denied: frozenset[str] = frozenset()
+) -> list[tuple[str, list[tuple[int, _Result]]]]:
     """Append every partition, then (``acks=-1``) make them durable before answering.
 
     The partition logs and the producer-state file are fsynced in parallel, each in a
@@ -219,9 +231,12 @@ def _produce_all(ctx: ServerContext, body: Any, sync: bool) -> list[tuple[str, l
     results: list[tuple[str, list[tuple[int, _Result, int | None]]]] = []
     touched: dict[int, Callable[[], None]] = {}  # id(log) or _PRODUCER_STATE -> its sync
     for topic in body.topic_data:
-        parts = []
+        parts: list[tuple[int, _Result, int | None]] = []
         for p in topic.partition_data:
             before = set(touched)
+            if topic.name in denied:  # no WRITE on the topic
+                parts.append((p.index, _Result(TOPIC_AUTHORIZATION_FAILED), None))
+                continue
             result = _produce_partition(ctx, topic.name, p.index, p.records, touched)
             logs = set(touched) - before - {_PRODUCER_STATE}
             parts.append((p.index, result, logs.pop() if logs else None))
@@ -245,15 +260,16 @@ def _produce_all(ctx: ServerContext, body: Any, sync: bool) -> list[tuple[str, l
 
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
-    if body.transactional_id is not None:
-        results = [(t.name, [(p.index, _Result(INVALID_REQUEST)) for p in t.partition_data]) for t in body.topic_data]
-    elif body.acks not in (-1, 0, 1):
+    if body.acks not in (-1, 0, 1):
         results = [
             (t.name, [(p.index, _Result(INVALID_REQUIRED_ACKS)) for p in t.partition_data]) for t in body.topic_data
         ]
     else:
         # Appending (and with acks=-1 fsyncing) blocks: off the event loop.
-        results = await asyncio.to_thread(_produce_all, ctx, body, body.acks == -1)
+        denied = frozenset(
+            t.name for t in body.topic_data if not ctx.authorize(conn, Operation.WRITE, ResourceType.TOPIC, t.name)
+        )
+        results = await asyncio.to_thread(_produce_all, ctx, body, body.acks == -1, denied)
     if body.acks == 0:
         if any(r.code for _, parts in results for _, r in parts):
             raise CloseConnection("a Produce with acks=0 failed")

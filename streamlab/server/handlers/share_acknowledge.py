@@ -15,6 +15,7 @@ from streamlab.errors import StreamlabError
 from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._share import UNKNOWN_MEMBER_ID, apply_acks, group_of
 from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
 from streamlab.server.share_sessions import FINAL_EPOCH, SessionError
@@ -31,6 +32,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         return build(t.ShareAcknowledgeResponse, throttle_time=ZERO, error_code=code, error_message=message,
                      responses=(), node_endpoints=(), acquisition_lock_timeout=ZERO)  # fmt: skip
 
+    if not group_allowed(ctx, conn, body.group_id):
+        return top_level(error_code(GROUP_AUTHORIZATION_FAILED), f"no READ on group {body.group_id!r}")
     if group is None:
         return top_level(error_code(UNKNOWN_MEMBER_ID), f"member {body.member_id!r} is not in share group "
                          f"{body.group_id!r}")  # fmt: skip

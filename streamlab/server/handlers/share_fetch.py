@@ -21,6 +21,13 @@ from streamlab.errors import StreamlabError
 from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import (
+    GROUP_AUTHORIZATION_FAILED,
+    TOPIC_AUTHORIZATION_FAILED,
+    Operation,
+    group_allowed,
+    topic_allowed,
+)
 from streamlab.server.handlers._share import (
     UNKNOWN_MEMBER_ID,
     PartitionResult,
@@ -74,6 +81,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         return build(t.ShareFetchResponse, throttle_time=ZERO, error_code=code, error_message=message,
                      acquisition_lock_timeout=ZERO, responses=(), node_endpoints=())  # fmt: skip
 
+    if not group_allowed(ctx, conn, body.group_id):
+        return top_level(error_code(GROUP_AUTHORIZATION_FAILED), f"no READ on group {body.group_id!r}")
     if group is None:
         return top_level(error_code(UNKNOWN_MEMBER_ID), f"member {body.member_id!r} is not in share group "
                          f"{body.group_id!r}: join it with ShareGroupHeartbeat")  # fmt: skip
@@ -89,6 +98,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             tp, code = resolve(ctx, topic.topic_id, int(part.partition_index))
             if tp is None:
                 results[(topic.topic_id, int(part.partition_index))] = PartitionResult(error=code)
+            elif not topic_allowed(ctx, conn, tp.topic, Operation.READ):
+                results[(topic.topic_id, int(part.partition_index))] = PartitionResult(error=TOPIC_AUTHORIZATION_FAILED)
             elif not closing:
                 session.partitions.add(tp)
     for forgotten in body.forgotten_topics_data:

@@ -21,6 +21,7 @@ from streamlab.broker.share import DEFAULT_SESSION_TIMEOUT_MS, ShareMember, shar
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._share import INVALID_REQUEST, UNKNOWN_MEMBER_ID
 from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
 
@@ -66,6 +67,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
 
     if not body.member_id or not body.group_id:
         return answer(error_code(INVALID_REQUEST), "group id and member id are required")
+    if not group_allowed(ctx, conn, body.group_id):
+        return answer(error_code(GROUP_AUTHORIZATION_FAILED), f"no READ on group {body.group_id!r}")
     try:
         code, message, member = await asyncio.to_thread(_heartbeat, ctx, body, conn.client_id)
     except StreamlabError as exc:

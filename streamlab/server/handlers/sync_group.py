@@ -13,10 +13,13 @@ import asyncio
 from typing import Any
 
 from streamlab.errors import StreamlabError
+from streamlab.groups.consumer_protocol import decode_assignment
 from streamlab.groups.coordinator import SyncResult
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import (
+    CONSUMER_PROTOCOL,
     INVALID_GROUP_ID,
     NONE,
     REBALANCE_IN_PROGRESS,
@@ -24,6 +27,7 @@ from streamlab.server.handlers._groups import (
     answer,
     existing_group,
     wait_limit,
+    warn_if_malformed,
 )
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
@@ -46,10 +50,14 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
 
     if not body.group_id:
         return respond(INVALID_GROUP_ID)
+    if not group_allowed(ctx, conn, body.group_id):
+        return respond(GROUP_AUTHORIZATION_FAILED)
     group = existing_group(ctx, body.group_id)
     if group is None:
         return respond(UNKNOWN_MEMBER_ID)
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
+    if group.protocol_type == CONSUMER_PROTOCOL:
+        warn_if_malformed(conn, body.group_id, "assignment for member", assignments.items(), decode_assignment)
     pending = await asyncio.to_thread(
         group.sync_wire, body.member_id, body.generation_id, assignments,
         group_instance_id=getattr(body, "group_instance_id", None),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn, Self
 
-from streamlab.groups.share import ShareOperationError
+from streamlab.errors import ShareOperationError
 from streamlab.model.types import TopicPartition
 
 

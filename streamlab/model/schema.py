@@ -22,7 +22,7 @@ RECORD_SCHEMA = pa.schema(
     ]
 )
 BASE_COLUMNS = RECORD_SCHEMA.names
-FIELDS_COLUMN = "value_fields"  # JSON-object values expanded at seal time (see fields.py)
+# JSON-object values are expanded at seal time into the FIELDS_COLUMN struct (see fields.py)
 
 
 def build_batch(

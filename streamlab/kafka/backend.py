@@ -1,7 +1,8 @@
-"""``KafkaLab``: the Lab API over a Kafka cluster (``streamlab.connect("kafka://...")``).
+"""``KafkaBackend``: the backend port (:mod:`streamlab.port.backend`) over a Kafka cluster,
+behind the one Lab front that ``streamlab.connect("kafka://...")`` returns.
 
-Every method has the embedded Lab's arguments, return columns and exceptions. Where a
-Kafka cluster cannot give the same answer, this is what happens instead:
+The front gives every method the embedded Lab's arguments, return columns and exceptions.
+Where a Kafka cluster cannot give the same answer, this is what happens instead:
 
 - ``topics()["bytes"]`` is NaN: confluent-kafka has no DescribeLogDirs. ``config`` shows
   the topic's non-default settings and those the embedded broker knows (numbers as ints).
@@ -28,15 +29,16 @@ group that ever had members raises GroupNotEmptyError there (the mock never forg
 
 The topic admin engines live in :mod:`streamlab.kafka.topic_admin`, offsets and record
 reads in :mod:`streamlab.kafka.reader`, consumer groups in :mod:`streamlab.kafka.group_admin`;
-this module wires them into the Lab API.
+this module wires them into the backend port.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import confluent_kafka as ck
@@ -46,9 +48,6 @@ import pandas as pd
 import pyarrow as pa
 from confluent_kafka.admin import AdminClient
 
-from streamlab.broker import query
-from streamlab.client.replay_frame import replay_bound, replay_dataframe
-from streamlab.client.user_sql import check_statement, query_errors
 from streamlab.config import TOPIC_CONFIGS
 from streamlab.errors import (
     ClosedError,
@@ -57,25 +56,26 @@ from streamlab.errors import (
     StreamlabError,
     UnknownPartitionError,
     UnknownTopicError,
+    UnsupportedOperationError,
 )
-from streamlab.kafka import SCHEME, UnsupportedOperationError, client_config, group_admin, log, parse_target, translate
+from streamlab.kafka import SCHEME, client_config, group_admin, log, parse_target, translate
 from streamlab.kafka import mock_cluster as mocks
 from streamlab.kafka.consumer import KafkaConsumer
 from streamlab.kafka.producer import KafkaProducer
 from streamlab.kafka.reader import KafkaReader
 from streamlab.kafka.share_consumer import KafkaShareConsumer
 from streamlab.kafka.topic_admin import KafkaTopicAdmin, TopicAdmin, TopicInfo
-from streamlab.model.names import validate_topic_name
 from streamlab.model.types import TopicPartition
+from streamlab.model.views import Bounds, quote, view_sql
+from streamlab.port.backend import ShareGroupSnapshot
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
-PROGRESS_FROM = 100_000  # records: a replay this large shows a progress bar (read at each replay)
 _TOPIC_INFO_TTL = 10.0
 _ids = itertools.count()
 
 
-class KafkaLab:
-    """A Kafka cluster you can produce to, consume from, replay and query like the embedded Lab."""
+class KafkaBackend:
+    """A Kafka cluster you can produce to, consume from, replay and query like the embedded broker."""
 
     def __init__(self, target: str, *, timeout: float = 30.0) -> None:
         self.target = target
@@ -96,8 +96,8 @@ class KafkaLab:
         )
         self._closed = False
 
-    def __repr__(self) -> str:
-        return f"<streamlab.KafkaLab {SCHEME}{self.bootstrap}{' closed' if self._closed else ''}>"
+    def describe(self) -> str:
+        return f"{SCHEME}{self.bootstrap}"
 
     # metadata ---------------------------------------------------------------------------
     def _metadata(self, topic: str | None = None) -> Any:
@@ -150,22 +150,9 @@ class KafkaLab:
         return self._reader.record_at(tp, offset)
 
     # topics -----------------------------------------------------------------------------
-    def create_topic(
-        self,
-        name: str,
-        partitions: int = 1,
-        config: Mapping[str, Any] | None = None,
-        *,
-        replication_factor: int | None = None,
-    ) -> None:
-        """Create a topic; ``config`` keys may use dots or underscores (``retention.ms``).
-        ``replication_factor`` defaults to the cluster's default."""
+    def create_topic(self, name: str, partitions: int, config: dict[str, Any], replication_factor: int | None) -> None:
         self._check_open()
-        validate_topic_name(name)
-        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
-            raise InvalidPartitionsError(f"partitions must be a positive integer, got {partitions!r}")
-        dotted = {str(k).replace("_", "."): v for k, v in (config or {}).items()}
-        self.topic_admin.create(name, partitions, dotted, replication_factor)
+        self.topic_admin.create(name, partitions, config, replication_factor)
         self._info.pop(name, None)
         self._wait_for_topic(name, exists=True)
 
@@ -191,9 +178,9 @@ class KafkaLab:
         while self._topic_info(name, fresh=True).partitions < partitions and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def alter_topic_config(self, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    def alter_topic_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         self._topic_info(name)
-        changed = self.topic_admin.alter(name, {str(k).replace("_", "."): v for k, v in config.items()})
+        changed = self.topic_admin.alter(name, config)
         self._info.pop(name, None)
         return changed
 
@@ -203,14 +190,14 @@ class KafkaLab:
         self._info.pop(name, None)
         self._wait_for_topic(name, exists=False)
 
-    def topics(self) -> pd.DataFrame:
+    def topic_rows(self) -> list[dict[str, Any]]:
         """One row per topic: partitions, records (high watermark - log start), bytes (NaN), config."""
         listed = self._metadata().topics
         names = sorted(n for n, t in listed.items() if not n.startswith("__") and t.error is None)
         tps = [TopicPartition(n, p) for n in names for p in sorted(listed[n].partitions)]
         marks = self._watermarks(tps)
         configs = self.topic_admin.configs(names)
-        rows = [
+        return [
             {
                 "name": n,
                 "partitions": len(listed[n].partitions),
@@ -220,16 +207,20 @@ class KafkaLab:
             }
             for n in names
         ]
-        return pd.DataFrame(rows, columns=["name", "partitions", "records", "bytes", "config"])
 
-    def offsets(self, topic: str) -> pd.DataFrame:
+    def offset_rows(self, topic: str) -> list[tuple[int, int, int]]:
         tps = [TopicPartition(topic, p) for p in range(self._topic_info(topic, fresh=True).partitions)]
         marks = self._watermarks(tps)
-        rows = [{"partition": tp.partition, "log_start_offset": marks[tp][0], "high_watermark": marks[tp][1]}
-                for tp in tps]  # fmt: skip
-        return pd.DataFrame(rows, columns=["partition", "log_start_offset", "high_watermark"])
+        return [(tp.partition, marks[tp][0], marks[tp][1]) for tp in tps]
 
-    def apply_retention(self, *, now: Any = None) -> Any:
+    def topic_names(self) -> list[str]:
+        """Every topic but Kafka's internal ones (``__consumer_offsets``...)."""
+        return sorted(n for n, t in self._metadata().topics.items() if not n.startswith("__") and t.error is None)
+
+    def partition_count(self, topic: str) -> int:
+        return self._topic_info(topic, fresh=True).partitions
+
+    def apply_retention(self, now_ms: int) -> Any:
         raise UnsupportedOperationError("retention runs on the Kafka brokers (retention.ms, retention.bytes)")
 
     def roll(self, topic: str) -> None:
@@ -239,31 +230,27 @@ class KafkaLab:
     def producer(self, **config: Any) -> KafkaProducer:
         return KafkaProducer(self, **config)
 
-    def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> KafkaConsumer:
+    def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> KafkaConsumer:
         return KafkaConsumer(self, topics, **{**self.consumer_defaults, **config})
 
-    def share_consumer(
-        self,
-        topics: Iterable[str] | str,
-        *,
-        group: str,
-        lock_ms: int = 30_000,
-        dead_letter_topic: str | None = None,
-        delivery_count_limit: int = 5,
-        client_id: str = "streamlab-share-consumer",
-        **config: Any,
-    ) -> KafkaShareConsumer:
-        """A member of share group ``group`` (KIP-932), as on the embedded broker; the
-        group's settings become group configs on the cluster (see
-        :mod:`streamlab.kafka.share_consumer`)."""
-        return KafkaShareConsumer(self, topics, group=group, lock_ms=lock_ms, dead_letter_topic=dead_letter_topic,
-                                  delivery_count_limit=delivery_count_limit, client_id=client_id, **config)  # fmt: skip
+    def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> KafkaShareConsumer:
+        """The group's settings become group configs on the cluster (see :mod:`streamlab.kafka.share_consumer`)."""
+        return KafkaShareConsumer(self, topics, **config)
 
     def share_state(self, group: str) -> pd.DataFrame:
         raise UnsupportedOperationError(
             "the state of each in-flight record of a share group is the embedded broker's: open the data "
             "directory with streamlab.connect(DIR) (with the server stopped) to see it"
         )
+
+    def share_group_snapshot(self, group: str) -> ShareGroupSnapshot | None:
+        raise UnsupportedOperationError(
+            "the state of each in-flight record of a share group is the embedded broker's: open the data "
+            "directory with streamlab.connect(DIR) (with the server stopped) to see it"
+        )
+
+    def partition_bytes(self, topic: str, partition: int) -> int | None:
+        return None  # confluent-kafka has no DescribeLogDirs
 
     def _adopt(self, client: KafkaProducer | KafkaConsumer) -> None:
         self._check_open()
@@ -280,7 +267,6 @@ class KafkaLab:
         return group_admin.describe_group(self, group)
 
     def lag(self, group: str) -> pd.DataFrame:
-        """Per partition: committed offset, end offset, lag in records and in time."""
         return group_admin.lag(self, group)
 
     def rebalances(self, group: str) -> pd.DataFrame:
@@ -290,76 +276,48 @@ class KafkaLab:
             "streamlab.connect(DIR) (with the server stopped) and call rebalances() there"
         )
 
-    def reset_offsets(
-        self, group: str, to: Any = "earliest", *, dry_run: bool = True, topics: list[str] | None = None
-    ) -> pd.DataFrame:
-        """Preview moving ``group``'s offsets to "earliest", "latest", a time or {tp: offset};
-        ``dry_run=False`` applies it (only while the group has no active members)."""
+    def reset_offsets(self, group: str, to: Any, *, dry_run: bool, topics: list[str] | None) -> pd.DataFrame:
         return group_admin.reset_offsets(self, group, to, dry_run=dry_run, topics=topics)
 
     # analytics --------------------------------------------------------------------------
-    def replay(
-        self,
-        topic: str,
-        start: Any = None,
-        end: Any = None,
-        partitions: Sequence[int] | None = None,
-        *,
-        raw: bool = False,
-        headers: bool = False,
-    ) -> pd.DataFrame:
-        """Records of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive), as pandas.
+    def estimate_rows(self, topic: str, bounds: Bounds) -> int:
+        """Records between the offset bounds (times are resolved while reading)."""
+        partitions = bounds.partitions if bounds.partitions is not None else range(self.partition_count(topic))
+        marks = self._watermarks([TopicPartition(topic, p) for p in partitions])
+        start, end = bounds.start_offset or 0, bounds.end_offset
+        return sum(max((high if end is None else min(high, end)) - max(low, start), 0) for low, high in marks.values())
 
-        ``start``/``end`` are offsets (int) or times (datetime, ISO string). JSON-object
-        values are spread into a column per field; ``raw=True`` adds the ``value`` column.
-        Rows are ordered by partition, then offset. Large slices show a progress bar.
-        """
-        count = self._topic_info(topic, fresh=True).partitions
-        if partitions is None:
-            chosen = list(range(count))
-        else:
-            chosen = [partitions] if isinstance(partitions, int) else list(partitions)
-            for p in chosen:
-                self._check_partition(topic, p)
-        bounds = query.Bounds(partitions=chosen, **replay_bound("start", start), **replay_bound("end", end))
-        table = self._read_topic(topic, bounds)
+    def replay_table(
+        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None
+    ) -> pa.Table:
+        """Reads the partitions' records into memory, then gives them the embedded views."""
+        if bounds.partitions is None:
+            bounds = dataclasses.replace(bounds, partitions=list(range(self.partition_count(topic))))
+        table = self._reader.read_topic(topic, bounds, progress=progress)
         con = duckdb.connect()
         try:
             name = f"_kafka_{next(_ids)}"
             con.register(name, table)
-            view = query.view_sql(con, f"SELECT * FROM {name} WHERE {bounds.where()}", raw=raw, headers=headers,
-                                  formats=True)  # fmt: skip
-            result = con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"').to_arrow_table()
+            view = view_sql(con, f"SELECT * FROM {name} WHERE {bounds.where()}", raw=raw, headers=headers,
+                            formats=True)  # fmt: skip
+            return con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"').to_arrow_table()
         finally:
             con.close()
-        return replay_dataframe(result, raw=raw)
 
-    def _read_topic(self, topic: str, bounds: query.Bounds) -> pa.Table:
-        """The stored rows of ``bounds``'s partitions of ``topic``, JSON objects expanded."""
-        return self._reader.read_topic(topic, bounds, progress_from=PROGRESS_FROM)
-
-    def sql(self, statement: str) -> pd.DataFrame:
-        """Run DuckDB SQL where every topic the statement names is a table (quote ``"offset"``).
-
-        On Kafka each named topic is replayed whole into memory first, then queried with
-        the same views as the embedded broker.
-        """
-        check_statement(statement)
+    def sql_table(self, statement: str) -> pa.Table:
+        """Each topic the statement names is replayed whole into memory first, then queried
+        with the same views as the embedded broker."""
         listed = {n for n in self._metadata().topics if not n.startswith("__")}
         by_lower = {n.lower(): n for n in listed}
-        with query_errors():
-            named = {by_lower.get(n.lower(), n) for n in duckdb.get_table_names(statement)}
+        named = {by_lower.get(n.lower(), n) for n in duckdb.get_table_names(statement)}
         con = duckdb.connect()
         try:
             for topic in sorted(named & listed):
-                count = self._topic_info(topic, fresh=True).partitions
                 source = f"_kafka_{next(_ids)}"
-                con.register(source, self._read_topic(topic, query.Bounds(partitions=list(range(count)))))
-                view = query.view_sql(con, f"SELECT * FROM {source}")
-                con.execute(f"CREATE OR REPLACE TEMP VIEW {query.quote(topic)} AS {view}")
-            with query_errors():
-                table = con.sql(statement).to_arrow_table()
-            return table.to_pandas()
+                all_partitions = Bounds(partitions=list(range(self.partition_count(topic))))
+                con.register(source, self._reader.read_topic(topic, all_partitions, progress=None))
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS {view_sql(con, f'SELECT * FROM {source}')}")
+            return con.sql(statement).to_arrow_table()
         finally:
             con.close()
 
@@ -381,9 +339,3 @@ class KafkaLab:
             self._reader.close()
         finally:
             self._closed = True
-
-    def __enter__(self) -> KafkaLab:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

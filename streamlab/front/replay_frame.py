@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from streamlab.client.timeparse import to_ms
 from streamlab.errors import ConfigError, InvalidOffsetError
 from streamlab.model.serde import FMT_JSON, FMT_STR, decode
+from streamlab.model.timeparse import to_ms
 
 
 def replay_bound(which: str, value: Any) -> dict[str, int]:
@@ -35,7 +35,8 @@ def replay_bound(which: str, value: Any) -> dict[str, int]:
 def replay_dataframe(table: pa.Table, *, raw: bool) -> pd.DataFrame:
     """tz-aware UTC timestamps, keys and values decoded per their stored format (with
     ``raw``, JSON values stay text), headers as dicts."""
-    df = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, ignore_metadata=True)
+    text = pd.StringDtype("pyarrow")  # large strings too: a replay may hold more than 2 GiB of text
+    df = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get, ignore_metadata=True)
     df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")  # DuckDB says "Etc/UTC"
     for column in ("key", "value"):
         if f"_{column}_format" in df.columns:

@@ -1,0 +1,184 @@
+"""The KIP-848 consumer groups of a broker (:class:`ConsumerGroupRegistry`, reached with
+:func:`consumer_groups`), and the rule that a group id has one type.
+
+The registry is attached to a broker on first use, like the share-group registry. Groups
+live in memory (their committed offsets are in the durable offset store, their ownership
+changes in ``group_events``): after a restart members get UNKNOWN_MEMBER_ID and rejoin.
+
+Group configs (``consumer.session.timeout.ms``, ``consumer.heartbeat.interval.ms``, set with
+IncrementalAlterConfigs on a GROUP resource) override the broker's settings
+(``group.consumer.session.timeout.ms``, ...) from the next join of a member on.
+
+A group id is a classic group, a consumer-protocol group or a share group, never two at
+once: a consumer-protocol member cannot join a classic group that has members, or a share
+group (GROUP_ID_NOT_FOUND, as Kafka answers when it cannot convert a group); a classic
+member cannot join a consumer-protocol group that has members (INCONSISTENT_GROUP_PROTOCOL,
+what Kafka 4 answers a classic member its consumer group cannot take). An empty group of
+either kind becomes the other kind on first join, as Kafka converts empty groups; committed
+offsets stay, being the group id's.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from streamlab.broker.core import Broker
+from streamlab.broker.group_configs import group_config
+from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError
+from streamlab.groups.consumer_group import ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription
+from streamlab.groups.consumer_protocol import encode_assignment, encode_subscription
+from streamlab.groups.state import CONSUMER, GroupDescription, GroupEvent, GroupState, MemberDescription
+
+__all__ = [
+    "ConsumerGroupRegistry",
+    "check_not_consumer_protocol",
+    "consumer_groups",
+    "describe_consumer_group",
+    "list_consumer_groups",
+]
+
+
+class ConsumerGroupRegistry:
+    """The consumer-protocol groups of one broker."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._lock = threading.Lock()
+        self._groups: dict[str, ConsumerGroup] = {}
+        settings = broker.settings
+        self.config = ConsumerGroupConfig(
+            session_timeout_ms=settings.group_consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.group_consumer_heartbeat_interval_ms,
+        )
+
+    def _partitions_of(self, topics: Sequence[str]) -> dict[str, int]:
+        topics_now = self._broker.topics
+        return {t: topics_now[t].partitions for t in topics if t in topics_now}
+
+    def _topic_names(self) -> list[str]:
+        return sorted(self._broker.topics)
+
+    def _record(self, group_id: str, events: list[GroupEvent]) -> None:
+        if events and not self._broker.closed:
+            self._broker.catalog.record_group_events(group_id, events)
+
+    def get(self, group_id: str) -> ConsumerGroup | None:
+        with self._lock:
+            return self._groups.get(group_id)
+
+    def groups(self) -> dict[str, ConsumerGroup]:
+        with self._lock:
+            return dict(self._groups)
+
+    def open(self, group_id: str) -> ConsumerGroup:
+        """The group ``group_id`` for a joining member, created if new; GroupTypeError if the
+        id belongs to a classic group with members (a share group id is refused by the heartbeat handler)."""
+        classic = self._broker.groups.groups().get(group_id)
+        if classic is not None and classic.members:
+            raise GroupTypeError(
+                f"group {group_id!r} is a classic consumer group with {len(classic.members)} members; "
+                "a consumer-protocol member cannot join it (group.protocol=classic, or another group id)"
+            )
+        config = self.config_for(group_id)
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                group = self._groups[group_id] = ConsumerGroup(
+                    group_id, self._partitions_of, self._topic_names, self._record, config
+                )
+        with group.lock:
+            group.config = config  # group configs changed since: they apply from this join on
+        return group
+
+    def config_for(self, group_id: str) -> ConsumerGroupConfig:
+        """The broker's settings, with the group's own ``consumer.session.timeout.ms`` and
+        ``consumer.heartbeat.interval.ms`` group configs where it has them (a pair that does not
+        fit together, a heartbeat not below the session timeout, falls back to the broker's)."""
+        stored = group_config(self._broker, group_id)
+        session, session_default = stored["consumer.session.timeout.ms"]
+        interval, interval_default = stored["consumer.heartbeat.interval.ms"]
+        try:
+            return ConsumerGroupConfig(
+                session_timeout_ms=self.config.session_timeout_ms if session_default else int(session),
+                heartbeat_interval_ms=self.config.heartbeat_interval_ms if interval_default else int(interval),
+            )
+        except ConfigError:
+            return self.config
+
+    def forget_if_empty(self, group_id: str) -> bool:
+        """Drop an empty group (a classic member takes the id over); False if it has members."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            if group is None:
+                return True
+            with group.lock:
+                group.expire()
+                if group.members:
+                    return False
+                del self._groups[group_id]
+                return True
+
+
+_registries: weakref.WeakKeyDictionary[Broker, ConsumerGroupRegistry] = weakref.WeakKeyDictionary()
+_registries_lock = threading.Lock()
+
+
+def consumer_groups(broker: Broker) -> ConsumerGroupRegistry:
+    """The broker's consumer-protocol group registry, created on first use."""
+    broker.check_open()
+    with _registries_lock:
+        registry = _registries.get(broker)
+        if registry is None:
+            registry = _registries[broker] = ConsumerGroupRegistry(broker)
+        return registry
+
+
+def check_not_consumer_protocol(broker: Broker, group_id: str) -> None:
+    """For a classic JoinGroup: raise InconsistentProtocolError if ``group_id`` is a
+    consumer-protocol group with members (an empty one is dropped: the id becomes classic)."""
+    registry = consumer_groups(broker)
+    if registry.get(group_id) is not None and not registry.forget_if_empty(group_id):
+        raise InconsistentProtocolError(
+            f"group {group_id!r} uses the consumer group protocol (KIP-848); a classic member cannot join it "
+            "(use group.protocol=consumer, or another group id)"
+        )
+
+
+def list_consumer_groups(broker: Broker) -> list[dict[str, Any]]:
+    """One row per consumer-protocol group, shaped as :func:`~streamlab.broker.group_admin.list_groups`
+    rows: the group epoch stands for the generation."""
+    rows = []
+    for group_id, group in sorted(consumer_groups(broker).groups().items()):
+        with group.lock:
+            group.expire()
+            rows.append({"group": group_id, "state": str(group.state), "generation": group.epoch,
+                         "members": len(group.members), "assignor": group.assignor(), "type": "consumer",
+                         "assignment_epoch": group.assignment_epoch})  # fmt: skip
+    return rows
+
+
+# Kafka's consumer-group states as DescribeGroups (a classic API) shows them.
+_CLASSIC_STATES = {"Empty": GroupState.EMPTY, "Assigning": GroupState.PREPARING_REBALANCE,
+                   "Reconciling": GroupState.COMPLETING_REBALANCE, "Stable": GroupState.STABLE,
+                   "Dead": GroupState.DEAD}  # fmt: skip
+
+
+def describe_consumer_group(d: ConsumerGroupDescription) -> GroupDescription:
+    """A consumer-protocol group in DescribeGroups' terms: protocol type ``consumer``, the
+    assignor as protocol, each member's subscription and what it owns in the classic
+    consumer protocol's bytes (tools that only speak DescribeGroups can read them)."""
+    members = tuple(
+        MemberDescription(
+            m.member_id,
+            m.instance_id,
+            m.client_id,
+            m.host,
+            encode_subscription(m.topics),
+            encode_assignment(m.assigned + m.pending_revocation),
+        )
+        for m in d.members
+    )
+    return GroupDescription(d.group_id, _CLASSIC_STATES[str(d.state)], CONSUMER, d.assignor, members)

@@ -1,0 +1,797 @@
+"""Transactions: a coordinator for transactional ids, markers in the logs, the last stable offset.
+
+What Kafka's transaction coordinator and its per-partition producer-state do, for one node:
+
+* a transactional id owns a producer id and an epoch; :meth:`TransactionCoordinator.init_producer`
+  bumps the epoch (a new producer with the same id fences the old one) and aborts whatever
+  transaction the previous epoch left open;
+* a transaction collects partitions (AddPartitionsToTxn) and groups (AddOffsetsToTxn), the
+  transactional batches written to those partitions, and offsets to commit for the groups
+  (TxnOffsetCommit), which the group sees only once the transaction commits;
+* ending it (EndTxn, a timeout, a new epoch, a restart) writes a *marker* to each of its
+  partitions: a control record stored as a row whose ``key_format`` and ``value_format``
+  are :data:`~streamlab.model.serde.FMT_CONTROL`, its key and value Kafka's control key
+  (version, type) and value (version, coordinator epoch); a header names the producer;
+* per partition, the offsets of the batches of aborted transactions are kept (the stored
+  record schema has no producer id column, so this index says which rows a committed
+  reader must skip), and the *last stable offset* (LSO) is the first offset of the oldest
+  transaction still open there (the high watermark if none).
+
+Durability follows :mod:`streamlab.server.idempotence`: every change is a checksummed line
+in ``<data>/server/transactions.log``, written (and fsynced) before the action it
+announces. A transactional batch's line is fsynced before the batch is appended, so an
+aborted transaction can never leave a stored batch that the index does not know; on open,
+a batch line counts only if its offsets are in the log. Open transactions found on
+restart are aborted (markers written) and their epoch bumped, as a timeout would: their
+producers cannot know what was lost, and read-committed consumers must not wait for a
+producer that may never come back. The file is rewritten compactly on open.
+
+Readers that are not the Kafka server (replay, SQL, embedded consumers) use
+:func:`visible_filter_sql` / :func:`visible_mask` with a :class:`TransactionIndex` read
+from the same file (:func:`read_index`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import logging
+import os
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+import pyarrow as pa
+from crc32c import crc32c
+
+from streamlab.broker import produce
+from streamlab.broker.core import Broker
+from streamlab.broker.offsets import commit as commit_offsets
+from streamlab.errors import (
+    InvalidProducerEpochError,
+    InvalidProducerIdMappingError,
+    InvalidTransactionTimeoutError,
+    InvalidTxnStateError,
+    ProducerFencedError,
+    StreamlabError,
+)
+from streamlab.model.schema import build_batch
+from streamlab.model.serde import FMT_CONTROL
+from streamlab.model.types import OffsetAndMetadata, TopicPartition
+from streamlab.storage.active import AppendFile
+from streamlab.storage.base import PartitionLog
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONTROL_ABORT",
+    "CONTROL_COMMIT",
+    "PRODUCER_HEADER",
+    "Transaction",
+    "TransactionCoordinator",
+    "TransactionIndex",
+    "aborted_rows",
+    "is_control",
+    "read_index",
+    "read_visible",
+    "stable_visible",
+    "visible_filter_sql",
+    "visible_mask",
+]
+
+CONTROL_ABORT: Final = 0
+CONTROL_COMMIT: Final = 1
+PRODUCER_HEADER: Final = "streamlab.txn.producer"  # "<producer id>:<epoch>" on a marker row
+MAX_TIMEOUT_MS: Final = 900_000  # Kafka's transaction.max.timeout.ms default
+MAX_EPOCH: Final = 2**15 - 1
+_CONTROL_KEY = struct.Struct(">hh")  # version 0, type
+_CONTROL_VALUE = struct.Struct(">hi")  # version 0, coordinator epoch
+_COMPACT_AFTER_LINES = 100_000
+FILE_NAME: Final = "transactions.log"
+
+TxnState = Literal["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort"]
+STATES: Final[tuple[str, ...]] = TxnState.__args__  # type: ignore[attr-defined]
+TP = tuple[str, int]
+Range = tuple[int, int]  # [start, end) offsets
+
+
+class ConcurrentTransactionsError(StreamlabError):
+    """The transaction is being completed: try again shortly."""
+
+    retriable = True
+    kafka_code = 51  # CONCURRENT_TRANSACTIONS
+
+
+def _line(doc: dict[str, Any]) -> bytes:
+    # The same line format as the idempotence state file (that module is in the server layer).
+    payload = json.dumps(doc, separators=(",", ":")).encode()
+    return b"%08x %s\n" % (crc32c(payload), payload)
+
+
+def _parse(data: bytes) -> Iterator[dict[str, Any]]:
+    """Every whole, checksum-valid line; stops at a torn or corrupt tail."""
+    for raw in data.split(b"\n")[:-1]:
+        crc, _, payload = raw.partition(b" ")
+        try:
+            if int(crc, 16) != crc32c(payload):
+                return
+            yield json.loads(payload)
+        except ValueError:
+            return
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One transactional id's producer and its current (or last) transaction."""
+
+    transactional_id: str
+    producer_id: int
+    epoch: int
+    timeout_ms: int
+    state: TxnState = "Empty"
+    started_ms: int = -1
+    partitions: set[TP] = field(default_factory=set)
+    marked: set[TP] = field(default_factory=set)  # partitions whose marker is written
+    groups: set[str] = field(default_factory=set)
+    offsets: dict[str, dict[TP, tuple[int, str]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one operation at a time
+
+
+@dataclass(slots=True)
+class TransactionIndex:
+    """Per partition: offset ranges of aborted transactional batches, and of batches of
+    transactions still open (their first offset bounds the last stable offset)."""
+
+    aborted: dict[TP, list[Range]] = field(default_factory=dict)
+    open: dict[TP, dict[int, list[Range]]] = field(default_factory=dict)  # tp -> producer id -> ranges
+
+    def last_stable_offset(self, topic: str, partition: int, high_watermark: int) -> int:
+        firsts = [ranges[0][0] for ranges in self.open.get((topic, partition), {}).values() if ranges]
+        return min([high_watermark, *firsts])
+
+    def aborted_in(self, topic: str, partition: int, start: int, end: int) -> list[Range]:
+        """The aborted ranges of the partition that overlap [start, end)."""
+        ranges = self.aborted.get((topic, partition))
+        if not ranges:
+            return []
+        i = max(bisect.bisect_right(ranges, (start, 2**63)) - 1, 0)
+        j = bisect.bisect_left(ranges, (end, -1))
+        return [r for r in ranges[i:j] if r[1] > start]
+
+    def add_open(self, tp: TP, pid: int, rng: Range) -> None:
+        self.open.setdefault(tp, {}).setdefault(pid, []).append(rng)
+
+    def drop_open(self, tp: TP, pid: int, rng: Range) -> None:
+        ranges = self.open.get(tp, {}).get(pid)
+        if ranges and rng in ranges:
+            ranges.remove(rng)
+
+    def resolve(self, tp: TP, pid: int, *, aborted: bool) -> None:
+        """The marker of ``pid``'s transaction is written to ``tp``: its batches are decided."""
+        by_pid = self.open.get(tp)
+        ranges = by_pid.pop(pid, []) if by_pid else []
+        if by_pid is not None and not by_pid:
+            del self.open[tp]
+        if aborted:
+            kept = self.aborted.setdefault(tp, [])
+            for rng in ranges:
+                bisect.insort(kept, rng)
+
+    def forget_topic(self, topic: str) -> None:
+        self.aborted = {tp: r for tp, r in self.aborted.items() if tp[0] != topic}
+        self.open = {tp: r for tp, r in self.open.items() if tp[0] != topic}
+
+
+def read_index(data_dir: str | Path) -> TransactionIndex:
+    """The transaction index as last written by a server on ``data_dir`` (empty if none).
+
+    A snapshot for readers outside the server: batches of transactions still open count as
+    open (above the last stable offset), not as aborted.
+    """
+    try:
+        data = (Path(data_dir) / "server" / FILE_NAME).read_bytes()
+    except FileNotFoundError:
+        return TransactionIndex()
+    return _replay(data)[1]
+
+
+def visible_filter_sql(aborted: Sequence[Range] = (), *, stable_offset: int | None = None) -> str:
+    """A SQL predicate over stored rows (columns ``offset``, ``key_format``) keeping what a
+    reader should see: never markers; with ``aborted`` ranges (read-committed), not the
+    records of aborted transactions; with ``stable_offset``, nothing from there on.
+
+    Apply it per partition (the ranges are one partition's), e.g. in a ``WHERE`` clause.
+    """
+    terms = [f"key_format <> {FMT_CONTROL}"]
+    terms.extend(f'NOT ("offset" >= {start} AND "offset" < {end})' for start, end in aborted)
+    if stable_offset is not None:
+        terms.append(f'"offset" < {stable_offset}')
+    return " AND ".join(terms)
+
+
+def visible_mask(table: pa.Table | pa.RecordBatch, aborted: Sequence[Range] = ()) -> np.ndarray:
+    """A boolean mask of the rows a reader should see (see :func:`visible_filter_sql`)."""
+    keep = np.asarray(table.column("key_format").to_numpy(zero_copy_only=False) != FMT_CONTROL)
+    if aborted and table.num_rows:
+        keep &= ~aborted_rows(np.asarray(table.column("offset").to_numpy(zero_copy_only=False)), aborted)
+    return keep
+
+
+def aborted_rows(offsets: np.ndarray, aborted: Sequence[Range]) -> np.ndarray:
+    """Which ``offsets`` fall in one of the sorted, disjoint ``aborted`` ranges."""
+    if not aborted:
+        return np.zeros(len(offsets), dtype=bool)
+    starts = np.fromiter((r[0] for r in aborted), dtype=np.int64, count=len(aborted))
+    ends = np.fromiter((r[1] for r in aborted), dtype=np.int64, count=len(aborted))
+    i = np.searchsorted(starts, offsets, side="right") - 1
+    return np.asarray((i >= 0) & (offsets < ends[np.clip(i, 0, None)]))
+
+
+def is_control(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    return np.asarray(table.column("key_format").to_numpy(zero_copy_only=False) == FMT_CONTROL)
+
+
+def control_record(row_key: bytes | None) -> int | None:
+    """The marker type (:data:`CONTROL_ABORT` / :data:`CONTROL_COMMIT`) of a stored control key."""
+    if row_key is None or len(row_key) < _CONTROL_KEY.size:
+        return None
+    return int(_CONTROL_KEY.unpack_from(row_key)[1])
+
+
+def marker_producer(headers: list[dict[str, Any]] | None) -> tuple[int, int]:
+    """(producer id, epoch) from a marker row's headers; (-1, -1) if absent."""
+    for h in headers or ():
+        if h["key"] == PRODUCER_HEADER and h["value"]:
+            pid, _, epoch = h["value"].decode().partition(":")
+            return int(pid), int(epoch)
+    return -1, -1
+
+
+def _replay(data: bytes) -> tuple[dict[str, Transaction], TransactionIndex]:
+    txns: dict[str, Transaction] = {}
+    index = TransactionIndex()
+    for doc in _parse(data):
+        kind = doc.get("k")
+        txn = txns.get(doc.get("id", ""))
+        if kind == "init":
+            txns[doc["id"]] = Transaction(doc["id"], doc["pid"], doc["e"], doc["to"])
+        elif kind == "a":
+            bisect.insort(index.aborted.setdefault((doc["t"], doc["p"]), []), (doc["o"], doc["o"] + doc["n"]))
+        elif kind == "b":
+            index.add_open((doc["t"], doc["p"]), doc["pid"], (doc["o"], doc["o"] + doc["n"]))
+        elif kind == "x":
+            index.drop_open((doc["t"], doc["p"]), doc["pid"], (doc["o"], doc["o"] + doc["n"]))
+        elif kind == "m":
+            index.resolve((doc["t"], doc["p"]), doc["pid"], aborted=not doc["c"])
+            if txn is not None:
+                txn.marked.add((doc["t"], doc["p"]))
+        elif kind == "deleted":
+            index.forget_topic(doc["t"])
+        elif txn is None:
+            continue
+        elif kind == "add":
+            txn.partitions.add((doc["t"], doc["p"]))
+            if txn.state != "Ongoing":
+                txn.state, txn.started_ms = "Ongoing", doc["ts"]
+        elif kind == "grp":
+            txn.groups.add(doc["g"])
+            if txn.state != "Ongoing":
+                txn.state, txn.started_ms = "Ongoing", doc["ts"]
+        elif kind == "off":
+            txn.offsets.setdefault(doc["g"], {})[(doc["t"], doc["p"])] = (doc["o"], doc["m"])
+        elif kind == "end":
+            txn.state = "PrepareCommit" if doc["c"] else "PrepareAbort"
+        elif kind == "done":
+            txn.state = "CompleteCommit" if doc["c"] else "CompleteAbort"
+            _clear(txn)
+    return txns, index
+
+
+def _clear(txn: Transaction) -> None:
+    txn.partitions, txn.marked, txn.groups, txn.offsets = set(), set(), set(), {}
+
+
+class TransactionCoordinator:
+    """Transactional ids, their transactions, and the per-partition transaction index.
+
+    ``new_producer_id`` hands out producer ids never used before (shared with idempotent
+    producers); ``partition_lock(topic, partition)`` is the lock the Produce path holds
+    around "check, note, append" for a partition, so a marker never lands between a
+    batch's noted offsets and its append. Every method may block on disk: call from a
+    worker thread.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        new_producer_id: Callable[[], tuple[int, int]],
+        partition_lock: Callable[[str, int], AbstractContextManager[None]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._broker = broker
+        self._new_producer_id = new_producer_id
+        self._partition_lock = partition_lock
+        self._clock = clock
+        self.dir = broker.data_dir / "server"
+        self.dir.mkdir(exist_ok=True)
+        self.path = self.dir / FILE_NAME
+        self._lock = threading.Lock()  # the dicts, the index and the file
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        self._txns, self.index = _replay(data)
+        self._by_pid = {t.producer_id: t.transactional_id for t in self._txns.values()}
+        self._drop_unstored()
+        self._file: AppendFile | None = None
+        self._lines = 0
+        self._rewrite()
+        self._timer: threading.Thread | None = None
+        self._stop = threading.Event()
+        for txn in list(self._txns.values()):
+            if txn.state != "Empty" and not txn.state.startswith("Complete"):
+                log.warning("transaction %r was open at shutdown: completing it", txn.transactional_id)
+                with txn.lock:
+                    self._complete(txn, commit=txn.state == "PrepareCommit", bump=txn.state == "Ongoing")
+
+    # the state file -------------------------------------------------------------------
+    def _drop_unstored(self) -> None:
+        """Batch lines whose data never reached the log (a crash between line and append)."""
+        for tp, by_pid in list(self.index.open.items()):
+            state = self._broker.topics.get(tp[0])
+            hwm = state.logs[tp[1]].high_watermark if state is not None and tp[1] < state.partitions else -1
+            for pid, ranges in list(by_pid.items()):
+                by_pid[pid] = [r for r in ranges if r[1] <= hwm]
+                if not by_pid[pid]:
+                    del by_pid[pid]
+            if not by_pid:
+                del self.index.open[tp]
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        for tp, ranges in self.index.aborted.items():
+            state = self._broker.topics.get(tp[0])
+            start = state.logs[tp[1]].log_start_offset if state is not None and tp[1] < state.partitions else None
+            if start is None:
+                continue
+            docs.extend({"k": "a", "t": tp[0], "p": tp[1], "o": o, "n": e - o} for o, e in ranges if e > start)
+        for txn in self._txns.values():
+            docs.append({"k": "init", "id": txn.transactional_id, "pid": txn.producer_id, "e": txn.epoch,
+                         "to": txn.timeout_ms})  # fmt: skip
+            if txn.state == "Empty" or txn.state.startswith("Complete"):
+                continue
+            tid = txn.transactional_id
+            docs.extend({"k": "add", "id": tid, "t": t, "p": p, "ts": txn.started_ms} for t, p in txn.partitions)
+            docs.extend({"k": "grp", "id": tid, "g": g, "ts": txn.started_ms} for g in txn.groups)
+            docs.extend(
+                {"k": "off", "id": tid, "g": g, "t": t, "p": p, "o": o, "m": m}
+                for g, offsets in txn.offsets.items()
+                for (t, p), (o, m) in offsets.items()
+            )
+            if txn.state.startswith("Prepare"):
+                docs.append({"k": "end", "id": tid, "c": txn.state == "PrepareCommit"})
+        for tp, by_pid in self.index.open.items():
+            docs.extend(
+                {"k": "b", "pid": pid, "t": tp[0], "p": tp[1], "o": o, "n": e - o}
+                for pid, ranges in by_pid.items()
+                for o, e in ranges
+            )
+        # markers already written for a transaction still completing
+        for txn in self._txns.values():
+            if txn.state.startswith("Prepare"):
+                docs.extend({"k": "m", "id": txn.transactional_id, "pid": txn.producer_id, "t": t, "p": p,
+                             "c": txn.state == "PrepareCommit"} for t, p in txn.marked)  # fmt: skip
+        return docs
+
+    def _rewrite(self) -> None:
+        lines = [_line(doc) for doc in self._snapshot()]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if self._file is not None:
+            self._file.close(durable_elsewhere=True)
+        self._file = AppendFile(self.path, flags=os.O_WRONLY)
+        self._lines = len(lines)
+
+    def _write(self, *docs: dict[str, Any]) -> AppendFile:
+        """Append lines (under ``self._lock``); the caller syncs the returned file if needed."""
+        assert self._file is not None
+        self._file.append(b"".join(_line(doc) for doc in docs))
+        self._lines += len(docs)
+        return self._file
+
+    def _write_durably(self, *docs: dict[str, Any]) -> None:
+        with self._lock:
+            file = self._write(*docs)
+        file.sync()  # outside the lock: a shared fsync round (storage/active.py)
+
+    def _maybe_compact(self) -> None:
+        with self._lock:
+            if self._lines > _COMPACT_AFTER_LINES:
+                self._rewrite()
+
+    # the transactional id's producer ------------------------------------------------------
+    def _txn_lock(self, transactional_id: str) -> threading.Lock | None:
+        with self._lock:
+            txn = self._txns.get(transactional_id)
+            return None if txn is None else txn.lock
+
+    def init_producer(
+        self, transactional_id: str, timeout_ms: int, *, producer_id: int = -1, epoch: int = -1
+    ) -> tuple[int, int]:
+        """InitProducerId for a transactional id: (producer id, epoch), the epoch bumped.
+
+        A transaction the previous epoch left open is aborted first. ``producer_id`` and
+        ``epoch`` (KIP-360, -1 if not given) must name the current producer, or it is fenced.
+        """
+        if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
+            raise InvalidTransactionTimeoutError(
+                f"transaction.timeout.ms={timeout_ms} must be between 1 and transaction.max.timeout.ms={MAX_TIMEOUT_MS}"
+            )
+        with self._lock:
+            txn = self._txns.get(transactional_id)
+            created = txn is None
+            if txn is None:
+                pid, new_epoch = self._new_producer_id()
+                txn = self._txns[transactional_id] = Transaction(transactional_id, pid, new_epoch, timeout_ms)
+                self._by_pid[pid] = transactional_id
+        with txn.lock:
+            if created:
+                self._write_durably({"k": "init", "id": transactional_id, "pid": txn.producer_id, "e": txn.epoch,
+                                     "to": timeout_ms})  # fmt: skip
+                return txn.producer_id, txn.epoch
+            if producer_id >= 0 and (producer_id, epoch) != (txn.producer_id, txn.epoch):
+                raise ProducerFencedError(
+                    f"producer {producer_id} epoch {epoch} of {transactional_id!r} is not the current one "
+                    f"({txn.producer_id} epoch {txn.epoch})"
+                )
+            if txn.state in ("Ongoing", "PrepareAbort", "PrepareCommit"):
+                self._complete(txn, commit=txn.state == "PrepareCommit", bump=False)
+            self._bump(txn)
+            txn.timeout_ms = timeout_ms
+            self._write_durably({"k": "init", "id": transactional_id, "pid": txn.producer_id, "e": txn.epoch,
+                                 "to": timeout_ms})  # fmt: skip
+            return txn.producer_id, txn.epoch
+
+    def _bump(self, txn: Transaction) -> None:
+        """A new epoch (a new producer id once the epochs are used up), in memory."""
+        with self._lock:
+            if txn.epoch + 1 >= MAX_EPOCH:
+                self._by_pid.pop(txn.producer_id, None)
+                txn.producer_id, txn.epoch = self._new_producer_id()
+                self._by_pid[txn.producer_id] = txn.transactional_id
+            else:
+                txn.epoch += 1
+
+    def _checked(self, transactional_id: str, producer_id: int, epoch: int) -> Transaction:
+        """The transaction of a request from producer (``producer_id``, ``epoch``); hold its lock."""
+        txn = self._txns.get(transactional_id)
+        if txn is None or txn.producer_id != producer_id:
+            raise InvalidProducerIdMappingError(
+                f"producer id {producer_id} is not the one of transactional id {transactional_id!r}"
+            )
+        if epoch < txn.epoch:
+            raise ProducerFencedError(
+                f"producer {producer_id} epoch {epoch} of {transactional_id!r} is fenced by epoch {txn.epoch}"
+            )
+        if epoch > txn.epoch:
+            raise InvalidProducerEpochError(f"producer {producer_id} epoch {epoch} is newer than {txn.epoch}")
+        if txn.state.startswith("Prepare"):
+            raise ConcurrentTransactionsError(f"the last transaction of {transactional_id!r} is still completing")
+        return txn
+
+    @contextlib.contextmanager
+    def _operation(self, transactional_id: str, producer_id: int, epoch: int) -> Iterator[Transaction]:
+        lock = self._txn_lock(transactional_id)
+        if lock is None:
+            raise InvalidProducerIdMappingError(f"transactional id {transactional_id!r} has no producer")
+        with lock:
+            yield self._checked(transactional_id, producer_id, epoch)
+
+    def _begin(self, txn: Transaction) -> None:
+        if txn.state != "Ongoing":
+            _clear(txn)
+            txn.state, txn.started_ms = "Ongoing", int(self._clock() * 1000)
+
+    def add_partitions(self, transactional_id: str, producer_id: int, epoch: int, partitions: Iterable[TP]) -> None:
+        """AddPartitionsToTxn: the producer will write to ``partitions`` in its transaction."""
+        wanted = list(partitions)
+        for topic, partition in wanted:
+            self._broker.log(topic, partition)  # unknown topic / partition: a clear error
+        with self._operation(transactional_id, producer_id, epoch) as txn:
+            new = [tp for tp in wanted if not (txn.state == "Ongoing" and tp in txn.partitions)]
+            if not new:
+                return
+            self._begin(txn)
+            txn.partitions.update(new)
+            self._write_durably(*({"k": "add", "id": transactional_id, "t": t, "p": p, "ts": txn.started_ms}
+                                  for t, p in new))  # fmt: skip
+
+    def in_transaction(self, transactional_id: str, producer_id: int, epoch: int, partitions: Iterable[TP]) -> set[TP]:
+        """KIP-890 verification: which of ``partitions`` are part of the ongoing transaction."""
+        with self._operation(transactional_id, producer_id, epoch) as txn:
+            return {tp for tp in partitions if txn.state == "Ongoing" and tp in txn.partitions}
+
+    def add_offsets(self, transactional_id: str, producer_id: int, epoch: int, group: str) -> None:
+        """AddOffsetsToTxn: the transaction will commit offsets of ``group``."""
+        with self._operation(transactional_id, producer_id, epoch) as txn:
+            if txn.state == "Ongoing" and group in txn.groups:
+                return
+            self._begin(txn)
+            txn.groups.add(group)
+            self._write_durably({"k": "grp", "id": transactional_id, "g": group, "ts": txn.started_ms})
+
+    def commit_offsets(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        epoch: int,
+        group: str,
+        offsets: dict[TP, tuple[int, str]],
+    ) -> None:
+        """TxnOffsetCommit: offsets the group gets when (and only if) the transaction commits."""
+        with self._operation(transactional_id, producer_id, epoch) as txn:
+            if txn.state != "Ongoing" or group not in txn.groups:
+                raise InvalidTxnStateError(f"group {group!r} was not added to the transaction of {transactional_id!r}")
+            txn.offsets.setdefault(group, {}).update(offsets)
+            self._write_durably(*({"k": "off", "id": transactional_id, "g": group, "t": t, "p": p, "o": o, "m": m}
+                                  for (t, p), (o, m) in offsets.items()))  # fmt: skip
+
+    def end(self, transactional_id: str, producer_id: int, epoch: int, *, commit: bool) -> None:
+        """EndTxn: commit or abort the ongoing transaction (markers written before returning)."""
+        with self._operation(transactional_id, producer_id, epoch) as txn:
+            if txn.state == "Ongoing":
+                self._complete(txn, commit=commit, bump=False)
+            elif txn.state == ("CompleteAbort" if commit else "CompleteCommit"):
+                raise InvalidTxnStateError(
+                    f"cannot {'commit' if commit else 'abort'}: the last transaction of {transactional_id!r} "
+                    f"ended {txn.state[8:].lower()}ed"
+                )
+            # Empty, or a retry of the EndTxn that completed it: nothing to do.
+
+    def _complete(self, txn: Transaction, *, commit: bool, bump: bool) -> None:
+        """Write the decision, the markers, the offsets; hold ``txn.lock``."""
+        tid, pid, epoch = txn.transactional_id, txn.producer_id, txn.epoch
+        with self._lock:
+            txn.state = "PrepareCommit" if commit else "PrepareAbort"
+            file = self._write({"k": "end", "id": tid, "c": commit})
+        file.sync()
+        kind = CONTROL_COMMIT if commit else CONTROL_ABORT
+        now_ms = int(self._clock() * 1000)
+        for topic, partition in sorted(txn.partitions - txn.marked):
+            try:
+                self._write_marker(topic, partition, pid, epoch, kind, now_ms)
+            except StreamlabError as exc:  # a deleted topic: nothing left to mark
+                log.warning("no %s marker for %s[%d]: %s", "commit" if commit else "abort", topic, partition, exc)
+            with self._lock:
+                self.index.resolve((topic, partition), pid, aborted=not commit)
+                txn.marked.add((topic, partition))
+                file = self._write({"k": "m", "id": tid, "pid": pid, "t": topic, "p": partition, "c": commit})
+        if commit:
+            for group, offsets in txn.offsets.items():
+                try:
+                    commit_offsets(self._broker, group, {TopicPartition(t, p): OffsetAndMetadata(o, m)
+                                                         for (t, p), (o, m) in offsets.items()})  # fmt: skip
+                except StreamlabError as exc:
+                    log.warning("transaction %r: offsets of group %r not committed: %s", tid, group, exc)
+        with self._lock:
+            txn.state = "CompleteCommit" if commit else "CompleteAbort"
+            _clear(txn)
+            file = self._write({"k": "done", "id": tid, "c": commit})
+        file.sync()
+        if bump:
+            self._bump(txn)
+            self._write_durably({"k": "init", "id": tid, "pid": txn.producer_id, "e": txn.epoch, "to": txn.timeout_ms})
+        log.info("transaction %r of producer %d epoch %d %s", tid, pid, epoch, "committed" if commit else "aborted")
+        self._maybe_compact()
+
+    def _write_marker(self, topic: str, partition: int, pid: int, epoch: int, kind: int, now_ms: int) -> None:
+        row = build_batch(
+            base_offset=0,
+            timestamps=[now_ms],
+            keys=[_CONTROL_KEY.pack(0, kind)],
+            key_formats=[FMT_CONTROL],
+            values=[_CONTROL_VALUE.pack(0, 0)],
+            value_formats=[FMT_CONTROL],
+            headers=[[(PRODUCER_HEADER, f"{pid}:{epoch}".encode())]],
+        )
+        with self._partition_lock(topic, partition):
+            produce.append(self._broker, topic, partition, row, sync=True)
+
+    # the produce path ---------------------------------------------------------------------
+    def before_append(self, topic: str, partition: int, producer_id: int, epoch: int, base: int, count: int) -> None:
+        """A transactional batch is about to be stored at ``base``: check and note it
+        (durably). Call under the partition lock, after the idempotence check."""
+        tp = (topic, partition)
+        with self._lock:
+            tid = self._by_pid.get(producer_id)
+            txn = None if tid is None else self._txns[tid]
+            if txn is None:
+                raise InvalidProducerIdMappingError(f"producer id {producer_id} has no transactional id")
+            if epoch < txn.epoch:
+                raise InvalidProducerEpochError(
+                    f"producer {producer_id} epoch {epoch} is fenced by epoch {txn.epoch}", topic=topic
+                )
+            if txn.state != "Ongoing" or tp not in txn.partitions:
+                raise InvalidTxnStateError(
+                    f"{topic}[{partition}] is not part of an ongoing transaction of {tid!r}",
+                    topic=topic,
+                    partition=partition,
+                )
+            self.index.add_open(tp, producer_id, (base, base + count))
+            file = self._write({"k": "b", "pid": producer_id, "t": topic, "p": partition, "o": base, "n": count})
+        file.sync()
+
+    def append(
+        self, topic: str, partition: int, producer_id: int, epoch: int, rows: pa.RecordBatch, *, sync: bool
+    ) -> int:
+        """Store ``rows`` as a transactional batch (the whole produce path, for an embedded
+        producer; the Kafka server does these steps around its idempotence check). The
+        partition must have been added with :meth:`add_partitions`. Returns the base offset."""
+        with self._partition_lock(topic, partition):
+            base = self._broker.log(topic, partition).high_watermark
+            self.before_append(topic, partition, producer_id, epoch, base, rows.num_rows)
+            try:
+                return produce.append(self._broker, topic, partition, rows, sync=sync)
+            except BaseException:
+                self.append_failed(topic, partition, producer_id, base, rows.num_rows)
+                raise
+
+    def append_failed(self, topic: str, partition: int, producer_id: int, base: int, count: int) -> None:
+        with self._lock:
+            self.index.drop_open((topic, partition), producer_id, (base, base + count))
+            self._write({"k": "x", "pid": producer_id, "t": topic, "p": partition, "o": base, "n": count})
+
+    # reading --------------------------------------------------------------------------------
+    def last_stable_offset(self, topic: str, partition: int, high_watermark: int) -> int:
+        with self._lock:
+            return self.index.last_stable_offset(topic, partition, high_watermark)
+
+    def aborted_in(self, topic: str, partition: int, start: int, end: int) -> list[Range]:
+        with self._lock:
+            return self.index.aborted_in(topic, partition, start, end)
+
+    # admin ----------------------------------------------------------------------------------
+    def describe(self, transactional_id: str) -> Transaction | None:
+        with self._lock:
+            return self._txns.get(transactional_id)
+
+    def list_transactions(
+        self, *, states: Sequence[str] = (), producer_ids: Sequence[int] = (), pattern: str | None = None,
+        min_duration_ms: int = -1,
+    ) -> list[Transaction]:  # fmt: skip
+        now_ms = int(self._clock() * 1000)
+        regex = re.compile(pattern) if pattern else None
+        with self._lock:
+            txns = list(self._txns.values())
+        return [
+            t
+            for t in txns
+            if (not states or t.state in states)
+            and (not producer_ids or t.producer_id in producer_ids)
+            and (regex is None or regex.fullmatch(t.transactional_id))
+            and (min_duration_ms < 0 or (t.state == "Ongoing" and now_ms - t.started_ms >= min_duration_ms))
+        ]
+
+    def pending_offsets(self, group: str) -> frozenset[TP]:
+        """Partitions with offsets of ``group`` in a transaction not yet complete (an
+        OffsetFetch with ``require_stable`` answers UNSTABLE_OFFSET_COMMIT for them)."""
+        with self._lock:
+            return frozenset(
+                tp
+                for txn in self._txns.values()
+                if txn.state != "Empty" and not txn.state.startswith("Complete")
+                for tp in txn.offsets.get(group, {})
+            )
+
+    def forget_topic(self, topic: str) -> None:
+        """A deleted topic's index must not apply to a new topic of that name."""
+        with self._lock:
+            self.index.forget_topic(topic)
+            for txn in self._txns.values():
+                txn.partitions = {tp for tp in txn.partitions if tp[0] != topic}
+            file = self._write({"k": "deleted", "t": topic})
+        file.sync()
+
+    # timeouts -------------------------------------------------------------------------------
+    def abort_expired(self) -> list[str]:
+        """Abort (and fence, as Kafka does) every transaction open longer than its timeout,
+        and finish any whose completion failed half-way (a marker that could not be written)."""
+        now_ms = int(self._clock() * 1000)
+        with self._lock:
+            due = [
+                t
+                for t in self._txns.values()
+                if t.state.startswith("Prepare") or (t.state == "Ongoing" and now_ms - t.started_ms > t.timeout_ms)
+            ]
+        done = []
+        for txn in due:
+            if not txn.lock.acquire(blocking=False):
+                continue  # being completed or changed right now: look again next time
+            try:
+                if txn.state.startswith("Prepare"):
+                    log.warning("transaction %r: finishing its %s", txn.transactional_id, txn.state)
+                    self._complete(txn, commit=txn.state == "PrepareCommit", bump=False)
+                elif txn.state == "Ongoing" and now_ms - txn.started_ms > txn.timeout_ms:
+                    log.warning("transaction %r timed out after %d ms: aborting", txn.transactional_id, txn.timeout_ms)
+                    self._complete(txn, commit=False, bump=True)
+                else:
+                    continue
+                done.append(txn.transactional_id)
+            finally:
+                txn.lock.release()
+        return done
+
+    def start_timer(self, interval_s: float = 0.5) -> None:
+        """Check for expired transactions every ``interval_s`` in a daemon thread."""
+        if self._timer is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.abort_expired()
+                except Exception:  # keep checking: one failure (a full disk) must not end timeouts
+                    log.exception("aborting expired transactions failed")
+
+        self._timer = threading.Thread(target=run, name="streamlab-txn-timeouts", daemon=True)
+        self._timer.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=5)
+            self._timer = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_visible(
+    log: PartitionLog, index: TransactionIndex, topic: str, partition: int, offset: int, max_records: int, *,
+    committed: bool,
+) -> tuple[pa.Table, int]:  # fmt: skip
+    """What a consumer at ``offset`` gets: up to ``max_records`` stored rows without markers
+    (and, ``committed``, without aborted records and nothing from the last stable offset
+    on), and the offset to read from next, past every row looked at. The rows may be
+    fewer than asked for, or none while the next offset still moves."""
+    end = index.last_stable_offset(topic, partition, log.high_watermark) if committed else log.high_watermark
+    if offset >= end:
+        return log.read(offset, 0), offset
+    table = log.read(offset, max_records)
+    offsets = np.asarray(table.column("offset").to_numpy())
+    keep = offsets < end
+    next_offset = int(offsets[keep][-1]) + 1 if keep.any() else offset
+    aborted = index.aborted_in(topic, partition, offset, next_offset) if committed else []
+    keep &= visible_mask(table, aborted)
+    return (table if keep.all() else table.filter(pa.array(keep))), next_offset
+
+
+def stable_visible(table: pa.Table, aborted: Sequence[Range], stable_offset: int) -> pa.Table:
+    """The rows of ``table`` below ``stable_offset`` that are not in ``aborted`` ranges
+    (markers kept: the Kafka server encodes them as control batches)."""
+    offsets = np.asarray(table.column("offset").to_numpy())
+    keep = offsets < stable_offset
+    if aborted:
+        keep &= ~aborted_rows(offsets, aborted)
+    if keep.all():
+        return table
+    return table.filter(pa.array(keep))

@@ -1,0 +1,165 @@
+"""The embedded backend: the backend port (:mod:`streamlab.port.backend`) over a :class:`Broker`.
+
+Within one process, connecting twice to the same directory shares one broker (a notebook
+re-running its first cell must not lock itself out); the broker closes with its last Lab.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from streamlab.broker import Broker, group_admin, query, retention, topics
+from streamlab.broker import offsets as offset_ops
+from streamlab.client.consumer import Consumer
+from streamlab.client.producer import Producer
+from streamlab.client.share_consumer import ShareConsumer
+from streamlab.config import BrokerSettings
+from streamlab.model.views import Bounds
+from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
+
+_open: dict[Path, tuple[Broker, int]] = {}
+_open_lock = threading.Lock()
+
+
+def _acquire(path: Path, settings: BrokerSettings | None = None) -> Broker:
+    with _open_lock:
+        broker, count = _open.get(path, (None, 0))
+        if broker is None or broker.closed:
+            broker, count = Broker(path, settings=settings), 0
+        elif settings is not None:  # one broker per directory: the latest connect's settings hold
+            broker.settings = settings
+        _open[path] = (broker, count + 1)
+        return broker
+
+
+def _release(broker: Broker) -> None:
+    with _open_lock:
+        held = _open.get(broker.data_dir)
+        if held is None or held[0] is not broker:
+            return
+        if held[1] <= 1:
+            del _open[broker.data_dir]
+            broker.close()
+        else:
+            _open[broker.data_dir] = (broker, held[1] - 1)
+
+
+class EmbeddedBackend:
+    """A data directory opened in this process."""
+
+    def __init__(self, path: str | Path, *, settings: BrokerSettings | None = None) -> None:
+        self.path = Path(path).resolve()
+        self.broker = _acquire(self.path, settings)
+
+    def describe(self) -> str:
+        return f"{self.path} topics={len(self.broker.topics)}"
+
+    # topics -----------------------------------------------------------------------------
+    def create_topic(self, name: str, partitions: int, config: dict[str, Any], replication_factor: int | None) -> None:
+        topics.create_topic(self.broker, name, partitions, config)
+
+    def create_partitions(self, name: str, partitions: int) -> None:
+        topics.create_partitions(self.broker, name, partitions)
+
+    def alter_topic_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        return topics.alter_config(self.broker, name, config)
+
+    def delete_topic(self, name: str) -> None:
+        topics.delete_topic(self.broker, name)
+
+    def topic_rows(self) -> Sequence[TopicRow]:
+        return topics.describe_topics(self.broker)
+
+    def offset_rows(self, topic: str) -> Sequence[OffsetRow]:
+        return offset_ops.log_offsets(self.broker, topic)
+
+    def partition_count(self, topic: str) -> int:
+        return self.broker.topic(topic).partitions
+
+    def apply_retention(self, now_ms: int) -> retention.RetentionResult:
+        return retention.apply_retention(self.broker, now_ms=now_ms)
+
+    def roll(self, topic: str) -> None:
+        for log in self.broker.topic(topic).logs:
+            log.roll()
+
+    # clients ----------------------------------------------------------------------------
+    def producer(self, **config: Any) -> Producer:
+        return Producer(self.broker, **config)
+
+    def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> Consumer:
+        return Consumer(self.broker, topics, **config)
+
+    def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> ShareConsumer:
+        return ShareConsumer(self.broker, topics, **config)
+
+    def share_state(self, group: str) -> pd.DataFrame:
+        from streamlab.broker.share import share_state
+
+        columns = ["topic", "partition", "offset", "state", "delivery_count", "owner", "lock_expires_ms"]
+        df = pd.DataFrame(share_state(self.broker, group), columns=columns)
+        df["lock_expires"] = pd.to_datetime(df.pop("lock_expires_ms").astype("Int64"), unit="ms", utc=True)
+        return df
+
+    def share_group_snapshot(self, group: str) -> ShareGroupSnapshot | None:
+        from streamlab.broker.share import share_groups
+
+        found = share_groups(self.broker).get(group)
+        if found is None:
+            return None
+        with found.lock:  # reentrant: partitions, records and members of one moment
+            return ShareGroupSnapshot(
+                found.partition_rows(), found.state_rows(), found.member_rows(),
+                found.config.delivery_count_limit, found.config.dead_letter_topic,
+            )  # fmt: skip
+
+    def partition_bytes(self, topic: str, partition: int) -> int | None:
+        return int(self.broker.log(topic, partition).size_bytes())
+
+    # consumer groups ------------------------------------------------------------------
+    def groups(self) -> pd.DataFrame:
+        df = pd.DataFrame(group_admin.list_all_groups(self.broker),
+                          columns=["group", "type", "state", "generation", "members", "assignor"])  # fmt: skip
+        df["generation"] = df["generation"].astype("Int64")
+        return df
+
+    def describe_group(self, group: str) -> pd.DataFrame:
+        return pd.DataFrame(group_admin.describe_group(self.broker, group),
+                            columns=["member", "client_id", "host", "topic", "partition"])  # fmt: skip
+
+    def lag(self, group: str) -> pd.DataFrame:
+        df = pd.DataFrame(group_admin.lag(self.broker, group),
+                          columns=["topic", "partition", "committed", "end_offset", "lag", "time_lag_ms"])  # fmt: skip
+        df["time_lag"] = pd.to_timedelta(df["time_lag_ms"], unit="ms")
+        return df.drop(columns="time_lag_ms")
+
+    def rebalances(self, group: str) -> pd.DataFrame:
+        columns = ["generation", "time_ms", "reason", "member", "topic", "partition", "change"]
+        df = pd.DataFrame(group_admin.rebalances(self.broker, group), columns=columns)
+        df.insert(1, "time", pd.to_datetime(df.pop("time_ms"), unit="ms", utc=True))
+        return df
+
+    def reset_offsets(self, group: str, to: Any, *, dry_run: bool, topics: list[str] | None) -> pd.DataFrame:
+        rows = group_admin.reset_offsets(self.broker, group, to, dry_run=dry_run, topics=topics)
+        return pd.DataFrame(rows, columns=["topic", "partition", "current", "new", "replayed", "skipped"])
+
+    # analytics --------------------------------------------------------------------------
+    def estimate_rows(self, topic: str, bounds: Bounds) -> int:
+        return query.estimate_rows(self.broker, topic, bounds)
+
+    def replay_table(
+        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None
+    ) -> pa.Table:
+        return query.replay(self.broker, topic, bounds, raw=raw, headers=headers, progress=progress)
+
+    def sql_table(self, statement: str) -> pa.Table:
+        return query.sql(self.broker, statement)
+
+    def close(self) -> None:
+        _release(self.broker)

@@ -1,0 +1,535 @@
+"""Consumer groups of the KIP-848 protocol (``group.protocol=consumer``), beside classic ones.
+
+There is no join/sync barrier: each member sends ConsumerGroupHeartbeat on its own and the
+coordinator moves the group forward one member at a time, with three epochs:
+
+``group epoch``       bumped whenever what the assignment depends on changes: a member
+                      joins, leaves or is fenced, a subscription or the preferred assignor
+                      changes, a subscribed topic gains partitions (or a regex matches a
+                      new topic)
+``assignment epoch``  the group epoch the *target assignment* was computed for; the
+                      server-side assignor (:mod:`.server_assignors`) recomputes it as soon
+                      as the group epoch moves
+``member epoch``      per member: the target epoch its current assignment belongs to
+
+Each member reconciles towards its target as Kafka's ``CurrentAssignmentBuilder`` does.
+A member whose target takes partitions away is asked to revoke them first and keeps its
+epoch (state ``unrevoked_partitions``) until a heartbeat shows it no longer owns them, or
+its rebalance timeout fences it. A partition it is to receive that another member still
+owns (assigned, or pending revocation) is held back (``unreleased_partitions``) and handed
+over on a later heartbeat, once released. So a partition is never owned by two members
+at once.
+
+A member that stops heartbeating for the session timeout (``group.consumer.session.timeout.ms``)
+is removed and its partitions go to the others. A heartbeat with an epoch the member does
+not have is fenced (FENCED_MEMBER_EPOCH), unless it is the epoch before, with owned
+partitions the member still has (a lost response); a member the group does not know gets
+UNKNOWN_MEMBER_ID. Either way the client rejoins with epoch 0. Static members (instance
+id) leave with epoch -2, keep their assignment for the session timeout, and a member that
+rejoins with the same instance id takes over its epoch and partitions.
+
+Offset commits and fetches by members carry the member epoch, which must be the member's
+current one (STALE_MEMBER_EPOCH otherwise). Ownership changes go to the same durable
+history as classic generations (``group_events``), with the member epoch as generation.
+
+This module holds no I/O and takes a clock, so tests drive it directly; the broker layer
+(:mod:`streamlab.broker.consumer_groups`) gives it partition counts and the recorder, and
+expiry is lazy: every call into a group first expires what ran out.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from streamlab.errors import ConfigError, FencedInstanceError, GroupError, UnknownMemberError
+from streamlab.groups.history import now_ms
+from streamlab.groups.server_assignors import DEFAULT_ASSIGNOR, SERVER_ASSIGNORS, Target
+from streamlab.groups.state import GroupEvent
+from streamlab.model.types import TopicPartition
+
+JOIN = 0
+LEAVE = -1
+LEAVE_STATIC = -2  # a static member leaving for now: it keeps its assignment for the session timeout
+
+Recorder = Callable[[str, list[GroupEvent]], None]
+PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
+TopicLister = Callable[[], Sequence[str]]
+Clock = Callable[[], float]
+
+
+# Errors ----------------------------------------------------------------------------------
+class ConsumerGroupError(GroupError):
+    """Base for consumer-group-protocol errors."""
+
+
+class FencedMemberEpochError(ConsumerGroupError):
+    """A heartbeat with an epoch the member does not have: it must rejoin with epoch 0."""
+
+    kafka_code = 110  # FENCED_MEMBER_EPOCH
+
+
+class StaleMemberEpochError(ConsumerGroupError):
+    """An offset commit or fetch with a member epoch that is not the member's current one."""
+
+    kafka_code = 113  # STALE_MEMBER_EPOCH
+
+
+class UnreleasedInstanceIdError(ConsumerGroupError):
+    """A member joins with the instance id of a static member that has not left."""
+
+    kafka_code = 111  # UNRELEASED_INSTANCE_ID
+
+
+class UnsupportedAssignorError(ConsumerGroupError):
+    kafka_code = 112  # UNSUPPORTED_ASSIGNOR
+
+
+class InvalidRegularExpressionError(ConsumerGroupError):
+    kafka_code = 128  # INVALID_REGULAR_EXPRESSION
+
+
+class InvalidHeartbeatError(ConsumerGroupError):
+    kafka_code = 42  # INVALID_REQUEST
+
+
+# Configuration -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerGroupConfig:
+    """Kafka's ``group.consumer.session.timeout.ms`` and ``group.consumer.heartbeat.interval.ms``.
+    Kafka's defaults (45 s, 5 s); lower values are allowed, for tests and notebooks."""
+
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        for name in ("session_timeout_ms", "heartbeat_interval_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 3_600_000:
+                raise ConfigError(f"{name} must be an integer from 100 to 3600000 (ms), got {value!r}")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ConfigError(
+                f"the heartbeat interval ({self.heartbeat_interval_ms} ms) must be below the session timeout "
+                f"({self.session_timeout_ms} ms)"
+            )
+
+
+# State -----------------------------------------------------------------------------------------
+class MemberState(StrEnum):
+    STABLE = "stable"
+    UNREVOKED_PARTITIONS = "unrevoked_partitions"  # asked to revoke; keeps its epoch until it has
+    UNRELEASED_PARTITIONS = "unreleased_partitions"  # at the target epoch, waiting for partitions others hold
+
+
+class ConsumerGroupState(StrEnum):
+    EMPTY = "Empty"
+    ASSIGNING = "Assigning"
+    RECONCILING = "Reconciling"
+    STABLE = "Stable"
+    DEAD = "Dead"
+
+
+@dataclass(slots=True)
+class ConsumerMember:
+    member_id: str
+    client_id: str
+    host: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    topics: frozenset[str] = frozenset()
+    regex: str | None = None
+    server_assignor: str | None = None
+    rebalance_timeout_ms: int = 300_000
+    epoch: int = 0
+    previous_epoch: int = -1
+    state: MemberState = MemberState.STABLE
+    assigned: frozenset[TopicPartition] = frozenset()
+    pending_revocation: frozenset[TopicPartition] = frozenset()
+    last_heartbeat: float = 0.0
+    revoke_deadline: float | None = None
+
+    @property
+    def owned(self) -> frozenset[TopicPartition]:
+        """What the member may still be reading: assigned and not yet revoked."""
+        return self.assigned | self.pending_revocation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatRequest:
+    """A ConsumerGroupHeartbeat in streamlab's types. None means "unchanged" (as on the wire)."""
+
+    member_id: str
+    epoch: int
+    client_id: str = ""
+    host: str = ""
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    topics: Sequence[str] | None = None
+    regex: str | None = None
+    server_assignor: str | None = None
+    owned: frozenset[TopicPartition] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResult:
+    member_id: str
+    epoch: int
+    heartbeat_interval_ms: int
+    assignment: frozenset[TopicPartition] | None  # None: not sent (the member's is unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerMemberDescription:
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    client_id: str
+    host: str
+    epoch: int
+    state: MemberState
+    topics: tuple[str, ...]
+    regex: str | None
+    assigned: tuple[TopicPartition, ...]
+    pending_revocation: tuple[TopicPartition, ...]
+    target: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupDescription:
+    group_id: str
+    state: ConsumerGroupState
+    group_epoch: int
+    assignment_epoch: int
+    assignor: str
+    members: tuple[ConsumerMemberDescription, ...]
+
+
+def _sorted(tps: frozenset[TopicPartition]) -> tuple[TopicPartition, ...]:
+    return tuple(sorted(tps, key=lambda tp: (tp.topic, tp.partition)))
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """A subscription regex (Kafka uses RE2/J; Python's ``re`` agrees on the common syntax)."""
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidRegularExpressionError(f"subscribed topic regex {pattern!r} is invalid: {exc}") from None
+
+
+@dataclass(slots=True)
+class ConsumerGroup:
+    """One consumer-protocol group. Every public method takes :attr:`lock`."""
+
+    group_id: str
+    partitions_of: PartitionCounter
+    topic_names: TopicLister
+    record: Recorder
+    config: ConsumerGroupConfig = field(default_factory=ConsumerGroupConfig)
+    clock: Clock = time.monotonic
+    epoch: int = 0
+    assignment_epoch: int = 0
+    members: dict[str, ConsumerMember] = field(default_factory=dict)
+    target: Target = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _static: dict[str, str] = field(default_factory=dict)  # instance id -> member id
+    _owners: dict[TopicPartition, str] = field(default_factory=dict)  # partition -> member owning it
+    _metadata: dict[str, int] = field(default_factory=dict)  # subscribed topic -> partitions, at the last bump
+    _reason: str = ""
+
+    # looking --------------------------------------------------------------------------------
+    @property
+    def state(self) -> ConsumerGroupState:
+        with self.lock:
+            if not self.members:
+                return ConsumerGroupState.EMPTY
+            if self.assignment_epoch != self.epoch:
+                return ConsumerGroupState.ASSIGNING
+            if any(m.epoch != self.assignment_epoch or m.state != MemberState.STABLE for m in self.members.values()):
+                return ConsumerGroupState.RECONCILING
+            return ConsumerGroupState.STABLE
+
+    def assignor(self) -> str:
+        """The most preferred assignor among the members (ties: by name), else the default."""
+        with self.lock:
+            votes: dict[str, int] = {}
+            for m in self.members.values():
+                if m.server_assignor:
+                    votes[m.server_assignor] = votes.get(m.server_assignor, 0) + 1
+            return min(votes, key=lambda n: (-votes[n], n)) if votes else DEFAULT_ASSIGNOR
+
+    def describe(self) -> ConsumerGroupDescription:
+        with self.lock:
+            self.expire()
+            members = tuple(
+                ConsumerMemberDescription(
+                    m.member_id,
+                    m.instance_id,
+                    m.rack_id,
+                    m.client_id,
+                    m.host,
+                    m.epoch,
+                    m.state,
+                    tuple(sorted(m.topics)),
+                    m.regex,
+                    _sorted(m.assigned),
+                    _sorted(m.pending_revocation),
+                    _sorted(self.target.get(m.member_id, frozenset())),
+                )
+                for m in self.members.values()
+            )
+            return ConsumerGroupDescription(
+                self.group_id, self.state, self.epoch, self.assignment_epoch, self.assignor(), members
+            )
+
+    # the heartbeat ------------------------------------------------------------------------------
+    def heartbeat(self, req: HeartbeatRequest) -> HeartbeatResult:
+        """Kafka's ConsumerGroupHeartbeat for one member (see the module docstring)."""
+        if req.server_assignor is not None and req.server_assignor not in SERVER_ASSIGNORS:
+            raise UnsupportedAssignorError(
+                f"server assignor {req.server_assignor!r} is not one of {sorted(SERVER_ASSIGNORS)}"
+            )
+        if req.regex is not None:
+            compile_regex(req.regex)
+        with self.lock:
+            now = self.clock()
+            self.expire()
+            if req.epoch in (LEAVE, LEAVE_STATIC):
+                return self._leave(req)
+            member = self._join(req, now) if req.epoch == JOIN else self._existing(req)
+            before = member.assigned
+            member.last_heartbeat = now
+            self._update_subscription(member, req)
+            self._check_metadata()
+            if self.epoch != self.assignment_epoch:
+                self._compute_target()
+            self._reconcile(member, req.owned, now)
+            full = (
+                req.rebalance_timeout_ms != -1
+                and (req.topics is not None or req.regex is not None)
+                and (req.owned is not None)
+            )
+            changed = member.assigned != before
+            assignment = member.assigned if req.epoch == JOIN or full or changed else None
+            return HeartbeatResult(member.member_id, member.epoch, self.config.heartbeat_interval_ms, assignment)
+
+    def _join(self, req: HeartbeatRequest, now: float) -> ConsumerMember:
+        if req.rebalance_timeout_ms == -1:
+            raise InvalidHeartbeatError("RebalanceTimeoutMs must be provided in first request")
+        if req.owned:
+            raise InvalidHeartbeatError("TopicPartitions must be empty when (re-)joining")
+        if not req.topics and not req.regex:
+            raise InvalidHeartbeatError("SubscribedTopicNames or SubscribedTopicRegex must be set in first request")
+        if req.instance_id is not None:
+            current = self._static.get(req.instance_id)
+            if current is not None and current != req.member_id:
+                old = self.members.get(current)
+                if old is not None and old.epoch != LEAVE_STATIC:
+                    raise UnreleasedInstanceIdError(
+                        f"instance id {req.instance_id!r} is used by member {current!r}, which has not left"
+                    )
+                if old is not None:  # a static member back: it takes over its epoch and partitions
+                    del self.members[current]
+                    member = replace(old, member_id=req.member_id, client_id=req.client_id, host=req.host,
+                                     epoch=old.previous_epoch, last_heartbeat=now)  # fmt: skip
+                    self.members[req.member_id] = member
+                    self._static[req.instance_id] = req.member_id
+                    for tp in member.owned:
+                        self._owners[tp] = req.member_id
+                    if current in self.target:
+                        self.target[req.member_id] = self.target.pop(current)
+                    return member
+        if req.member_id in self.members:  # rejoining under the same id: start over
+            self._remove(req.member_id, f"member {req.member_id} rejoined with epoch 0", bump=False)
+        member = ConsumerMember(req.member_id, req.client_id, req.host, instance_id=req.instance_id,
+                                last_heartbeat=now, rebalance_timeout_ms=req.rebalance_timeout_ms)  # fmt: skip
+        self.members[req.member_id] = member
+        if req.instance_id is not None:
+            self._static[req.instance_id] = req.member_id
+        self._bump(f"member {req.member_id} joined")
+        return member
+
+    def _existing(self, req: HeartbeatRequest) -> ConsumerMember:
+        member = self.members.get(req.member_id)
+        if member is None or member.epoch == LEAVE_STATIC:
+            raise UnknownMemberError(f"member {req.member_id!r} is not in group {self.group_id!r} (expired or left)")
+        if req.instance_id is not None and self._static.get(req.instance_id) != req.member_id:
+            raise FencedInstanceError(f"instance id {req.instance_id!r} is now used by another member")
+        if req.epoch > member.epoch:
+            raise FencedMemberEpochError(f"member epoch {req.epoch} is ahead of the member's epoch {member.epoch}")
+        if req.epoch < member.epoch and not (
+            req.epoch == member.previous_epoch and req.owned is not None and req.owned <= member.assigned
+        ):
+            raise FencedMemberEpochError(f"member epoch {req.epoch} is behind the member's epoch {member.epoch}")
+        return member
+
+    def _leave(self, req: HeartbeatRequest) -> HeartbeatResult:
+        member_id = req.member_id
+        if req.instance_id is not None and req.instance_id in self._static:
+            member_id = self._static[req.instance_id]
+        member = self.members.get(member_id)
+        if member is not None:
+            if req.epoch == LEAVE_STATIC and member.instance_id is not None:
+                member.previous_epoch, member.epoch = member.epoch, LEAVE_STATIC
+            else:
+                self._remove(member_id, f"member {member_id} left the group")
+        return HeartbeatResult(req.member_id, req.epoch, self.config.heartbeat_interval_ms, None)
+
+    def _update_subscription(self, member: ConsumerMember, req: HeartbeatRequest) -> None:
+        changed = False
+        if req.topics is not None and frozenset(req.topics) != member.topics:
+            member.topics, changed = frozenset(req.topics), True
+        if req.regex is not None and (req.regex or None) != member.regex:
+            member.regex, changed = req.regex or None, True
+        if req.server_assignor is not None and req.server_assignor != member.server_assignor:
+            member.server_assignor, changed = req.server_assignor, True
+        if req.rebalance_timeout_ms > 0:
+            member.rebalance_timeout_ms = req.rebalance_timeout_ms
+        if req.rack_id is not None:
+            member.rack_id = req.rack_id
+        if changed and self.epoch == self.assignment_epoch:  # (a member that just joined bumped already)
+            self._bump(f"member {member.member_id} changed its subscription")
+
+    # the group epoch and the target -------------------------------------------------------------
+    def _subscribed(self, member: ConsumerMember, topics: Sequence[str]) -> frozenset[str]:
+        found = set(member.topics)
+        if member.regex:
+            pattern = compile_regex(member.regex)
+            found.update(t for t in topics if pattern.fullmatch(t))
+        return frozenset(found)
+
+    def _subscriptions(self) -> dict[str, frozenset[str]]:
+        names = list(self.topic_names()) if any(m.regex for m in self.members.values()) else []
+        return {m.member_id: self._subscribed(m, names) for m in self.members.values()}
+
+    def _bump(self, reason: str) -> None:
+        self.epoch += 1
+        self._reason = reason
+
+    def _check_metadata(self) -> None:
+        """Bump the group epoch if a subscribed topic gained partitions or a regex matches
+        other topics than at the last bump."""
+        if self.epoch != self.assignment_epoch:
+            return  # a new target is due anyway, computed with the metadata of now
+        subs = self._subscriptions()
+        if self.partitions_of(sorted({t for topics in subs.values() for t in topics})) != self._metadata:
+            self._bump("subscribed topics or their partitions changed")
+
+    def _compute_target(self) -> None:
+        subs = self._subscriptions()
+        self._metadata = self.partitions_of(sorted({t for topics in subs.values() for t in topics}))
+        self.target = SERVER_ASSIGNORS[self.assignor()](subs, self._metadata, self.target)
+        self.assignment_epoch = self.epoch
+
+    # reconciliation (Kafka's CurrentAssignmentBuilder) --------------------------------------------
+    def _reconcile(self, member: ConsumerMember, owned: frozenset[TopicPartition] | None, now: float) -> None:
+        if member.state == MemberState.STABLE and member.epoch == self.assignment_epoch:
+            return
+        if member.state == MemberState.UNREVOKED_PARTITIONS and _still_owns(owned, member.pending_revocation):
+            return
+        self._next_assignment(member, owned, now)
+
+    def _next_assignment(self, member: ConsumerMember, owned: frozenset[TopicPartition] | None, now: float) -> None:
+        target = self.target.get(member.member_id, frozenset())
+        kept = member.assigned & target
+        revoke = member.assigned - target
+        pending = target - kept
+        free = frozenset(tp for tp in pending if self._owners.get(tp, member.member_id) == member.member_id)
+        unreleased = len(free) < len(pending)
+        before = member.owned
+        if revoke and _still_owns(owned, revoke):
+            # Revoke first; the member stays at its epoch until it shows it has.
+            member.state, member.assigned, member.pending_revocation = MemberState.UNREVOKED_PARTITIONS, kept, revoke
+            member.revoke_deadline = now + member.rebalance_timeout_ms / 1000
+        else:
+            member.previous_epoch, member.epoch = member.epoch, self.assignment_epoch
+            member.assigned, member.pending_revocation = kept | free, frozenset()
+            member.state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
+            member.revoke_deadline = None
+        self._owned_changed(member, before)
+
+    def _owned_changed(self, member: ConsumerMember, before: frozenset[TopicPartition]) -> None:
+        after = member.owned
+        for tp in before - after:
+            if self._owners.get(tp) == member.member_id:
+                del self._owners[tp]
+        for tp in after - before:
+            self._owners[tp] = member.member_id
+        ms, epoch = now_ms(), member.epoch
+        events = [GroupEvent(epoch, ms, self._reason, member.member_id, tp.topic, tp.partition, "revoked")
+                  for tp in _sorted(before - after)]  # fmt: skip
+        events += [GroupEvent(epoch, ms, self._reason, member.member_id, tp.topic, tp.partition, "assigned")
+                   for tp in _sorted(after - before)]  # fmt: skip
+        if events:
+            self.record(self.group_id, events)
+
+    # leaving, expiry -----------------------------------------------------------------------------
+    def _remove(self, member_id: str, reason: str, *, bump: bool = True) -> None:
+        member = self.members.pop(member_id)
+        if member.instance_id is not None and self._static.get(member.instance_id) == member_id:
+            del self._static[member.instance_id]
+        self.target.pop(member_id, None)
+        before = member.owned
+        member.assigned = member.pending_revocation = frozenset()
+        self._reason = reason
+        self._owned_changed(member, before)
+        if bump:
+            self._bump(reason)
+            if self.members:
+                self._compute_target()
+
+    def expire(self) -> None:
+        """Remove members whose session ran out, or that did not revoke within their
+        rebalance timeout; notice partition changes of subscribed topics."""
+        with self.lock:
+            now = self.clock()
+            session = self.config.session_timeout_ms / 1000
+            for member in list(self.members.values()):
+                if now - member.last_heartbeat > session:
+                    self._remove(member.member_id, f"member {member.member_id} timed out (session timeout)")
+                elif member.revoke_deadline is not None and now > member.revoke_deadline:
+                    self._remove(member.member_id,
+                                 f"member {member.member_id} did not revoke its partitions within its rebalance "
+                                 "timeout")  # fmt: skip
+            if self.members:
+                self._check_metadata()
+                if self.epoch != self.assignment_epoch:
+                    self._compute_target()
+
+    # offsets --------------------------------------------------------------------------------------
+    def check_member_epoch(self, member_id: str | None, epoch: int, *, what: str = "commit") -> None:
+        """Kafka's OffsetCommit/OffsetFetch validation for consumer groups: without a member
+        (epoch < 0) only an empty group may be written to (admin tools); a member must be
+        known and name its current epoch. Hold :attr:`lock` across the check and the write."""
+        with self.lock:
+            self.expire()
+            if epoch < 0 and not member_id:
+                if self.members and what == "commit":
+                    raise UnknownMemberError(f"group {self.group_id!r} has members: only they may commit")
+                return
+            member = self.members.get(member_id or "")
+            if member is None:
+                raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r}")
+            if epoch != member.epoch:
+                raise StaleMemberEpochError(
+                    f"{what} with member epoch {epoch}; member {member_id!r} is at epoch {member.epoch}"
+                )
+
+    def owners(self) -> Mapping[TopicPartition, str]:
+        with self.lock:
+            return dict(self._owners)
+
+
+def _still_owns(owned: frozenset[TopicPartition] | None, partitions: frozenset[TopicPartition]) -> bool:
+    """Whether the member still owns any of ``partitions``; unknown (not sent) counts as yes."""
+    return owned is None or bool(owned & partitions)
+
+
+def new_member_id() -> str:
+    """A member id for a v0 join without one (v1 clients make their own)."""
+    return uuid.uuid4().hex
