@@ -118,10 +118,7 @@ class LogSnapshot:
 
 def read_verified(path: Path, checksum: int | None) -> bytes:
     """The bytes of a sealed segment, checked against the crc32c it was indexed with."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
+    data = path.read_bytes()  # FileNotFoundError: the caller reports the segment missing
     if checksum is not None and crc32c.crc32c(data) != checksum:
         raise ValueError(f"checksum mismatch (crc32c {crc32c.crc32c(data):#010x}, indexed {checksum:#010x})")
     return data
@@ -181,7 +178,8 @@ class ParquetPartitionLog:
                 # Sealed, then the crash came before indexing: the .log still has the same
                 # records and is dropped below as already sealed.
                 table = pq.read_table(path, columns=["offset", "timestamp"])
-                info = self._segment_info(path.name, table, path)
+                data = path.read_bytes()
+                info = self._segment_info(path.name, table, len(data), crc32c.crc32c(data))
                 self._catalog.add_segment(info)
                 indexed.append(info)
                 last_indexed = info.last_offset
@@ -256,13 +254,14 @@ class ParquetPartitionLog:
         last = found.batches[-1]
         return int(last.column(0)[0].as_py()) + last.num_rows
 
-    def _segment_info(self, name: str, table: pa.Table, path: Path) -> SegmentInfo:
+    def _segment_info(self, name: str, table: pa.Table, size: int, checksum: int) -> SegmentInfo:
+        """The index entry of segment file ``name`` holding ``table`` (offset and timestamp
+        columns at least), ``size`` bytes with crc32c ``checksum``."""
         ts = table.column("timestamp").cast(pa.int64())
         offsets = table.column("offset")
-        data = path.read_bytes()
         return SegmentInfo(
             self.topic, self.partition, int(name[:20]), pc.max(offsets).as_py(), table.num_rows,
-            pc.min(ts).as_py(), pc.max(ts).as_py(), len(data), name, crc32c.crc32c(data),
+            pc.min(ts).as_py(), pc.max(ts).as_py(), size, name, checksum,
         )  # fmt: skip
 
     # PartitionLog -----------------------------------------------------------------------
@@ -529,13 +528,8 @@ class ParquetPartitionLog:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"could not write segment {self.dir / name}: {exc.strerror or exc}") from exc
-        ts = table.column("timestamp").cast(pa.int64())
-        offsets = table.column("offset")
         self._verified.add(name)
-        return SegmentInfo(
-            self.topic, self.partition, int(name[:20]), pc.max(offsets).as_py(), table.num_rows,
-            pc.min(ts).as_py(), pc.max(ts).as_py(), data.size, name, crc32c.crc32c(data),
-        )  # fmt: skip
+        return self._segment_info(name, table, data.size, crc32c.crc32c(data))
 
     def apply_retention(self, config: dict[str, Any], now_ms: int) -> int:
         if "delete" not in config["cleanup.policy"]:
