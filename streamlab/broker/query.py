@@ -21,7 +21,7 @@ from streamlab.model.schema import RECORD_SCHEMA
 from streamlab.model.views import FIELDS_COLUMN, Bounds, literal, quote, view_sql
 from streamlab.storage.parquet_log import LogSnapshot
 
-__all__ = ["Bounds", "Snapshots", "estimate_rows", "replay", "sql"]
+__all__ = ["Snapshots", "estimate_rows", "replay", "sql"]
 _ids = itertools.count()
 PROGRESS_CHUNK = 256 * 1024  # rows per chunk when a progress bar follows a replay
 
@@ -68,7 +68,8 @@ def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bound
         log = broker.log(topic, p)
         snap = snapshots.of(topic, p)
         start = max(snap.log_start, bounds.start_offset or 0)
-        damage = snap.damage_in(start, bounds.end_offset if bounds.end_offset is not None else 2**63 - 1)
+        end = bounds.end_offset if bounds.end_offset is not None else 2**63 - 1
+        damage = snap.damage_in(start, end)
         if damage is not None:
             raise damage.error(topic, p)
         files = []
@@ -78,7 +79,6 @@ def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bound
             ):
                 log.verify_once(seg)
                 files.append(literal(str(path)))
-        end = bounds.end_offset if bounds.end_offset is not None else 2**63 - 1
         visible = visible_filter_sql(
             snapshots.transactions.aborted_in(topic, p, start, end),
             stable_offset=snapshots.transactions.last_stable_offset(topic, p, 2**63 - 1),
