@@ -300,7 +300,7 @@ def send_latency(lab: streamlab.Lab, topic: str, df: pd.DataFrame, count: int, *
 
 
 def parquet_files(lab: streamlab.Lab, topic: str) -> list[str]:
-    return [str(log.segment_path(s)) for log in lab.broker.topic(topic).logs for s in log.sealed_segments()]
+    return [str(log.segment_path(s)) for log in lab.backend.broker.topic(topic).logs for s in log.sealed_segments()]
 
 
 def run_streamlab(root: Path, df: pd.DataFrame, fig: RedisFigures, args: argparse.Namespace) -> list[Row]:
