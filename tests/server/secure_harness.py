@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import READY_TIMEOUT_S, ServerProcess
+from harness import ServerProcess
 
 USERS = {"alice": "alice-secret", "bob": "bob:secret=", "admin": "admin-secret"}
 
 
 class SecureServer(ServerProcess):
-    """A ServerProcess started with extra ``streamlab serve`` options."""
+    """A ServerProcess started with extra ``streamlab serve`` options (given positionally)."""
 
     def __init__(self, data_dir: Path, log_path: Path, args: list[str]) -> None:
-        super().__init__(data_dir, log_path)
-        self.args = args
-
-    def start(self) -> None:
-        offset = len(self.log())
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlab.cli.main", "serve", "--data", str(self.data_dir),
-                 "--port", str(self.port), *self.args],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while "ready" not in self.log()[offset:]:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlab serve exited with {self.process.returncode}:\n{self.log()[offset:]}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"streamlab serve was not ready after {READY_TIMEOUT_S}s:\n{self.log()[offset:]}")
-            time.sleep(0.05)
+        super().__init__(data_dir, log_path, args=tuple(args))
 
 
 def users_file(directory: Path) -> Path:
