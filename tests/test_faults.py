@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ import pandas as pd
 import pytest
 
 import streamlab
-from streamlab.errors import CorruptSegmentError, RecoveryWarning, StorageError
+from streamlab.errors import CorruptSegmentError, RecoveryWarning, StorageError, TopicExistsError, UnknownTopicError
 
 HOUR_MS = 3_600_000
 
@@ -527,3 +528,106 @@ def test_a_catalog_row_naming_a_path_elsewhere_is_dropped_never_followed(tmp_pat
         assert len(lab.replay("t")) == 10
         lab.apply_retention()
     assert outside.read_bytes() == b"not ours"
+
+
+# deleting a topic under a running reader -------------------------------------------------
+def _sealed_segments(lab: streamlab.Lab, topic: str, rounds: int, per_round: int) -> None:
+    with lab.producer() as p:
+        for r in range(rounds):
+            for i in range(per_round):
+                p.send(topic, value={"i": r * per_round + i}, partition=0)
+            p.flush()
+            lab.roll(topic)
+
+
+def test_a_replay_running_when_its_topic_is_deleted_reads_what_it_began_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlab.broker import query
+    from streamlab.model.views import Bounds
+
+    monkeypatch.setattr(query, "PROGRESS_CHUNK", 50)  # read in many small chunks
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("doomed", config={"retention.ms": -1})
+        _sealed_segments(lab, "doomed", rounds=6, per_round=100)
+        folder = tmp_path / "topics" / "doomed"
+        first_chunk, deleted = threading.Event(), threading.Event()
+
+        def progress(rows: int) -> None:
+            if not first_chunk.is_set():
+                first_chunk.set()
+                assert deleted.wait(10)
+
+        result: list[object] = []
+        reader = threading.Thread(
+            target=lambda: result.append(
+                lab.backend.replay_table("doomed", Bounds(), raw=False, headers=False, progress=progress)
+            )
+        )
+        reader.start()
+        assert first_chunk.wait(10)
+        lab.delete_topic("doomed")  # while the replay is between chunks
+        assert "doomed" not in set(lab.topics()["name"])
+        assert list(folder.glob("*/*.parquet"))  # the reader's files are still there
+        deleted.set()
+        reader.join(10)
+        (table,) = result
+        assert sorted(table.column("offset").to_pylist()) == list(range(600))  # type: ignore[attr-defined]
+        assert not folder.exists()  # gone with the last reader
+        with pytest.raises(UnknownTopicError):
+            lab.replay("doomed")
+
+
+def test_a_topic_created_again_waits_for_readers_of_the_deleted_one_and_starts_empty(tmp_path: Path) -> None:
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("again", config={"retention.ms": -1})
+        _sealed_segments(lab, "again", rounds=2, per_round=50)
+        snapshot = lab.backend.broker.log("again", 0).snapshot()  # a reader mid-query
+        lab.delete_topic("again")
+        threading.Timer(0.3, snapshot.release).start()
+        lab.create_topic("again")  # waits for the reader, then reuses the folder
+        assert lab.offsets("again")["high_watermark"].tolist() == [0]
+        with lab.producer() as p:
+            p.send("again", value={"new": True})
+        lab.roll("again")
+        assert lab.replay("again")["new"].tolist() == [True]
+    with streamlab.connect(tmp_path) as lab:  # nothing of the old incarnation comes back
+        assert lab.replay("again")["offset"].tolist() == [0]
+
+
+def test_a_reader_that_never_finishes_makes_creating_the_topic_again_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlab.broker import topics
+
+    monkeypatch.setattr(topics, "RECREATE_WAIT_S", 0.2)
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("held", config={"retention.ms": -1})
+        _sealed_segments(lab, "held", rounds=1, per_round=10)
+        snapshot = lab.backend.broker.log("held", 0).snapshot()
+        lab.delete_topic("held")
+        with pytest.raises(TopicExistsError, match="reads that began before"):
+            lab.create_topic("held")
+        snapshot.release()
+        lab.create_topic("held")
+        assert lab.offsets("held")["high_watermark"].tolist() == [0]
+
+
+def test_folders_of_topics_the_catalog_does_not_know_are_removed_on_open(tmp_path: Path) -> None:
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("kept", config={"retention.ms": -1})
+        lab.create_topic("ghost", config={"retention.ms": -1})
+        _sealed_segments(lab, "ghost", rounds=1, per_round=10)
+    ghost = tmp_path / "topics" / "ghost"
+    leftover = tmp_path / "left.parquet"
+    shutil.copy(next(ghost.glob("0/*.parquet")), leftover)
+    with streamlab.connect(tmp_path) as lab:
+        lab.delete_topic("ghost")
+    # as if a crash had interrupted the deletion: files without a catalog entry
+    (ghost / "0").mkdir(parents=True)
+    shutil.copy(leftover, ghost / "0" / "00000000000000000000.parquet")
+    with streamlab.connect(tmp_path) as lab:
+        assert not ghost.exists()
+        assert set(lab.topics()["name"]) == {"kept"}
+        lab.create_topic("ghost")
+        assert lab.offsets("ghost")["high_watermark"].tolist() == [0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock
 from streamlab.storage.parquet_log import ParquetPartitionLog
 from streamlab.storage.rebuild import open_catalog
+
+log = logging.getLogger("streamlab.broker")
 
 
 @dataclass(slots=True)
@@ -50,8 +53,13 @@ class Broker:
         # Signalled after every append so long-polling consumers wake at once.
         self.data_arrived = threading.Condition(threading.Lock())
         self.topics: dict[str, TopicState] = {}
+        # Logs of deleted topics whose files a running reader still holds (see create_topic).
+        self.deleted_logs: dict[str, list[ParquetPartitionLog]] = {}
         self.closed = False
-        for name, (partitions, config) in self.catalog.topics().items():
+        known = self.catalog.topics()
+        for name in self.engine.remove_orphans(set(known)):
+            log.warning("removed topics/%s: the catalog has no such topic (a deletion that did not finish)", name)
+        for name, (partitions, config) in known.items():
             if not catalog_topic_ok(name, partitions, catalog=self.data_dir / "catalog.duckdb"):
                 continue  # a name that is not a topic name is never used as a path
             state = TopicState(name, config)

@@ -18,12 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamlab.broker.core import Broker
 from streamlab.broker.dead_letters import read_offsets, write_dead_letters
 from streamlab.errors import UnknownMemberError
 from streamlab.groups.share import CatalogShareStore, DeadLetter, SharePartition, now_ms
+from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.share import AckType, ShareGroupConfig
 from streamlab.model.types import TopicPartition
 
@@ -128,11 +131,18 @@ class ShareGroup:
 
     # records ------------------------------------------------------------------------------
     def fetch(
-        self, member_id: str, max_records: int, lock_ms: int, only: Iterable[TopicPartition] | None = None
+        self,
+        member_id: str,
+        max_records: int,
+        lock_ms: int,
+        only: Iterable[TopicPartition] | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> list[Delivery]:
         """Acquire up to ``max_records`` records for ``member_id`` across its topics'
         partitions (or those of ``only``: a wire member's share session), starting at a
-        different partition each time, and read them."""
+        different partition each time, and read them. With ``max_bytes``, records past that
+        many bytes (the first one always goes) are given back unsent, uncounted."""
         with self.lock:
             now = now_ms()
             self._sweep(now)
@@ -166,11 +176,18 @@ class ShareGroup:
                 gaps[tp] = missing
             if table.num_rows:
                 out.append(Delivery(tp.topic, tp.partition, table, {o: n for o, n in got if o in present}))
-        if gaps:
+        surplus: dict[TopicPartition, list[int]] = {}
+        if max_bytes is not None:
+            out, surplus = _within(out, max_bytes)
+        if gaps or surplus:
             with self.lock:
                 for tp, missing in gaps.items():
                     self.partitions[tp].archive_gaps(member_id, missing)
+                for tp, unsent in surplus.items():
+                    self.partitions[tp].unacquire(member_id, unsent)
                 self._finish([])
+            if surplus:
+                self._broker.notify_data()  # other members may take what this one could not
         return out
 
     def acknowledge(self, member_id: str, tp: TopicPartition, offsets: Sequence[int], kind: AckType) -> list[int]:
@@ -270,3 +287,29 @@ class ShareGroup:
             write_dead_letters(self._broker, self.group_id, self.config.dead_letter_topic, dead)
         for sp in self.partitions.values():
             self._store.save(sp)
+
+
+def _within(deliveries: list[Delivery], max_bytes: int) -> tuple[list[Delivery], dict[TopicPartition, list[int]]]:
+    """The deliveries cut to ``max_bytes`` (keys, values and Kafka's per-record overhead;
+    at least one record), and the offsets cut off, by partition."""
+    kept: list[Delivery] = []
+    surplus: dict[TopicPartition, list[int]] = {}
+    used = 0
+    for d in deliveries:
+        sizes = pc.add(
+            pc.add(pc.fill_null(pc.binary_length(d.table.column("key")), 0),
+                   pc.fill_null(pc.binary_length(d.table.column("value")), 0)),
+            RECORD_OVERHEAD,
+        ).to_numpy()  # fmt: skip
+        ends = used + np.cumsum(sizes)
+        fits = int(np.searchsorted(ends, max_bytes, side="right"))
+        if not kept and fits == 0:
+            fits = 1  # the first record is always sent, however large (as Fetch does)
+        if fits:
+            table = d.table.slice(0, fits)
+            offsets = table.column("offset").to_pylist()
+            kept.append(Delivery(d.topic, d.partition, table, {o: d.delivery_counts[o] for o in offsets}))
+            used = int(ends[fits - 1])
+        if fits < d.table.num_rows:
+            surplus[TopicPartition(d.topic, d.partition)] = d.table.column("offset").to_pylist()[fits:]
+    return kept, surplus

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from streamlab.model.names import MAX_PARTITIONS as MAX_PARTITIONS  # re-exporte
 from streamlab.model.names import validate_topic_name
 
 logger = logging.getLogger("streamlab.broker")
+RECREATE_WAIT_S = 5.0
 
 
 def _check_partitions(partitions: object) -> int:
@@ -25,10 +27,17 @@ def create_topic(broker: Broker, name: str, partitions: int = 1, config: Mapping
     validate_topic_name(name)
     partitions = _check_partitions(partitions)
     full_config = topic_config(config)
+    _wait_for_readers_of_deleted(broker, name)
     with broker.lock:
         broker.check_open()
         if name in broker.topics:
             raise TopicExistsError(f"topic {name!r} already exists", topic=name)
+        if any(log.pinned for log in broker.deleted_logs.get(name, ())):
+            raise TopicExistsError(
+                f"topic {name!r} was deleted, and reads that began before that still hold its files "
+                f"(Kafka: marked for deletion); create it again when they finish", topic=name,
+            )  # fmt: skip
+        broker.deleted_logs.pop(name, None)
         broker.catalog.add_topic(name, partitions, full_config)
         state = TopicState(name, full_config)
         state.logs = [broker.open_log(name, p, full_config) for p in range(partitions)]
@@ -87,7 +96,17 @@ def delete_topic(broker: Broker, name: str) -> None:
         for log in state.logs:
             log.close()
         broker.catalog.remove_topic(name)
-        broker.engine.delete_topic_files(name)
+        broker.engine.delete_topic_files(name, state.logs)
+        if any(log.pinned for log in state.logs):
+            broker.deleted_logs[name] = state.logs
+
+
+def _wait_for_readers_of_deleted(broker: Broker, name: str) -> None:
+    """A topic created again right after its deletion waits (briefly) for replays and
+    queries still reading the old files, whose folder it is about to reuse."""
+    deadline = time.monotonic() + RECREATE_WAIT_S
+    while any(log.pinned for log in broker.deleted_logs.get(name, ())) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def describe_topics(broker: Broker) -> list[dict[str, Any]]:

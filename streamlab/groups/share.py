@@ -109,6 +109,16 @@ class SharePartition:
             self.moved = True
         return out
 
+    def unacquire(self, member: str, offsets: Iterable[int]) -> None:
+        """Undo :meth:`acquire` for ``offsets`` that were locked but never sent (the response
+        was full): available again, and not counted as a delivery."""
+        for offset in offsets:
+            rec = self.records.get(offset)
+            if rec is not None and rec.state == RecordState.ACQUIRED and rec.owner == member:
+                rec.state, rec.owner, rec.lock_expires_ms = RecordState.AVAILABLE, None, None
+                rec.delivery_count -= 1
+                self.dirty.add(offset)
+
     def _lock(self, rec: InFlightRecord, member: str, lock_ms: int, now_ms: int) -> tuple[int, int]:
         rec.state, rec.owner, rec.lock_expires_ms = RecordState.ACQUIRED, member, now_ms + lock_ms
         rec.delivery_count += 1

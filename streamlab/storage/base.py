@@ -60,9 +60,13 @@ class PartitionLog(Protocol):
 
 
 class LogEngine(Protocol):
-    def open_log(self, topic: str, partition: int) -> PartitionLog: ...
+    def open_log(self, topic: str, partition: int, *, segment_bytes: int) -> PartitionLog: ...
 
-    def delete_topic_files(self, topic: str) -> None: ...
+    def delete_topic_files(self, topic: str, logs: list[Any]) -> None:
+        """Remove a deleted topic's files, keeping what readers of ``logs`` still hold."""
+
+    def remove_orphans(self, topics: set[str]) -> list[str]:
+        """Remove folders of topics the catalog does not know; returns their names."""
 
 
 class EngineFactory(Protocol):

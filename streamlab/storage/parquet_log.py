@@ -32,6 +32,7 @@ snapshot holding it is released.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import logging
 import os
@@ -56,6 +57,7 @@ from streamlab.model.views import FIELDS_COLUMN
 from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
 from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
+from streamlab.storage.manifest import TOPIC_MANIFEST
 
 log = logging.getLogger("streamlab.storage")
 
@@ -141,6 +143,7 @@ class ParquetPartitionLog:
         self._active_file: ActiveSegmentFile | None = None
         self.damage: list[Damage] = []
         self._closed = False
+        self._discarded = False  # the topic was deleted: the files go once no reader holds them
         self._log_start = catalog.log_start_offset(topic, partition)
         self._indexed_end = self._log_start
         self._segments = self._reconcile_segments()
@@ -472,6 +475,8 @@ class ParquetPartitionLog:
                     if name in self._unpinned_deletes:
                         self._unpinned_deletes.discard(name)
                         (self.dir / name).unlink(missing_ok=True)
+            if self._discarded and not self._pins:
+                self._remove_folder()
 
     def _remove_file(self, name: str) -> None:
         """Remove a segment file no longer indexed, now or when its last reader is done."""
@@ -706,6 +711,30 @@ class ParquetPartitionLog:
                 self._active_file.close()
             self._cache.clear()
 
+    def discard(self) -> None:
+        """Remove the files of this closed log (its topic was deleted). Segments a reader's
+        snapshot still holds stay until that reader is done: a replay or query that began
+        before the deletion reads what it began with."""
+        with self._lock:
+            self._discarded = True
+            if not self._pins:
+                self._remove_folder()
+                return
+            for path in self.dir.iterdir():
+                if path.name not in self._pins:
+                    path.unlink(missing_ok=True)
+
+    @property
+    def pinned(self) -> bool:
+        """Whether a reader's snapshot still holds files of this log."""
+        with self._lock:
+            return bool(self._pins)
+
+    def _remove_folder(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the topic's folder, once its last partition is gone
+            self.dir.parent.rmdir()
+
 
 class ParquetLogEngine:
     def __init__(self, root: Path, catalog: Catalog) -> None:
@@ -714,5 +743,22 @@ class ParquetLogEngine:
     def open_log(self, topic: str, partition: int, *, segment_bytes: int) -> ParquetPartitionLog:
         return ParquetPartitionLog(self.root, self.catalog, topic, partition, segment_bytes)
 
-    def delete_topic_files(self, topic: str) -> None:
-        shutil.rmtree(self.root / "topics" / topic, ignore_errors=True)
+    def delete_topic_files(self, topic: str, logs: list[ParquetPartitionLog]) -> None:
+        """Remove a deleted topic's files; ``logs`` (closed) keep what readers still hold."""
+        folder = self.root / "topics" / topic
+        (folder / TOPIC_MANIFEST).unlink(missing_ok=True)  # first: never rebuilt from what is left
+        for log in logs:
+            log.discard()
+        if not any(log.pinned for log in logs):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_orphans(self, topics: set[str]) -> list[str]:
+        """Remove topic folders the catalog does not know: what a deletion interrupted by a
+        crash (or by readers that never finished) left. Returns their names."""
+        removed = []
+        folder = self.root / "topics"
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.is_dir() and path.name not in topics:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed

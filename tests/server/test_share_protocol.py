@@ -40,11 +40,12 @@ def heartbeat(client: RawClient, group: str, member: str, epoch: int, topics: li
 
 
 def share_fetch(client: RawClient, group: str, member: str, epoch: int, tid: uuid.UUID | None,
-                acks: list[dict[str, Any]] | None = None, max_wait_ms: int = 0) -> Any:  # fmt: skip
+                acks: list[dict[str, Any]] | None = None, max_wait_ms: int = 0,
+                max_bytes: int = 1 << 20) -> Any:  # fmt: skip
     topics = [] if tid is None else [{"topic_id": tid, "partitions": [
         {"partition_index": 0, "acknowledgement_batches": acks or []}]}]  # fmt: skip
     return client.call(kio_request(78, 1, group_id=group, member_id=member, share_session_epoch=epoch,
-                                   max_wait=max_wait_ms * MS, min_bytes=1, max_bytes=1 << 20, max_records=100,
+                                   max_wait=max_wait_ms * MS, min_bytes=1, max_bytes=max_bytes, max_records=100,
                                    batch_size=100, topics=topics, forgotten_topics_data=[]))  # fmt: skip
 
 
@@ -179,3 +180,30 @@ def test_a_lock_renewed_with_share_acknowledge_v2_outlives_its_first_duration(
         expired = share_ack(client, group, member, 3, tid, [{"first_offset": 1, "last_offset": 1,
                                                              "acknowledge_types": [1]}])  # fmt: skip
         assert expired.responses[0].partitions[0].error_code.value == INVALID_RECORD_STATE
+
+
+def test_share_fetch_is_bounded_by_max_bytes_and_gives_back_what_did_not_fit(
+    shared_server: ServerProcess, create_shared_topic: Callable[..., str]
+) -> None:
+    topic = create_shared_topic(1)
+    values = [bytes([65 + i]) * 10_000 for i in range(6)]
+    with RawClient(shared_server.bootstrap) as client:
+        assert produce(client, topic, records(*values)).error_code.value == 0
+        tid = topic_id(client, topic)
+        group = f"bytes-{topic}"
+        set_group_configs(client, group, {"share.auto.offset.reset": "earliest"})
+        first, second = uuid.uuid4().hex, uuid.uuid4().hex
+        heartbeat(client, group, first, 0, [topic])
+        heartbeat(client, group, second, 0, [topic])
+
+        def fetched(member: str, epoch: int, max_bytes: int) -> tuple[list[tuple[int, int, int]], list[bytes]]:
+            response = share_fetch(client, group, member, epoch, tid, max_wait_ms=1000, max_bytes=max_bytes)
+            part = response.responses[0].partitions[0]
+            acquired = [(a.first_offset, a.last_offset, a.delivery_count) for a in part.acquired_records]
+            return acquired, [r.value for b in decode_batches(part.records) for r in b.records]
+
+        # two 10 kB records fit in 25,000 bytes, a third does not: it stays available, undelivered
+        assert fetched(first, 0, 25_000) == ([(0, 1, 1)], values[:2])
+        # a limit smaller than one record still gets one (as Fetch), never none
+        assert fetched(second, 0, 100) == ([(2, 2, 1)], values[2:3])
+        assert fetched(second, 1, 1 << 20) == ([(3, 5, 1)], values[3:])  # delivery count 1, not 2

@@ -7,7 +7,8 @@ lock (``share.record.lock.duration.ms``, reported back as ``acquisition_lock_tim
 from the session's partitions, waiting up to ``max_wait`` for some to become available:
 new ones appended, released ones, or ones whose lock ran out (locks expire lazily, so the
 wait looks again at least twice a second). Each partition answers with one v2 batch of
-exactly the acquired records and their (first, last, delivery count) ranges. Epoch -1
+exactly the acquired records and their (first, last, delivery count) ranges, within the
+request's ``max_bytes``, ``fetch.max.bytes`` and the memory budget. Epoch -1
 applies the acknowledgements and closes the session without fetching.
 """
 
@@ -63,9 +64,17 @@ async def _fetch(ctx: ServerContext, group: ShareGroup, member_id: str, body: An
     deadline = loop.time() + min(body.max_wait.total_seconds(), MAX_WAIT_S)
     limit = int(body.max_records) if body.max_records > 0 else DEFAULT_MAX_RECORDS
     lock_ms = group.config.record_lock_ms
+    # As Fetch: the response is bounded by the request's max_bytes, fetch.max.bytes and the
+    # memory budget, held before anything is read (records acquired past it are given back
+    # unsent); nothing is held while waiting.
+    wanted = min(int(body.max_bytes) if body.max_bytes > 0 else _NO_LIMIT, ctx.limits.fetch_max_bytes)
     while True:
         generation = ctx.data.generation
-        got = await asyncio.to_thread(group.fetch, member_id, limit, lock_ms, partitions)
+        leased = ctx.memory.lease(wanted)
+        try:
+            got = await asyncio.to_thread(group.fetch, member_id, limit, lock_ms, partitions, max_bytes=leased)
+        finally:
+            ctx.memory.release(leased)  # from here app.py counts the encoded response
         remaining = deadline - loop.time()
         if got or remaining <= 0 or ctx.shutting_down or not partitions:
             return got
