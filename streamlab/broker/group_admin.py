@@ -10,6 +10,7 @@ from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share import list_share_groups
 from streamlab.errors import GroupIdNotFoundError, GroupNotEmptyError, GroupSubscribedToTopicError
 from streamlab.groups.coordinator import GroupState
+from streamlab.model.group_offsets import lag_row, reset_plan
 from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset
 
 
@@ -72,11 +73,6 @@ def describe_group(broker: Broker, group_id: str) -> list[dict[str, Any]]:
         ]
 
 
-def _record_time(broker: Broker, tp: TopicPartition, offset: int) -> int | None:
-    table = broker.log(tp.topic, tp.partition).read(offset, 1)
-    return int(table.column("timestamp")[0].value) if table.num_rows else None
-
-
 def lag(broker: Broker, group_id: str) -> list[dict[str, Any]]:
     """Per partition the group has committed: how many records, and how much time, behind."""
     rows = []
@@ -84,13 +80,12 @@ def lag(broker: Broker, group_id: str) -> list[dict[str, Any]]:
         if tp.topic not in broker.topics:
             continue
         log = broker.log(tp.topic, tp.partition)
-        end = log.high_watermark
-        behind = max(end - max(om.offset, log.log_start_offset), 0)
-        oldest_unread = _record_time(broker, tp, om.offset) if behind else None
-        newest = _record_time(broker, tp, end - 1) if behind and end else None
-        time_lag_ms = newest - oldest_unread if oldest_unread is not None and newest is not None else 0
-        rows.append({"topic": tp.topic, "partition": tp.partition, "committed": om.offset, "end_offset": end,
-                     "lag": behind, "time_lag_ms": time_lag_ms})  # fmt: skip
+
+        def record_time(offset: int, log: Any = log) -> int | None:
+            table = log.read(offset, 1)
+            return int(table.column("timestamp")[0].value) if table.num_rows else None
+
+        rows.append(lag_row(tp, om.offset, log.log_start_offset, log.high_watermark, record_time))
     return rows
 
 
@@ -109,7 +104,6 @@ def reset_offsets(
 
     current = committed(broker, group_id)
     chosen = topics or sorted({tp.topic for tp in current})
-    rows, new_offsets = [], {}
     targets: dict[TopicPartition, int] = {}
     if isinstance(to, dict):
         for tp, offset in to.items():
@@ -126,21 +120,16 @@ def reset_offsets(
                     targets[tp] = log.high_watermark
                 else:
                     targets[tp] = offset_for_time(broker, topic, p, to_ms(to, what="to"))
-    for tp, new in sorted(targets.items()):
-        log = broker.log(tp.topic, tp.partition)
-        new = min(max(new, log.log_start_offset), log.high_watermark)
-        old = current[tp].offset if tp in current else None
-        base = old if old is not None else log.high_watermark
-        rows.append({"topic": tp.topic, "partition": tp.partition, "current": old, "new": new,
-                     "replayed": max(base - new, 0), "skipped": max(new - base, 0)})  # fmt: skip
-        new_offsets[tp] = OffsetAndMetadata(new)
+    marks = {tp: (broker.log(tp.topic, tp.partition).log_start_offset,
+                  broker.log(tp.topic, tp.partition).high_watermark) for tp in targets}  # fmt: skip
+    rows, new_offsets = reset_plan(targets, {tp: om.offset for tp, om in current.items()}, marks)
     if not dry_run:
         group = broker.groups.groups().get(group_id)
         if group is not None and group.members:
             raise GroupNotEmptyError(
                 f"group {group_id!r} has {len(group.members)} active members; close its consumers before resetting"
             )
-        commit(broker, group_id, new_offsets)
+        commit(broker, group_id, {tp: OffsetAndMetadata(offset) for tp, offset in new_offsets.items()})
     return rows
 
 

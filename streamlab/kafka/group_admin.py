@@ -10,7 +10,7 @@ of contents of the Lab API.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import confluent_kafka as ck
@@ -18,6 +18,7 @@ import pandas as pd
 
 from streamlab.errors import GroupNotEmptyError, OperationTimeoutError, UnknownMemberError, UnsupportedOperationError
 from streamlab.kafka import translate
+from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame, lag_row, reset_plan
 from streamlab.model.timeparse import to_ms
 from streamlab.model.types import TopicPartition, check_offset
 
@@ -106,19 +107,15 @@ def lag(lab: KafkaBackend, group: str) -> pd.DataFrame:
     """Per partition: committed offset, end offset, lag in records and in time."""
     offsets = committed(lab, group)
     marks = lab._watermarks(sorted(offsets))
-    rows = []
-    for tp, offset in sorted(offsets.items()):
-        low, end = marks[tp]
-        behind = max(end - max(offset, low), 0)
-        time_lag_ms = 0
-        if behind:
-            oldest, newest = lab._record_at(tp, max(offset, low)), lab._record_at(tp, end - 1)
-            time_lag_ms = newest[1] - oldest[1] if oldest and newest else 0
-        rows.append({"topic": tp.topic, "partition": tp.partition, "committed": offset, "end_offset": end,
-                     "lag": behind, "time_lag_ms": time_lag_ms})  # fmt: skip
-    df = pd.DataFrame(rows, columns=["topic", "partition", "committed", "end_offset", "lag", "time_lag_ms"])
-    df["time_lag"] = pd.to_timedelta(df["time_lag_ms"], unit="ms")
-    return df.drop(columns="time_lag_ms")
+
+    def record_time(tp: TopicPartition) -> Callable[[int], int | None]:
+        def at(offset: int) -> int | None:
+            found = lab._record_at(tp, offset)
+            return found[1] if found else None
+
+        return at
+
+    return lag_frame([lag_row(tp, offset, *marks[tp], record_time(tp)) for tp, offset in sorted(offsets.items())])
 
 
 def reset_offsets(
@@ -140,19 +137,10 @@ def reset_offsets(
             targets = {tp: marks[0 if to == "earliest" else 1] for tp, marks in lab._watermarks(tps).items()}
         else:
             targets = lab._offsets_for_time(tps, to_ms(to, what="to"))
-    marks = lab._watermarks(sorted(targets))
-    rows, new_offsets = [], []
-    for tp, new in sorted(targets.items()):
-        low, high = marks[tp]
-        new = min(max(new, low), high)
-        old = current.get(tp)
-        base = old if old is not None else high
-        rows.append({"topic": tp.topic, "partition": tp.partition, "current": old, "new": new,
-                     "replayed": max(base - new, 0), "skipped": max(new - base, 0)})  # fmt: skip
-        new_offsets.append(ck.TopicPartition(tp.topic, tp.partition, new))
+    rows, new_offsets = reset_plan(targets, current, lab._watermarks(sorted(targets)))
     if not dry_run and new_offsets:
-        _apply_offsets(lab, group, new_offsets)
-    return pd.DataFrame(rows, columns=["topic", "partition", "current", "new", "replayed", "skipped"])
+        _apply_offsets(lab, group, [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in new_offsets.items()])
+    return pd.DataFrame(rows, columns=RESET_COLUMNS)
 
 
 def _apply_offsets(lab: KafkaBackend, group: str, offsets: list[ck.TopicPartition]) -> None:
