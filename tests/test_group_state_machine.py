@@ -38,9 +38,9 @@ from streamlab.groups.consumer_protocol import (
     encode_assignment,
     encode_subscription,
 )
-from streamlab.groups.coordinator import (
+from streamlab.groups.group import Group
+from streamlab.groups.state import (
     VALID_PREVIOUS,
-    Group,
     GroupEvent,
     GroupState,
     JoinRequest,

@@ -12,7 +12,8 @@ from typing import Any
 
 from streamlab.config import BrokerSettings
 from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
-from streamlab.groups.coordinator import GroupCoordinator, GroupEvent
+from streamlab.groups.coordinator import GroupCoordinator
+from streamlab.groups.state import GroupEvent
 from streamlab.model.names import catalog_topic_ok
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock

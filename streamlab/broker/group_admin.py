@@ -9,7 +9,7 @@ from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share import list_share_groups
 from streamlab.errors import GroupIdNotFoundError, GroupNotEmptyError, GroupSubscribedToTopicError
-from streamlab.groups.coordinator import GroupState
+from streamlab.groups.state import GroupState
 from streamlab.model.group_offsets import lag_row, reset_plan
 from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset
 

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Sequence
 
 from streamlab.errors import GroupError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberError
-from streamlab.groups.coordinator import COOPERATIVE, Group, GroupState
+from streamlab.groups.group import Group
+from streamlab.groups.state import COOPERATIVE, GroupState
 from streamlab.model.types import TopicPartition
 
 

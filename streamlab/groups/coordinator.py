@@ -27,15 +27,9 @@ Futures are ``concurrent.futures.Future``: an asyncio handler awaits
 Every generation's ownership changes are written to the catalog (``group_events``), so
 the history survives restarts and can be drawn.
 
-This module holds :class:`GroupCoordinator` (every group of a broker and the thread that
-ticks them) and re-exports the group's names. :class:`Group` is built in layers, one
-module each:
-
-- :mod:`.group_core`: members, generation, state transitions, starting a rebalance
-- :mod:`.rebalance`: opening a generation, computing or installing the assignment
-- :mod:`.history`: the ownership changes recorded for each generation
-- :mod:`.join_sync`: JoinGroup and SyncGroup, static membership
-- :mod:`.group`: heartbeats, leaving, commit checks and the timeouts (:class:`Group`)
+This module holds :class:`GroupCoordinator`: every group of a broker and the thread that
+ticks them. One group's state machine is :class:`~streamlab.groups.group.Group`; its
+requests, results and states are in :mod:`.state`.
 """
 
 from __future__ import annotations
@@ -44,26 +38,7 @@ import threading
 import time
 from collections.abc import Mapping
 
-from streamlab.errors import FencedInstanceError
-
-# Re-exported: the server handlers, the broker and tests import these from here.
-from streamlab.groups.group import Group
-from streamlab.groups.group_core import Clock, PartitionCounter, Recorder
-from streamlab.groups.state import (
-    CONSUMER,
-    COOPERATIVE,
-    VALID_PREVIOUS,
-    GroupDescription,
-    GroupEvent,
-    GroupState,
-    JoinedMember,
-    JoinRequest,
-    JoinResult,
-    Member,
-    MemberDescription,
-    MemberIdRequiredError,
-    SyncResult,
-)
+from streamlab.groups.group import Clock, Group, PartitionCounter, Recorder
 
 
 class GroupCoordinator:
@@ -116,26 +91,3 @@ class GroupCoordinator:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-__all__ = [
-    "CONSUMER",
-    "COOPERATIVE",
-    "VALID_PREVIOUS",
-    "Clock",
-    "FencedInstanceError",
-    "Group",
-    "GroupCoordinator",
-    "GroupDescription",
-    "GroupEvent",
-    "GroupState",
-    "JoinRequest",
-    "JoinResult",
-    "JoinedMember",
-    "Member",
-    "MemberDescription",
-    "MemberIdRequiredError",
-    "PartitionCounter",
-    "Recorder",
-    "SyncResult",
-]

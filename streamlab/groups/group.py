@@ -1,27 +1,553 @@
-"""The classic consumer group (:class:`Group`): staying in it, leaving it, timing out.
+"""The classic consumer group (:class:`Group`): one object, one lock, Kafka's state machine.
 
-This top layer adds Heartbeat, LeaveGroup and the offset-commit check, and the
-:meth:`Group.tick` that enforces every timeout (session, poll interval, rejoin and
-SyncGroup deadlines) so that each parked future resolves within the rebalance timeout.
-The layers below: :mod:`.group_core` (data, state transitions), :mod:`.rebalance`
-(opening a generation, the assignment), :mod:`.join_sync` (JoinGroup/SyncGroup).
+A group holds its members, the generation and the bookkeeping of a rebalance in
+progress. Members enter a generation with JoinGroup and SyncGroup (embedded members
+through :meth:`Group.join`, wire clients through :meth:`Group.join_wire` and
+:meth:`Group.sync_wire`, whose futures resolve when the generation opens): new wire
+members are first asked to come back with a member id, static members take their old
+identity back, and a change of membership or subscription starts a rebalance. Once
+every member has rejoined, the generation opens (leader, protocol) and the assignment is
+installed: computed here when the leader is an embedded member, decoded from the
+leader's SyncGroup when it is a wire client. Eager assignors revoke everything up front;
+``cooperative-sticky`` revokes only what moves and asks for a follow-up rebalance.
+Heartbeat, LeaveGroup and the offset-commit check keep members in it, and
+:meth:`Group.tick` enforces every timeout (session, poll interval, rejoin and SyncGroup
+deadlines) so that each parked future resolves within the rebalance timeout.
+:mod:`.history` turns each generation's assignment into the ownership changes recorded.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
+
 from streamlab.errors import (
     FencedInstanceError,
+    GroupError,
     IllegalGenerationError,
+    InconsistentProtocolError,
     RebalanceInProgressError,
     UnknownMemberError,
 )
-from streamlab.groups.join_sync import JoinSyncGroup
-from streamlab.groups.state import GroupState
+from streamlab.groups.assignors import Subscription, assign, choose_protocol, cooperative_assignment
+from streamlab.groups.consumer_protocol import (
+    ConsumerProtocolError,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+)
+from streamlab.groups.history import ownership_changes, revocations
+from streamlab.groups.state import (
+    COOPERATIVE,
+    VALID_PREVIOUS,
+    GroupDescription,
+    GroupEvent,
+    GroupState,
+    JoinedMember,
+    JoinRequest,
+    JoinResult,
+    Member,
+    MemberDescription,
+    MemberIdRequiredError,
+    SyncResult,
+)
+from streamlab.model.types import TopicPartition
+
+Recorder = Callable[[str, list[GroupEvent]], None]
+PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
+Clock = Callable[[], float]
 
 
-class Group(JoinSyncGroup):
-    """One classic group. Every method takes :attr:`cv`; the coordinator's thread calls
-    :meth:`tick` a few times a second."""
+def answer(waiter: Future[Any] | None, result: object = None, error: BaseException | None = None) -> None:
+    """Answer a waiting request unless it is gone (answered, or cancelled by its client)."""
+    if waiter is None or waiter.done():
+        return
+    try:
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(result)
+    except InvalidStateError:  # cancelled in between
+        pass
+
+
+def _subscribed_topics(protocols: Sequence[tuple[str, bytes]]) -> tuple[str, ...]:
+    """The topics of the first protocol whose metadata is a consumer subscription."""
+    for _, metadata in protocols:
+        try:
+            return decode_subscription(metadata).topics
+        except ConsumerProtocolError:
+            continue
+    return ()
+
+
+class Group:
+    """One classic group. Public methods take :attr:`cv`, private ones expect it held;
+    the coordinator's thread calls :meth:`tick` a few times a second."""
+
+    def __init__(
+        self,
+        group_id: str,
+        partitions_of: PartitionCounter,
+        record: Recorder,
+        *,
+        clock: Clock = time.monotonic,
+        initial_rebalance_delay_ms: int = 0,
+    ) -> None:
+        self.group_id = group_id
+        self.state = GroupState.EMPTY
+        self.generation = 0
+        self.protocol: str | None = None
+        self.protocol_type: str | None = None
+        self.leader: str | None = None
+        self.members: dict[str, Member] = {}
+        self._partitions_of = partitions_of
+        self._record = record
+        self._clock = clock
+        self._initial_delay = initial_rebalance_delay_ms / 1000
+        self._reason = ""
+        self._rebalance_started = 0.0
+        self._not_before = 0.0  # group.initial.rebalance.delay.ms: wait for more first members
+        self._initial_phase = False
+        self._follow_up = False
+        self._known_partitions: dict[str, int] = {}
+        self._last_assignment: dict[str, tuple[TopicPartition, ...]] = {}
+        self._static: dict[str, str] = {}  # group.instance.id -> member id
+        self._pending: dict[str, float] = {}  # ids handed out with MEMBER_ID_REQUIRED -> deadline
+        self._pending_sync: set[str] = set()  # wire members yet to send SyncGroup this generation
+        self._sync_deadline = 0.0
+        self.cv = threading.Condition()
+
+    def assignment_of(self, member_id: str) -> tuple[int, tuple[TopicPartition, ...]]:
+        with self.cv:
+            return self.generation, self._member(member_id).assignment
+
+    def describe(self) -> GroupDescription:
+        """Kafka's DescribeGroups view: metadata and assignments only while Stable."""
+        with self.cv:
+            stable = self.state == GroupState.STABLE
+            members = tuple(
+                MemberDescription(
+                    m.member_id,
+                    m.group_instance_id,
+                    m.client_id,
+                    m.host,
+                    m.metadata(self.protocol, self.generation) if stable else b"",
+                    m.assignment_bytes if stable else b"",
+                )
+                for m in self.members.values()
+            )
+            protocol = (self.protocol or "") if stable else ""
+            return GroupDescription(self.group_id, self.state, self.protocol_type or "", protocol, members)
+
+    def _member(self, member_id: str) -> Member:
+        member = self.members.get(member_id)
+        if member is None:
+            raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r} (expired or left)")
+        return member
+
+    def _checked_member(self, member_id: str, group_instance_id: str | None) -> Member:
+        if group_instance_id is not None and self._static.get(group_instance_id, member_id) != member_id:
+            raise FencedInstanceError(f"group.instance.id {group_instance_id!r} is now used by another member")
+        return self._member(member_id)
+
+    def _remove(self, member_id: str, reason: str) -> None:
+        member = self.members.pop(member_id)
+        if member.group_instance_id is not None and self._static.get(member.group_instance_id) == member_id:
+            del self._static[member.group_instance_id]
+        gone = UnknownMemberError(f"member {member_id!r} was removed from group {self.group_id!r}: {reason}")
+        answer(member.join_waiter, error=gone)
+        answer(member.sync_waiter, error=gone)
+        self._pending_sync.discard(member_id)
+        if self.leader == member_id:
+            self.leader = next(iter(self.members), None)
+        if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE, GroupState.PREPARING_REBALANCE):
+            self._begin_rebalance(reason)
+
+    def _rebalance_timeout(self) -> float:
+        return max((m.rebalance_timeout_ms for m in self.members.values()), default=0) / 1000
+
+    def rebalance_timeout_s(self) -> float:
+        """The longest a rebalance of this group may take (its members' largest timeout)."""
+        with self.cv:
+            return self._rebalance_timeout()
+
+    # the state machine ------------------------------------------------------------------
+    def _set_state(self, state: GroupState) -> None:
+        if self.state not in VALID_PREVIOUS[state]:
+            raise RuntimeError(f"group {self.group_id!r}: illegal transition {self.state} -> {state}")
+        self.state = state
+
+    def _begin_rebalance(self, reason: str) -> None:
+        if self.state == GroupState.PREPARING_REBALANCE:
+            self._reason += f"; {reason}"
+            self.cv.notify_all()
+            return
+        if self.state == GroupState.COMPLETING_REBALANCE:
+            for member in self.members.values():
+                answer(member.sync_waiter, error=RebalanceInProgressError(f"group {self.group_id!r}: {reason}"))
+                member.sync_waiter = None
+        self._set_state(GroupState.PREPARING_REBALANCE)
+        self._rebalance_started = self._clock()
+        self._reason = reason
+        self._initial_phase = False
+        self._not_before = 0.0
+        self._pending_sync.clear()
+        for member in self.members.values():
+            member.joined_generation = -1
+        self.cv.notify_all()
+
+    # completing a rebalance ------------------------------------------------------------
+    def _maybe_complete(self) -> None:
+        if self.state != GroupState.PREPARING_REBALANCE:
+            return
+        if self._pending or any(m.joined_generation != self.generation + 1 for m in self.members.values()):
+            return
+        if not self.members:
+            self._finish_empty()
+        elif self._clock() >= self._not_before:
+            self._complete()
+
+    def _finish_empty(self) -> None:
+        last = self._last_assignment
+        self.generation += 1
+        self._set_state(GroupState.EMPTY)
+        self.leader = self.protocol = None
+        self._record(self.group_id, revocations(self.generation, self._reason, last))
+        self._last_assignment = {}
+        self.cv.notify_all()
+
+    def _complete(self) -> None:
+        self.generation += 1
+        self.protocol = choose_protocol([m.protocols for m in self.members.values()])
+        if self.leader not in self.members:
+            self.leader = next(iter(self.members))
+        self._set_state(GroupState.COMPLETING_REBALANCE)
+        topics = sorted({t for m in self.members.values() for t in m.topics})
+        self._known_partitions = self._partitions_of(topics)
+        for member in self.members.values():
+            member.assignment_bytes = b""
+            answer(member.join_waiter, self._join_result(member))
+            member.join_waiter = None
+        self._pending_sync = {m.member_id for m in self.members.values() if m.external}
+        self._sync_deadline = self._clock() + self._rebalance_timeout()
+        if not self.members[self.leader or ""].external:
+            self._install(self._compute_assignment(), None)
+        self.cv.notify_all()
+
+    def _subscription(self, member: Member) -> Subscription:
+        topics, owned, generation = member.topics, member.assignment, self.generation - 1
+        if member.external:
+            try:
+                sub = decode_subscription(member.protocol_metadata.get(self.protocol or "", b""))
+                topics, owned, generation = sub.topics, sub.owned, sub.generation
+            except ConsumerProtocolError:
+                owned, generation = (), -1
+        return Subscription(member.member_id, topics, owned, generation, member.group_instance_id)
+
+    def _compute_assignment(self) -> dict[str, list[TopicPartition]]:
+        """What the embedded leader's client would compute."""
+        assert self.protocol is not None
+        subs = [self._subscription(m) for m in self.members.values()]
+        if self.protocol in COOPERATIVE:
+            new = cooperative_assignment(subs, self._known_partitions)
+            full = assign(self.protocol, subs, self._known_partitions)
+            self._follow_up = sum(map(len, new.values())) != sum(map(len, full.values()))
+        else:
+            new = assign(self.protocol, subs, self._known_partitions)
+            self._follow_up = False
+        return new
+
+    def _install_from_leader(self, assignments: Mapping[str, bytes]) -> None:
+        decoded: dict[str, list[TopicPartition]] = {}
+        for member_id in self.members:
+            try:
+                decoded[member_id] = list(decode_assignment(assignments.get(member_id, b"")))
+            except ConsumerProtocolError:
+                decoded[member_id] = []  # not a consumer-protocol group: nothing to record
+        # The leader's client runs the follow-up of a cooperative rebalance for wire members;
+        # an embedded member that gave partitions up asks for it through us.
+        self._follow_up = self.protocol in COOPERATIVE and any(
+            not m.external and set(m.assignment) - set(decoded[m.member_id]) for m in self.members.values()
+        )
+        self._install(decoded, assignments)
+
+    def _install(self, new: Mapping[str, Sequence[TopicPartition]], raw: Mapping[str, bytes] | None) -> None:
+        events = ownership_changes(self.generation, self._reason, self._last_assignment, new, self.members)
+        for member_id, member in self.members.items():
+            given = tuple(new.get(member_id, ()))
+            member.assignment = given
+            member.assignment_bytes = raw.get(member_id, b"") if raw is not None else encode_assignment(given)
+        self._last_assignment = {m.member_id: m.assignment for m in self.members.values()}
+        self._record(self.group_id, events)
+        self._set_state(GroupState.STABLE)
+        for member in self.members.values():
+            answer(member.sync_waiter, self._sync_result(member))
+            member.sync_waiter = None
+        if self._follow_up:  # cooperative: hand out the partitions revoked this round
+            self._begin_rebalance("cooperative follow-up: assign revoked partitions")
+        self.cv.notify_all()
+
+    def _join_result(self, member: Member, *, skip_assignment: bool = False) -> JoinResult:
+        leader = member.member_id == self.leader
+        members = (
+            tuple(
+                JoinedMember(m.member_id, m.group_instance_id, m.metadata(self.protocol, self.generation - 1))
+                for m in self.members.values()
+            )
+            if leader
+            else ()
+        )
+        return JoinResult(
+            member.member_id, self.generation, self.protocol_type, self.protocol, self.leader or "", members,
+            skip_assignment and leader,
+        )  # fmt: skip
+
+    def _sync_result(self, member: Member) -> SyncResult:
+        return SyncResult(self.protocol_type, self.protocol, member.assignment_bytes)
+
+    # joining ----------------------------------------------------------------------------
+    def join(
+        self,
+        member_id: str | None,
+        *,
+        client_id: str,
+        topics: Sequence[str],
+        protocols: Sequence[str],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        group_instance_id: str | None = None,
+        host: str = "localhost",
+    ) -> str:
+        """Join (or rejoin) an embedded member; returns its member id. Starts a rebalance
+        when the membership or a subscription changed."""
+        request = JoinRequest(
+            client_id, host, session_timeout_ms, rebalance_timeout_ms, tuple((p, b"") for p in protocols),
+            group_instance_id=group_instance_id,
+        )  # fmt: skip
+        with self.cv:
+            return self._join(member_id or "", request, tuple(topics), external=False, require_known=False)
+
+    def join_wire(self, member_id: str, request: JoinRequest, *, require_known_member_id: bool) -> Future[JoinResult]:
+        """Kafka's JoinGroup. The future resolves when the next generation opens (or with
+        the error: :class:`MemberIdRequiredError`, :class:`UnknownMemberError`, ...)."""
+        waiter: Future[JoinResult] = Future()
+        with self.cv:
+            try:
+                self._join(
+                    member_id, request, _subscribed_topics(request.protocols), external=True,
+                    require_known=require_known_member_id, waiter=waiter,
+                )  # fmt: skip
+            except GroupError as exc:
+                answer(waiter, error=exc)
+        return waiter
+
+    def _join(
+        self,
+        member_id: str,
+        request: JoinRequest,
+        topics: tuple[str, ...],
+        *,
+        external: bool,
+        require_known: bool,
+        waiter: Future[JoinResult] | None = None,
+    ) -> str:
+        names = tuple(name for name, _ in request.protocols)
+        if not names or not request.protocol_type:
+            raise InconsistentProtocolError("a member must name a protocol type and at least one protocol")
+        others = [m for m in self.members.values() if m.member_id != member_id]
+        if others:
+            if request.protocol_type != self.protocol_type:
+                raise InconsistentProtocolError(
+                    f"group {self.group_id!r} has protocol type {self.protocol_type!r}, not {request.protocol_type!r}"
+                )
+            common = set(others[0].protocols).intersection(*(m.protocols for m in others[1:]))
+            if not set(names) & common:
+                raise InconsistentProtocolError(
+                    f"group {self.group_id!r} uses {self.protocol or sorted(others[0].protocols)!r}; "
+                    f"this member supports only {list(names)}"
+                )
+        instance = request.group_instance_id
+        if not member_id:
+            if instance is not None and instance in self._static:
+                return self._replace_static(instance, request, topics, external, waiter)
+            new_id = f"{instance or request.client_id}-{uuid.uuid4()}"
+            if require_known and instance is None:
+                self._pending[new_id] = self._clock() + request.session_timeout_ms / 1000
+                raise MemberIdRequiredError(new_id)
+            return self._add(new_id, request, topics, external, waiter)
+        if instance is not None and self._static.get(instance, member_id) != member_id:
+            raise FencedInstanceError(f"group.instance.id {instance!r} is now used by another member")
+        member = self.members.get(member_id)
+        if member is None:
+            if self._pending.pop(member_id, None) is not None or not external:
+                return self._add(member_id, request, topics, external, waiter)
+            raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r} (expired or left)")
+        return self._rejoin(member, request, topics, waiter)
+
+    def _add(
+        self,
+        member_id: str,
+        request: JoinRequest,
+        topics: tuple[str, ...],
+        external: bool,
+        waiter: Future[JoinResult] | None,
+    ) -> str:
+        now = self._clock()
+        member = Member(member_id, request.client_id, request.host, topics, (), 0, 0, request.group_instance_id)
+        self._update(member, request, topics, external)
+        member.last_heartbeat = member.last_poll = now
+        if not self.members:
+            self.protocol_type = request.protocol_type
+        self.members[member_id] = member
+        if member.group_instance_id is not None:
+            self._static[member.group_instance_id] = member_id
+        if self.leader is None:
+            self.leader = member_id
+        was_empty = self.state == GroupState.EMPTY
+        self._begin_rebalance(self._why(f"member {member_id} joined", request))
+        if was_empty and external and self._initial_delay > 0:
+            self._initial_phase = True
+        if self._initial_phase:  # each new member may bring more: wait a little longer
+            limit = self._rebalance_started + self._rebalance_timeout()
+            self._not_before = min(now + self._initial_delay, limit)
+        self._mark_joined(member, waiter)
+        self._maybe_complete()
+        return member_id
+
+    def _replace_static(
+        self,
+        instance: str,
+        request: JoinRequest,
+        topics: tuple[str, ...],
+        external: bool,
+        waiter: Future[JoinResult] | None,
+    ) -> str:
+        """A static member restarted: it takes over its old identity, fencing the old id."""
+        old_id = self._static[instance]
+        member = self.members.pop(old_id)
+        fenced = FencedInstanceError(f"group.instance.id {instance!r} rejoined as a new member")
+        answer(member.join_waiter, error=fenced)
+        answer(member.sync_waiter, error=fenced)
+        member.join_waiter = member.sync_waiter = None
+        new_id = f"{instance}-{uuid.uuid4()}"
+        member.member_id = new_id
+        self.members[new_id] = member
+        self._static[instance] = new_id
+        if self.leader == old_id:
+            self.leader = new_id
+        if old_id in self._pending_sync:
+            self._pending_sync.discard(old_id)
+            self._pending_sync.add(new_id)
+        if old_id in self._last_assignment:
+            self._last_assignment[new_id] = self._last_assignment.pop(old_id)
+        member.last_heartbeat = member.last_poll = self._clock()
+        self._update(member, request, topics, external)
+        if self.state == GroupState.STABLE:
+            if choose_protocol([m.protocols for m in self.members.values()]) == self.protocol:
+                answer(waiter, self._join_result(member, skip_assignment=new_id == self.leader))
+                return new_id
+            self._begin_rebalance(f"static member {instance} rejoined with other protocols")
+        elif self.state == GroupState.COMPLETING_REBALANCE:
+            self._begin_rebalance(f"static member {instance} rejoined while the assignment was pending")
+        self._mark_joined(member, waiter)
+        self._maybe_complete()
+        return new_id
+
+    def _rejoin(
+        self, member: Member, request: JoinRequest, topics: tuple[str, ...], waiter: Future[JoinResult] | None
+    ) -> str:
+        member.last_heartbeat = member.last_poll = self._clock()
+        if member.external:
+            same = member.protocol_metadata == dict(request.protocols) and list(member.protocol_metadata) == [
+                name for name, _ in request.protocols
+            ]
+        else:
+            same = member.topics == topics and member.protocols == tuple(n for n, _ in request.protocols)
+        if self.state == GroupState.STABLE and same and not (member.external and member.member_id == self.leader):
+            answer(waiter, self._join_result(member))  # nothing changed: here is the current generation
+            return member.member_id
+        if self.state == GroupState.COMPLETING_REBALANCE and same:
+            answer(waiter, self._join_result(member))  # it missed our answer: answer again
+            return member.member_id
+        subscription_changed = member.topics != topics
+        self._update(member, request, topics, member.external)
+        if self.state != GroupState.PREPARING_REBALANCE:
+            what = "changed subscription" if subscription_changed else "rejoined"
+            self._begin_rebalance(self._why(f"member {member.member_id} {what}", request))
+        self._mark_joined(member, waiter)
+        self._maybe_complete()
+        return member.member_id
+
+    @staticmethod
+    def _update(member: Member, request: JoinRequest, topics: tuple[str, ...], external: bool) -> None:
+        member.client_id, member.host = request.client_id, request.host
+        member.session_timeout_ms = request.session_timeout_ms
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms
+        member.protocols = tuple(name for name, _ in request.protocols)
+        member.protocol_type = request.protocol_type
+        member.topics = topics
+        member.external = external
+        member.protocol_metadata = dict(request.protocols) if external else {}
+
+    @staticmethod
+    def _why(reason: str, request: JoinRequest) -> str:
+        return f"{reason} ({request.reason})" if request.reason else reason
+
+    def _mark_joined(self, member: Member, waiter: Future[JoinResult] | None) -> None:
+        if self.state == GroupState.PREPARING_REBALANCE:
+            member.joined_generation = self.generation + 1
+        if waiter is not None:
+            if member.join_waiter is not waiter:
+                answer(member.join_waiter, error=RebalanceInProgressError("superseded by a newer JoinGroup"))
+            member.join_waiter = waiter
+
+    # syncing ----------------------------------------------------------------------------
+    def sync_wire(
+        self,
+        member_id: str,
+        generation: int,
+        assignments: Mapping[str, bytes],
+        *,
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+    ) -> Future[SyncResult]:
+        """Kafka's SyncGroup: the leader's carries every member's assignment; each future
+        resolves with that member's assignment once the leader's has arrived."""
+        waiter: Future[SyncResult] = Future()
+        with self.cv:
+            try:
+                member = self._checked_member(member_id, group_instance_id)
+                if generation != self.generation:
+                    raise IllegalGenerationError(f"generation {generation} is not the current {self.generation}")
+                if (protocol_type is not None and protocol_type != self.protocol_type) or (
+                    protocol_name is not None and protocol_name != self.protocol
+                ):
+                    raise InconsistentProtocolError(
+                        f"group {self.group_id!r} runs {self.protocol_type}/{self.protocol}, "
+                        f"not {protocol_type}/{protocol_name}"
+                    )
+                if self.state == GroupState.PREPARING_REBALANCE:
+                    raise RebalanceInProgressError(f"group {self.group_id!r} is rebalancing; rejoin")
+                member.last_heartbeat = self._clock()
+                self._pending_sync.discard(member_id)
+                if self.state == GroupState.STABLE:
+                    answer(waiter, self._sync_result(member))
+                elif self.state == GroupState.COMPLETING_REBALANCE:
+                    answer(member.sync_waiter, error=RebalanceInProgressError("superseded by a newer SyncGroup"))
+                    member.sync_waiter = waiter
+                    if member_id == self.leader:
+                        self._install_from_leader(assignments)
+                else:
+                    raise UnknownMemberError(f"group {self.group_id!r} is {self.state}")
+            except GroupError as exc:
+                answer(waiter, error=exc)
+        return waiter
 
     # heartbeats, leaving, commits -------------------------------------------------------
     def heartbeat(

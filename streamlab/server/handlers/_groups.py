@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import TypeVar
 
 from streamlab.groups.consumer_protocol import ConsumerProtocolError
-from streamlab.groups.coordinator import Group
+from streamlab.groups.group import Group
 from streamlab.server.context import ConnectionInfo, ServerContext
 
 T = TypeVar("T")

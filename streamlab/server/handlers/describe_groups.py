@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups, describe_consumer_group
-from streamlab.groups.coordinator import CONSUMER, GroupDescription, GroupState
+from streamlab.groups.state import CONSUMER, GroupDescription, GroupState
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import (

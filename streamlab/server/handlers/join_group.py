@@ -16,7 +16,7 @@ from typing import Any
 from streamlab.broker.consumer_groups import check_not_consumer_protocol
 from streamlab.errors import StreamlabError
 from streamlab.groups.consumer_protocol import decode_subscription
-from streamlab.groups.coordinator import JoinRequest, JoinResult, MemberIdRequiredError
+from streamlab.groups.state import JoinRequest, JoinResult, MemberIdRequiredError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed

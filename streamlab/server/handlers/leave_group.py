@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 from streamlab.errors import StreamlabError
-from streamlab.groups.coordinator import Group
+from streamlab.groups.group import Group
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed

@@ -14,7 +14,7 @@ from typing import Any
 
 from streamlab.errors import StreamlabError
 from streamlab.groups.consumer_protocol import decode_assignment
-from streamlab.groups.coordinator import SyncResult
+from streamlab.groups.state import SyncResult
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
