@@ -12,8 +12,9 @@ leader's SyncGroup when it is a wire client. Eager assignors revoke everything u
 ``cooperative-sticky`` revokes only what moves and asks for a follow-up rebalance.
 Heartbeat, LeaveGroup and the offset-commit check keep members in it, and
 :meth:`Group.tick` enforces every timeout (session, poll interval, rejoin and SyncGroup
-deadlines) so that each parked future resolves within the rebalance timeout.
-:mod:`.history` turns each generation's assignment into the ownership changes recorded.
+deadlines) so that each parked future resolves within the rebalance timeout. The
+assignment decisions are plain functions in :mod:`.rebalance`; :mod:`.history` turns each
+generation's assignment into the ownership changes recorded.
 """
 
 from __future__ import annotations
@@ -33,16 +34,20 @@ from streamlab.errors import (
     RebalanceInProgressError,
     UnknownMemberError,
 )
-from streamlab.groups.assignors import Subscription, assign, choose_protocol, cooperative_assignment
+from streamlab.groups.assignors import choose_protocol
 from streamlab.groups.consumer_protocol import (
-    ConsumerProtocolError,
-    decode_assignment,
-    decode_subscription,
     encode_assignment,
 )
 from streamlab.groups.history import ownership_changes, revocations
+from streamlab.groups.rebalance import (
+    decoded_assignment,
+    leader_assignment,
+    subscribed_topics,
+    subscription,
+    update_member,
+    with_reason,
+)
 from streamlab.groups.state import (
-    COOPERATIVE,
     VALID_PREVIOUS,
     GroupDescription,
     GroupEvent,
@@ -73,16 +78,6 @@ def answer(waiter: Future[Any] | None, result: object = None, error: BaseExcepti
             waiter.set_result(result)
     except InvalidStateError:  # cancelled in between
         pass
-
-
-def _subscribed_topics(protocols: Sequence[tuple[str, bytes]]) -> tuple[str, ...]:
-    """The topics of the first protocol whose metadata is a consumer subscription."""
-    for _, metadata in protocols:
-        try:
-            return decode_subscription(metadata).topics
-        except ConsumerProtocolError:
-            continue
-    return ()
 
 
 class Group:
@@ -236,45 +231,11 @@ class Group:
         self._pending_sync = {m.member_id for m in self.members.values() if m.external}
         self._sync_deadline = self._clock() + self._rebalance_timeout()
         if not self.members[self.leader or ""].external:
-            self._install(self._compute_assignment(), None)
+            assert self.protocol is not None
+            subs = [subscription(m, self.protocol, self.generation - 1) for m in self.members.values()]
+            assignment, self._follow_up = leader_assignment(self.protocol, subs, self._known_partitions)
+            self._install(assignment, None)
         self.cv.notify_all()
-
-    def _subscription(self, member: Member) -> Subscription:
-        topics, owned, generation = member.topics, member.assignment, self.generation - 1
-        if member.external:
-            try:
-                sub = decode_subscription(member.protocol_metadata.get(self.protocol or "", b""))
-                topics, owned, generation = sub.topics, sub.owned, sub.generation
-            except ConsumerProtocolError:
-                owned, generation = (), -1
-        return Subscription(member.member_id, topics, owned, generation, member.group_instance_id)
-
-    def _compute_assignment(self) -> dict[str, list[TopicPartition]]:
-        """What the embedded leader's client would compute."""
-        assert self.protocol is not None
-        subs = [self._subscription(m) for m in self.members.values()]
-        if self.protocol in COOPERATIVE:
-            new = cooperative_assignment(subs, self._known_partitions)
-            full = assign(self.protocol, subs, self._known_partitions)
-            self._follow_up = sum(map(len, new.values())) != sum(map(len, full.values()))
-        else:
-            new = assign(self.protocol, subs, self._known_partitions)
-            self._follow_up = False
-        return new
-
-    def _install_from_leader(self, assignments: Mapping[str, bytes]) -> None:
-        decoded: dict[str, list[TopicPartition]] = {}
-        for member_id in self.members:
-            try:
-                decoded[member_id] = list(decode_assignment(assignments.get(member_id, b"")))
-            except ConsumerProtocolError:
-                decoded[member_id] = []  # not a consumer-protocol group: nothing to record
-        # The leader's client runs the follow-up of a cooperative rebalance for wire members;
-        # an embedded member that gave partitions up asks for it through us.
-        self._follow_up = self.protocol in COOPERATIVE and any(
-            not m.external and set(m.assignment) - set(decoded[m.member_id]) for m in self.members.values()
-        )
-        self._install(decoded, assignments)
 
     def _install(self, new: Mapping[str, Sequence[TopicPartition]], raw: Mapping[str, bytes] | None) -> None:
         events = ownership_changes(self.generation, self._reason, self._last_assignment, new, self.members)
@@ -339,7 +300,7 @@ class Group:
         with self.cv:
             try:
                 self._join(
-                    member_id, request, _subscribed_topics(request.protocols), external=True,
+                    member_id, request, subscribed_topics(request.protocols), external=True,
                     require_known=require_known_member_id, waiter=waiter,
                 )  # fmt: skip
             except GroupError as exc:
@@ -399,7 +360,7 @@ class Group:
     ) -> str:
         now = self._clock()
         member = Member(member_id, request.client_id, request.host, topics, (), 0, 0, request.group_instance_id)
-        self._update(member, request, topics, external)
+        update_member(member, request, topics, external)
         member.last_heartbeat = member.last_poll = now
         if not self.members:
             self.protocol_type = request.protocol_type
@@ -409,7 +370,7 @@ class Group:
         if self.leader is None:
             self.leader = member_id
         was_empty = self.state == GroupState.EMPTY
-        self._begin_rebalance(self._why(f"member {member_id} joined", request))
+        self._begin_rebalance(with_reason(f"member {member_id} joined", request))
         if was_empty and external and self._initial_delay > 0:
             self._initial_phase = True
         if self._initial_phase:  # each new member may bring more: wait a little longer
@@ -446,7 +407,7 @@ class Group:
         if old_id in self._last_assignment:
             self._last_assignment[new_id] = self._last_assignment.pop(old_id)
         member.last_heartbeat = member.last_poll = self._clock()
-        self._update(member, request, topics, external)
+        update_member(member, request, topics, external)
         if self.state == GroupState.STABLE:
             if choose_protocol([m.protocols for m in self.members.values()]) == self.protocol:
                 answer(waiter, self._join_result(member, skip_assignment=new_id == self.leader))
@@ -475,28 +436,13 @@ class Group:
             answer(waiter, self._join_result(member))  # it missed our answer: answer again
             return member.member_id
         subscription_changed = member.topics != topics
-        self._update(member, request, topics, member.external)
+        update_member(member, request, topics, member.external)
         if self.state != GroupState.PREPARING_REBALANCE:
             what = "changed subscription" if subscription_changed else "rejoined"
-            self._begin_rebalance(self._why(f"member {member.member_id} {what}", request))
+            self._begin_rebalance(with_reason(f"member {member.member_id} {what}", request))
         self._mark_joined(member, waiter)
         self._maybe_complete()
         return member.member_id
-
-    @staticmethod
-    def _update(member: Member, request: JoinRequest, topics: tuple[str, ...], external: bool) -> None:
-        member.client_id, member.host = request.client_id, request.host
-        member.session_timeout_ms = request.session_timeout_ms
-        member.rebalance_timeout_ms = request.rebalance_timeout_ms
-        member.protocols = tuple(name for name, _ in request.protocols)
-        member.protocol_type = request.protocol_type
-        member.topics = topics
-        member.external = external
-        member.protocol_metadata = dict(request.protocols) if external else {}
-
-    @staticmethod
-    def _why(reason: str, request: JoinRequest) -> str:
-        return f"{reason} ({request.reason})" if request.reason else reason
 
     def _mark_joined(self, member: Member, waiter: Future[JoinResult] | None) -> None:
         if self.state == GroupState.PREPARING_REBALANCE:
@@ -542,7 +488,8 @@ class Group:
                     answer(member.sync_waiter, error=RebalanceInProgressError("superseded by a newer SyncGroup"))
                     member.sync_waiter = waiter
                     if member_id == self.leader:
-                        self._install_from_leader(assignments)
+                        decoded, self._follow_up = decoded_assignment(self.protocol, self.members.values(), assignments)
+                        self._install(decoded, assignments)
                 else:
                     raise UnknownMemberError(f"group {self.group_id!r} is {self.state}")
             except GroupError as exc:
