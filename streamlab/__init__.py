@@ -11,6 +11,7 @@ from pathlib import Path
 from streamlab.api import Consumer, Producer, ShareConsumer
 from streamlab.errors import StreamlabError
 from streamlab.front.lab import Lab
+from streamlab.model.clock import Clock, ManualClock
 from streamlab.model.types import OffsetAndMetadata, Record, RecordMetadata, TopicPartition
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ def connect(
     *,
     auto_create_topics: bool | None = None,
     num_partitions: int | None = None,
+    clock: Clock | None = None,
 ) -> Lab:
     """Open a broker: a directory path gives the embedded broker (created if missing);
     ``"kafka://host:port[,host:port...]"`` a Kafka cluster (``streamlab serve``, Apache
@@ -30,7 +32,12 @@ def connect(
     ``auto_create_topics`` and ``num_partitions`` are the embedded broker's
     ``auto.create.topics.enable`` (default True, as in Kafka: a producer's first send to an
     unknown topic creates it) and ``num.partitions`` (default 1). A Kafka cluster has its
-    own (``streamlab serve --no-auto-create-topics``): giving them with kafka:// is an error."""
+    own (``streamlab serve --no-auto-create-topics``): giving them with kafka:// is an error.
+
+    ``clock`` (embedded only): what the broker keeps group sessions, timeouts and
+    share-group locks by, e.g. a :class:`~streamlab.model.clock.ManualClock` that moves only
+    when told (default: the system's). Within a process a directory has one broker: the
+    first connect's clock holds."""
     settings = None
     if auto_create_topics is not None or num_partitions is not None:
         from streamlab.config import BrokerSettings
@@ -46,6 +53,10 @@ def connect(
             num_partitions=1 if num_partitions is None else num_partitions,
         )
     if isinstance(target, str) and target.startswith("kafka://"):
+        if clock is not None:
+            from streamlab.errors import ConfigError
+
+            raise ConfigError("clock= is for embedded labs: a Kafka cluster keeps its own time")
         try:
             from streamlab.kafka.backend import KafkaBackend  # imports confluent-kafka only when asked for
         except ModuleNotFoundError as exc:
@@ -59,12 +70,13 @@ def connect(
         return Lab(KafkaBackend(target))
     from streamlab.client.backend import EmbeddedBackend
 
-    return Lab(EmbeddedBackend(target, settings=settings))
+    return Lab(EmbeddedBackend(target, settings=settings, clock=clock))
 
 
 __all__ = [
     "Consumer",
     "Lab",
+    "ManualClock",
     "OffsetAndMetadata",
     "Producer",
     "Record",

@@ -268,8 +268,11 @@ def test_share_state_shows_every_in_flight_record(lab: streamlab.Lab, make_topic
     assert lab.share_state("no-such-group").empty
 
 
-def test_acknowledgement_rules(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
-    topic = make_topic(partitions=1)
+def test_acknowledgement_rules(tmp_path: Path) -> None:
+    clock = streamlab.ManualClock()  # lock expiry is stepped through, not slept through
+    lab = streamlab.connect(tmp_path, clock=clock)
+    topic = "acks"
+    lab.create_topic(topic)
     _produce(lab, topic, 6)
     with pytest.raises(ConfigError, match="lock_ms"):
         lab.share_consumer(topic, group="q", lock_ms=0)
@@ -288,14 +291,14 @@ def test_acknowledgement_rules(lab: streamlab.Lab, make_topic: Callable[..., str
     with pytest.raises(InvalidRecordStateError, match="not held"):
         sc.acknowledge(first[1], "reject")
     assert [r.offset for r in second] == [0, 2]
-    time.sleep(0.6)
+    clock.advance(0.6)
     sc.renew(second)  # slow work: the lock now runs 1 s from here
-    time.sleep(0.6)  # past the first lock, within the renewed one
+    clock.advance(0.6)  # past the first lock, within the renewed one
     assert sc.delivery_count(second[0]) == 2 and sc.delivery_count(second[1]) == 1
     assert sc.commit() == {}  # still held: accepted
     assert sc.delivery_count(second[0]) is None  # sent: no longer held
     third = sc.poll(timeout=1, max_records=1)
-    time.sleep(1.1)  # the lock runs out
+    clock.advance(1.0)  # the lock runs out, to the millisecond
     errors = sc.commit()
     assert list(errors) == [TopicPartition(topic, 0)] and errors[TopicPartition(topic, 0)].offsets == [3]
     with pytest.raises(InvalidRecordStateError):
@@ -307,6 +310,7 @@ def test_acknowledgement_rules(lab: streamlab.Lab, make_topic: Callable[..., str
     with pytest.raises(ShareGroupError, match="acknowledge the 1 records"):
         explicit.poll(timeout=0)
     explicit.close()
+    lab.close()
 
 
 def test_group_settings_must_agree_while_members_are_live(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:

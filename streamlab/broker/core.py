@@ -14,6 +14,7 @@ from streamlab.config import BrokerSettings
 from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
 from streamlab.groups.coordinator import GroupCoordinator
 from streamlab.groups.state import GroupEvent
+from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.names import catalog_topic_ok
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock
@@ -38,9 +39,15 @@ class Broker:
     """An open data directory. Thread-safe; one per directory per process."""
 
     def __init__(
-        self, data_dir: str | Path, *, engine: str = "parquet", settings: BrokerSettings | None = None
+        self,
+        data_dir: str | Path,
+        *,
+        engine: str = "parquet",
+        settings: BrokerSettings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.clock = clock  # group sessions and timeouts, share-group locks (see model/clock.py)
         self.settings = settings or BrokerSettings()  # auto.create.topics.enable, num.partitions
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock = DirectoryLock(self.data_dir)
@@ -66,7 +73,7 @@ class Broker:
             state = TopicState(name, config)
             state.logs = [self.open_log(name, p, config) for p in range(partitions)]
             self.topics[name] = state
-        self.groups = GroupCoordinator(self._partition_counts, self._record_group_events)
+        self.groups = GroupCoordinator(self._partition_counts, self._record_group_events, clock=clock.monotonic)
         from streamlab.broker.retention import apply_retention  # a cycle: retention uses Broker
 
         apply_retention(self, now_ms=int(time.time() * 1000))

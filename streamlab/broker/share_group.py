@@ -12,7 +12,6 @@ change is saved, so a crash in between gives a duplicate dead letter, not a lost
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import pyarrow.compute as pc
 from streamlab.broker.core import Broker
 from streamlab.broker.dead_letters import read_offsets, write_dead_letters
 from streamlab.errors import UnknownMemberError
-from streamlab.groups.share import CatalogShareStore, DeadLetter, SharePartition, now_ms
+from streamlab.groups.share import CatalogShareStore, DeadLetter, SharePartition
 from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.share import AckType, ShareGroupConfig
 from streamlab.model.types import TopicPartition
@@ -41,7 +40,7 @@ class ShareMember:
     client_id: str
     topics: tuple[str, ...]
     session_timeout_ms: int
-    last_seen: float  # time.monotonic()
+    last_seen: float  # the broker's clock.monotonic()
     rotation: int = 0
     epoch: int = 1  # member epoch (KIP-932 heartbeats): bumped when its partitions change
     assigned: tuple[TopicPartition, ...] = ()
@@ -69,6 +68,7 @@ class ShareGroup:
         partitions: Iterable[SharePartition] = (),
     ) -> None:
         self._broker = broker
+        self._clock = broker.clock
         self._store = store
         self.group_id = group_id
         self.config = config
@@ -87,11 +87,12 @@ class ShareGroup:
         with self.lock:
             member_id = member_id or f"{client_id}-{uuid.uuid4().hex[:8]}"
             old = self.members.get(member_id)
+            epoch = old.epoch + 1 if old else 1
             self.members[member_id] = ShareMember(member_id, client_id, tuple(topics), session_timeout_ms,
-                                                  time.monotonic(), epoch=old.epoch + 1 if old else 1)  # fmt: skip
+                                                  self._clock.monotonic(), epoch=epoch)  # fmt: skip
             for tp in self._topic_partitions(topics):
                 self._partition(tp)
-            self._sweep(now_ms())
+            self._sweep(self._clock.time_ms())
             return member_id
 
     def heartbeat(self, member_id: str, topics: Sequence[str] | None) -> ShareMember:
@@ -99,7 +100,7 @@ class ShareGroup:
         to date: every partition of its topics (each member of a share group reads them all).
         The member epoch moves when the assignment does."""
         with self.lock:
-            self._sweep(now_ms())
+            self._sweep(self._clock.time_ms())
             member = self._touch(member_id)
             if topics is not None:
                 member.topics = tuple(topics)
@@ -126,7 +127,7 @@ class ShareGroup:
             raise UnknownMemberError(
                 f"member {member_id!r} is not in share group {self.group_id!r} (its session expired or it left)"
             )
-        member.last_seen = time.monotonic()
+        member.last_seen = self._clock.monotonic()
         return member
 
     # records ------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ class ShareGroup:
         different partition each time, and read them. With ``max_bytes``, records past that
         many bytes (the first one always goes) are given back unsent, uncounted."""
         with self.lock:
-            now = now_ms()
+            now = self._clock.time_ms()
             self._sweep(now)
             member = self._touch(member_id)
             tps = self._topic_partitions(member.topics)
@@ -193,7 +194,7 @@ class ShareGroup:
     def acknowledge(self, member_id: str, tp: TopicPartition, offsets: Sequence[int], kind: AckType) -> list[int]:
         """Apply ``kind`` to ``offsets``; returns the offsets ``member_id`` does not hold."""
         with self.lock:
-            now = now_ms()
+            now = self._clock.time_ms()
             self._sweep(now)
             if member_id in self.members:
                 self._touch(member_id)
@@ -209,7 +210,7 @@ class ShareGroup:
     def renew(self, member_id: str, tp: TopicPartition, offsets: Sequence[int], lock_ms: int) -> list[int]:
         """Extend the locks ``member_id`` holds on ``offsets``; returns the ones it does not hold."""
         with self.lock:
-            now = now_ms()
+            now = self._clock.time_ms()
             self._sweep(now)
             if member_id in self.members:
                 self._touch(member_id)
@@ -220,7 +221,7 @@ class ShareGroup:
     def state_rows(self) -> list[dict[str, Any]]:
         """One row per in-flight record (between SPSO and SPEO)."""
         with self.lock:
-            self._sweep(now_ms())
+            self._sweep(self._clock.time_ms())
             return [
                 {"topic": tp.topic, "partition": tp.partition, "offset": rec.offset, "state": str(rec.state),
                  "delivery_count": rec.delivery_count, "owner": rec.owner, "lock_expires_ms": rec.lock_expires_ms}
@@ -231,7 +232,7 @@ class ShareGroup:
     def partition_rows(self) -> list[dict[str, Any]]:
         """One row per share-partition: SPSO, SPEO, the log's range and counts by state."""
         with self.lock:
-            self._sweep(now_ms())
+            self._sweep(self._clock.time_ms())
             rows = []
             for tp, sp in sorted(self.partitions.items()):
                 log = self._broker.log(tp.topic, tp.partition)
@@ -243,7 +244,7 @@ class ShareGroup:
 
     def member_rows(self) -> list[dict[str, Any]]:
         with self.lock:
-            self._sweep(now_ms())
+            self._sweep(self._clock.time_ms())
             return [
                 {"member": m.member_id, "client_id": m.client_id, "topics": list(m.topics),
                  "held": sum(len(sp.held_by(m.member_id)) for sp in self.partitions.values())}
@@ -269,7 +270,7 @@ class ShareGroup:
     def _sweep(self, now: int) -> None:
         """Expire silent members and run-out locks; forget deleted topics."""
         dead: list[DeadLetter] = []
-        mono = time.monotonic()
+        mono = self._clock.monotonic()
         for member in list(self.members.values()):
             if mono - member.last_seen > member.session_timeout_ms / 1000:
                 del self.members[member.member_id]

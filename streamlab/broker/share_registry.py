@@ -19,7 +19,7 @@ from streamlab.broker.core import Broker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.topics import create_topic
 from streamlab.errors import ConfigError, GroupTypeError
-from streamlab.groups.share import CatalogShareStore, RecordState, now_ms
+from streamlab.groups.share import CatalogShareStore, RecordState
 from streamlab.model.share import ShareGroupConfig
 
 __all__ = [
@@ -46,7 +46,7 @@ class ShareGroupRegistry:
             group = ShareGroup(broker, self.store, group_id, config, self.store.load(group_id, config))
             self._groups[group_id] = group
             with group.lock:
-                group._sweep(now_ms())  # records acquired when the broker stopped come back now
+                group._sweep(broker.clock.time_ms())  # records acquired when the broker stopped come back now
 
     def open_for_wire(self, group_id: str) -> ShareGroup:
         """The share group ``group_id`` with its stored config, created with the defaults if
@@ -99,7 +99,7 @@ class ShareGroupRegistry:
                 self.store.save_group(group_id, config)
                 return group
         with group.lock:
-            group._sweep(now_ms())
+            group._sweep(self._broker.clock.time_ms())
             if group.config != config:
                 if group.members:
                     raise ConfigError(

@@ -20,6 +20,7 @@ from streamlab.client.consumer import Consumer
 from streamlab.client.producer import Producer
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.config import BrokerSettings
+from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.views import Bounds
 from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
 
@@ -27,11 +28,11 @@ _open: dict[Path, tuple[Broker, int]] = {}
 _open_lock = threading.Lock()
 
 
-def _acquire(path: Path, settings: BrokerSettings | None = None) -> Broker:
+def _acquire(path: Path, settings: BrokerSettings | None = None, clock: Clock | None = None) -> Broker:
     with _open_lock:
         broker, count = _open.get(path, (None, 0))
         if broker is None or broker.closed:
-            broker, count = Broker(path, settings=settings), 0
+            broker, count = Broker(path, settings=settings, clock=clock or SYSTEM_CLOCK), 0
         elif settings is not None:  # one broker per directory: the latest connect's settings hold
             broker.settings = settings
         _open[path] = (broker, count + 1)
@@ -53,9 +54,9 @@ def _release(broker: Broker) -> None:
 class EmbeddedBackend:
     """A data directory opened in this process."""
 
-    def __init__(self, path: str | Path, *, settings: BrokerSettings | None = None) -> None:
+    def __init__(self, path: str | Path, *, settings: BrokerSettings | None = None, clock: Clock | None = None) -> None:
         self.path = Path(path).resolve()
-        self.broker = _acquire(self.path, settings)
+        self.broker = _acquire(self.path, settings, clock)
 
     def describe(self) -> str:
         return f"{self.path} topics={len(self.broker.topics)}"
