@@ -217,3 +217,26 @@ def test_pattern_subscription_follows_new_topics_and_rebalances(
         lab.consumer(group="x", pattern="orders-(")
     for c in consumers:
         c.close()
+
+
+def test_generations_continue_after_the_broker_reopens(tmp_path: Path) -> None:
+    def join_and_leave(lab: streamlab.Lab) -> int:
+        consumer = lab.consumer("t", group="g")
+        deadline = time.monotonic() + 10
+        while not consumer.assignment():
+            consumer.poll(0.05)
+            assert time.monotonic() < deadline
+        generation = consumer.generation
+        consumer.close()
+        return generation
+
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("t")
+        first = join_and_leave(lab)
+    with streamlab.connect(tmp_path) as lab:
+        assert lab.groups().set_index("group").loc["g", "generation"] >= first  # not 0
+        second = join_and_leave(lab)
+        assert second > first
+        history = lab.rebalances("g")
+        assigned = history[history["change"] == "assigned"]
+        assert assigned["generation"].tolist() == sorted(set(assigned["generation"]))  # no generation twice

@@ -73,13 +73,17 @@ class Broker:
             state = TopicState(name, config)
             state.logs = [self.open_log(name, p, config) for p in range(partitions)]
             self.topics[name] = state
-        self.groups = GroupCoordinator(self._partition_counts, self._record_group_events, clock=clock.monotonic)
+        self.groups = GroupCoordinator(self._partition_counts, self._record_group_events, clock=clock.monotonic,
+                                       last_generation=self._last_generation)  # fmt: skip
         from streamlab.broker.retention import apply_retention  # a cycle: retention uses Broker
 
         apply_retention(self, now_ms=int(time.time() * 1000))
 
     def _partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
         return {t: self.topics[t].partitions for t in topics if t in self.topics}
+
+    def _last_generation(self, group_id: str) -> int:
+        return self.catalog.last_generations().get(group_id, 0)
 
     def _record_group_events(self, group_id: str, events: list[GroupEvent]) -> None:
         if events and not self.closed:

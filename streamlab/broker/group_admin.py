@@ -21,13 +21,14 @@ def list_groups(broker: Broker) -> list[dict[str, Any]]:
     consumer_rows = list_consumer_groups(broker)
     names = sorted((set(live) | set(broker.catalog.committed_groups())) - {row["group"] for row in consumer_rows})
     rows = consumer_rows
+    recorded = broker.catalog.last_generations()  # groups no member has joined since the broker opened
     for name in names:
         group = live.get(name)
         rows.append(
             {
                 "group": name,
                 "state": str(group.state) if group else str(GroupState.EMPTY),
-                "generation": group.generation if group else 0,
+                "generation": group.generation if group else recorded.get(name, 0),
                 "members": len(group.members) if group else 0,
                 "assignor": (group.protocol or "") if group else "",
             }

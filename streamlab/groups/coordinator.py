@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from streamlab.groups.group import Clock, Group, PartitionCounter, Recorder
 
@@ -58,8 +58,10 @@ class GroupCoordinator:
         tick_s: float = 0.05,
         initial_rebalance_delay_ms: int = 300,
         clock: Clock = time.monotonic,
+        last_generation: Callable[[str], int] = lambda group_id: 0,
     ) -> None:
         self._groups: dict[str, Group] = {}
+        self._last_generation = last_generation  # of a group's recorded history
         self._lock = threading.Lock()
         self._partitions_of = partitions_of
         self._record = record
@@ -76,6 +78,7 @@ class GroupCoordinator:
                 group = self._groups[group_id] = Group(
                     group_id, self._partitions_of, self._record, clock=self._clock,
                     initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                    generation=self._last_generation(group_id),
                 )  # fmt: skip
             return group
 

@@ -92,10 +92,13 @@ class Group:
         *,
         clock: Clock = time.monotonic,
         initial_rebalance_delay_ms: int = 0,
+        generation: int = 0,
     ) -> None:
         self.group_id = group_id
         self.state = GroupState.EMPTY
-        self.generation = 0
+        # Where the group's history left off (a broker that reopens continues it, as
+        # Kafka's group metadata does): generations never repeat.
+        self.generation = generation
         self.protocol: str | None = None
         self.protocol_type: str | None = None
         self.leader: str | None = None

@@ -310,6 +310,10 @@ class Catalog:
         with self.transaction() as con:
             con.executemany("INSERT INTO group_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def last_generations(self) -> dict[str, int]:
+        """Each group's latest recorded generation."""
+        return dict(self.query("SELECT group_id, max(generation) FROM group_events GROUP BY group_id"))
+
     def group_events(self, group_id: str) -> list[tuple[Any, ...]]:
         return self.query(
             "SELECT generation, time_ms, reason, member_id, topic, partition, change FROM group_events "
