@@ -146,13 +146,20 @@ def _reader() -> duckdb.DuckDBPyConnection:
 
 
 def estimate_rows(broker: Broker, topic: str, bounds: Bounds) -> int:
-    """An upper bound on the rows a replay of ``bounds`` returns (for sizing a progress bar)."""
+    """How many rows a replay of ``bounds`` returns (for sizing a progress bar)."""
     total = 0
     state = broker.topic(topic)
     for p in range(state.partitions) if bounds.partitions is None else bounds.partitions:
         log = broker.log(topic, p)
         start = max(log.log_start_offset, bounds.start_offset or 0)
         end = log.high_watermark if bounds.end_offset is None else min(bounds.end_offset, log.high_watermark)
+        # Times as offsets: exact when timestamps grow with offsets, an estimate otherwise.
+        if bounds.start_ms is not None:
+            found = log.offset_for_timestamp(bounds.start_ms)
+            start = max(start, log.high_watermark if found is None else found)
+        if bounds.end_ms is not None:
+            found = log.offset_for_timestamp(bounds.end_ms)
+            end = min(end, log.high_watermark if found is None else found)
         total += max(end - start, 0)
     return total
 

@@ -166,6 +166,9 @@ class Lab:
         with tqdm(total=total, disable=not show, desc=f"replay {topic}", unit="rec") as bar:
             table = self.backend.replay_table(topic, bounds, raw=raw, headers=headers,
                                               progress=bar.update if show else None)  # fmt: skip
+            if show and bar.n != bar.total:  # an estimate off (times out of order): end the bar full
+                bar.total = bar.n
+                bar.refresh()
         return replay_dataframe(table, raw=raw)
 
     def sql(self, statement: str) -> pd.DataFrame:

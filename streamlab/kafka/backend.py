@@ -281,11 +281,18 @@ class KafkaBackend:
 
     # analytics --------------------------------------------------------------------------
     def estimate_rows(self, topic: str, bounds: Bounds) -> int:
-        """Records between the offset bounds (times are resolved while reading)."""
+        """Records between the bounds (times as the offsets the cluster finds for them)."""
         partitions = bounds.partitions if bounds.partitions is not None else range(self.partition_count(topic))
-        marks = self._watermarks([TopicPartition(topic, p) for p in partitions])
-        start, end = bounds.start_offset or 0, bounds.end_offset
-        return sum(max((high if end is None else min(high, end)) - max(low, start), 0) for low, high in marks.values())
+        tps = [TopicPartition(topic, p) for p in partitions]
+        marks = self._watermarks(tps)
+        starts = self._offsets_for_time(tps, bounds.start_ms) if bounds.start_ms is not None else {}
+        ends = self._offsets_for_time(tps, bounds.end_ms) if bounds.end_ms is not None else {}
+        total = 0
+        for tp, (low, high) in marks.items():
+            start = max(low, bounds.start_offset or 0, starts.get(tp, 0))
+            end = min(high, high if bounds.end_offset is None else bounds.end_offset, ends.get(tp, high))
+            total += max(end - start, 0)
+        return total
 
     def replay_table(
         self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None

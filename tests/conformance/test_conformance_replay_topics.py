@@ -39,6 +39,18 @@ def test_replay_has_typed_columns_in_partition_offset_order(
     assert sorted(out["timestamp"]) == sorted(df["ts"])
 
 
+def test_a_time_window_progress_bar_counts_the_window(
+    lab: streamlab.Lab, clicks: tuple[str, pd.DataFrame], capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic, df = clicks
+    start, end = df["ts"].iloc[300], df["ts"].iloc[1200]
+    expected = int(((df["ts"] >= start) & (df["ts"] < end)).sum())
+    window = lab.replay(topic, start=start.isoformat(), end=end.to_pydatetime(), progress=True)
+    assert len(window) == expected
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"{expected}/{expected}" in bar and "100%" in bar, bar  # sized to the window, ends full
+
+
 def test_replay_by_offset_and_by_time(lab: streamlab.Lab, clicks: tuple[str, pd.DataFrame]) -> None:
     topic, df = clicks
     part = lab.replay(topic, start=10, end=20, partitions=[1])
