@@ -50,6 +50,11 @@ class CatalogWarning(StreamlabWarning):
     """A catalog entry was not valid (a topic name breaking Kafka's rules) and was skipped."""
 
 
+class UnknownGroupWarning(StreamlabWarning):
+    """A group was asked about that has no members and no committed offsets (a typo?):
+    the answer is empty, and the warning names the groups there are."""
+
+
 class RecoveryWarning(StreamlabWarning):
     """Opening a data directory found something to repair or report: a torn tail cut from
     an active segment (a write a crash cut short, never acknowledged), damaged bytes, or a

@@ -9,15 +9,21 @@ embedded broker or a Kafka cluster; it answers with rows and Arrow tables.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from streamlab import api
-from streamlab.errors import InvalidPartitionsError, UnknownPartitionError
+from streamlab.errors import (
+    InvalidPartitionsError,
+    UnknownGroupWarning,
+    UnknownPartitionError,
+    UnsupportedOperationError,
+)
 from streamlab.front.replay_frame import replay_bound, replay_dataframe
-from streamlab.front.user_sql import check_statement, query_errors
+from streamlab.front.user_sql import arrow_frame, check_statement, query_errors
 from streamlab.model.names import MAX_PARTITIONS, validate_topic_name
 from streamlab.model.timeparse import to_ms
 from streamlab.model.views import Bounds
@@ -123,8 +129,21 @@ class Lab:
         return self.backend.describe_group(group)
 
     def lag(self, group: str) -> pd.DataFrame:
-        """Per partition: committed offset, end offset, lag in records and in time."""
-        return self.backend.lag(group)
+        """Per partition: committed offset, end offset, lag in records and in time. A group
+        with nothing committed and no members gives an empty frame and an
+        :class:`~streamlab.errors.UnknownGroupWarning` naming the groups there are."""
+        lag = self.backend.lag(group)
+        if lag.empty:
+            try:
+                known = self.backend.groups()["group"].tolist()
+            except UnsupportedOperationError:  # a cluster without ListGroups (librdkafka's mock)
+                return lag
+            if group not in known:
+                warnings.warn(
+                    f"there is no group {group!r} (no members, no committed offsets); groups: {known}",
+                    UnknownGroupWarning, stacklevel=2,
+                )  # fmt: skip
+        return lag
 
     def rebalances(self, group: str) -> pd.DataFrame:
         """Every ownership change, generation by generation: durable across restarts."""
@@ -178,7 +197,7 @@ class Lab:
         check_statement(statement)
         with query_errors():
             table = self.backend.sql_table(statement)
-        return table.to_pandas()
+        return arrow_frame(table)
 
     # lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

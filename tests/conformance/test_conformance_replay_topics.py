@@ -119,6 +119,15 @@ def test_sql_over_topics(lab: streamlab.Lab, clicks: tuple[str, pd.DataFrame]) -
     assert counts["n"].tolist() == lab.offsets(topic)["high_watermark"].tolist()
 
 
+def test_sql_gives_the_dtypes_replay_gives(lab: streamlab.Lab, clicks: tuple[str, pd.DataFrame]) -> None:
+    topic, _ = clicks
+    replayed = lab.replay(topic, end=5)
+    queried = lab.sql(f'SELECT partition, "offset", timestamp, key, page FROM "{topic}" WHERE "offset" < 5')
+    assert str(queried["timestamp"].dt.tz) == "UTC"
+    for column in ["partition", "offset", "timestamp", "key", "page"]:
+        assert queried[column].dtype == replayed[column].dtype, column
+
+
 def test_topics_and_offsets(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
     busy = make_topic(partitions=3, retention_ms=3_600_000)
     quiet = make_topic(partitions=2)
