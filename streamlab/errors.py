@@ -227,6 +227,41 @@ class FencedInstanceError(GroupError):
     kafka_code = 82  # FENCED_INSTANCE_ID
 
 
+# The consumer group protocol (KIP-848) --------------------------------------------------
+class ConsumerGroupError(GroupError):
+    """Base for consumer-group-protocol errors."""
+
+
+class FencedMemberEpochError(ConsumerGroupError):
+    """A heartbeat with an epoch the member does not have: it must rejoin with epoch 0."""
+
+    kafka_code = 110  # FENCED_MEMBER_EPOCH
+
+
+class StaleMemberEpochError(ConsumerGroupError):
+    """An offset commit or fetch with a member epoch that is not the member's current one."""
+
+    kafka_code = 113  # STALE_MEMBER_EPOCH
+
+
+class UnreleasedInstanceIdError(ConsumerGroupError):
+    """A member joins with the instance id of a static member that has not left."""
+
+    kafka_code = 111  # UNRELEASED_INSTANCE_ID
+
+
+class UnsupportedAssignorError(ConsumerGroupError):
+    kafka_code = 112  # UNSUPPORTED_ASSIGNOR
+
+
+class InvalidRegularExpressionError(ConsumerGroupError):
+    kafka_code = 128  # INVALID_REGULAR_EXPRESSION
+
+
+class InvalidHeartbeatError(ConsumerGroupError):
+    kafka_code = 42  # INVALID_REQUEST
+
+
 class SecurityError(StreamlabError):
     """Authentication or authorization refused a client of ``streamlab serve``."""
 

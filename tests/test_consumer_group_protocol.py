@@ -12,20 +12,24 @@ from streamlab.broker import Broker, group_configs
 from streamlab.broker.consumer_groups import check_not_consumer_protocol, consumer_groups
 from streamlab.broker.group_admin import describe_group, list_all_groups, rebalances
 from streamlab.broker.topics import create_topic
-from streamlab.errors import ConfigError, InconsistentProtocolError, UnknownMemberError
+from streamlab.errors import (
+    ConfigError,
+    FencedMemberEpochError,
+    InconsistentProtocolError,
+    InvalidHeartbeatError,
+    InvalidRegularExpressionError,
+    StaleMemberEpochError,
+    UnknownMemberError,
+    UnreleasedInstanceIdError,
+    UnsupportedAssignorError,
+)
 from streamlab.groups.consumer_group import (
     ConsumerGroup,
     ConsumerGroupConfig,
     ConsumerGroupState,
-    FencedMemberEpochError,
     HeartbeatRequest,
     HeartbeatResult,
-    InvalidHeartbeatError,
-    InvalidRegularExpressionError,
     MemberState,
-    StaleMemberEpochError,
-    UnreleasedInstanceIdError,
-    UnsupportedAssignorError,
 )
 from streamlab.groups.server_assignors import range_, uniform
 from streamlab.groups.state import GroupEvent

@@ -47,7 +47,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from streamlab.errors import ConfigError, FencedInstanceError, GroupError, UnknownMemberError
+from streamlab.errors import (
+    ConfigError,
+    FencedInstanceError,
+    FencedMemberEpochError,
+    InvalidHeartbeatError,
+    InvalidRegularExpressionError,
+    StaleMemberEpochError,
+    UnknownMemberError,
+    UnreleasedInstanceIdError,
+    UnsupportedAssignorError,
+)
 from streamlab.groups.history import now_ms
 from streamlab.groups.server_assignors import DEFAULT_ASSIGNOR, SERVER_ASSIGNORS, Target
 from streamlab.groups.state import GroupEvent
@@ -61,41 +71,6 @@ Recorder = Callable[[str, list[GroupEvent]], None]
 PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
 TopicLister = Callable[[], Sequence[str]]
 Clock = Callable[[], float]
-
-
-# Errors ----------------------------------------------------------------------------------
-class ConsumerGroupError(GroupError):
-    """Base for consumer-group-protocol errors."""
-
-
-class FencedMemberEpochError(ConsumerGroupError):
-    """A heartbeat with an epoch the member does not have: it must rejoin with epoch 0."""
-
-    kafka_code = 110  # FENCED_MEMBER_EPOCH
-
-
-class StaleMemberEpochError(ConsumerGroupError):
-    """An offset commit or fetch with a member epoch that is not the member's current one."""
-
-    kafka_code = 113  # STALE_MEMBER_EPOCH
-
-
-class UnreleasedInstanceIdError(ConsumerGroupError):
-    """A member joins with the instance id of a static member that has not left."""
-
-    kafka_code = 111  # UNRELEASED_INSTANCE_ID
-
-
-class UnsupportedAssignorError(ConsumerGroupError):
-    kafka_code = 112  # UNSUPPORTED_ASSIGNOR
-
-
-class InvalidRegularExpressionError(ConsumerGroupError):
-    kafka_code = 128  # INVALID_REGULAR_EXPRESSION
-
-
-class InvalidHeartbeatError(ConsumerGroupError):
-    kafka_code = 42  # INVALID_REQUEST
 
 
 # Configuration -------------------------------------------------------------------------------

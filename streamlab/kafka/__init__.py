@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from streamlab.errors import (
+    KAFKA_ERROR_CODES,
     ClosedError,
     ConfigError,
     CorruptRecordError,
@@ -136,6 +137,19 @@ _ERRORS: dict[int, type[StreamlabError]] = {
 }
 
 
+def _by_code() -> dict[int, type[StreamlabError]]:
+    """Every code the exception tree names (the first, most general class of a code),
+    then the choices above: one tree, so a code the server answers is never unmapped."""
+    found: dict[int, type[StreamlabError]] = {}
+    for cls, code in KAFKA_ERROR_CODES.items():
+        if code > 0:
+            found.setdefault(code, cls)
+    return {**found, **_ERRORS}
+
+
+_BY_CODE = _by_code()
+
+
 def translate(
     error: Any, *, topic: str | None = None, partition: int | None = None, context: str = ""
 ) -> StreamlabError:
@@ -143,7 +157,7 @@ def translate(
     kafka_error = error.args[0] if error.__class__.__name__ == "KafkaException" and error.args else error
     code = kafka_error.code() if hasattr(kafka_error, "code") else None
     text = kafka_error.str() if hasattr(kafka_error, "str") else str(kafka_error)
-    cls = _ERRORS.get(code, StreamlabError) if code is not None else StreamlabError
+    cls = _BY_CODE.get(code, StreamlabError) if code is not None else StreamlabError
     if cls is UnknownTopicError and partition is not None:
         cls = UnknownPartitionError
     message = f"{context}: {text}" if context else text

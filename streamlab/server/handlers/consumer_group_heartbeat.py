@@ -19,12 +19,11 @@ from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups
 from streamlab.broker.share import share_groups
-from streamlab.errors import GroupTypeError, StreamlabError, UnknownMemberError
+from streamlab.errors import GroupTypeError, InvalidHeartbeatError, StreamlabError, UnknownMemberError
 from streamlab.groups.consumer_group import (
     JOIN,
     HeartbeatRequest,
     HeartbeatResult,
-    InvalidHeartbeatError,
     new_member_id,
 )
 from streamlab.model.types import TopicPartition
