@@ -72,6 +72,9 @@ log = logging.getLogger("streamlab.server")
 IDLE_TIMEOUT_S = 600.0  # Kafka's connections.max.idle.ms
 SHUTDOWN_GRACE_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
+# A client gets this long to finish the TLS handshake: connections in their handshake count
+# against max.connections.per.ip, so a peer that never finishes cannot hold sockets for long.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 WORKER_THREADS = 64
 LISTEN_BACKLOG = 512  # a burst of connecting clients must not wait out SYN retries
 STALL_S = 2.0  # no byte moved for this long, while others wait for memory: the connection is closed
@@ -150,10 +153,11 @@ class KafkaServer:
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound address (the port is chosen by the OS if 0)."""
+        # TLS starts per connection in _accept, after max.connections.per.ip admitted it:
+        # a listener with ssl= would handshake with every peer before counting it.
         self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, reuse_address=True, backlog=LISTEN_BACKLOG,
-            ssl=self.ctx.security.ssl_context,
-        )  # fmt: skip
+            self._accept, self.host, self.port, reuse_address=True, backlog=LISTEN_BACKLOG
+        )
         bound = self._server.sockets[0].getsockname()
         self.port = bound[1]
         self._sweeper = asyncio.create_task(self._sweep(), name="streamlab-memory-sweeper")
@@ -167,6 +171,13 @@ class KafkaServer:
             writer.transport.abort()
             return
         if not self._admit_from(conn.host):
+            writer.transport.abort()
+            return
+        try:
+            await self._start_tls(conn, writer)
+        except (OSError, TimeoutError, asyncio.CancelledError) as exc:  # ssl.SSLError is an OSError
+            log.info("%s:%d: TLS handshake failed: %s", conn.host, conn.port, exc)
+            self._forget(conn)
             writer.transport.abort()
             return
         # A high-water mark of 0 makes drain() wait until the kernel has every byte written:
@@ -188,11 +199,20 @@ class KafkaServer:
             _clear_frames(exc)
         finally:
             self._connections.discard(conn)
-            self._per_ip[conn.host] -= 1
-            if self._per_ip[conn.host] <= 0:
-                del self._per_ip[conn.host]
+            self._forget(conn)
             self._give_back(conn, conn.held)
             await self._close(writer)
+
+    async def _start_tls(self, conn: _Connection, writer: asyncio.StreamWriter) -> None:
+        ssl_context = self.ctx.security.ssl_context
+        if ssl_context is not None:
+            await writer.start_tls(ssl_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
+
+    def _forget(self, conn: _Connection) -> None:
+        """Give back the place of ``conn`` under max.connections.per.ip."""
+        self._per_ip[conn.host] -= 1
+        if self._per_ip[conn.host] <= 0:
+            del self._per_ip[conn.host]
 
     def _admit_from(self, host: str) -> bool:
         """Count a connection from ``host``, or refuse it past max.connections.per.ip."""

@@ -13,6 +13,7 @@ import hmac
 import itertools
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -131,6 +132,48 @@ def test_tls_without_sasl(tmp_path: Path, certs: dict[str, Path]) -> None:
         untrusting = {**config, "ssl.ca.location": str(certs["server"])}
         with pytest.raises(KafkaException):
             AdminClient(untrusting).list_topics(timeout=1)
+    finally:
+        server.kill()
+
+
+def _tls_api_versions(port: int, ca: Path) -> int:
+    """ApiVersions over a fresh TLS connection: its error code."""
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as sock:  # fmt: skip
+        sock.sendall(_frame(18, 0, 1, b""))
+        reader = sock.makefile("rb")
+        (size,) = struct.unpack(">i", reader.read(4))
+        return int(struct.unpack_from(">ih", reader.read(size))[1])
+
+
+def test_connections_in_their_tls_handshake_count_against_max_connections_per_ip(
+    tmp_path: Path, certs: dict[str, Path]
+) -> None:
+    """Peers that connect and never handshake hold a place each: a listener that handshakes
+    before counting would let any number of them pile up."""
+    server = SecureServer(tmp_path / "data", tmp_path / "server.log",
+                          [*tls_args(certs), "--max-connections-per-ip", "2"])  # fmt: skip
+    server.start()
+    try:
+        assert _tls_api_versions(server.port, certs["ca"]) == 0
+        stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(2)]
+        time.sleep(0.2)  # both accepted and counted (their handshakes pending)
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            _tls_api_versions(server.port, certs["ca"])  # a third: closed before any handshake
+        stalled.pop().close()
+        deadline = time.monotonic() + 5
+        while True:  # the closed one's place is free again
+            try:
+                assert _tls_api_versions(server.port, certs["ca"]) == 0
+                break
+            except (ssl.SSLError, ConnectionError, OSError):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        stalled.pop().close()
+        log = server.log()
+        assert "max.connections.per.ip" in log
+        assert "Traceback" not in log
     finally:
         server.kill()
 
