@@ -22,6 +22,7 @@ from streamlab.broker.offsets import commit
 from streamlab.broker.produce import append
 from streamlab.errors import (
     CatalogWarning,
+    ClosedError,
     InvalidOffsetError,
     InvalidTimestampError,
     QueryError,
@@ -228,3 +229,12 @@ def test_a_catalog_row_that_is_no_topic_name_is_skipped_on_reopen(tmp_path: Path
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if data not in (p, *p.parents))
     assert after == before  # nothing created outside the data directory
     assert not (data / "topics" / "huge").exists()
+
+
+def test_a_closed_lab_says_it_is_closed(tmp_path: Path) -> None:
+    lab = streamlab.connect(tmp_path)
+    lab.create_topic("t")
+    lab.close()
+    for call in (lambda: lab.rebalances("g"), lambda: lab.groups(), lambda: lab.lag("g"), lambda: lab.topics()):
+        with pytest.raises(ClosedError):
+            call()

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from streamlab.errors import StorageError
+from streamlab.errors import ClosedError, StorageError
 from streamlab.storage import manifest
 from streamlab.storage.commit_journal import (
     CHECKPOINT_BYTES,
@@ -54,10 +54,12 @@ CREATE TABLE IF NOT EXISTS group_events (
 
 @contextmanager
 def _storage_errors(path: Path) -> Iterator[None]:
-    """DuckDB's write failures (disk full, I/O) as :class:`StorageError`; DuckDB rolls the
-    transaction back and stays usable once space is freed."""
+    """DuckDB's write failures (disk full, I/O) as :class:`StorageError` (DuckDB rolls the
+    transaction back and stays usable once space is freed); use after close as :class:`ClosedError`."""
     try:
         yield
+    except duckdb.ConnectionException as exc:  # closed with its broker
+        raise ClosedError(f"the broker for {path.parent} is closed; open it again with streamlab.connect()") from exc
     except (duckdb.IOException, duckdb.TransactionException) as exc:
         raise StorageError(f"could not write the catalog {path}: {exc}") from exc
 
@@ -146,7 +148,7 @@ class Catalog:
                 raise
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, _storage_errors(self.path):
             return self._con.execute(sql, params or []).fetchall()
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
