@@ -23,6 +23,7 @@ def connect(
     *,
     auto_create_topics: bool | None = None,
     num_partitions: int | None = None,
+    schema_registry: str | None = None,
     clock: Clock | None = None,
 ) -> Lab:
     """Open a broker: a directory path gives the embedded broker (created if missing);
@@ -33,6 +34,10 @@ def connect(
     ``auto.create.topics.enable`` (default True, as in Kafka: a producer's first send to an
     unknown topic creates it) and ``num.partitions`` (default 1). A Kafka cluster has its
     own (``streamlab serve --no-auto-create-topics``): giving them with kafka:// is an error.
+
+    ``schema_registry`` (kafka:// only): the URL of a Schema Registry (Confluent's, Redpanda's,
+    ``streamlab serve --schema-registry-port``) that ``lab.schemas`` uses; an embedded lab uses
+    its directory's own registry.
 
     ``clock`` (embedded only): what the broker keeps group sessions, timeouts and
     share-group locks by, e.g. a :class:`~streamlab.model.clock.ManualClock` that moves only
@@ -67,9 +72,13 @@ def connect(
                 name=exc.name,
             ) from exc
 
-        return Lab(KafkaBackend(target))
+        return Lab(KafkaBackend(target, schema_registry=schema_registry))
     from streamlab.client.backend import EmbeddedBackend
 
+    if schema_registry is not None:
+        from streamlab.errors import ConfigError
+
+        raise ConfigError("schema_registry= is for kafka:// labs; an embedded lab's registry is in its directory")
     return Lab(EmbeddedBackend(target, settings=settings, clock=clock))
 
 

@@ -352,6 +352,73 @@ class ShareOperationError(ShareGroupError, TypeError):
     """An operation a share consumer does not have (seek, assign, position)."""
 
 
+# Schema Registry errors: ``error_code`` is Confluent's REST error code, which the served
+# registry answers with and confluent-kafka's SchemaRegistryClient raises as SchemaRegistryError.
+class SchemaRegistryError(StreamlabError):
+    error_code: ClassVar[int] = 50001  # error in the backend data store
+    http_status: ClassVar[int] = 500
+
+
+class SubjectNotFoundError(SchemaRegistryError, KeyError):
+    error_code, http_status = 40401, 404
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class VersionNotFoundError(SubjectNotFoundError):
+    error_code, http_status = 40402, 404
+
+
+class SchemaNotFoundError(SubjectNotFoundError):
+    error_code, http_status = 40403, 404
+
+
+class SubjectSoftDeletedError(SchemaRegistryError):
+    """The subject was soft-deleted; delete it again with ``permanent=True`` to remove it."""
+
+    error_code, http_status = 40404, 404
+
+
+class SubjectNotSoftDeletedError(SchemaRegistryError):
+    """A permanent delete needs a soft delete first, as in Confluent's registry."""
+
+    error_code, http_status = 40405, 404
+
+
+class VersionNotSoftDeletedError(SchemaRegistryError):
+    error_code, http_status = 40407, 404
+
+
+class IncompatibleSchemaError(SchemaRegistryError, ValueError):
+    """The schema breaks the subject's compatibility level; the message lists why."""
+
+    error_code, http_status = 409, 409
+
+
+class InvalidSchemaError(SchemaRegistryError, ValueError):
+    error_code, http_status = 42201, 422
+
+
+class InvalidVersionError(SchemaRegistryError, ValueError):
+    error_code, http_status = 42202, 422
+
+
+class InvalidCompatibilityLevelError(SchemaRegistryError, ValueError):
+    error_code, http_status = 42203, 422
+
+
+class SchemaDecodeError(SerializationError):
+    """A record's bytes do not decode with the schema its Confluent header names (or
+    a value does not encode with the schema given)."""
+
+
+class ReferenceExistsError(SchemaRegistryError):
+    """Another schema references this version: it cannot be deleted."""
+
+    error_code, http_status = 42206, 422
+
+
 def _all_subclasses(cls: type[StreamlabError]) -> list[type[StreamlabError]]:
     out: list[type[StreamlabError]] = []
     sub: type[StreamlabError]

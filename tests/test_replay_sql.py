@@ -108,7 +108,11 @@ def test_replay_of_mixed_formats_returns_every_value(lab: streamlab.Lab, make_to
         for i, v in enumerate(sent):
             p.send(topic, value=v, key=b"bytes-key" if i % 2 else "str-key")
     out = lab.replay(topic)
-    assert out["value"].tolist() == sent
+    # The object is spread into fields; the values that are not objects stay in "value"
+    # and say why in "value_error" (null where the fields hold the value).
+    assert out["value"].tolist() == [b"\x00\x01", "text", None, [1, 2], None]
+    assert out["a"].fillna(0).tolist() == [0, 0, 1, 0, 0]
+    assert out["value_error"].fillna("-").tolist() == ["not JSON", "not JSON", "-", "not a JSON object", "-"]
     assert out["key"].tolist() == ["str-key", b"bytes-key", "str-key", b"bytes-key", "str-key"]
     raw = lab.replay(topic, raw=True)
     assert raw["value"].tolist() == [b"\x00\x01", "text", '{"a":1}', "[1,2]", None]

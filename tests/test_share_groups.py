@@ -470,7 +470,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
         self.catalog.close()
 
 
-TestSharePartitionMachine = SharePartitionMachine.TestCase
+TestSharePartitionMachine = pytest.mark.slow(SharePartitionMachine.TestCase)  # about 10 s: CI, not the inner loop
 TestSharePartitionMachine.settings = settings(
     max_examples=80, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -131,6 +131,9 @@ class Broker:
             raise ClosedError(f"the broker for {self.data_dir} is closed; open it again with streamlab.connect()")
 
     def close(self) -> None:
+        from streamlab.broker.transactions import close_coordinator  # a cycle: it uses Broker
+
+        close_coordinator(self)  # first, outside the lock: its timer may be writing a marker
         with self.lock:
             if self.closed:
                 return

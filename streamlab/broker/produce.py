@@ -67,9 +67,12 @@ def append(broker: Broker, topic: str, partition: int, batch: pa.RecordBatch, *,
         # batch is stored whatever the cleaner does: a failure here (disk full during a
         # compaction) must not report the append as failed, or a retry would store it twice.
         config, now_ms = state.config, int(time.time() * 1000)
+        from streamlab.broker.transactions import compaction_view  # a cycle: it appends markers
+
+        aborted, stable = compaction_view(broker, topic, partition)
         try:
             log.apply_retention(config, now_ms)
-            log.compact(config, now_ms)
+            log.compact(config, now_ms, aborted=aborted, stable_offset=stable)
         except (StorageError, CorruptSegmentError) as exc:
             logger.warning("%s[%d]: retention and compaction skipped after a seal: %s", topic, partition, exc)
     return base

@@ -15,7 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from streamlab.broker.core import Broker
-from streamlab.broker.transactions import read_index, visible_filter_sql
+from streamlab.broker.transactions import TransactionIndex, current_index, visible_filter_sql
 from streamlab.model.fields import expand_json_objects
 from streamlab.model.schema import RECORD_SCHEMA
 from streamlab.model.views import FIELDS_COLUMN, Bounds, literal, quote, view_sql
@@ -31,11 +31,12 @@ class Snapshots:
     retention or compaction during the query changes nothing it sees, and released when the
     query is done, which is when files dropped meanwhile are removed."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, *, committed: bool = True) -> None:
         self._broker = broker
         self._taken: dict[tuple[str, int], LogSnapshot] = {}
-        # Transactions `streamlab serve` ran on this directory: queries show committed data.
-        self.transactions = read_index(broker.data_dir)
+        # Transactions run on this directory (embedded or served): committed data only, as a
+        # read_committed consumer reads it; else everything but the markers.
+        self.transactions = current_index(broker) if committed else TransactionIndex()
 
     def of(self, topic: str, partition: int) -> LogSnapshot:
         key = (topic, partition)
@@ -111,14 +112,16 @@ def replay(
     raw: bool = False,
     headers: bool = False,
     progress: Callable[[int], object] | None = None,
+    committed: bool = True,
 ) -> pa.Table:
     """Decoded records ordered by partition and offset. A key or value column that holds
     JSON or mixed formats comes with a ``_key_format`` / ``_value_format`` column so the
     client turns each cell back into what was sent. ``progress`` is called with the number
-    of rows of each chunk as it arrives (for a progress bar)."""
+    of rows of each chunk as it arrives (for a progress bar); ``committed`` (default) leaves
+    out records of aborted and still open transactions, as read_committed consumers do."""
     con = _reader()
     try:
-        with Snapshots(broker) as snapshots:
+        with Snapshots(broker, committed=committed) as snapshots:
             source = source_sql(broker, con, topic, bounds, snapshots)
             view = view_sql(con, source, raw=raw, headers=headers, formats=True)
             rel = con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"')
@@ -174,14 +177,14 @@ def referenced_topics(broker: Broker, query: str) -> list[str]:
     return [t for t in broker.topics if t in names or t.lower() in lowered]
 
 
-def sql(broker: Broker, query: str) -> pa.Table:
+def sql(broker: Broker, query: str, *, committed: bool = True) -> pa.Table:
     """Run ``query`` with the topics it names available as views of their decoded records.
 
     The query runs on a connection of its own (see :func:`_reader`): it reads a snapshot
     of each topic it names and nothing else of the broker."""
     con = _reader()
     try:
-        with Snapshots(broker) as snapshots:
+        with Snapshots(broker, committed=committed) as snapshots:
             for topic in referenced_topics(broker, query):
                 source = source_sql(broker, con, topic, Bounds(), snapshots)
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS {view_sql(con, source)}")

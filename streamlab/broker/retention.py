@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from streamlab.broker.core import Broker
+from streamlab.broker.transactions import compaction_view
 from streamlab.errors import CorruptSegmentError, StorageError
 
 log = logging.getLogger("streamlab.broker")
@@ -27,7 +28,8 @@ def apply_retention(broker: Broker, *, now_ms: int) -> RetentionResult:
             for partition_log in state.logs:
                 try:
                     deleted += partition_log.apply_retention(state.config, now_ms)
-                    compacted += partition_log.compact(state.config, now_ms)
+                    aborted, stable = compaction_view(broker, state.name, partition_log.partition)
+                    compacted += partition_log.compact(state.config, now_ms, aborted=aborted, stable_offset=stable)
                 except (StorageError, CorruptSegmentError) as exc:
                     log.warning("%s/%d: retention and compaction skipped: %s",
                                 state.name, partition_log.partition, exc)  # fmt: skip

@@ -42,6 +42,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -56,10 +57,12 @@ from streamlab.broker import produce
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit as commit_offsets
 from streamlab.errors import (
+    ClosedError,
     InvalidProducerEpochError,
     InvalidProducerIdMappingError,
     InvalidTransactionTimeoutError,
     InvalidTxnStateError,
+    OffsetOutOfRangeError,
     ProducerFencedError,
     StreamlabError,
 )
@@ -79,9 +82,14 @@ __all__ = [
     "TransactionCoordinator",
     "TransactionIndex",
     "aborted_rows",
+    "close_coordinator",
+    "compaction_view",
+    "coordinator",
+    "current_index",
     "is_control",
     "read_index",
     "read_visible",
+    "shared_coordinator",
     "stable_visible",
     "visible_filter_sql",
     "visible_mask",
@@ -337,11 +345,18 @@ class TransactionCoordinator:
         self._rewrite()
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
-        for txn in list(self._txns.values()):
-            if txn.state != "Empty" and not txn.state.startswith("Complete"):
-                log.warning("transaction %r was open at shutdown: completing it", txn.transactional_id)
-                with txn.lock:
-                    self._complete(txn, commit=txn.state == "PrepareCommit", bump=txn.state == "Ongoing")
+        self._holders = 1
+        with _registry_lock:  # the broker's coordinator, for embedded producers and readers too
+            _registry.setdefault(broker, self)
+        try:
+            for txn in list(self._txns.values()):
+                if txn.state != "Empty" and not txn.state.startswith("Complete"):
+                    log.warning("transaction %r was open at shutdown: completing it", txn.transactional_id)
+                    with txn.lock:
+                        self._complete(txn, commit=txn.state == "PrepareCommit", bump=txn.state == "Ongoing")
+        except BaseException:
+            self.shutdown()  # never left registered half-recovered
+            raise
 
     # the state file -------------------------------------------------------------------
     def _drop_unstored(self) -> None:
@@ -412,7 +427,8 @@ class TransactionCoordinator:
 
     def _write(self, *docs: dict[str, Any]) -> AppendFile:
         """Append lines (under ``self._lock``); the caller syncs the returned file if needed."""
-        assert self._file is not None
+        if self._file is None:
+            raise ClosedError(f"the transaction coordinator of {self._broker.data_dir} is closed")
         self._file.append(b"".join(_line(doc) for doc in docs))
         self._lines += len(docs)
         return self._file
@@ -668,6 +684,42 @@ class TransactionCoordinator:
         with self._lock:
             return self.index.aborted_in(topic, partition, start, end)
 
+    def index_snapshot(self) -> TransactionIndex:
+        """A copy of the index as it is now, for a reader that needs one instant (a query)."""
+        with self._lock:
+            return TransactionIndex(
+                {tp: list(r) for tp, r in self.index.aborted.items()},
+                {tp: {pid: list(r) for pid, r in by_pid.items()} for tp, by_pid in self.index.open.items()},
+            )
+
+    def read_committed(self, topic: str, partition: int, offset: int, max_records: int) -> tuple[pa.Table, int]:
+        """What a ``read_committed`` consumer at ``offset`` gets (as Fetch answers it over the
+        wire): up to ``max_records`` records below the last stable offset, none of an aborted
+        transaction, no markers; and the offset to read from next. Stretches of aborted
+        records are stepped over here, so the rows are empty only at the last stable offset.
+        Raises :class:`OffsetOutOfRangeError` for an offset outside the retained log."""
+        log = self._broker.log(topic, partition)
+        start, high = log.log_start_offset, log.high_watermark
+        if offset < start or offset > high:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside {topic}[{partition}]'s retained range {start}..{high}",
+                topic=topic, partition=partition, offset=offset,
+            )  # fmt: skip
+        while True:
+            end = self.last_stable_offset(topic, partition, log.high_watermark)
+            if offset >= end:
+                return log.read(offset, 0), offset
+            table = log.read(offset, max_records)
+            if not table.num_rows:
+                return table, offset
+            offsets = np.asarray(table.column("offset").to_numpy())
+            keep = offsets < end
+            next_offset = int(offsets[keep][-1]) + 1 if keep.any() else offset
+            keep &= visible_mask(table, self.aborted_in(topic, partition, offset, next_offset))
+            if keep.any() or next_offset in (offset, end):
+                return (table if keep.all() else table.filter(pa.array(keep))), next_offset
+            offset = next_offset  # only aborted records and markers: look further
+
     # admin ----------------------------------------------------------------------------------
     def describe(self, transactional_id: str) -> Transaction | None:
         with self._lock:
@@ -754,7 +806,25 @@ class TransactionCoordinator:
         self._timer = threading.Thread(target=run, name="streamlab-txn-timeouts", daemon=True)
         self._timer.start()
 
+    def acquire(self) -> TransactionCoordinator:
+        """One more holder (see :func:`shared_coordinator`); each calls :meth:`close` once."""
+        with self._lock:
+            self._holders += 1
+        return self
+
     def close(self) -> None:
+        """Let go of the coordinator; the last holder stops its timer and closes its file."""
+        with self._lock:
+            self._holders -= 1
+            if self._holders > 0:
+                return
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop now, whoever still holds it (the broker is closing)."""
+        with _registry_lock:
+            if _registry.get(self._broker) is self:
+                del _registry[self._broker]
         self._stop.set()
         if self._timer is not None:
             self._timer.join(timeout=5)
@@ -795,3 +865,135 @@ def stable_visible(table: pa.Table, aborted: Sequence[Range], stable_offset: int
     if keep.all():
         return table
     return table.filter(pa.array(keep))
+
+
+# The broker's coordinator ---------------------------------------------------------------------
+# One per broker, whoever made it: `streamlab serve` (ServerContext, through
+# shared_coordinator) or the embedded API (coordinator()), so a transaction, its markers
+# and its index are the same whichever way a client came in.
+_registry: weakref.WeakKeyDictionary[Broker, TransactionCoordinator] = weakref.WeakKeyDictionary()
+_registry_lock = threading.RLock()
+_ID_BLOCK: Final = 1000
+IDS_FILE: Final = "producer-ids"
+
+
+class _ProducerIds:
+    """Producer ids for a coordinator made without `streamlab serve`: reserved in blocks in
+    ``<data>/server/producer-ids``, the file and format the server's producer state uses
+    (:mod:`streamlab.server.idempotence`), so an id handed out here is never handed out
+    again by a later server on the same directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / IDS_FILE
+        self._lock = threading.Lock()
+        self._next = self._block_end = self._read()
+
+    def _read(self) -> int:
+        try:
+            return int(self._path.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def new(self) -> tuple[int, int]:
+        with self._lock:
+            if self._next >= self._block_end:
+                # Reserve durably before use (a crash can only skip ids); past whatever the
+                # file says now, in case a server in this process reserved meanwhile.
+                self._next = max(self._next, self._read())
+                self._block_end = self._next + _ID_BLOCK
+                tmp = self._path.with_suffix(".tmp")
+                with open(tmp, "wb") as fh:
+                    fh.write(str(self._block_end).encode())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self._path)
+                fd = os.open(self._path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            pid = self._next
+            self._next += 1
+            return pid, 0
+
+
+@contextlib.contextmanager
+def _append_lock(broker: Broker, topic: str, partition: int) -> Iterator[None]:
+    with broker.log(topic, partition).append_lock:
+        yield
+
+
+def coordinator(broker: Broker, *, create: bool = True) -> TransactionCoordinator | None:
+    """The broker's transaction coordinator, made on first use for the embedded API.
+
+    Without ``create`` (a reader asking), None when no transaction was ever run on the
+    directory; but a directory that has a transaction state file gets its coordinator
+    now, so that transactions a crash left open are aborted before anything is read.
+    An embedded coordinator's partition lock is the log's append lock (every append
+    holds it), and it checks for expired transactions every half second until the broker
+    closes (:func:`close_coordinator`)."""
+    broker.check_open()
+    with _registry_lock:
+        found = _registry.get(broker)
+        if found is not None:
+            return found
+        if not create and not (broker.data_dir / "server" / FILE_NAME).exists():
+            return None
+        (broker.data_dir / "server").mkdir(exist_ok=True)
+        ids = _ProducerIds(broker.data_dir / "server")
+        found = TransactionCoordinator(
+            broker, new_producer_id=ids.new, partition_lock=lambda t, p: _append_lock(broker, t, p)
+        )
+        found.start_timer()
+        return found
+
+
+def shared_coordinator(
+    broker: Broker,
+    *,
+    new_producer_id: Callable[[], tuple[int, int]],
+    partition_lock: Callable[[str, int], AbstractContextManager[None]],
+) -> TransactionCoordinator:
+    """The broker's coordinator for a server: the one the embedded API already uses on this
+    broker (in-process ``Lab.serve``), with one more holder, or a new one. Close it once."""
+    with _registry_lock:
+        found = _registry.get(broker)
+        if found is not None:
+            return found.acquire()
+        made = TransactionCoordinator(broker, new_producer_id=new_producer_id, partition_lock=partition_lock)
+        made.start_timer()
+        return made
+
+
+def close_coordinator(broker: Broker) -> None:
+    """The broker is closing: its coordinator stops, whoever still holds it."""
+    with _registry_lock:
+        found = _registry.pop(broker, None)
+    if found is not None:
+        found.shutdown()
+
+
+def current_index(broker: Broker) -> TransactionIndex:
+    """The broker's transaction index now (empty if no transaction was ever run here)."""
+    found = coordinator(broker, create=False)
+    return TransactionIndex() if found is None else found.index_snapshot()
+
+
+def compaction_view(broker: Broker, topic: str, partition: int) -> tuple[list[Range], int | None]:
+    """What compaction must know of a partition's transactions: the aborted ranges (their
+    records are removed and never count as a key's latest) and the last stable offset
+    (nothing from there on is cleaned: it may still abort); ``([], None)`` if none ran.
+
+    Never makes a coordinator (compaction runs while a broker opens, before one exists):
+    without a live one the state file says what was last written, where a transaction
+    open at a crash is still open, which is the safe reading."""
+    with _registry_lock:
+        live = _registry.get(broker)
+    if live is not None:
+        index = live.index_snapshot()
+    elif (broker.data_dir / "server" / FILE_NAME).exists():
+        index = read_index(broker.data_dir)
+    else:
+        return [], None
+    stable = index.last_stable_offset(topic, partition, 2**63 - 1)
+    return list(index.aborted.get((topic, partition), [])), (None if stable == 2**63 - 1 else stable)

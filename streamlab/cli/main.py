@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 import streamlab
-from streamlab.cli import check, demo, groups, serve
+from streamlab.cli import browse, check, demo, groups, serve
 from streamlab.errors import RecordTooLargeError, StreamlabError, UnknownPartitionError, UnknownTopicError
 from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.serde import encode
@@ -348,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--partitions", type=_partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
 
     groups.add_commands(command, commands, _with_lab)
+    browse.add_command(command, commands, _with_lab)
 
     text = "the clickstream scenario end to end (in a temporary directory unless --data)"
     dem = command(commands, "demo", text, lambda a: demo.run(a.data, a.records))

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="H",
         help="host name clients must use to reach this broker (default: --host, or this machine's name for 0.0.0.0)",
     )
+    parser.add_argument("--schema-registry-port", type=int, metavar="N",
+                        help="also serve Confluent's Schema Registry REST API on --host at port N (0 picks one; "
+                        "schemas are kept in the _schemas topic; needs pip install 'streamlab[registry]')")  # fmt: skip
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     _add_limit_arguments(parser)
     _add_topic_arguments(parser)
@@ -145,6 +148,23 @@ def _security(args: argparse.Namespace) -> Security:
     )
 
 
+def _check_registry(args: argparse.Namespace) -> None:
+    from streamlab.errors import ConfigError
+    from streamlab.server.security import is_loopback
+
+    # The registry's HTTP endpoint has no authentication (nor TLS): SASL users protect only
+    # the Kafka listener, so off loopback anyone could register and delete schemas.
+    if not is_loopback(args.host) and not args.insecure:
+        raise ConfigError(
+            f"refusing to serve the Schema Registry on {args.host}: its HTTP endpoint has no authentication. "
+            "Serve on a loopback --host, or pass --insecure to serve it without."
+        )
+    try:
+        import streamlab.server.registry_http  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"--schema-registry-port needs {exc.name}: pip install 'streamlab[registry]'") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     data = args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DIRECTORY
     logging.basicConfig(
@@ -156,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     from streamlab.server import serve  # the protocol stack loads only for this command
 
     security = _security(args)
+    if args.schema_registry_port is not None:
+        _check_registry(args)
     serve(data, host=args.host, port=args.port, advertised_host=args.advertised_host, security=security,
-          **_limits(args), **_settings(args))  # fmt: skip
+          schema_registry_port=args.schema_registry_port, **_limits(args), **_settings(args))  # fmt: skip
     return 0

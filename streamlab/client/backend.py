@@ -16,13 +16,17 @@ import pyarrow as pa
 
 from streamlab.broker import Broker, group_admin, query, retention, topics
 from streamlab.broker import offsets as offset_ops
+from streamlab.broker.history_store import CatalogHistory
 from streamlab.client.consumer import Consumer
 from streamlab.client.producer import Producer
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.config import BrokerSettings
 from streamlab.model.clock import SYSTEM_CLOCK, Clock
+from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame
 from streamlab.model.views import Bounds
 from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
+from streamlab.port.history import KEEP_MS
+from streamlab.port.schemas import SchemaRegistryPort
 
 _open: dict[Path, tuple[Broker, int]] = {}
 _open_lock = threading.Lock()
@@ -57,6 +61,7 @@ class EmbeddedBackend:
     def __init__(self, path: str | Path, *, settings: BrokerSettings | None = None, clock: Clock | None = None) -> None:
         self.path = Path(path).resolve()
         self.broker = _acquire(self.path, settings, clock)
+        self._history: CatalogHistory | None = None
 
     def describe(self) -> str:
         return f"{self.path} topics={len(self.broker.topics)}"
@@ -82,6 +87,9 @@ class EmbeddedBackend:
 
     def partition_count(self, topic: str) -> int:
         return self.broker.topic(topic).partitions
+
+    def offsets_for_time(self, topic: str, partitions: Sequence[int], ms: int) -> dict[int, int]:
+        return {p: offset_ops.offset_for_time(self.broker, topic, p, ms) for p in partitions}
 
     def apply_retention(self, now_ms: int) -> retention.RetentionResult:
         return retention.apply_retention(self.broker, now_ms=now_ms)
@@ -135,10 +143,7 @@ class EmbeddedBackend:
                             columns=["member", "client_id", "host", "topic", "partition"])  # fmt: skip
 
     def lag(self, group: str) -> pd.DataFrame:
-        df = pd.DataFrame(group_admin.lag(self.broker, group),
-                          columns=["topic", "partition", "committed", "end_offset", "lag", "time_lag_ms"])  # fmt: skip
-        df["time_lag"] = pd.to_timedelta(df["time_lag_ms"], unit="ms")
-        return df.drop(columns="time_lag_ms")
+        return lag_frame(group_admin.lag(self.broker, group))
 
     def rebalances(self, group: str) -> pd.DataFrame:
         columns = ["generation", "time_ms", "reason", "member", "topic", "partition", "change"]
@@ -148,19 +153,37 @@ class EmbeddedBackend:
 
     def reset_offsets(self, group: str, to: Any, *, dry_run: bool, topics: list[str] | None) -> pd.DataFrame:
         rows = group_admin.reset_offsets(self.broker, group, to, dry_run=dry_run, topics=topics)
-        return pd.DataFrame(rows, columns=["topic", "partition", "current", "new", "replayed", "skipped"])
+        return pd.DataFrame(rows, columns=RESET_COLUMNS)
 
     # analytics --------------------------------------------------------------------------
     def estimate_rows(self, topic: str, bounds: Bounds) -> int:
         return query.estimate_rows(self.broker, topic, bounds)
 
     def replay_table(
-        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None
-    ) -> pa.Table:
-        return query.replay(self.broker, topic, bounds, raw=raw, headers=headers, progress=progress)
+        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None,
+        committed: bool = True,
+    ) -> pa.Table:  # fmt: skip
+        return query.replay(self.broker, topic, bounds, raw=raw, headers=headers, progress=progress,
+                            committed=committed)  # fmt: skip
 
-    def sql_table(self, statement: str) -> pa.Table:
-        return query.sql(self.broker, statement)
+    def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table:
+        return query.sql(self.broker, statement, committed=committed)
+
+    def history(self) -> CatalogHistory:
+        if self._history is None:  # its tables are created on first use
+            self._history = CatalogHistory(self.broker, keep_ms=KEEP_MS)
+        return self._history
+
+    def broker_to_serve(self) -> Broker:
+        self.broker.check_open()
+        return self.broker
+
+    def schema_registry(self) -> SchemaRegistryPort:
+        """The directory's registry: its ``_schemas`` topic, created on first use; the same
+        one ``streamlab serve --schema-registry-port`` serves."""
+        from streamlab.broker.schema_registry import schema_store
+
+        return schema_store(self.broker)
 
     def close(self) -> None:
         _release(self.broker)

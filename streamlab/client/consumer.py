@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from streamlab.broker import Broker
 from streamlab.broker.fetch import fetch
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share import check_not_share
+from streamlab.broker.transactions import coordinator
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership
 from streamlab.errors import ClosedError, ConfigError, NoGroupError, OffsetOutOfRangeError, StreamlabError
@@ -25,8 +26,13 @@ from streamlab.model.names import validate_group_id
 from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
 from streamlab.port.consumer_rules import warn_offset_reset
+from streamlab.port.record_frames import records_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OffsetReset = Literal["earliest", "latest", "none"]
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
 Callback = Callable[[list[TopicPartition]], None]
 
 
@@ -50,12 +56,22 @@ class Consumer:
         max_poll_interval_ms: int = 300_000,
         group_instance_id: str | None = None,
         pattern: str | None = None,
+        isolation_level: IsolationLevel = "read_uncommitted",
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
+        if isolation_level not in ("read_committed", "read_uncommitted"):
+            raise ConfigError(
+                f"isolation_level must be 'read_committed' or 'read_uncommitted', got {isolation_level!r}"
+            )
         if group is not None:
             validate_group_id(group)
         validate_group_id(client_id, what="client_id", empty_ok=True)  # stored with the group's history
+        # read_committed (Kafka's isolation.level): records below the last stable offset,
+        # none of an aborted transaction. Looking the coordinator up now also aborts what
+        # a crash left open, before any committed offset or record is read.
+        self._committed_only = isolation_level == "read_committed"
+        coordinator(broker, create=False)
         self._broker = broker
         self.group = group
         self.client_id = client_id
@@ -198,8 +214,14 @@ class Consumer:
         if self._reset == "earliest":
             return log.log_start_offset
         if self._reset == "latest":
-            return log.high_watermark
+            return self._end(tp)
         raise self._no_position(tp)
+
+    def _end(self, tp: TopicPartition) -> int:
+        """Where "latest" is: the high watermark, or for read_committed the last stable offset."""
+        high = self._broker.log(tp.topic, tp.partition).high_watermark
+        txns = coordinator(self._broker, create=False) if self._committed_only else None
+        return high if txns is None else txns.last_stable_offset(tp.topic, tp.partition, high)
 
     @staticmethod
     def _no_position(tp: TopicPartition) -> OffsetOutOfRangeError:
@@ -229,6 +251,15 @@ class Consumer:
             self._broker.wait_for_data(min(left, 0.1))
             self._check_open()
 
+    def poll_frame(
+        self, timeout: float = 1.0, max_records: int | None = None, *, raw: bool = False, headers: bool = False
+    ) -> pd.DataFrame:
+        """One :meth:`poll` as a DataFrame shaped like ``lab.replay`` (``topic`` first, then
+        partition, offset, timestamp, key and the decoded value columns; ``raw`` and
+        ``headers`` as in replay), rows by topic, partition, offset. Commit after it as
+        after a poll. An empty poll gives an empty frame with the same columns."""
+        return records_frame(self.poll(timeout, max_records), raw=raw, headers=headers)
+
     def _fetch_once(self, limit: int) -> list[Record]:
         tps = list(self._positions)
         if not tps:
@@ -241,8 +272,12 @@ class Consumer:
             position = self._positions[tp]
             if position is None:
                 raise self._no_position(tp)
+            txns = coordinator(self._broker, create=False) if self._committed_only else None
             try:
-                table, next_position = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
+                if txns is None:
+                    table, next_position = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
+                else:
+                    table, next_position = txns.read_committed(tp.topic, tp.partition, position, limit - len(out))
             except OffsetOutOfRangeError:
                 if self._reset == "none":
                     raise
@@ -272,7 +307,7 @@ class Consumer:
 
     def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         for tp in self._targets(partitions):
-            self._positions[tp] = self._broker.log(tp.topic, tp.partition).high_watermark
+            self._positions[tp] = self._end(tp)
 
     def seek_to_timestamp(self, timestamp: Any, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Move to the first record at or after ``timestamp`` (datetime, ISO string or ms)."""

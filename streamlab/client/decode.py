@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from orjson import JSONDecodeError
 
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode, loads
+from streamlab.model.fields import object_candidates
+from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode, decode_value, loads
 from streamlab.model.types import Record
 
 _make_record = partial(tuple.__new__, Record)
@@ -28,28 +30,38 @@ def _json_values(column: pa.Array) -> list[Any]:
     ends = np.frombuffer(column.buffers()[1], dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
     data = np.frombuffer(column.buffers()[2], dtype=np.uint8)[ends[0] : ends[-1]]
     joined = np.insert(data, ends[1:-1] - ends[0], _COMMA)  # "v1,v2,...,vn"
-    parsed = loads(b"[" + joined.tobytes() + b"]")
+    try:
+        parsed = loads(b"[" + joined.tobytes() + b"]")
+    except JSONDecodeError:  # an empty value older versions stored: one by one, it reads as null
+        parsed = []
     if len(parsed) != len(column):  # cannot happen for valid documents; be safe anyway
-        return [loads(v) for v in column.to_pylist()]
+        return [decode(v, FMT_JSON) for v in column.to_pylist()]
     return parsed
 
 
-def _column(table: pa.Table, name: str, formats: pa.ChunkedArray) -> list[Any]:
+def _column(table: pa.Table, name: str, formats: pa.ChunkedArray, *, objects: bool = False) -> list[Any]:
+    """The cells of the key or value column ``name`` as they were sent; with ``objects``
+    (values), bytes holding a JSON object as dicts (see ``serde.decode_value``)."""
     column = table.column(name)
     kinds = set(pc.unique(formats).to_pylist())
     if kinds == {FMT_JSON} and column.num_chunks and column.type == pa.binary():
         return _json_values(column.combine_chunks())
     if kinds <= {FMT_JSON, FMT_NULL}:
-        return [None if v is None else loads(v) for v in column.to_pylist()]
+        return [decode(v, FMT_JSON) for v in column.to_pylist()]
     if kinds <= {FMT_STR, FMT_NULL}:
         try:
             return column.cast(pa.string()).to_pylist()
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return [None if v is None else v.decode() for v in column.to_pylist()]  # raise like before
     raw = column.to_pylist()
+    if objects and FMT_BYTES in kinds:
+        stored = formats.combine_chunks()
+        candidates = pc.and_(object_candidates(column.combine_chunks(), stored), pc.equal(stored, FMT_BYTES))
+        for row in np.flatnonzero(candidates.to_numpy(zero_copy_only=False)).tolist():
+            raw[row] = decode_value(raw[row], FMT_BYTES)
     if kinds <= {FMT_BYTES, FMT_NULL}:
         return raw
-    return [decode(v, f) for v, f in zip(raw, formats.to_pylist(), strict=True)]
+    return [v if isinstance(v, dict) else decode(v, f) for v, f in zip(raw, formats.to_pylist(), strict=True)]
 
 
 def to_records(topic: str, partition: int, table: pa.Table) -> list[Record]:
@@ -71,7 +83,7 @@ def to_records(topic: str, partition: int, table: pa.Table) -> list[Record]:
         gc.disable()
     try:
         keys = _column(table, "key", table.column("key_format"))
-        values = _column(table, "value", table.column("value_format"))
+        values = _column(table, "value", table.column("value_format"), objects=True)
         headers_col = table.column("headers")
         if headers_col.null_count == n:
             headers: list[dict[str, bytes]] = [{} for _ in range(n)]

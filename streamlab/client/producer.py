@@ -11,13 +11,14 @@ themselves, so one fsync covers many records (group commit) without any tuning.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
 from array import array
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
@@ -28,10 +29,13 @@ from streamlab.broker import Broker
 from streamlab.broker.produce import append, sync_all, sync_error
 from streamlab.broker.topics import use_topic
 from streamlab.client.futures import BatchOutcome, RecordFuture
+from streamlab.client.transaction import DEFAULT_TIMEOUT_MS, ProducerTransaction
 from streamlab.errors import (
     ClosedError,
     ConfigError,
+    NoGroupError,
     OperationTimeoutError,
+    ProducerFencedError,
     RecordTooLargeError,
     RetentionWarning,
     UnknownPartitionError,
@@ -43,8 +47,11 @@ from streamlab.model.schema import build_batch
 from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
 from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
 from streamlab.model.timeparse import record_timestamp
-from streamlab.model.types import RecordMetadata
+from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition
 from streamlab.storage.parquet_log import ParquetPartitionLog
+
+if TYPE_CHECKING:
+    from streamlab import api
 
 Acks = Literal["all", -1, 0, 1]
 
@@ -111,6 +118,8 @@ class Producer:
         batch_size: int = 10_000,
         partitioner: str = "murmur2",
         client_id: str = "streamlab-producer",
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
     ) -> None:
         if acks not in ("all", -1, 0, 1):
             raise ConfigError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
@@ -131,6 +140,12 @@ class Producer:
         self._in_flight = 0
         self._done = threading.Condition()  # shared by this producer's futures (futures.py)
         self._closed = False
+        # Transactions (client/transaction.py): None for a plain producer.
+        self._txn = (
+            None
+            if transactional_id is None
+            else ProducerTransaction(broker, transactional_id, timeout_ms=transaction_timeout_ms)
+        )
         self._sender = threading.Thread(target=self._run, name=f"{client_id}-sender", daemon=True)
         self._sender.start()
 
@@ -157,6 +172,8 @@ class Producer:
             if self._closed:
                 raise ClosedError("this producer is closed; create a new one with lab.producer()")
             state = use_topic(broker, topic)  # created if auto.create.topics.enable, else the right error
+        if self._txn is not None:
+            self._txn.check_send()
         if type(value) is dict:
             try:
                 value_bytes: bytes | None = _dumps(value, option=_JSON_OPTIONS)
@@ -244,7 +261,7 @@ class Producer:
             outcome = q.outcome
             try:
                 log = self._broker.log(outcome.topic, outcome.partition)
-                base = append(self._broker, outcome.topic, outcome.partition, q.to_batch(), sync=False)
+                base = self._append(outcome.topic, outcome.partition, q.to_batch(), sync=False)
             except BaseException as exc:  # every waiter must hear about the failure
                 outcome.resolve(None, exc)
                 continue
@@ -282,14 +299,23 @@ class Producer:
         progress: bool | None = None,
         chunk_size: int = 100_000,
     ) -> pd.DataFrame:
-        """One record per row of ``df``: ``key`` and ``timestamp`` name columns (times: datetimes,
-        ISO strings or int milliseconds, as for ``send``, from 1970 to 9999), the other
-        columns become the JSON-object value. Returns, aligned with ``df``'s index, the
+        """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
+        columns become the JSON-object value (a null value when none is left).
+
+        Times, as for ``send``, from 1970 to 9999: datetimes (naive ones taken as UTC), ISO
+        strings, or integers of epoch **milliseconds**, Kafka's unit. Other units are
+        converted first: ``df["ts"] = pd.to_datetime(df["ts"], unit="s")`` (or "us", "ns").
+        Dtypes come back from ``replay``: ``Int64`` with its NAs, bool, float, str,
+        datetimes as ``datetime64[us, UTC]``, categoricals as their values; a column JSON
+        cannot hold (Python objects, bytes, timedelta) raises :class:`SerializationError`
+        naming it (see :mod:`streamlab.model.frames`). Returns, aligned with ``df``'s index, the
         ``partition`` and ``offset`` each row was stored at. Durable (per ``acks``) when it
         returns; validates every row before writing any."""
         if self._closed:
             raise ClosedError("this producer is closed; create a new one with lab.producer()")
         state = use_topic(self._broker, topic)  # created if auto.create.topics.enable
+        if self._txn is not None:
+            self._txn.check_send()
         n = len(df)
         frame = frame_rows(df, key=key, timestamp=timestamp)
         values, ts = frame.values, frame.timestamps
@@ -316,10 +342,10 @@ class Producer:
                         keys=keys.take(idx),
                         key_formats=key_formats.take(idx),
                         values=values.take(idx),
-                        value_formats=pa.array(np.full(len(chunk), FMT_JSON, dtype=np.int8)),
+                        value_formats=pa.array(np.full(len(chunk), frame.value_format, dtype=np.int8)),
                     )
                     last = start + chunk_size >= len(rows)
-                    base = append(self._broker, topic, int(p), batch, sync=self._sync and last)
+                    base = self._append(topic, int(p), batch, sync=self._sync and last)
                     offsets[chunk] = np.arange(base, base + len(chunk))
                     bar.update(len(chunk))
         return pd.DataFrame({"partition": parts.astype(np.int32), "offset": offsets}, index=df.index)
@@ -344,13 +370,71 @@ class Producer:
             parts[codes < 0] = [self._partitioner(None, partitions) for _ in range(int((codes < 0).sum()))]
         return key_values, key_formats, parts
 
+    def _append(self, topic: str, partition: int, batch: pa.RecordBatch, *, sync: bool) -> int:
+        if self._txn is None:
+            return append(self._broker, topic, partition, batch, sync=sync)
+        return self._txn.append(topic, partition, batch, sync=sync)
+
+    # transactions -----------------------------------------------------------------------
+    def _transaction(self) -> ProducerTransaction:
+        if self._closed:
+            raise ClosedError("this producer is closed; create a new one with lab.producer()")
+        if self._txn is None:
+            raise ConfigError("transactions need a transactional producer: lab.producer(transactional_id='...')")
+        return self._txn
+
+    def init_transactions(self, timeout: float = 30.0) -> None:
+        """Become the current producer of the transactional id: a producer that had it
+        before is fenced (its next call raises :class:`~streamlab.errors.ProducerFencedError`)
+        and the transaction it left open is aborted. Implied by the first ``begin_transaction``.
+        (``timeout``, as in Kafka's clients, is for a remote coordinator: this one answers at once.)"""
+        self._transaction().init()
+
+    def begin_transaction(self) -> None:
+        """Start a transaction: records sent from now until the commit are visible to
+        ``read_committed`` consumers, replay and SQL only if it commits."""
+        self._transaction().begin()
+
+    def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
+        group_metadata: str | api.Consumer,
+        timeout: float = 30.0,
+    ) -> None:
+        """Commit ``offsets`` (the next offset to read, per partition) for the group (its
+        name, or a consumer of it) with the transaction: they land if it commits, never if
+        it aborts (consume-transform-produce, exactly once)."""
+        group = group_metadata if isinstance(group_metadata, str) else group_metadata.group
+        if group is None:
+            raise NoGroupError("send_offsets_to_transaction needs a group: the consumer was made without group='...'")
+        self._transaction().send_offsets(offsets, group)
+
+    def commit_transaction(self, timeout: float = 30.0) -> None:
+        """Store every record sent in the transaction, then commit it (markers written,
+        offsets committed) before returning. If a record failed, raises: abort instead."""
+        txn = self._transaction()
+        txn.check_send("commit_transaction")
+        self.flush(timeout)
+        txn.end(commit=True)
+
+    def abort_transaction(self, timeout: float = 30.0) -> None:
+        """Abort the transaction: its records stay in the log (offsets are never reused)
+        but ``read_committed`` readers never see them, and its offsets are not committed."""
+        txn = self._transaction()
+        txn.check_send("abort_transaction")
+        self.flush(timeout)
+        txn.end(commit=False)
+
     # lifecycle --------------------------------------------------------------------------
     def close(self, timeout: float | None = 30) -> None:
-        """Send what is queued, then stop. Safe to call twice."""
+        """Send what is queued, then stop (a transaction still open is aborted). Safe to call twice."""
         if self._closed:
             return
         try:
             self.flush(timeout)
+            if self._txn is not None and self._txn.state == "in_transaction" and not self._broker.closed:
+                with contextlib.suppress(ProducerFencedError):  # then the newer producer aborted it
+                    self._txn.end(commit=False)
         finally:
             with self._lock:
                 self._closed = True

@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from streamlab import api
 from streamlab.errors import (
+    ClosedError,
+    ConfigError,
     InvalidPartitionsError,
     UnknownGroupWarning,
     UnknownPartitionError,
     UnsupportedOperationError,
 )
-from streamlab.front.replay_frame import replay_bound, replay_dataframe
-from streamlab.front.user_sql import arrow_frame, check_statement, query_errors
+from streamlab.front.history import History, check_names
+from streamlab.front.registry_frame import decode_registry_values
+from streamlab.front.replay_frame import RAW_FORMATS, check_formats, replay_bound, with_formats
+from streamlab.front.schemas import Schemas
+from streamlab.front.user_sql import check_statement, query_errors
+from streamlab.model.dataframes import replay_dataframe, typed_frame
 from streamlab.model.names import MAX_PARTITIONS, validate_topic_name
 from streamlab.model.timeparse import to_ms
 from streamlab.model.views import Bounds
 from streamlab.port.backend import Backend
+
+if TYPE_CHECKING:
+    from streamlab.server.in_process import Endpoint
 
 PROGRESS_FROM_ROWS = 500_000  # replays at least this large show a progress bar unless progress=False
 
@@ -38,6 +47,8 @@ class Lab:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._closed = False
+        self._history: History | None = None  # start_history()
+        self._endpoint: Endpoint | None = None  # serve()
 
     def __repr__(self) -> str:
         return f"<streamlab.Lab {self.backend.describe()}{' closed' if self._closed else ''}>"
@@ -167,6 +178,9 @@ class Lab:
         raw: bool = False,
         headers: bool = False,
         progress: bool | None = None,
+        key_format: str = "auto",
+        value_format: str = "auto",
+        isolation_level: api.IsolationLevel = "read_committed",
     ) -> pd.DataFrame:
         """Records of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive), as pandas.
 
@@ -174,7 +188,13 @@ class Lab:
         values are spread into a column per field; ``raw=True`` adds the ``value`` column.
         Rows are ordered by partition, then offset. A progress bar (tqdm.auto) follows
         replays of 500,000 records or more; ``progress`` forces it on or off.
+        ``key_format``/``value_format`` ("auto", "json", "string", "bytes") choose how keys
+        and values are read for this call (see ``front.replay_frame.with_formats``).
+        Records of transactions show once committed (``isolation_level="read_uncommitted"``:
+        also those aborted or still open); transaction markers never do.
         """
+        check_formats(key_format=key_format, value_format=value_format)
+        committed = _committed(isolation_level)
         count = self.backend.partition_count(topic)
         bounds = Bounds(partitions=_partitions(topic, partitions, count), **replay_bound("start", start),
                         **replay_bound("end", end))  # fmt: skip
@@ -183,34 +203,171 @@ class Lab:
         from tqdm.auto import tqdm  # imported here: only replays pay for it
 
         with tqdm(total=total, disable=not show, desc=f"replay {topic}", unit="rec") as bar:
-            table = self.backend.replay_table(topic, bounds, raw=raw, headers=headers,
-                                              progress=bar.update if show else None)  # fmt: skip
+            stored = raw or value_format in RAW_FORMATS
+            table = self.backend.replay_table(topic, bounds, raw=stored, headers=headers,
+                                              progress=bar.update if show else None, committed=committed)  # fmt: skip
             if show and bar.n != bar.total:  # an estimate off (times out of order): end the bar full
                 bar.total = bar.n
                 bar.refresh()
-        return replay_dataframe(table, raw=raw)
+        frame = replay_dataframe(table, raw=stored)
+        if value_format == "auto":
+            frame = decode_registry_values(frame, self._registry_decoder, raw=raw)
+        return with_formats(frame, key_format=key_format, value_format=value_format, raw=raw)
 
-    def sql(self, statement: str) -> pd.DataFrame:
+    def _registry_decoder(self) -> Callable[[bytes], Any] | None:
+        """Decodes Confluent-framed values through ``lab.schemas``; None without a registry."""
+        from streamlab.errors import UnsupportedOperationError
+
+        try:
+            return self.schemas.decode
+        except UnsupportedOperationError:  # a kafka:// lab connected without schema_registry=
+            return None
+
+    @property
+    def schemas(self) -> Schemas:
+        """The Schema Registry (:class:`~streamlab.front.schemas.Schemas`): the data
+        directory's own for an embedded lab, ``connect(..., schema_registry=URL)``'s for kafka://."""
+        return Schemas(self.backend.schema_registry())
+
+    def sql(self, statement: str, *, isolation_level: api.IsolationLevel = "read_committed") -> pd.DataFrame:
         """Run DuckDB SQL where every topic the statement names is a table (quote
         ``"offset"``: it is a keyword). SQL that DuckDB refuses raises
-        :class:`~streamlab.errors.QueryError` with its message."""
+        :class:`~streamlab.errors.QueryError` with its message. Topics hold committed
+        records (``isolation_level="read_uncommitted"``: every record), as in :meth:`replay`."""
         check_statement(statement)
+        committed = _committed(isolation_level)
         with query_errors():
-            table = self.backend.sql_table(statement)
-        return arrow_frame(table)
+            table = self.backend.sql_table(statement, committed=committed)
+        return typed_frame(table)
+
+    def browse(
+        self,
+        topic: str,
+        where: str | None = None,
+        search: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        partitions: Sequence[int] | None = None,
+        limit: int = 100,
+        *,
+        after: tuple[int, int] | None = None,
+    ) -> pd.DataFrame:
+        """Up to ``limit`` records of ``topic`` that match, ordered by partition then offset,
+        read a window at a time (never the whole topic).
+
+        ``where`` is a DuckDB expression over the decoded columns (``"amount > 10 AND page =
+        'home'"``; quote ``"offset"``), ``search`` a case-insensitive text to find in the key
+        or value. ``start``/``end`` are offsets or times as in :meth:`replay`; a negative
+        ``start`` (``start=-100``) means the last 100 offsets of each partition. ``after=(partition,
+        offset)`` continues after the last row of the previous page. Columns are those of
+        ``replay(raw=True, headers=True)``: JSON fields spread, ``value`` the stored text.
+        """
+        from streamlab.front.browse import browse
+
+        count = self.backend.partition_count(topic)
+        chosen = _partitions(topic, partitions, count)
+        page = browse(self.backend, topic, range(count) if chosen is None else chosen,
+                      where=where, search=search, start=start, end=end, limit=limit, after=after)  # fmt: skip
+        return decode_registry_values(page, self._registry_decoder, raw=True)  # filters saw the stored bytes
+
+    # the Kafka protocol endpoint -------------------------------------------------------
+    def serve(self, port: int | None = None, *, host: str = "127.0.0.1") -> str:
+        """Serve this embedded lab's broker over the Kafka protocol, in a background thread
+        of this process, and return the bootstrap address ``"HOST:PORT"`` once it accepts
+        connections (a free port unless ``port`` is given). Any Kafka client, in this process
+        or another, then works on this directory beside the lab; :meth:`close` stops it.
+        Calling it again returns the same address; asking for another port raises ConfigError.
+        A ``kafka://`` lab raises UnsupportedOperationError: its cluster is the endpoint."""
+        from streamlab.server.in_process import acquire  # the wire server loads only when served
+
+        if isinstance(port, bool) or not (port is None or (isinstance(port, int) and 0 <= port <= 65535)):
+            raise ConfigError(f"port must be an integer from 0 to 65535 (0 or None: a free one), got {port!r}")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"host must be a host name or IP address, got {host!r}")
+        if self._closed:
+            raise ClosedError("this lab is closed; connect again with streamlab.connect()")
+        if self._endpoint is not None and self._endpoint.running:
+            if not self._endpoint.matches(host, port):
+                raise ConfigError(f"this lab already serves at {self._endpoint.address}; close it to serve elsewhere")
+            return self._endpoint.address
+        self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port)
+        return self._endpoint.address
+
+    # history ----------------------------------------------------------------------------
+    def start_history(
+        self,
+        interval: float = 5.0,
+        *,
+        topics: Iterable[str] | str | None = None,
+        groups: Iterable[str] | str | None = None,
+    ) -> None:
+        """Sample end offsets, committed offsets and lag every ``interval`` seconds on a
+        background thread (returns at once) until :meth:`stop_history` or :meth:`close`.
+        Every topic and group unless ``topics``/``groups`` name them. An embedded lab keeps
+        the samples in its catalog (they survive reopening); ``kafka://`` in memory."""
+        self._sampler().start(interval, topics=check_names("topics", topics), groups=check_names("groups", groups))
+
+    def stop_history(self) -> None:
+        """Stop the sampling :meth:`start_history` started (the samples stay)."""
+        self._sampler().stop()
+
+    def sample_history(
+        self, *, topics: Iterable[str] | str | None = None, groups: Iterable[str] | str | None = None, now: Any = None
+    ) -> None:
+        """Take one history sample now (``now`` sets its time: a datetime or ISO text)."""
+        now_ms = None if now is None else to_ms(now, what="now")
+        self._sampler().sample(topics=check_names("topics", topics), groups=check_names("groups", groups),
+                               now_ms=now_ms)  # fmt: skip
+
+    def lag_history(self, group: str) -> pd.DataFrame:
+        """Per sample and partition: time, topic, partition, committed, end_offset, lag,
+        time_lag and out_per_s (records/s the group committed since the previous sample)."""
+        return self._sampler().lag_history(group)
+
+    def throughput_history(self, topic: str, *, group: str | None = None) -> pd.DataFrame:
+        """Per sample and partition: time, partition, log_start_offset, end_offset and
+        in_per_s (records/s appended since the previous sample); with ``group``, also its
+        committed offset, lag and out_per_s."""
+        return self._sampler().throughput_history(topic, group)
+
+    def _sampler(self) -> History:
+        if self._history is None:
+            self._history = History(self.backend)
+        return self._history
 
     # lifecycle --------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (widgets check it before a button reaches the broker)."""
+        return self._closed
+
     def close(self) -> None:
-        """Close this lab (and, on Kafka, every producer and consumer it made). Safe twice."""
+        """Close this lab (and, on Kafka, every producer and consumer it made), after
+        stopping its Kafka endpoint if it serves one. Safe twice."""
         if not self._closed:
             self._closed = True
-            self.backend.close()
+            if self._history is not None:
+                self._history.stop()
+            try:
+                if self._endpoint is not None:
+                    from streamlab.server.in_process import release
+
+                    endpoint, self._endpoint = self._endpoint, None
+                    release(endpoint)
+            finally:
+                self.backend.close()
 
     def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _committed(isolation_level: str) -> bool:
+    if isolation_level not in ("read_committed", "read_uncommitted"):
+        raise ConfigError(f"isolation_level must be 'read_committed' or 'read_uncommitted', got {isolation_level!r}")
+    return isolation_level == "read_committed"
 
 
 def _dotted(config: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,18 +1,16 @@
-"""Turning a replay's Arrow table into the DataFrame users get, for every backend.
-
-Both the embedded Lab and ``kafka://`` run the same DuckDB view (broker/query.py) and
-finish here, so their replays have the same columns, types and decoding.
-"""
+"""What a replay is asked for, the same on every backend: its bounds (offsets or times)
+and how keys and values are read (``key_format=``/``value_format=``). The DataFrame
+itself is shaped in :mod:`streamlab.model.dataframes`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
+from orjson import JSONDecodeError
 
 from streamlab.errors import ConfigError, InvalidOffsetError
-from streamlab.model.serde import FMT_JSON, FMT_STR, decode
+from streamlab.model.serde import dumps_value, loads
 from streamlab.model.timeparse import to_ms
 
 
@@ -32,21 +30,70 @@ def replay_bound(which: str, value: Any) -> dict[str, int]:
         raise InvalidOffsetError(str(exc)) from exc
 
 
-def replay_dataframe(table: pa.Table, *, raw: bool) -> pd.DataFrame:
-    """tz-aware UTC timestamps, keys and values decoded per their stored format (with
-    ``raw``, JSON values stay text), headers as dicts."""
-    text = pd.StringDtype("pyarrow")  # large strings too: a replay may hold more than 2 GiB of text
-    df = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get, ignore_metadata=True)
-    df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")  # DuckDB says "Etc/UTC"
-    for column in ("key", "value"):
-        if f"_{column}_format" in df.columns:
-            formats = df[f"_{column}_format"]
-            if raw and column == "value":  # the stored text of JSON values, not the objects
-                formats = formats.where(formats != FMT_JSON, FMT_STR)
-            cells = [decode(v, f) for v, f in zip(df[column], formats, strict=True)]
-            # object dtype keeps ints as ints and None as None, as they were sent
-            df[column] = pd.Series(cells, index=df.index, dtype=object)
-            df = df.drop(columns=f"_{column}_format")
-    if "headers" in df.columns:
-        df["headers"] = [{h["key"]: h["value"] for h in hs} if hs is not None else {} for hs in df["headers"]]
-    return df
+# key_format= / value_format= of a replay: how stored keys and values are read, per call.
+FORMATS = ("auto", "json", "string", "bytes")
+RAW_FORMATS = ("string", "bytes")  # read from the stored values, not the spread fields
+_RECORD_COLUMNS = frozenset({"topic", "partition", "offset", "timestamp", "key", "value", "value_error", "headers"})
+
+
+def check_formats(*, key_format: str, value_format: str) -> None:
+    for which, fmt in (("key_format", key_format), ("value_format", value_format)):
+        if fmt not in FORMATS:
+            raise ConfigError(f"{which} must be one of {', '.join(map(repr, FORMATS))}, got {fmt!r}")
+
+
+def with_formats(frame: pd.DataFrame, *, key_format: str, value_format: str, raw: bool) -> pd.DataFrame:
+    """``frame`` (a replay read with ``raw=True`` when ``value_format`` is in RAW_FORMATS)
+    with keys and values read as asked:
+
+    - ``"auto"``: as stored (JSON objects spread into fields, see ``model.views``);
+    - ``"json"``: objects spread as with "auto", and every other value or key parsed as
+      JSON too (``b"[1, 2]"`` → ``[1, 2]``); a value that does not parse keeps its raw
+      value and ``value_error`` says "not JSON" (a key that does not parse stays as it is);
+    - ``"string"``: the stored bytes as text (JSON as its text, no field columns); a value
+      that is not UTF-8 stays bytes and ``value_error`` says "not UTF-8";
+    - ``"bytes"``: the stored bytes (no field columns).
+    """
+    if key_format != "auto" and "key" in frame.columns:
+        frame["key"] = pd.Series([_read(k, key_format)[0] for k in frame["key"]], index=frame.index, dtype=object)
+    if value_format == "auto" or "value" not in frame.columns:
+        return frame
+    if value_format in RAW_FORMATS:
+        fields = [c for c in frame.columns if c not in _RECORD_COLUMNS]
+        frame = frame.drop(columns=[*fields, "value_error"], errors="ignore")
+    cells = [_read(v, value_format) for v in frame["value"]]
+    frame["value"] = pd.Series([c for c, _ in cells], index=frame.index, dtype=object)
+    # every value not spread into fields was read again: its error (if any) is the one now
+    errors = pd.Series([e for _, e in cells], index=frame.index, dtype="string")
+    if errors.notna().any():
+        frame["value_error"] = errors.astype("string")
+    else:
+        frame = frame.drop(columns="value_error", errors="ignore")
+    if value_format == "string" and frame["value"].map(lambda v: v is None or isinstance(v, str)).all():
+        frame["value"] = frame["value"].astype(pd.StringDtype("pyarrow"))
+    if value_format == "json" and not raw and frame["value"].isna().all():
+        frame = frame.drop(columns="value")
+    return frame
+
+
+def _read(cell: Any, fmt: str) -> tuple[Any, str | None]:
+    """One key or value (as replay decoded it) read as ``fmt``: (cell, error or None)."""
+    if cell is None or cell is pd.NA:
+        return None, None
+    if fmt == "bytes":
+        if isinstance(cell, bytes):
+            return cell, None
+        return (cell.encode() if isinstance(cell, str) else dumps_value(cell)), None
+    if fmt == "string":
+        if isinstance(cell, bytes):
+            try:
+                return cell.decode(), None
+            except UnicodeDecodeError:
+                return cell, "not UTF-8"
+        return (cell if isinstance(cell, str) else dumps_value(cell).decode()), None
+    if isinstance(cell, bytes | str):  # json
+        try:
+            return loads(cell), None
+        except JSONDecodeError:
+            return cell, "not JSON"
+    return cell, None

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
-import pandas as pd
-import pyarrow as pa
 
 from streamlab.errors import QueryError
 
@@ -36,14 +34,3 @@ def query_errors() -> Iterator[None]:
         yield
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from exc
-
-
-def arrow_frame(table: pa.Table) -> pd.DataFrame:
-    """``table`` as pandas with the dtypes ``replay`` gives: text as pyarrow-backed strings
-    (more than 2 GiB of it too), times as tz-aware UTC (DuckDB labels them "Etc/UTC")."""
-    text = pd.StringDtype("pyarrow")
-    df = table.to_pandas(types_mapper={pa.string(): text, pa.large_string(): text}.get, ignore_metadata=True)
-    for i, dtype in enumerate(df.dtypes):
-        if isinstance(dtype, pd.DatetimeTZDtype) and str(dtype.tz) != "UTC":
-            df.isetitem(i, df.iloc[:, i].dt.tz_convert("UTC"))
-    return df

@@ -39,7 +39,7 @@ import itertools
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import confluent_kafka as ck
 import duckdb
@@ -63,11 +63,13 @@ from streamlab.kafka import mock_cluster as mocks
 from streamlab.kafka.consumer import KafkaConsumer
 from streamlab.kafka.producer import KafkaProducer
 from streamlab.kafka.reader import KafkaReader
+from streamlab.kafka.schemas import ConfluentRegistry
 from streamlab.kafka.share_consumer import KafkaShareConsumer
 from streamlab.kafka.topic_admin import KafkaTopicAdmin, TopicAdmin, TopicInfo
 from streamlab.model.types import TopicPartition
 from streamlab.model.views import Bounds, quote, view_sql
 from streamlab.port.backend import ShareGroupSnapshot
+from streamlab.port.history import MemoryHistory
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
 _TOPIC_INFO_TTL = 10.0
@@ -77,8 +79,10 @@ _ids = itertools.count()
 class KafkaBackend:
     """A Kafka cluster you can produce to, consume from, replay and query like the embedded broker."""
 
-    def __init__(self, target: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, target: str, *, timeout: float = 30.0, schema_registry: str | None = None) -> None:
         self.target = target
+        self._registry_url = schema_registry  # a Schema Registry's http(s):// URL, for lab.schemas
+        self._registry: ConfluentRegistry | None = None
         self.bootstrap, self.client_options = parse_target(target)
         self.timeout = timeout
         self._admin = AdminClient(client_config(self.bootstrap, self.client_options))
@@ -94,6 +98,7 @@ class KafkaBackend:
         self._reader = KafkaReader(
             self._admin, self.bootstrap, self.client_options, timeout=timeout, check_open=self._check_open
         )
+        self._history = MemoryHistory()
         self._closed = False
 
     def describe(self) -> str:
@@ -220,6 +225,10 @@ class KafkaBackend:
     def partition_count(self, topic: str) -> int:
         return self._topic_info(topic, fresh=True).partitions
 
+    def offsets_for_time(self, topic: str, partitions: Sequence[int], ms: int) -> dict[int, int]:
+        found = self._offsets_for_time([TopicPartition(topic, p) for p in partitions], ms)
+        return {tp.partition: offset for tp, offset in found.items()}
+
     def apply_retention(self, now_ms: int) -> Any:
         raise UnsupportedOperationError("retention runs on the Kafka brokers (retention.ms, retention.bytes)")
 
@@ -295,12 +304,13 @@ class KafkaBackend:
         return total
 
     def replay_table(
-        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None
-    ) -> pa.Table:
+        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Callable[[int], object] | None,
+        committed: bool = True,
+    ) -> pa.Table:  # fmt: skip
         """Reads the partitions' records into memory, then gives them the embedded views."""
         if bounds.partitions is None:
             bounds = dataclasses.replace(bounds, partitions=list(range(self.partition_count(topic))))
-        table = self._reader.read_topic(topic, bounds, progress=progress)
+        table = self._reader.read_topic(topic, bounds, progress=progress, committed=committed)
         con = duckdb.connect()
         try:
             name = f"_kafka_{next(_ids)}"
@@ -311,7 +321,7 @@ class KafkaBackend:
         finally:
             con.close()
 
-    def sql_table(self, statement: str) -> pa.Table:
+    def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table:
         """Each topic the statement names is replayed whole into memory first, then queried
         with the same views as the embedded broker."""
         listed = {n for n in self._metadata().topics if not n.startswith("__")}
@@ -322,22 +332,45 @@ class KafkaBackend:
             for topic in sorted(named & listed):
                 source = f"_kafka_{next(_ids)}"
                 all_partitions = Bounds(partitions=list(range(self.partition_count(topic))))
-                con.register(source, self._reader.read_topic(topic, all_partitions, progress=None))
+                con.register(source, self._reader.read_topic(topic, all_partitions, progress=None, committed=committed))
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(topic)} AS {view_sql(con, f'SELECT * FROM {source}')}")
             return con.sql(statement).to_arrow_table()
         finally:
             con.close()
+
+    def history(self) -> MemoryHistory:
+        """History samples stay in this lab's memory: Kafka has no place for them."""
+        return self._history
 
     # lifecycle --------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"this lab is closed; connect again with streamlab.connect({self.target!r})")
 
+    def schema_registry(self) -> ConfluentRegistry:
+        self._check_open()
+        if self._registry is None:
+            if self._registry_url is None:
+                raise UnsupportedOperationError(
+                    f"this lab has no Schema Registry: connect with streamlab.connect({self.target!r}, "
+                    "schema_registry='http://host:8081')"
+                )
+            self._registry = ConfluentRegistry(self._registry_url)
+        return self._registry
+
+    def broker_to_serve(self) -> NoReturn:
+        raise UnsupportedOperationError(
+            f"serve() starts a Kafka endpoint for an embedded lab's data directory; this lab is connected "
+            f"to the Kafka cluster at {self.target}: give Kafka clients that address (without kafka://)"
+        )
+
     def close(self) -> None:
         """Close every producer (sending what is queued) and consumer of this lab. Safe to call twice."""
         if self._closed:
             return
         try:
+            if self._registry is not None:
+                self._registry.close()
             for client in list(self._clients):
                 try:
                     client.close()

@@ -41,8 +41,11 @@ from streamlab.kafka.messages import check_message, ck_partition, decode_message
 from streamlab.model.names import validate_group_id
 from streamlab.model.types import Record, TopicPartition
 from streamlab.port.consumer_rules import warn_offset_reset
+from streamlab.port.record_frames import records_frame
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from streamlab.kafka.backend import KafkaBackend
 
 __all__ = [
@@ -102,7 +105,12 @@ class KafkaConsumer(ConsumerOffsets):
         heartbeat_interval_ms: int | None = None,
         kafka_config: dict[str, Any] | None = None,
         pattern: str | None = None,
+        isolation_level: Literal["read_committed", "read_uncommitted"] = "read_uncommitted",
     ) -> None:
+        if isolation_level not in ("read_committed", "read_uncommitted"):
+            raise ConfigError(
+                f"isolation_level must be 'read_committed' or 'read_uncommitted', got {isolation_level!r}"
+            )
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
         if group is not None:
@@ -132,6 +140,8 @@ class KafkaConsumer(ConsumerOffsets):
             "heartbeat.interval.ms": heartbeat,
             "max.poll.interval.ms": max(max_poll_interval_ms, session_timeout_ms),
             "fetch.wait.max.ms": 100,
+            # Set always: librdkafka's default is read_committed, Kafka's (and the embedded one's) is not.
+            "isolation.level": isolation_level,
             "topic.metadata.refresh.interval.ms": 5000,  # a group sees new partitions within seconds
         }
         if group_instance_id is not None:
@@ -332,6 +342,19 @@ class KafkaConsumer(ConsumerOffsets):
                 self._positions[tp] = msg.offset() + 1
             if records or time.monotonic() >= deadline:
                 return records
+
+    def poll_frame(
+        self, timeout: float = 1.0, max_records: int | None = None, *, raw: bool = False, headers: bool = False
+    ) -> pd.DataFrame:
+        """One :meth:`poll` as a DataFrame shaped like ``lab.replay`` (``topic`` first, then
+        partition, offset, timestamp, key and the decoded value columns; ``raw`` and
+        ``headers`` as in replay), rows by topic, partition, offset. Commit after it as
+        after a poll. An empty poll gives an empty frame with the same columns."""
+        return records_frame(self.poll(timeout, max_records), raw=raw, headers=headers)
+
+    def consumer_group_metadata(self) -> Any:
+        """librdkafka's group metadata, for ``send_offsets_to_transaction``."""
+        return self._consumer.consumer_group_metadata()
 
     # lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

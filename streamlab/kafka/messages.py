@@ -14,7 +14,7 @@ from typing import Any
 import confluent_kafka as ck
 
 from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, log, translate
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode
+from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode, decode_value
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition
 
 __all__ = ["check_message", "ck_partition", "commit_entry", "decode_message", "next_batch", "to_record"]
@@ -47,7 +47,7 @@ def to_record(msg: Any) -> Record:
         msg.offset(),
         msg.timestamp()[1],
         decode(key, key_fmt),
-        decode(value, value_fmt),
+        decode_value(value, value_fmt),
         dict(headers),
     )
 

@@ -11,6 +11,7 @@ broker spreads them round-robin).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,20 +25,24 @@ import pandas as pd
 from streamlab.errors import (
     ClosedError,
     ConfigError,
+    InvalidTxnStateError,
+    NoGroupError,
     OperationTimeoutError,
+    ProducerFencedError,
     RecordTooLargeError,
     StreamlabError,
     UnknownPartitionError,
 )
-from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, client_config, translate
+from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, client_config, log, translate
 from streamlab.model.frames import frame_rows
 from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.partitioner import PARTITIONERS, Partitioner
-from streamlab.model.serde import FMT_JSON, encode, encode_headers
+from streamlab.model.serde import encode, encode_headers
 from streamlab.model.timeparse import record_timestamp
-from streamlab.model.types import RecordMetadata
+from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition, committable
 
 if TYPE_CHECKING:
+    from streamlab import api
     from streamlab.kafka.backend import KafkaBackend
 
 Acks = Literal["all", -1, 0, 1]
@@ -64,9 +69,15 @@ class KafkaProducer:
         partitioner: str = "murmur2",
         client_id: str = "streamlab-producer",
         kafka_config: Mapping[str, Any] | None = None,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = 60_000,
     ) -> None:
         if acks not in ("all", -1, 0, 1):
             raise ConfigError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
+        if transactional_id is not None and (not isinstance(transactional_id, str) or not transactional_id):
+            raise ConfigError(f"transactional_id must be a non-empty str, got {transactional_id!r}")
+        if transactional_id is not None and acks not in ("all", -1):
+            raise ConfigError("a transactional producer acknowledges with acks='all' (Kafka requires it)")
         if partitioner not in PARTITIONERS:
             raise ConfigError(f"partitioner must be one of {sorted(PARTITIONERS)}, got {partitioner!r}")
         lab._check_open()
@@ -84,6 +95,13 @@ class KafkaProducer:
             "partitioner": "murmur2_random",
             "sticky.partitioning.linger.ms": 0,  # unkeyed records spread per record, not per batch
         }
+        self._transactional = transactional_id is not None
+        self._initialized = False
+        self._in_transaction = False
+        self._group_metadata: dict[str, Any] = {}  # group id -> librdkafka's metadata for it
+        if transactional_id is not None:  # idempotence is implied
+            settings["transactional.id"] = transactional_id
+            settings["transaction.timeout.ms"] = transaction_timeout_ms
         self._producer = ck.Producer(client_config(lab.bootstrap, {**lab.client_options, **(kafka_config or {})},
                                                    **settings))  # fmt: skip
         self._closed = False
@@ -97,7 +115,13 @@ class KafkaProducer:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)  # runs the delivery callbacks
+            try:
+                self._producer.poll(0.05)  # runs the delivery callbacks
+            except ck.KafkaException as exc:
+                # A fatal error (a fenced transactional producer): every later call raises
+                # it too; keep serving the delivery reports, which fail with it.
+                log.info("producer %s: %s", self.client_id, exc)
+                self._stop.wait(0.05)
 
     # sending ----------------------------------------------------------------------------
     def send(
@@ -113,6 +137,7 @@ class KafkaProducer:
         cluster acknowledged it. ``timestamp`` is checked as the embedded producer checks it
         (1970 to 9999; note that librdkafka takes a timestamp of 0 to mean "now")."""
         self._check_open()
+        self._check_transaction()
         info = self._lab._topic_info(topic)
         key_bytes, key_fmt = encode(key, what="key")
         value_bytes, value_fmt = encode(value)
@@ -202,13 +227,21 @@ class KafkaProducer:
         progress: bool | None = None,
         chunk_size: int = 100_000,
     ) -> pd.DataFrame:
-        """One record per row of ``df``: ``key`` and ``timestamp`` name columns (times: datetimes,
-        ISO strings or int milliseconds, as for ``send``, from 1970 to 9999), the other
-        columns become the JSON-object value. Returns, aligned with ``df``'s index, the
+        """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
+        columns become the JSON-object value (a null value when none is left).
+
+        Times, as for ``send``, from 1970 to 9999: datetimes (naive ones taken as UTC), ISO
+        strings, or integers of epoch **milliseconds**, Kafka's unit. Other units are
+        converted first: ``df["ts"] = pd.to_datetime(df["ts"], unit="s")`` (or "us", "ns").
+        Dtypes come back from ``replay``: ``Int64`` with its NAs, bool, float, str,
+        datetimes as ``datetime64[us, UTC]``, categoricals as their values; a column JSON
+        cannot hold (Python objects, bytes, timedelta) raises :class:`SerializationError`
+        naming it (see :mod:`streamlab.model.frames`). Returns, aligned with ``df``'s index, the
         ``partition`` and ``offset`` each row was stored at. Acknowledged when it returns;
         validates every row before sending any. (``chunk_size`` is accepted for the
         embedded API; librdkafka batches by itself.)"""
         self._check_open()
+        self._check_transaction()
         info = self._lab._topic_info(topic)
         rows = frame_rows(df, key=key, timestamp=timestamp)
         if partition is not None:
@@ -236,7 +269,7 @@ class KafkaProducer:
 
             return delivered
 
-        value_header = (VALUE_FORMAT_HEADER, _FORMAT_DIGITS[FMT_JSON])
+        value_header = (VALUE_FORMAT_HEADER, _FORMAT_DIGITS[rows.value_format])
         show = progress if progress is not None else n >= 200_000
         from tqdm.auto import tqdm
 
@@ -259,6 +292,84 @@ class KafkaProducer:
             raise errors[0]
         return pd.DataFrame({"partition": parts.astype(np.int32), "offset": offsets}, index=df.index)
 
+    # transactions -----------------------------------------------------------------------
+    def _txn_call(self, what: str, run: Callable[[], object]) -> None:
+        self._check_open()
+        if not self._transactional:
+            raise ConfigError("transactions need a transactional producer: lab.producer(transactional_id='...')")
+        try:
+            run()
+        except ck.KafkaException as exc:
+            raise _txn_error(exc, what) from exc
+
+    def init_transactions(self, timeout: float = 30.0) -> None:
+        """Become the current producer of the transactional id: a producer that had it
+        before is fenced and the transaction it left open is aborted. Implied by the
+        first ``begin_transaction``."""
+        self._txn_call("init_transactions", lambda: self._producer.init_transactions(timeout))
+        self._initialized = True
+
+    def begin_transaction(self) -> None:
+        if self._transactional and not self._initialized:
+            self.init_transactions()
+        self._txn_call("begin_transaction", self._producer.begin_transaction)
+        self._in_transaction = True
+
+    def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
+        group_metadata: str | api.Consumer,
+        timeout: float = 30.0,
+    ) -> None:
+        """Commit ``offsets`` (the next offset to read, per partition) for the group (its
+        name, or a consumer of it) with the transaction (TxnOffsetCommit)."""
+        positions = []
+        for tp, value in offsets.items():
+            om = committable(tp, value)
+            if om.metadata:
+                positions.append(ck.TopicPartition(tp.topic, tp.partition, om.offset, metadata=om.metadata))
+            else:
+                positions.append(ck.TopicPartition(tp.topic, tp.partition, om.offset))
+        metadata = self._metadata_of(group_metadata)
+        self._txn_call(
+            "send_offsets_to_transaction",
+            lambda: self._producer.send_offsets_to_transaction(positions, metadata, timeout),
+        )
+
+    def _metadata_of(self, group: str | api.Consumer) -> Any:
+        """librdkafka's group metadata: the consumer's own (member id and generation, so a
+        zombie consumer's offsets are refused), or for a bare group id a consumer's made once."""
+        found = getattr(group, "consumer_group_metadata", None)
+        if found is not None:
+            return found()
+        name = group if isinstance(group, str) else group.group
+        if name is None:
+            raise NoGroupError("send_offsets_to_transaction needs a group: the consumer was made without group='...'")
+        if name not in self._group_metadata:
+            # Never subscribed and closed at once: it only writes librdkafka's metadata blob.
+            handle = ck.Consumer({"group.id": name, "bootstrap.servers": self._lab.bootstrap, "logger": log})
+            try:
+                self._group_metadata[name] = handle.consumer_group_metadata()
+            finally:
+                handle.close()
+        return self._group_metadata[name]
+
+    def commit_transaction(self, timeout: float = 30.0) -> None:
+        """Send every record of the transaction, then commit it (raises if that fails:
+        abort instead)."""
+        self._txn_call("commit_transaction", lambda: self._producer.commit_transaction(timeout))
+        self._in_transaction = False
+
+    def abort_transaction(self, timeout: float = 30.0) -> None:
+        self._txn_call("abort_transaction", lambda: self._producer.abort_transaction(timeout))
+        self._in_transaction = False
+
+    def _check_transaction(self) -> None:
+        if self._transactional and not self._in_transaction:
+            raise InvalidTxnStateError(
+                "a transactional producer sends inside a transaction: call begin_transaction() first"
+            )
+
     # lifecycle --------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
@@ -266,10 +377,14 @@ class KafkaProducer:
         self._lab._check_open()
 
     def close(self, timeout: float | None = 30) -> None:
-        """Send what is queued, then stop. Safe to call twice."""
+        """Send what is queued, then stop (a transaction still open is aborted, as on the
+        embedded broker, rather than left to time out). Safe to call twice."""
         if self._closed:
             return
         try:
+            if self._in_transaction:
+                with contextlib.suppress(StreamlabError):  # fenced: the newer producer aborted it
+                    self.abort_transaction(30.0 if timeout is None else timeout)
             self.flush(timeout)
         finally:
             self._closed = True
@@ -282,3 +397,23 @@ class KafkaProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# librdkafka's codes for a fenced producer: PRODUCER_FENCED, INVALID_PRODUCER_EPOCH, _FENCED
+_FENCED = frozenset({90, 47, -144})
+
+
+def _txn_error(exc: ck.KafkaException, what: str) -> StreamlabError:
+    """A transactional call's failure as the embedded producer reports it."""
+    error = exc.args[0] if exc.args else None
+    code = error.code() if error is not None and hasattr(error, "code") else None
+    text = error.str() if error is not None and hasattr(error, "str") else str(exc)
+    if code in _FENCED:
+        return ProducerFencedError(
+            f"{what}: {text}; a newer producer with the same transactional_id took over: close this producer"
+        )
+    if code == -172:  # _STATE: a call out of order (send or commit without begin_transaction)
+        return InvalidTxnStateError(f"{what}: {text}")
+    if error is not None and hasattr(error, "txn_requires_abort") and error.txn_requires_abort():
+        return InvalidTxnStateError(f"{what}: {text}; abort_transaction() and try again")
+    return translate(exc, context=what)

@@ -18,6 +18,7 @@ from typing import Any
 
 import confluent_kafka as ck
 import pyarrow as pa
+from confluent_kafka import IsolationLevel
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streamlab.errors import OperationTimeoutError
@@ -46,17 +47,21 @@ class KafkaReader:
         self._admin, self.timeout, self._check_open = admin, timeout, check_open
         self._bootstrap, self._client_options = bootstrap, client_options
         self.time_index = True  # until the cluster shows it answers ListOffsets-by-time with -1 regardless
-        self._handle: ck.Consumer | None = None
+        self._handles: dict[bool, ck.Consumer] = {}  # by read_committed
         self._lock = threading.RLock()
 
     # offsets ----------------------------------------------------------------------------
-    def list_offsets(self, specs: dict[TopicPartition, Any]) -> dict[TopicPartition, int]:
+    def list_offsets(self, specs: dict[TopicPartition, Any], *, committed: bool = False) -> dict[TopicPartition, int]:
+        """``committed``: as a read_committed reader sees them (latest is the last stable offset)."""
         if not specs:
             return {}
         self._check_open()
         asked = {ck_partition(tp): spec for tp, spec in specs.items()}
         out: dict[TopicPartition, int] = {}
-        for key, future in self._admin.list_offsets(asked, request_timeout=self.timeout).items():
+        isolation = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+        for key, future in self._admin.list_offsets(
+            asked, isolation_level=isolation, request_timeout=self.timeout
+        ).items():
             tp = TopicPartition(key.topic, key.partition)
             try:
                 out[tp] = future.result(timeout=self.timeout + 5).offset
@@ -106,12 +111,13 @@ class KafkaReader:
         return low
 
     # records ----------------------------------------------------------------------------
-    def _reader(self) -> ck.Consumer:
-        if self._handle is None:
+    def _reader(self, committed: bool) -> ck.Consumer:
+        if committed not in self._handles:
             settings = {"group.id": f"streamlab-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                        "enable.auto.offset.store": False, "fetch.wait.max.ms": 10}  # fmt: skip
-            self._handle = ck.Consumer(client_config(self._bootstrap, self._client_options, **settings))
-        return self._handle
+                        "enable.auto.offset.store": False, "fetch.wait.max.ms": 10,
+                        "isolation.level": "read_committed" if committed else "read_uncommitted"}  # fmt: skip
+            self._handles[committed] = ck.Consumer(client_config(self._bootstrap, self._client_options, **settings))
+        return self._handles[committed]
 
     def record_at(self, tp: TopicPartition, offset: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``offset``, if any arrives."""
@@ -120,20 +126,25 @@ class KafkaReader:
             return None
         return int(table.column("offset")[0].as_py()), int(table.column("timestamp").cast(pa.int64())[0].as_py())
 
-    def read_topic(self, topic: str, bounds: Bounds, *, progress: Callable[[int], object] | None) -> pa.Table:
+    def read_topic(
+        self, topic: str, bounds: Bounds, *, progress: Callable[[int], object] | None, committed: bool = True
+    ) -> pa.Table:
         """The stored rows of ``bounds``'s partitions of ``topic``, JSON objects expanded;
-        ``progress`` is called with each record count read (for the front's progress bar)."""
+        ``progress`` is called with each record count read (for the front's progress bar).
+        ``committed``: as a read_committed consumer reads them, up to the last stable offset."""
         tps = [TopicPartition(topic, p) for p in (bounds.partitions or [])]
         marks = self.watermarks(tps)
         starts = {tp: max(low, bounds.start_offset or 0) for tp, (low, _) in marks.items()}
-        ends = {
-            tp: high if bounds.end_offset is None else min(high, bounds.end_offset) for tp, (_, high) in marks.items()
-        }
+        # A read_committed reader ends at the last stable offset, never waiting on a
+        # transaction still open (the embedded replay does the same).
+        latest = self.list_offsets(dict.fromkeys(tps, OffsetSpec.latest()), committed=True) if committed else {
+            tp: high for tp, (_, high) in marks.items()}  # fmt: skip
+        ends = {tp: high if bounds.end_offset is None else min(high, bounds.end_offset) for tp, high in latest.items()}
         if bounds.start_ms is not None:
             starts = {tp: max(o, starts[tp]) for tp, o in self.offsets_for_time(tps, bounds.start_ms).items()}
         if bounds.end_ms is not None:
             ends = {tp: min(o, ends[tp]) for tp, o in self.offsets_for_time(tps, bounds.end_ms).items()}
-        table = self.read({tp: (starts[tp], ends[tp]) for tp in tps}, progress=progress)
+        table = self.read({tp: (starts[tp], ends[tp]) for tp in tps}, progress=progress, committed=committed)
         fields = expand_json_objects(table) if table.num_rows else None
         return table if fields is None else table.append_column(FIELDS_COLUMN, fields)
 
@@ -143,13 +154,14 @@ class KafkaReader:
         *,
         progress: Callable[[int], object] | None = None,
         first_only: bool = False,
+        committed: bool = True,
     ) -> pa.Table:
         """Records in [start, end) of each partition as one Arrow table (RECORD_SCHEMA + partition)."""
         pending = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
         rows: dict[str, list[Any]] = {name: [] for name in ("partition", *RECORD_SCHEMA.names)}
         if pending:
             with self._lock:
-                reader = self._reader()
+                reader = self._reader(committed)
                 assigned = [ck_partition(tp, start) for tp, (start, _) in pending.items()]
                 reader.assign(assigned)
                 try:
@@ -217,8 +229,9 @@ class KafkaReader:
                     reader.pause([ck_partition(tp)])
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
 
 
 def _ignore(_count: int) -> None:

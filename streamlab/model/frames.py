@@ -1,28 +1,57 @@
-"""One record per DataFrame row: the part of ``send_many`` every backend shares."""
+"""One record per DataFrame row: the part of ``send_many`` every backend shares.
+
+Each row's value columns become one compact JSON object, written column by column by
+DuckDB's ``json_object`` over an Arrow table: floats in their shortest exact form (pandas'
+``to_json`` keeps 10 digits), and two to three times faster than pandas. How each dtype
+travels, so that ``replay`` gives it back (``model.fields`` reads the text back typed):
+
+- bool, integers, floats, ``Int64``/``boolean``/``Float64`` and str: as JSON; NA, NaN and
+  infinities are null (as ``send`` writes them), so a nullable ``Int64`` column comes back
+  ``Int64`` with its NAs;
+- datetimes: ISO-8601 text in UTC to the microsecond, ``"2024-01-01T00:00:00.000000Z"``;
+  **naive datetimes are taken as UTC**; they come back as ``datetime64[us, UTC]``;
+- categoricals: their values (categories of str come back as str);
+- object columns: each cell as ``send`` serialises a value (dict, list, str, number, bool,
+  None); what ``send`` refuses (arbitrary objects, bytes, ``Decimal``, sets) is refused
+  with a :class:`SerializationError` naming the column and row;
+- timedelta, complex, period and interval columns are refused, naming the column.
+
+A frame with nothing left after the key and timestamp columns has null values.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import duckdb
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.errors import ConfigError, InvalidTimestampError, SerializationError
+from streamlab.model.serde import FMT_JSON, FMT_NULL, dumps_value
 from streamlab.model.types import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, check_timestamps
+
+_ISO_UTC = "%Y-%m-%dT%H:%M:%S.%fZ"  # DuckDB's strftime: %f is microseconds
 
 
 @dataclass(frozen=True, slots=True)
 class FrameRows:
-    values: pa.Array  # binary: each row's other columns as a compact JSON object
+    values: pa.Array  # binary: each row's other columns as a compact JSON object (null: no columns)
     timestamps: np.ndarray  # int64 milliseconds
     largest: int  # bytes of the longest value
+    value_format: int = FMT_JSON  # FMT_NULL when no value column is left
 
 
 def frame_rows(df: pd.DataFrame, *, key: str | None, timestamp: str | None) -> FrameRows:
-    """Values and timestamps of ``df``'s rows; ``key`` and ``timestamp`` name columns."""
+    """Values and timestamps of ``df``'s rows; ``key`` and ``timestamp`` name columns.
+
+    An integer (or float) ``timestamp`` column holds epoch **milliseconds**, Kafka's unit;
+    datetime columns and ISO strings are taken as they are (naive ones as UTC)."""
     if not isinstance(df, pd.DataFrame):
         raise SerializationError(
             f"send_many takes a pandas DataFrame (one record per row), got {type(df).__name__}; "
@@ -32,24 +61,137 @@ def frame_rows(df: pd.DataFrame, *, key: str | None, timestamp: str | None) -> F
         if column is not None and column not in df.columns:
             raise ConfigError(f"column {column!r} is not in the DataFrame (columns: {list(df.columns)})")
     n = len(df)
-    values_df = df.drop(columns=[c for c in (key, timestamp) if c is not None])
-    try:
-        lines = values_df.to_json(orient="records", lines=True, date_format="iso", date_unit="ms")
-    except UnicodeEncodeError as exc:  # a lone surrogate in a str cell
-        raise SerializationError(
-            f"a value column of the DataFrame holds text that is not valid Unicode: {exc.reason} "
-            f"({exc.object[exc.start : exc.end]!r}); repair it, for example with "
-            "df[col].str.encode('utf-8', 'replace').str.decode('utf-8')"
-        ) from exc
-    # pandas escapes every "/" as "\/"; undo it so send_many stores the same bytes as send().
-    lines = lines.replace("\\/", "/")
-    values = pa.array(lines.encode().split(b"\n")[:n], pa.binary()) if n else pa.array([], pa.binary())
+    value_columns = [c for c in df.columns if c not in (key, timestamp)]
+    if value_columns:
+        values, fmt = json_objects(df, value_columns), FMT_JSON
+    else:  # an empty JSON document is not JSON: nothing left to send is a null value
+        values, fmt = pa.nulls(n, pa.binary()), FMT_NULL
     if timestamp is not None:
         stamps = _timestamp_column(df[timestamp], timestamp)
     else:
         stamps = np.full(n, int(time.time() * 1000), dtype=np.int64)
     largest = int(pc.max(pc.binary_length(values)).as_py() or 0) if n else 0
-    return FrameRows(values, stamps, largest)
+    return FrameRows(values, stamps, largest, fmt)
+
+
+def json_objects(df: pd.DataFrame, columns: list[Any]) -> pa.Array:
+    """Each row of ``df[columns]`` as a compact JSON object (binary), keys in column order."""
+    n = len(df)
+    if n == 0:
+        return pa.array([], pa.binary())
+    arrays: dict[str, pa.Array] = {}
+    members: list[str] = []
+    for i, name in enumerate(columns):
+        array, kind = _arrow_column(name, _series(df, name))
+        internal = f"c{i}"  # DuckDB names are case-insensitive: "A" and "a" would clash
+        arrays[internal] = array
+        term = {"plain": internal, "time": f"strftime({internal}, '{_ISO_UTC}')", "json": f"{internal}::JSON"}[kind]
+        members.append(f"{_literal(str(name))}, {term}")
+    table = pa.table(arrays)
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("frame", table)
+        out = con.sql(f"SELECT json_object({', '.join(members)})::BLOB AS v FROM frame").to_arrow_table()
+    finally:
+        con.close()
+    return out.column(0).combine_chunks().cast(pa.binary())
+
+
+def _series(df: pd.DataFrame, name: Any) -> pd.Series:
+    column = df[name]
+    if isinstance(column, pd.DataFrame):
+        raise SerializationError(f"the DataFrame has more than one column named {name!r}; rename them")
+    return column
+
+
+def _arrow_column(name: Any, column: pd.Series) -> tuple[pa.Array, str]:
+    """``column`` as an Arrow array and how it goes into JSON: "plain" (as it is), "time"
+    (naive UTC timestamps, written as ISO text) or "json" (cells already JSON text)."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and dtype.categories.dtype == object:
+        column = column.astype(object)
+        dtype = column.dtype
+    if pd.api.types.is_object_dtype(dtype):
+        return _object_column(name, column)
+    try:
+        array = pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        raise _refused(name, dtype) from exc
+    return _typed(name, dtype, array)
+
+
+def _typed(name: Any, dtype: Any, array: pa.Array) -> tuple[pa.Array, str]:
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return _typed(name, dtype, array.dictionary_decode())
+    if pa.types.is_floating(kind):  # NaN and infinities are null, as send() writes them
+        return pc.if_else(pc.is_finite(array), array, pa.scalar(None, kind)), "plain"
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind):
+        return array, "plain"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return array, "plain"
+    if pa.types.is_timestamp(kind):
+        utc = array.cast(pa.timestamp(kind.unit, "UTC")) if kind.tz is None else array  # naive: taken as UTC
+        return utc.cast(pa.timestamp("us", "UTC"), safe=False).cast(pa.timestamp("us")), "time"
+    raise _refused(name, dtype)
+
+
+def _object_column(name: Any, column: pd.Series) -> tuple[pa.Array, str]:
+    inferred = pd.api.types.infer_dtype(column, skipna=True)
+    if inferred in ("string", "empty"):
+        try:
+            return pa.array(column, pa.string(), from_pandas=True), "plain"
+        except (UnicodeEncodeError, pa.ArrowInvalid) as exc:
+            raise _bad_text(name, column) from exc
+    if inferred in ("datetime", "datetime64"):
+        try:
+            times = pd.to_datetime(column, utc=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise SerializationError(f"column {name!r} holds datetimes send_many cannot store: {exc}") from exc
+        return _typed(name, times.dtype, pa.array(times, from_pandas=True))
+    # Anything else goes cell by cell, as send() serialises a value, and is embedded as JSON.
+    missing = column.isna().to_numpy()
+    cells = column.tolist()
+    text: list[str | None] = []
+    for row, (cell, na) in enumerate(zip(cells, missing, strict=True)):
+        if na:
+            text.append(None)
+            continue
+        try:
+            text.append(dumps_value(cell).decode())
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            raise SerializationError(
+                f"column {name!r} holds a value of type {type(cell).__name__} in row {row} ({cell!r:.60}), "
+                f"which JSON cannot hold ({exc}). Convert the column (str, number, dict, list) or drop it"
+            ) from exc
+    return pa.array(text, pa.string()), "json"
+
+
+def _refused(name: Any, dtype: Any) -> SerializationError:
+    hint = "convert it (for example to str or a number) or drop it"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        hint = "convert it to a number, for example df[col].dt.total_seconds()"
+    return SerializationError(
+        f"column {name!r} has dtype {dtype}, which send_many cannot store as JSON and read back; {hint}"
+    )
+
+
+def _bad_text(name: Any, column: pd.Series) -> SerializationError:
+    for row, cell in enumerate(column.tolist()):
+        if isinstance(cell, str):
+            try:
+                cell.encode()
+            except UnicodeEncodeError as exc:
+                return SerializationError(
+                    f"column {name!r} of the DataFrame holds text that is not valid Unicode in row {row}: "
+                    f"{exc.reason} ({exc.object[exc.start : exc.end]!r}); repair it, for example with "
+                    "df[col].str.encode('utf-8', 'replace').str.decode('utf-8')"
+                )
+    return SerializationError(f"column {name!r} holds text send_many cannot store")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _timestamp_column(column: pd.Series, name: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import duckdb
 from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_STR
 
 FIELDS_COLUMN = "value_fields"  # JSON-object values expanded into a struct (see fields.py)
-META_COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+META_COLUMNS = ("topic", "partition", "offset", "timestamp", "key", "value", "value_error", "headers")
 
 
 def quote(identifier: str) -> str:
@@ -69,44 +69,68 @@ def view_sql(
     headers: bool = True,
     formats: bool = False,
 ) -> str:
-    """Decoded columns over ``source``: key and value by their stored format, JSON fields spread."""
+    """Decoded columns over ``source``: key and value by their stored format, JSON fields spread.
+
+    Values that are JSON objects (see :mod:`.fields`) are spread into a column per field.
+    When some other value is not (a plain string, bytes that are not JSON, a JSON array),
+    it keeps its value in ``value`` (null on the rows spread into fields) and says why in
+    ``value_error``: null on every row that was spread (and on null values), otherwise
+    "not JSON" or "not a JSON object". Neither column exists when every value is an object.
+    With ``raw``, ``value`` holds every row's stored value (JSON as text)."""
     rel = con.sql(source)
     columns = dict(zip(rel.columns, rel.types, strict=True))
+    field_names: list[str] = []
+    if FIELDS_COLUMN in columns and columns[FIELDS_COLUMN].id == "struct":
+        field_names = [name for name, _ in columns[FIELDS_COLUMN].children]
+    spread = f"{FIELDS_COLUMN} IS NOT NULL" if field_names else "false"
     stored = con.execute(f"SELECT list(DISTINCT key_format), list(DISTINCT value_format) FROM ({source})").fetchall()[0]
     key_formats, value_formats = set(stored[0] or []) - {0}, set(stored[1] or []) - {0}
+    left_formats = value_formats  # of the values not spread into fields
+    if field_names:
+        left = con.execute(
+            f"SELECT list(DISTINCT value_format) FROM ({source}) WHERE value IS NOT NULL AND {FIELDS_COLUMN} IS NULL"
+        ).fetchall()[0][0]
+        left_formats = set(left or []) - {0}
     select = ["partition", '"offset"', "timestamp", *_decoded("key", key_formats, formats)]
-    field_names: list[str] = []
-    if FIELDS_COLUMN in columns:
-        field_names = [name for name, _ in columns[FIELDS_COLUMN].children]
-    objects_only = bool(field_names) and con.execute(
-        f"SELECT count(*) FROM ({source}) WHERE value IS NOT NULL AND {FIELDS_COLUMN} IS NULL"
-    ).fetchall() == [(0,)]
-    if objects_only:
-        for name in field_names:
-            alias = f"value.{name}" if name in META_COLUMNS else name
-            select.append(f"{FIELDS_COLUMN}.{quote(name)} AS {quote(alias)}")
-    if raw or not objects_only:
+    for name in field_names:
+        alias = f"value.{name}" if name in META_COLUMNS else name
+        select.append(f"{FIELDS_COLUMN}.{quote(name)} AS {quote(alias)}")
+    if raw:
         # raw: JSON values stay as their text, so the exact stored value is visible
-        text_only = raw and value_formats <= {FMT_STR, FMT_JSON}
+        text_only = value_formats <= {FMT_STR, FMT_JSON}
         select.extend(_decoded("value", {FMT_STR} if text_only else value_formats, formats))
+    elif not field_names:
+        select.extend(_decoded("value", value_formats, formats))
+    elif left_formats:
+        select.extend(_decoded("value", left_formats, formats, where=f"NOT ({spread})"))
+    if field_names and left_formats:
+        select.append(
+            f"CASE WHEN value IS NULL OR {spread} THEN NULL "
+            f"WHEN value_format = {FMT_JSON} OR json_valid(TRY(decode(value))) THEN 'not a JSON object' "
+            f"ELSE 'not JSON' END AS value_error"
+        )
     if headers:
         select.append("headers")
     return f"SELECT {', '.join(select)} FROM ({source})"
 
 
-def _decoded(column: str, formats: set[int], keep_formats: bool) -> list[str]:
-    """Select terms for a key or value column given the formats stored in it.
+def _decoded(column: str, formats: set[int], keep_formats: bool, *, where: str | None = None) -> list[str]:
+    """Select terms for a key or value column given the formats stored in it (only on the
+    rows ``where`` holds, when given; NULL on the others).
 
     Text (str, JSON) decodes to VARCHAR and bytes stay BLOB; a mix cannot share one SQL
     type, so for a replay (``keep_formats``) the raw bytes and their format go to the
     client to decode row by row, and in SQL the non-text ones read as NULL.
     """
+    cell, fmt = (column, f"{column}_format") if where is None else (
+        f"CASE WHEN {where} THEN {column} END", f"CASE WHEN {where} THEN {column}_format END"
+    )  # fmt: skip
     if formats <= {FMT_STR}:
-        return [f"decode({column}) AS {column}"]
+        return [f"decode({cell}) AS {column}"]
     if formats <= {FMT_BYTES}:
-        return [column]
+        return [f"{cell} AS {column}"]
     if keep_formats:
-        return [column, f"{column}_format AS _{column}_format"]
+        return [f"{cell} AS {column}", f"{fmt} AS _{column}_format"]
     if formats <= {FMT_STR, FMT_JSON}:
-        return [f"decode({column}) AS {column}"]
-    return [f"CASE WHEN {column}_format IN ({FMT_STR}, {FMT_JSON}) THEN decode({column}) END AS {column}"]
+        return [f"decode({cell}) AS {column}"]
+    return [f"CASE WHEN {fmt} IN ({FMT_STR}, {FMT_JSON}) THEN decode({cell}) END AS {column}"]

@@ -15,7 +15,7 @@ from typing import Any
 from streamlab.errors import StreamlabError
 from streamlab.front.lab import Lab
 from streamlab.model.types import TopicPartition
-from streamlab.notebook.state_helpers import _group_snapshot, _n, _partitions_text, _rows
+from streamlab.notebook.state_helpers import group_snapshot, num, partitions_text, records_of
 from streamlab.notebook.ticker import Ticker
 
 __all__ = ["ConsumerPool"]
@@ -122,14 +122,14 @@ class ConsumerPool:
         hold every partition of their topics, each exactly once."""
         rows = self.assignments()
         held = [(r["topic"], r["partition"]) for r in rows]
-        wanted = {(t, int(r["partition"])) for t in self.topics for r in _rows(self.lab.offsets(t))}
+        wanted = {(t, int(r["partition"])) for t in self.topics for r in records_of(self.lab.offsets(t))}
         everyone = len({r["member"] for r in rows}) == min(len(self.consumers), len(wanted))
         return len(held) == len(set(held)) and set(held) == wanted and everyone
 
     def settled(self) -> bool:
         """The group is stable and every member here holds what the coordinator assigned it."""
         try:
-            row, described = _group_snapshot(self.lab, self.group)
+            row, described = group_snapshot(self.lab, self.group)
         except StreamlabError:
             return self._covered()
         if row is None or row["state"] != "Stable" or int(row["members"]) < len(self.consumers):
@@ -162,10 +162,9 @@ class ConsumerPool:
         while time.monotonic() < deadline:
             self.poll_once()
             ends = {(t, int(r["partition"])): int(r["high_watermark"]) for t in self.topics
-                    for r in _rows(self.lab.offsets(t))}  # fmt: skip
-            done = {
-                (str(r["topic"]), int(r["partition"])): int(r["committed"]) for r in _rows(self.lab.lag(self.group))
-            }
+                    for r in records_of(self.lab.offsets(t))}  # fmt: skip
+            lag = records_of(self.lab.lag(self.group))
+            done = {(str(r["topic"]), int(r["partition"])): int(r["committed"]) for r in lag}
             if all(done.get(tp, -1) >= end for tp, end in ends.items() if end):
                 return True
             time.sleep(0.02)
@@ -182,6 +181,6 @@ class ConsumerPool:
             if not self.consumers:
                 return f"no consumers of {self.group} running in this notebook"
             return "\n".join(
-                f"{cid}: {_partitions_text(sorted(c.assignment()))}; read {_n(self.consumed[cid])} records"
+                f"{cid}: {partitions_text(sorted(c.assignment()))}; read {num(self.consumed[cid])} records"
                 for cid, c in self.consumers.items()
             )

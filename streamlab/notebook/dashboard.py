@@ -12,12 +12,12 @@ import ipywidgets as w
 from streamlab.front.lab import Lab
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
-from streamlab.notebook.widget_helpers import _Composite, _Live, _title
+from streamlab.notebook.widget_helpers import CompositeWidget, LiveWidget, half_box, title_html, wrap_row
 
 __all__ = ["Dashboard"]
 
 
-class Dashboard(_Composite):
+class Dashboard(CompositeWidget):
     """Producer, lag, rebalance timeline, live tail and topic browser for one topic and group,
     refreshed together by one background thread."""
 
@@ -35,15 +35,14 @@ class Dashboard(_Composite):
         self.producer = ProducerPanel(lab, topic, autostart=False)
         self.lag = OffsetsLag(lab, topic, group, autostart=False)
         self.timeline = RebalanceTimeline(lab, group, topic, autostart=False, **consumer_config)
-        self.tail = LiveTail(lab, topic, autostart=False, per_partition=3)
+        self.tail = LiveTail(lab, topic, autostart=False, per_partition=3, value_width=32)  # fits half the width
         self.browser = TopicBrowser(lab, topic, autostart=False)
-        self.parts: tuple[_Live, ...] = (self.lag, self.timeline, self.producer, self.tail, self.browser)
-        half = w.Layout(width="50%", padding="0 8px")
-        for part in self.parts[:4]:
-            part.view.layout = half
+        self.parts: tuple[LiveWidget, ...] = (self.lag, self.timeline, self.producer, self.tail, self.browser)
+        for part in self.parts[:4]:  # side by side where there is room, else one under the other
+            part.view.layout = half_box()
         self.view = w.VBox([
-            w.HTML(_title(f"streamlab dashboard: topic {topic}, group {group}")),
-            w.HBox([self.lag.view, self.timeline.view]), w.HBox([self.producer.view, self.tail.view]),
+            w.HTML(title_html(f"streamlab dashboard: topic {topic}, group {group}")),
+            wrap_row([self.lag.view, self.timeline.view]), wrap_row([self.producer.view, self.tail.view]),
             self.browser.view, self.status,
         ])  # fmt: skip
         self._begin()

@@ -7,6 +7,7 @@ The timeline can run members of the group in the notebook through a
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,18 +15,19 @@ from typing import Any
 
 import pandas as pd
 
-from streamlab.errors import StreamlabError
+from streamlab.errors import StreamlabError, UnknownGroupWarning
 from streamlab.front.lab import Lab
 from streamlab.model.types import TopicPartition
 from streamlab.notebook.consumer_pool import ConsumerPool
 from streamlab.notebook.state_helpers import (
-    _group_snapshot,
-    _label_text,
-    _maybe_int,
-    _n,
-    _partitions_text,
-    _rows,
+    format_time_lag,
+    group_snapshot,
+    label_text,
+    maybe_int,
     member_label,
+    num,
+    partitions_text,
+    records_of,
 )
 
 __all__ = ["Generation", "LagState", "PartitionLag", "RebalanceTimelineState", "generations_from"]
@@ -56,13 +58,19 @@ class LagState:
 
     def refresh(self) -> None:
         offsets = self.lab.offsets(self.topic)
-        lag = {int(r["partition"]): r for r in _rows(self.lab.lag(self.group)) if r["topic"] == self.topic}
+        with warnings.catch_warnings():  # a group nobody joined yet is what the view shows, not a typo
+            warnings.simplefilter("ignore", UnknownGroupWarning)
+            lagging = self.lab.lag(self.group)
+        lag = {int(r["partition"]): r for r in records_of(lagging) if r["topic"] == self.topic}
         rows = []
-        for r in _rows(offsets):
+        for r in records_of(offsets):
             p, start, end = int(r["partition"]), int(r["log_start_offset"]), int(r["high_watermark"])
             if p in lag:
                 row = lag[p]
                 time_lag = pd.Timedelta(row["time_lag"]).to_pytimedelta()
+                # the end the lag was computed from (read after the offsets above), so that
+                # committed + lag = end in every row drawn
+                end = max(end, int(row.get("end_offset", end)))
                 rows.append(PartitionLag(p, start, int(row["committed"]), end, int(row["lag"]), time_lag))
             else:
                 rows.append(PartitionLag(p, start, None, end, end - start, None))
@@ -70,12 +78,12 @@ class LagState:
         self.samples.append((datetime.now(UTC), {r.partition: r.lag for r in rows}))
 
     def summary(self) -> str:
-        lines = [f"group {self.group} on topic {self.topic}: lag {_n(self.total_lag)} records in total"]
+        lines = [f"group {self.group} on topic {self.topic}: lag {num(self.total_lag)} records in total"]
         for r in self.rows:
-            committed = "-" if r.committed is None else _n(r.committed)
-            behind = "nothing committed" if r.time_lag is None else f"{r.time_lag} behind"
-            lines.append(f"  partition {r.partition}: log start {_n(r.log_start)}, committed {committed}, "
-                         f"end {_n(r.end)}, lag {_n(r.lag)} records ({behind})")  # fmt: skip
+            committed = "-" if r.committed is None else num(r.committed)
+            behind = "nothing committed" if r.time_lag is None else f"{format_time_lag(r.time_lag)} behind"
+            lines.append(f"  partition {r.partition}: log start {num(r.log_start)}, committed {committed}, "
+                         f"end {num(r.end)}, lag {num(r.lag)} records ({behind})")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -104,7 +112,7 @@ def generations_from(history: pd.DataFrame) -> list[Generation]:
     out: list[Generation] = []
     for generation, rows in history.groupby("generation", sort=True):
         assigned, revoked = [], []
-        for r in _rows(rows):
+        for r in records_of(rows):
             tp, member = TopicPartition(str(r["topic"]), int(r["partition"])), member_label(str(r["member"]))
             if r["change"] == "revoked":
                 revoked.append((member, tp))
@@ -114,8 +122,8 @@ def generations_from(history: pd.DataFrame) -> list[Generation]:
                 owners[tp] = member
                 if r["change"] == "assigned":
                     assigned.append((member, tp))
-        first = _rows(rows.head(1))[0]
-        out.append(Generation(int(str(generation)), pd.Timestamp(first["time"]), _label_text(str(first["reason"])),
+        first = records_of(rows.head(1))[0]
+        out.append(Generation(int(str(generation)), pd.Timestamp(first["time"]), label_text(str(first["reason"])),
                               dict(owners), tuple(assigned), tuple(revoked)))  # fmt: skip
     return out
 
@@ -142,13 +150,13 @@ class RebalanceTimelineState:
 
     def refresh(self) -> None:
         try:
-            row, described = _group_snapshot(self.lab, self.group)
+            row, described = group_snapshot(self.lab, self.group)
             self.group_error = None
         except StreamlabError as exc:  # e.g. librdkafka's mock cluster has no ListGroups/DescribeGroups
             row, described = None, self.pool.assignments() if self.pool is not None else []
             self.group_error = f"group state unavailable from this Lab ({exc}); showing this notebook's members"
         if row is not None:
-            self.state, self.generation = str(row["state"]), _maybe_int(row["generation"])
+            self.state, self.generation = str(row["state"]), maybe_int(row["generation"])
             self.assignor, self.member_count = str(row["assignor"]), int(row["members"])
         elif self.group_error:
             self.state, self.generation, self.assignor = "unknown", None, ""
@@ -209,7 +217,7 @@ class RebalanceTimelineState:
         generation = "?" if self.generation is None else self.generation
         lines = [f"group {self.group}: {self.state}, generation {generation}, "
                  f"assignor {self.assignor or '-'}, {self.member_count} member(s)"]  # fmt: skip
-        lines += [f"  {m}: {_partitions_text(tps)}" for m, tps in self.members.items()]
+        lines += [f"  {m}: {partitions_text(tps)}" for m, tps in self.members.items()]
         if self.group_error:
             lines.append(f"note: {self.group_error}")
         if self.history_error:

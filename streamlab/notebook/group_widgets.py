@@ -15,37 +15,37 @@ from streamlab.errors import StreamlabError
 from streamlab.front.lab import Lab
 from streamlab.notebook.consumer_pool import ConsumerPool
 from streamlab.notebook.group_state import LagState, RebalanceTimelineState
-from streamlab.notebook.state_helpers import colors_for
+from streamlab.notebook.state_helpers import colors_for, format_time_lag
 from streamlab.notebook.widget_helpers import (
-    _esc,
-    _Live,
-    _set,
-    _table,
-    _title,
+    LiveWidget,
+    escape,
+    table_html,
+    title_html,
+    update,
 )
 
 __all__ = ["OffsetsLag", "RebalanceTimeline"]
 
 
 # offsets and lag --------------------------------------------------------------------------
-_LEGEND = (("#c8c8c8", "removed by retention"), ("#4c9f70", "consumed (committed)"), ("#f28e2b", "lag"))
+LAG_LEGEND = (("#c8c8c8", "removed by retention"), ("#4c9f70", "consumed (committed)"), ("#f28e2b", "lag"))
 
 
-def _bar(log_start: int, committed: int | None, end: int, scale: int) -> str:
+def lag_bar(log_start: int, committed: int | None, end: int, scale: int) -> str:
     done = log_start if committed is None else max(committed, log_start)
-    parts = [(log_start, _LEGEND[0][0]), (done - log_start, _LEGEND[1][0]), (end - done, _LEGEND[2][0])]
+    parts = [(log_start, LAG_LEGEND[0][0]), (done - log_start, LAG_LEGEND[1][0]), (end - done, LAG_LEGEND[2][0])]
     segs = "".join(f"<div style='width:{100 * n / scale:.2f}%;background:{color}'></div>" for n, color in parts if n)
-    return f"<div style='display:flex;width:160px;height:14px;background:#f4f4f4'>{segs}</div>"
+    return f"<div style='display:flex;width:110px;height:14px;background:#f4f4f4'>{segs}</div>"
 
 
-class OffsetsLag(_Live):
+class OffsetsLag(LiveWidget):
     """Per partition: log start, committed offset and end as bars, lag in records and time."""
 
     def __init__(self, lab: Lab, topic: str, group: str, *, interval: float = 1.0, autostart: bool = True) -> None:
         super().__init__(interval=interval, autostart=autostart)
         self.state = LagState(lab, topic, group)
         self.body = w.HTML()
-        self.view = w.VBox([w.HTML(_title(f"Offsets and lag: {group} on {topic}")), self.body, self.status])
+        self.view = w.VBox([w.HTML(title_html(f"Offsets and lag: {group} on {topic}")), self.body, self.status])
         self._begin()
 
     def _refresh(self) -> None:
@@ -54,16 +54,16 @@ class OffsetsLag(_Live):
     def _render(self) -> None:
         rows = self.state.rows
         scale = max([r.end for r in rows] + [1])
-        table = _table(["partition", "offsets", "log start", "committed", "end", "lag", "time lag"], [
-            (f"partition {r.partition}", _bar(r.log_start, r.committed, r.end, scale), r.log_start,
-             "-" if r.committed is None else r.committed, r.end, f"{r.lag:,}",
-             "-" if r.time_lag is None else r.time_lag)
+        table = table_html(["partition", "offsets", "log start", "committed", "end", "lag", "time lag"], [
+            (f"partition {r.partition}", lag_bar(r.log_start, r.committed, r.end, scale), f"{r.log_start:,}",
+             "-" if r.committed is None else f"{r.committed:,}", f"{r.end:,}", f"{r.lag:,}",
+             format_time_lag(r.time_lag))
             for r in rows
         ], raw=True)  # fmt: skip
         legend = " ".join(f"<span style='display:inline-block;width:10px;height:10px;background:{c}'></span> {t}"
-                          for c, t in _LEGEND)  # fmt: skip
+                          for c, t in LAG_LEGEND)  # fmt: skip
         total = f"<div>total lag: <b>{self.state.total_lag:,}</b> records</div>"
-        _set(self.body, value=table + f"<div style='font-size:11px;margin-top:4px'>{legend}</div>" + total)
+        update(self.body, value=table + f"<div style='font-size:11px;margin-top:4px'>{legend}</div>" + total)
 
     def summary(self) -> str:
         return self.state.summary()
@@ -73,7 +73,7 @@ class OffsetsLag(_Live):
 
 
 # rebalance timeline -----------------------------------------------------------------------
-class RebalanceTimeline(_Live):
+class RebalanceTimeline(LiveWidget):
     """A group's generations over time: who owned which partition and why it changed.
 
     The slider steps through generations; the buttons run consumers of the group inside
@@ -102,11 +102,11 @@ class RebalanceTimeline(_Live):
         self.crash = w.Button(description="Crash consumer", icon="bolt", disabled=topic is None)
         self.pool_view = w.HTML()
         self._rendering = False
-        self.slider.observe(self._slide, names="value")
+        self.slider.observe(lambda change: self._guarded(lambda: self._slide(change)), names="value")
         self.add.on_click(lambda _: self._act(self.state.add_consumer))
         self.stop_one.on_click(lambda _: self._act(self.state.stop_consumer))
         self.crash.on_click(lambda _: self._act(self.state.crash_consumer))
-        self.view = w.VBox([w.HTML(_title(f"Rebalance timeline: {group}")), self.header, self.grid, self.slider,
+        self.view = w.VBox([w.HTML(title_html(f"Rebalance timeline: {group}")), self.header, self.grid, self.slider,
                             self.detail, w.HBox([self.add, self.stop_one, self.crash]), self.pool_view,
                             self.status])  # fmt: skip
         self._begin()
@@ -139,11 +139,11 @@ class RebalanceTimeline(_Live):
         self.refresh()
 
     def _act(self, action: Any) -> None:
-        try:
+        def act_and_redraw() -> None:
             action()
-        except StreamlabError as exc:
-            self._failed(exc)
-        self.refresh()
+            self.refresh()
+
+        self._guarded(act_and_redraw)
 
     def _slide(self, change: dict[str, Any]) -> None:
         if self._rendering:
@@ -166,19 +166,19 @@ class RebalanceTimeline(_Live):
         s = self.state
         colors = colors_for([m for g in s.generations for m in g.owners.values()] + list(s.members))
         members = "".join(
-            f"<div><span style='color:{colors.get(m, '#333')}'>&#9632;</span> <b>{_esc(m)}</b>: "
-            f"{_esc(', '.join(str(tp) for tp in tps))}</div>"
+            f"<div><span style='color:{colors.get(m, '#333')}'>&#9632;</span> <b>{escape(m)}</b>: "
+            f"{escape(', '.join(str(tp) for tp in tps))}</div>"
             for m, tps in s.members.items()
         )  # fmt: skip
         generation = "?" if s.generation is None else s.generation
-        head = (f"<div>state <b>{_esc(s.state)}</b>, generation <b>{generation}</b>, assignor "
-                f"<b>{_esc(s.assignor or '-')}</b>, {s.member_count} member(s)</div>")  # fmt: skip
-        _set(self.header, value=head + members)
+        head = (f"<div>state <b>{escape(s.state)}</b>, generation <b>{generation}</b>, assignor "
+                f"<b>{escape(s.assignor or '-')}</b>, {s.member_count} member(s)</div>")  # fmt: skip
+        update(self.header, value=head + members)
         if s.history_error:
-            _set(self.grid, value=f"<div style='color:#8a6d00'>{_esc(s.history_error)}</div>")
-            _set(self.detail, value="")
+            update(self.grid, value=f"<div style='color:#8a6d00'>{escape(s.history_error)}</div>")
+            update(self.detail, value="")
         else:
-            _set(self.grid, value=self._grid(colors))
+            update(self.grid, value=self._grid(colors))
             current = s.current
             self._rendering = True
             try:
@@ -186,20 +186,20 @@ class RebalanceTimeline(_Live):
                 options = tuple((str(g.generation), i) for i, g in enumerate(s.generations)) or (("-", 0),)
                 if tuple(self.slider.options) != options:
                     self.slider.options = options
-                _set(self.slider, value=top if s.selected is None else min(s.selected, top))
+                update(self.slider, value=top if s.selected is None else min(s.selected, top))
             finally:
                 self._rendering = False
             if current is None:
-                _set(self.detail, value="<i>no generations yet: add a consumer</i>")
+                update(self.detail, value="<i>no generations yet: add a consumer</i>")
             else:
                 moved = ", ".join(f"{tp} from {m}" for m, tp in current.revoked) or "nothing"
                 given = ", ".join(f"{tp} to {m}" for m, tp in current.assigned) or "nothing"
                 at = current.time.strftime("%H:%M:%S.%f")[:-3]
-                _set(self.detail, value=(
-                    f"<div><b>generation {current.generation}</b> at {at} UTC: {_esc(current.reason)}</div>"
-                    f"<div>revoked: {_esc(moved)}</div><div>assigned: {_esc(given)}</div>"))  # fmt: skip
+                update(self.detail, value=(
+                    f"<div><b>generation {current.generation}</b> at {at} UTC: {escape(current.reason)}</div>"
+                    f"<div>revoked: {escape(moved)}</div><div>assigned: {escape(given)}</div>"))  # fmt: skip
         pool = s.pool.summary() if s.pool is not None else "no consumers of the group running in this notebook"
-        _set(self.pool_view, value=f"<pre style='margin:2px 0'>{_esc(pool)}</pre>")
+        update(self.pool_view, value=f"<pre style='margin:2px 0'>{escape(pool)}</pre>")
 
     def _grid(self, colors: dict[str, str]) -> str:
         gens = self.state.generations[-16:]
@@ -210,13 +210,13 @@ class RebalanceTimeline(_Live):
         head = ["partition"] + [f"{'▶' if g is current else ''}g{g.generation}" for g in gens]
         rows = []
         for tp in tps:
-            cells = [f"partition {tp.partition}" if len({t.topic for t in tps}) == 1 else _esc(tp)]
+            cells = [f"partition {tp.partition}" if len({t.topic for t in tps}) == 1 else escape(tp)]
             for g in gens:
                 owner = g.owners.get(tp)
                 style = f"background:{colors[owner]};color:white;padding:0 4px" if owner else "color:#aaa"
-                cells.append(f"<span style='{style}'>{_esc(owner or '-')}</span>")
+                cells.append(f"<span style='{style}'>{escape(owner or '-')}</span>")
             rows.append(cells)
-        return _table(head, rows, raw=True)
+        return table_html(head, rows, raw=True)
 
     def _close(self) -> None:
         self.state.close()

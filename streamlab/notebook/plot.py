@@ -26,12 +26,14 @@ from streamlab.notebook.share_state import NOT_YET_DELIVERED_COLOR, STATE_COLORS
 from streamlab.notebook.state_helpers import PALETTE, colors_for
 
 __all__ = [
+    "lag_history",
     "offsets_and_lag",
     "rebalance_timeline",
     "records_per_partition",
     "share_states",
     "summary_of",
     "throughput",
+    "throughput_history",
 ]
 
 _summaries: WeakKeyDictionary[Figure, str] = WeakKeyDictionary()
@@ -272,3 +274,61 @@ def share_states(
     bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _finish(fig, state.summary(), summary)
+
+
+def _times(df: pd.DataFrame) -> Any:
+    return pd.DatetimeIndex(df["time"]).tz_convert(None)  # matplotlib draws naive datetimes as they are: UTC here
+
+
+def lag_history(history: pd.DataFrame, *, summary: bool = False) -> Figure:
+    """Lag over time from ``lab.lag_history(group)``: records behind per partition (top)
+    and time behind (bottom)."""
+    fig, (top, bottom) = _figure(2, 1, figsize=(9, 6.4))
+    top.set(title="Lag over time", xlabel="time (UTC)", ylabel="lag (records)")
+    bottom.set(title="Time lag over time", xlabel="time (UTC)", ylabel="time lag (seconds)")
+    if history.empty:
+        for ax in (top, bottom):
+            _empty(ax, "no samples")
+            ax.legend(handles=[Patch(color=_GREY, label="no samples")], fontsize=8)
+        return _finish(fig, "no lag samples", summary)
+    single = history["topic"].nunique() == 1
+    for i, ((topic, p), rows) in enumerate(history.groupby(["topic", "partition"], sort=True)):
+        label = f"partition {p}" if single else f"{topic}[{p}]"
+        times = _times(rows)
+        top.plot(times, rows["lag"], color=PALETTE[i % 10], linewidth=1.2, label=label, drawstyle="steps-post")
+        bottom.plot(times, rows["time_lag"].dt.total_seconds(), color=PALETTE[i % 10], linewidth=1.2, label=label)
+    for ax in (top, bottom):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
+    last = history[history["time"] == history["time"].max()]
+    text = (f"{history['time'].nunique()} samples from {history['time'].min():%Y-%m-%d %H:%M:%S} to "
+            f"{history['time'].max():%H:%M:%S} UTC; lag now {int(last['lag'].sum()):,} records "
+            f"(max {int(history.groupby('time')['lag'].sum().max()):,}), time lag now "
+            f"{last['time_lag'].max().total_seconds():.1f} s")  # fmt: skip
+    return _finish(fig, text, summary)
+
+
+def throughput_history(history: pd.DataFrame, *, summary: bool = False) -> Figure:
+    """Records/s over time from ``lab.throughput_history(topic)``: in per partition and in
+    total, and out in total when the frame has a group's ``out_per_s``."""
+    fig, (ax,) = _figure(1, 1)
+    ax.set(title="Throughput over time", xlabel="time (UTC)", ylabel="records/s")
+    rated = history.dropna(subset=["in_per_s"]) if "in_per_s" in history.columns else history.iloc[0:0]
+    if rated.empty:
+        _empty(ax, "fewer than two samples")
+        ax.legend(handles=[Patch(color=_GREY, label="no rates yet")], fontsize=8)
+        return _finish(fig, "fewer than two samples: no rates yet", summary)
+    for p in sorted(rated["partition"].unique()):
+        rows = rated[rated["partition"] == p]
+        ax.plot(_times(rows), rows["in_per_s"], color=PALETTE[int(p) % 10], linewidth=1, label=f"in, partition {p}")
+    total_in = rated.groupby("time")["in_per_s"].sum()
+    ax.plot(_times(total_in.reset_index()), total_in, color="#333", linewidth=1.8, label="in, all partitions")
+    text = f"{len(total_in)} intervals; in: mean {total_in.mean():,.1f}, peak {total_in.max():,.1f} records/s"
+    if "out_per_s" in rated.columns and rated["out_per_s"].notna().any():
+        total_out = rated.groupby("time")["out_per_s"].sum()
+        ax.plot(_times(total_out.reset_index()), total_out, color=_LAG, linewidth=1.8, linestyle="--",
+                label="out (committed), all partitions")  # fmt: skip
+        text += f"; out: mean {total_out.mean():,.1f}, peak {total_out.max():,.1f} records/s"
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return _finish(fig, text, summary)

@@ -18,7 +18,7 @@ import pandas as pd
 from streamlab.errors import StreamlabError
 from streamlab.front.lab import Lab
 from streamlab.model.types import RecordMetadata
-from streamlab.notebook.state_helpers import _n, _short
+from streamlab.notebook.state_helpers import num, short
 
 __all__ = ["ProducerPanelState", "Sent"]
 
@@ -168,11 +168,11 @@ class ProducerPanelState:
     def summary(self) -> str:
         status = "running" if self.running else "stopped"
         if self.target is not None:
-            status += f", {_n(self.generated)} of {_n(self.target)} generated at {self.rate:g} records/s"
+            status += f", {num(self.generated)} of {num(self.target)} generated at {self.rate:g} records/s"
         lines = [f"producer for {self.topic}: {self.by_hand} sent by hand; generator {status}"]
         if self.error:
             lines.append(f"  error: {self.error}")
         if self.last is not None:
             s = self.last
-            lines.append(f"  last sent: partition {s.partition}, offset {_n(s.offset)}, key {_short(s.key, 20)}")
+            lines.append(f"  last sent: partition {s.partition}, offset {num(s.offset)}, key {short(s.key, 20)}")
         return "\n".join(lines)

@@ -144,20 +144,20 @@ class ShareGroupState:
         dlq = self.dead_letter_topic or "-"
         lines = [f"share group {self.group}: {len(self.members)} member(s), delivery limit "
                  f"{self.delivery_count_limit}, dead-letter topic {dlq}",
-                 "  in flight: " + ", ".join(f"{_n(n)} {s}" for s, n in self.counts.items())]  # fmt: skip
+                 "  in flight: " + ", ".join(f"{num(n)} {s}" for s, n in self.counts.items())]  # fmt: skip
         for p in self.partitions:
-            lines.append(f"  {p.name}: start {_n(p.start_offset)}, end {_n(p.end_offset)}, log end "
-                         f"{_n(p.high_watermark)} ({_n(p.not_yet_delivered)} not yet delivered)")  # fmt: skip
+            lines.append(f"  {p.name}: start {num(p.start_offset)}, end {num(p.end_offset)}, log end "
+                         f"{num(p.high_watermark)} ({num(p.not_yet_delivered)} not yet delivered)")  # fmt: skip
             cells = [f"{r.offset} {r.state}{f' by {r.owner}' if r.owner else ''} {r.delivery_count}x"
                      for r in p.records[:SUMMARY_RECORDS]]  # fmt: skip
             more = len(p.records) - len(cells) + p.hidden
             if cells:
-                lines.append("    " + ", ".join(cells) + (f", ... {_n(more)} more" if more else ""))
-        lines += [f"  member {m.label}: holds {_n(m.held)}" for m in self.members]
+                lines.append("    " + ", ".join(cells) + (f", ... {num(more)} more" if more else ""))
+        lines += [f"  member {m.label}: holds {num(m.held)}" for m in self.members]
         return "\n".join(lines)
 
 
-def _n(value: int) -> str:
+def num(value: int) -> str:
     return f"{value:,}"
 
 

@@ -23,7 +23,16 @@ from streamlab.notebook.share_state import (
     ShareGroupState,
     SharePartitionInfo,
 )
-from streamlab.notebook.widget_helpers import _Composite, _esc, _Live, _set, _table, _title
+from streamlab.notebook.widget_helpers import (
+    CompositeWidget,
+    LiveWidget,
+    escape,
+    half_box,
+    table_html,
+    title_html,
+    update,
+    wrap_row,
+)
 
 __all__ = ["QueueVsStream", "ShareGroupView"]
 
@@ -40,8 +49,8 @@ def _cell(r: InFlight) -> str:
     if r.lock_remaining is not None:
         tip += f", lock {r.lock_remaining.total_seconds():.1f} s left"
     return (
-        f"<div class='streamlab-share-record' data-offset='{r.offset}' data-state='{_esc(r.state)}' "
-        f"data-delivery-count='{r.delivery_count}' title='{_esc(tip)}' style='width:30px;height:30px;margin:1px;"
+        f"<div class='streamlab-share-record' data-offset='{r.offset}' data-state='{escape(r.state)}' "
+        f"data-delivery-count='{r.delivery_count}' title='{escape(tip)}' style='width:30px;height:30px;margin:1px;"
         f"background:{STATE_COLORS.get(r.state, '#333')};color:white;text-align:center;line-height:13px;"
         f"font-size:9px;padding-top:2px;box-sizing:border-box'>{r.offset}<br>"
         f"<b style='font-size:12px'>{r.delivery_count}</b></div>"
@@ -50,7 +59,7 @@ def _cell(r: InFlight) -> str:
 
 def _partition(p: SharePartitionInfo, label: str) -> str:
     note = f"align-self:center;margin-left:4px;{_SMALL}"
-    head = (f"<div style='margin-top:4px;{_SMALL}'><b>{_esc(label)}</b>: start {p.start_offset:,}, "
+    head = (f"<div style='margin-top:4px;{_SMALL}'><b>{escape(label)}</b>: start {p.start_offset:,}, "
             f"end {p.end_offset:,}, log {p.log_start:,}..{p.high_watermark:,}</div>")  # fmt: skip
     cells = "".join(_cell(r) for r in p.records)
     if p.hidden:
@@ -68,7 +77,7 @@ def _legend() -> str:
     return f"<div style='font-size:11px;margin-top:4px'>{' &nbsp; '.join(items)}</div>"
 
 
-class ShareGroupView(_Live):
+class ShareGroupView(LiveWidget):
     """Each in-flight record of share group ``group`` as a cell coloured by its state with
     its delivery count, per partition; a legend; the members and how many records each holds.
     ``topic`` narrows it to one of the group's topics; ``max_records`` caps the cells per
@@ -91,7 +100,7 @@ class ShareGroupView(_Live):
         self.body = w.HTML()
         self.members = w.HTML()
         title = f"Share group {group}" + (f" on {topic}" if topic else "")
-        self.view = w.VBox([w.HTML(_title(title)), self.header, self.body, w.HTML(_legend()), self.members,
+        self.view = w.VBox([w.HTML(title_html(title)), self.header, self.body, w.HTML(_legend()), self.members,
                             self.status])  # fmt: skip
         self._begin()
 
@@ -101,18 +110,19 @@ class ShareGroupView(_Live):
     def _render(self) -> None:
         s = self.state
         if not s.exists:
-            _set(self.header, value="<i>no share consumer has joined this group yet</i>")
-            _set(self.body, value="")
-            _set(self.members, value="")
+            update(self.header, value="<i>no share consumer has joined this group yet</i>")
+            update(self.body, value="")
+            update(self.members, value="")
             return
         counts = ", ".join(f"<b>{n:,}</b> {st}" for st, n in s.counts.items())
-        _set(self.header, value=(f"<div>delivery limit <b>{s.delivery_count_limit}</b>, dead-letter topic "
-                                 f"<b>{_esc(s.dead_letter_topic or '-')}</b>; in flight: {counts}</div>"))  # fmt: skip
+        dead_letters = escape(s.dead_letter_topic or "-")
+        update(self.header, value=(f"<div>delivery limit <b>{s.delivery_count_limit}</b>, dead-letter topic "
+                                   f"<b>{dead_letters}</b>; in flight: {counts}</div>"))  # fmt: skip
         several = len({p.topic for p in s.partitions}) > 1
         blocks = [_partition(p, p.name if several else f"partition {p.partition}") for p in s.partitions]
-        _set(self.body, value="".join(blocks) or "<i>no partitions</i>")
+        update(self.body, value="".join(blocks) or "<i>no partitions</i>")
         rows = [(m.label, f"{m.held:,}") for m in s.members]
-        _set(self.members, value=_table(["member", "holds"], rows) if rows else "<i>no members</i>")
+        update(self.members, value=table_html(["member", "holds"], rows) if rows else "<i>no members</i>")
 
     def summary(self) -> str:
         return self.state.summary()
@@ -121,7 +131,7 @@ class ShareGroupView(_Live):
         return f"<streamlab.widgets.ShareGroupView group={self.state.group!r}>"
 
 
-class QueueVsStream(_Composite):
+class QueueVsStream(CompositeWidget):
     """One topic read two ways, side by side: share group ``share_group`` (a queue: records
     handed out one by one) and classic group ``classic_group`` (a stream: one committed
     offset per partition, :class:`~streamlab.notebook.widgets.OffsetsLag`), refreshed together."""
@@ -141,13 +151,13 @@ class QueueVsStream(_Composite):
         super().__init__(interval=interval, autostart=autostart)
         self.share = share
         self.stream = OffsetsLag(lab, topic, classic_group, autostart=False)
-        self.parts: tuple[_Live, ...] = (self.share, self.stream)
-        for part in self.parts:
-            part.view.layout = w.Layout(width="50%", padding="0 8px")
+        self.parts: tuple[LiveWidget, ...] = (self.share, self.stream)
+        for part in self.parts:  # side by side where there is room, else one under the other
+            part.view.layout = half_box()
         self.view = w.VBox([
-            w.HTML(_title(f"{topic} as a queue (share group {share_group}) and as a stream "
+            w.HTML(title_html(f"{topic} as a queue (share group {share_group}) and as a stream "
                           f"(classic group {classic_group})")),
-            w.HBox([self.share.view, self.stream.view]), self.status,
+            wrap_row([self.share.view, self.stream.view]), self.status,
         ])  # fmt: skip
         self._begin()
 

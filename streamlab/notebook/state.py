@@ -33,7 +33,7 @@ from streamlab.notebook.group_state import (
     generations_from,
 )
 from streamlab.notebook.producer_state import ProducerPanelState, Sent
-from streamlab.notebook.state_helpers import PALETTE, colors_for, member_label
+from streamlab.notebook.state_helpers import PALETTE, colors_for, format_time_lag, member_label
 from streamlab.notebook.ticker import Ticker
 from streamlab.notebook.topic_state import PartitionInfo, TailState, TopicBrowserState, TopicInfo
 
@@ -52,6 +52,7 @@ __all__ = [
     "TopicBrowserState",
     "TopicInfo",
     "colors_for",
+    "format_time_lag",
     "generations_from",
     "member_label",
 ]

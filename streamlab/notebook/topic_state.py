@@ -19,7 +19,7 @@ import pandas as pd
 from streamlab.errors import StreamlabError
 from streamlab.front.lab import Lab
 from streamlab.model.types import Record, TopicPartition
-from streamlab.notebook.state_helpers import _maybe_int, _n, _rows, _short, _stamp
+from streamlab.notebook.state_helpers import maybe_int, num, records_of, short, stamp
 
 __all__ = ["PartitionInfo", "TailState", "TopicBrowserState", "TopicInfo"]
 
@@ -88,10 +88,10 @@ class TopicBrowserState:
     def refresh(self) -> None:
         table = self.lab.topics()
         self.topics = [
-            TopicInfo(str(r["name"]), int(r["partitions"]), int(r["records"]), _maybe_int(r["bytes"]),
+            TopicInfo(str(r["name"]), int(r["partitions"]), int(r["records"]), maybe_int(r["bytes"]),
                       int(r["config"].get("retention.ms", -1)), int(r["config"].get("retention.bytes", -1)),
                       str(r["config"].get("cleanup.policy", "delete")))
-            for r in _rows(table)
+            for r in records_of(table)
         ]  # fmt: skip
         names = [t.name for t in self.topics]
         if self.topic not in names:
@@ -103,7 +103,7 @@ class TopicBrowserState:
         self.partitions = [
             PartitionInfo(int(r["partition"]), int(r["log_start_offset"]), int(r["high_watermark"]),
                           _partition_bytes(self.lab, self.topic, int(r["partition"])))
-            for r in _rows(offsets)
+            for r in records_of(offsets)
         ]  # fmt: skip
         self.preview = self._preview()
 
@@ -164,19 +164,19 @@ class TopicBrowserState:
     def summary(self) -> str:
         lines = [f"{len(self.topics)} topic(s)"]
         for t in self.topics:
-            lines.append(f"  {t.name}: {t.partitions} partition(s), {_n(t.records)} records, "
+            lines.append(f"  {t.name}: {t.partitions} partition(s), {num(t.records)} records, "
                          f"retention.ms={t.retention_ms}, cleanup.policy={t.cleanup_policy}")  # fmt: skip
         if self.topic is not None:
             lines.append(f"topic {self.topic}:")
-            lines += [f"  partition {p.partition}: offsets {_n(p.log_start)}..{_n(p.end)} ({_n(p.records)} records)"
+            lines += [f"  partition {p.partition}: offsets {num(p.log_start)}..{num(p.end)} ({num(p.records)} records)"
                       for p in self.partitions]  # fmt: skip
             where = "all partitions" if self.partition is None else f"partition {self.partition}"
             lo, hi = ("start" if self.start is None else self.start), ("end" if self.end is None else self.end)
             span = f"from {lo} to {hi}"
             shown = self.preview
             lines.append(f"slice: {where}, {span}: showing {len(shown)} record(s)")
-            for row in _rows(shown.head(5)):
-                lines.append(f"  p{row['partition']}@{row['offset']} key={_short(row.get('key'), 20)}")
+            for row in records_of(shown.head(5)):
+                lines.append(f"  p{row['partition']}@{row['offset']} key={short(row.get('key'), 20)}")
         return "\n".join(lines)
 
 
@@ -228,7 +228,7 @@ class TailState:
         self.refresh()
 
     def matches(self, record: Record) -> bool:
-        key, value = _short(record.key, 10_000), _short(record.value, 10_000)
+        key, value = short(record.key, 10_000), short(record.value, 10_000)
         if callable(self.filter):
             if not self.filter(record):
                 return False
@@ -244,7 +244,7 @@ class TailState:
     def refresh(self, *, max_records: int = 50_000) -> None:
         with self._lock:
             offsets = self.lab.offsets(self.topic)
-            rows = _rows(offsets)
+            rows = records_of(offsets)
             self.ends = {int(r["partition"]): int(r["high_watermark"]) for r in rows}
             if self._consumer is None or len(self.ends) != len(self._buffers):
                 self._reset()
@@ -266,6 +266,12 @@ class TailState:
                     if self.matches(record):
                         self._buffers[record.partition].append(record)
                         self.seen += 1
+            # the end offsets shown are read after polling, and never below a record shown:
+            # read before, they said "end offset 5" above records at offsets 20-24
+            after = {int(r["partition"]): int(r["high_watermark"]) for r in records_of(self.lab.offsets(self.topic))}
+            for p, buffer in self._buffers.items():
+                newest = buffer[-1].offset + 1 if buffer else 0
+                self.ends[p] = max(after.get(p, 0), self.ends.get(p, 0), newest)
 
     def newest(self) -> dict[int, list[Record]]:
         """Partition -> its newest matching records, oldest first."""
@@ -289,7 +295,7 @@ class TailState:
     def summary(self) -> str:
         lines = [f"tail of {self.topic} (newest {self.per_partition} per partition, {self._filter_text()})"]
         for p, records in self.newest().items():
-            lines.append(f"  partition {p} (end offset {_n(self.ends.get(p, 0))}): {len(records)} shown")
-            lines += [f"    {r.offset:>6}  {_stamp(r.timestamp)}  key={_short(r.key, 16)}  {_short(r.value, 56)}"
+            lines.append(f"  partition {p} (end offset {num(self.ends.get(p, 0))}): {len(records)} shown")
+            lines += [f"    {r.offset:>6}  {stamp(r.timestamp)}  key={short(r.key, 16)}  {short(r.value, 56)}"
                       for r in records]  # fmt: skip
         return "\n".join(lines)

@@ -11,28 +11,30 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
-from streamlab.errors import StreamlabError
+from streamlab.errors import ClosedError, StreamlabError
 from streamlab.front.lab import Lab
 from streamlab.notebook.producer_state import ProducerPanelState
+from streamlab.notebook.state_helpers import short
 from streamlab.notebook.topic_state import TailState, TopicBrowserState
 from streamlab.notebook.widget_helpers import (
-    _bound,
-    _clip,
-    _esc,
-    _field,
-    _keep,
-    _Live,
-    _set,
-    _size,
-    _table,
-    _title,
+    CLOSED_MESSAGE,
+    LiveWidget,
+    bound,
+    escape,
+    field_layout,
+    keep_options,
+    size_text,
+    table_html,
+    title_html,
+    update,
+    wrap_row,
 )
 
 __all__ = ["LiveTail", "ProducerPanel", "TopicBrowser"]
 
 
 # producer panel ---------------------------------------------------------------------------
-class ProducerPanel(_Live):
+class ProducerPanel(LiveWidget):
     """Compose and send a record, or run a generator replaying the clickstream at a rate."""
 
     def __init__(
@@ -47,7 +49,7 @@ class ProducerPanel(_Live):
         super().__init__(interval=interval, autostart=autostart)
         self.state = ProducerPanelState(lab, topic)
         self.data = data
-        wide, narrow = _field("290px", "60px"), _field("230px", "80px")
+        wide, narrow = field_layout("280px", "60px"), field_layout("220px", "80px")
         self.key = w.Text(description="key", placeholder="(none)", **wide)
         self.value = w.Textarea(value='{"event": "page_view", "page": "/"}', description="value", **wide)
         self.headers = w.Text(description="headers", placeholder='{"source": "notebook"}', **wide)
@@ -60,12 +62,16 @@ class ProducerPanel(_Live):
         self.progress = w.IntProgress(min=0, max=1, value=0, description="generated", **narrow)
         self.recent = w.HTML()
         self._rendering = False
-        self.send_button.on_click(lambda _: self.send())
+        self.send_button.on_click(lambda _: self._guarded(self.send))
         self.run_button.observe(self._toggle, names="value")
+        # two fixed-width columns that wrap under one another when the panel is narrow; the
+        # send result has a line of its own (beside the button it pushed into the next column)
         self.view = w.VBox([
-            w.HTML(_title(f"Produce to {topic}")),
-            w.HBox([w.VBox([self.key, self.value, self.headers, w.HBox([self.send_button, self.result])]),
-                    w.VBox([self.rate, self.limit, self.original_times, self.run_button, self.progress])]),
+            w.HTML(title_html(f"Produce to {topic}")),
+            wrap_row([w.VBox([self.key, self.value, self.headers, self.send_button, self.result],
+                              layout=w.Layout(width="290px")),
+                       w.VBox([self.rate, self.limit, self.original_times, self.run_button, self.progress],
+                              layout=w.Layout(width="230px"))], gap="4px 12px"),
             self.recent, self.status,
         ])  # fmt: skip
         self._begin()
@@ -75,21 +81,26 @@ class ProducerPanel(_Live):
         try:
             sent = self.state.send_text(self.value.value, self.key.value, self.headers.value)
         except (StreamlabError, ValueError) as exc:
-            _set(self.result, value=f"<span style='color:#b00020'>{_esc(exc)}</span>")
+            text = CLOSED_MESSAGE if isinstance(exc, ClosedError) else exc
+            update(self.result, value=f"<span style='color:#b00020'>{escape(text)}</span>")
             return
-        _set(self.result, value=f"sent to <b>partition {sent.partition}</b> at <b>offset {sent.offset}</b>")
+        update(self.result, value=f"sent to <b>partition {sent.partition}</b> at <b>offset {sent.offset}</b>")
         self.refresh()
 
     def _toggle(self, change: dict[str, Any]) -> None:
         if self._rendering or change["new"] == self.state.running:
             return
-        if change["new"]:
-            self.state.start(self.rate.value, data=self.data, limit=self.limit.value,
-                             timestamp="ts" if self.original_times.value else None)  # fmt: skip
-            self.start()
-        else:
-            self.state.stop()
-        self.refresh()
+
+        def toggle() -> None:
+            if change["new"]:
+                self.state.start(self.rate.value, data=self.data, limit=self.limit.value,
+                                 timestamp="ts" if self.original_times.value else None)  # fmt: skip
+                self.start()
+            else:
+                self.state.stop()
+
+        self._guarded(toggle)
+        self.refresh()  # the button shows whether the generator runs, also when it failed to start
 
     def _refresh(self) -> None:
         pass  # the state changes as records are sent; rendering reads it
@@ -98,15 +109,15 @@ class ProducerPanel(_Live):
         s = self.state
         self._rendering = True
         try:
-            _set(self.run_button, description="Stop generator" if s.running else "Start generator",
+            update(self.run_button, description="Stop generator" if s.running else "Start generator",
                  icon="stop" if s.running else "play", value=s.running)  # fmt: skip
         finally:
             self._rendering = False
-        _set(self.progress, max=max(s.target or 1, 1), value=s.generated)
-        rows = [(x.partition, x.offset, x.key, _clip(x.value, 40)) for x in reversed(s.sent)][:5]
-        _set(self.recent, value=_table(["partition", "offset", "key", "value"], rows) if rows else "")
+        update(self.progress, max=max(s.target or 1, 1), value=s.generated)
+        rows = [(x.partition, x.offset, x.key, short(x.value, 40)) for x in reversed(s.sent)][:5]
+        update(self.recent, value=table_html(["partition", "offset", "key", "value"], rows) if rows else "")
         if s.error:
-            _set(self.status, value=f"<span style='color:#b00020'>{_esc(s.error)}</span>")
+            update(self.status, value=f"<span style='color:#b00020'>{escape(s.error)}</span>")
 
     def _close(self) -> None:
         self.state.close()
@@ -119,7 +130,7 @@ class ProducerPanel(_Live):
 
 
 # live tail --------------------------------------------------------------------------------
-class LiveTail(_Live):
+class LiveTail(LiveWidget):
     """The newest records of a topic, per partition, filtered on key and value."""
 
     def __init__(
@@ -129,18 +140,24 @@ class LiveTail(_Live):
         filter: str | None = None,
         *,
         per_partition: int = 5,
+        value_width: int = 48,
         interval: float = 1.0,
         autostart: bool = True,
     ) -> None:
         super().__init__(interval=interval, autostart=autostart)
         self.state = TailState(lab, topic, per_partition=per_partition, filter=filter)
+        self.value_width = value_width  # characters of each value shown (the summary shows more)
         self.filter = w.Text(value=filter or "", description="filter", placeholder="text in key or value",
                              continuous_update=False)  # fmt: skip
-        self.filter.observe(lambda ch: self.state.set_filter(ch["new"] or None), names="value")
-        self.filter.observe(lambda _: self._render(), names="value")
+        self.filter.observe(lambda ch: self._guarded(lambda: self._filter(ch["new"] or None)), names="value")
         self.body = w.HTML()
-        self.view = w.VBox([w.HTML(_title(f"Live tail of {topic}")), self.filter, self.body, self.status])
+        self.view = w.VBox([w.HTML(title_html(f"Live tail of {topic}")), self.filter, self.body, self.status])
         self._begin()
+
+    def _filter(self, text: str | None) -> None:
+        with self._lock:
+            self.state.set_filter(text)
+            self._render()
 
     def _refresh(self) -> None:
         self.state.refresh()
@@ -149,12 +166,13 @@ class LiveTail(_Live):
         blocks = []
         for p, records in self.state.newest().items():
             rows = [
-                (r.offset, r.time.strftime("%Y-%m-%d %H:%M:%S"), r.key, _clip(r.value, 48)) for r in reversed(records)
+                (r.offset, r.time.strftime("%Y-%m-%d %H:%M:%S"), r.key, short(r.value, self.value_width))
+                for r in reversed(records)
             ]
             end = self.state.ends.get(p, 0)
             blocks.append(f"<div style='margin:4px 0'><b>partition {p}</b> (end offset {end})"
-                          + _table(["offset", "time (UTC)", "key", "value"], rows) + "</div>")  # fmt: skip
-        _set(self.body, value="".join(blocks) or "<i>no partitions</i>")
+                          + table_html(["offset", "time (UTC)", "key", "value"], rows) + "</div>")  # fmt: skip
+        update(self.body, value="".join(blocks) or "<i>no partitions</i>")
 
     def _close(self) -> None:
         self.state.close()
@@ -167,10 +185,10 @@ class LiveTail(_Live):
 
 
 # topic browser ----------------------------------------------------------------------------
-_ALL = -1  # the partition dropdown's "all" (a None value would show as no selection)
+ALL_PARTITIONS = -1  # the partition dropdown's "all" (a None value would show as no selection)
 
 
-class TopicBrowser(_Live):
+class TopicBrowser(LiveWidget):
     """Topics, partitions, offsets, sizes and retention; a slice of records to pandas."""
 
     def __init__(self, lab: Lab, topic: str | None = None, *, interval: float = 2.0, autostart: bool = True) -> None:
@@ -178,7 +196,7 @@ class TopicBrowser(_Live):
         self.state = TopicBrowserState(lab, topic)
         self.topics = w.HTML()
         self.topic = w.Dropdown(description="topic", options=[])
-        self.partition = w.Dropdown(description="partition", options=[("all", _ALL)], value=_ALL)
+        self.partition = w.Dropdown(description="partition", options=[("all", ALL_PARTITIONS)], value=ALL_PARTITIONS)
         self.start_at = w.Text(description="from", placeholder="offset or ISO time")
         self.end_at = w.Text(description="to", placeholder="offset or ISO time")
         self.show = w.Button(description="Show records", icon="search")
@@ -189,11 +207,11 @@ class TopicBrowser(_Live):
         self.dataframe: pd.DataFrame | None = None
         self._shown: tuple[str | None, int | None] | None = None
         self._rendering = False
-        self.show.on_click(lambda _: self._select())
+        self.show.on_click(lambda _: self._guarded(self._select))
         self.topic.observe(lambda _: None if self._rendering else self._select(new_topic=True), names="value")
-        self.export.on_click(lambda _: self.to_dataframe())
+        self.export.on_click(lambda _: self._guarded(self.to_dataframe))
         self.view = w.VBox([
-            w.HTML(_title("Topics")), self.topics,
+            w.HTML(title_html("Topics")), self.topics,
             w.HBox([self.topic, self.partition]), w.HBox([self.start_at, self.end_at]),
             w.HBox([self.show, self.export, self.exported]), self.partitions, self.preview, self.status,
         ])  # fmt: skip
@@ -202,8 +220,8 @@ class TopicBrowser(_Live):
     def _select(self, *, new_topic: bool = False) -> None:
         try:
             with self._lock:
-                partition = None if new_topic or self.partition.value == _ALL else self.partition.value
-                self.state.select(self.topic.value, partition, _bound(self.start_at.value), _bound(self.end_at.value))
+                partition = None if new_topic or self.partition.value == ALL_PARTITIONS else self.partition.value
+                self.state.select(self.topic.value, partition, bound(self.start_at.value), bound(self.end_at.value))
                 self._render()
         except StreamlabError as exc:
             self._failed(exc)
@@ -219,7 +237,7 @@ class TopicBrowser(_Live):
     def to_dataframe(self) -> pd.DataFrame:
         """The selected slice as a DataFrame (also kept in ``.dataframe``)."""
         self.dataframe = self.state.to_dataframe()
-        _set(self.exported, value=f"<code>.dataframe</code>: {len(self.dataframe):,} rows")
+        update(self.exported, value=f"<code>.dataframe</code>: {len(self.dataframe):,} rows")
         return self.dataframe
 
     def _refresh(self) -> None:
@@ -227,30 +245,30 @@ class TopicBrowser(_Live):
 
     def _render(self) -> None:
         s = self.state
-        rows = [(t.name, t.partitions, f"{t.records:,}", _size(t.bytes), t.retention_ms, t.retention_bytes,
+        rows = [(t.name, t.partitions, f"{t.records:,}", size_text(t.bytes), t.retention_ms, t.retention_bytes,
                  t.cleanup_policy) for t in s.topics]  # fmt: skip
         headers = ["topic", "partitions", "records", "bytes", "retention.ms", "retention.bytes", "cleanup.policy"]
-        _set(self.topics, value=_table(headers, rows))
+        update(self.topics, value=table_html(headers, rows))
         names = tuple(t.name for t in s.topics)
-        choices = (("all", _ALL), *((str(p.partition), p.partition) for p in s.partitions))
+        choices = (("all", ALL_PARTITIONS), *((str(p.partition), p.partition) for p in s.partitions))
         chosen = (s.topic, s.partition)
         self._rendering = True
         try:
             if chosen != self._shown:  # the selection changed in code: show it (else keep what the user picked)
                 self._shown = chosen
                 self.topic.options, self.partition.options = names, choices
-                self.topic.value, self.partition.value = s.topic, _ALL if s.partition is None else s.partition
+                self.topic.value, self.partition.value = s.topic, ALL_PARTITIONS if s.partition is None else s.partition
             else:
-                _keep(self.topic, names)
-                _keep(self.partition, choices)
+                keep_options(self.topic, names)
+                keep_options(self.partition, choices)
         finally:
             self._rendering = False
         prows = [(p.partition, p.log_start, p.end, p.records, "-" if p.bytes is None else f"{p.bytes:,}")
                  for p in s.partitions]  # fmt: skip
-        _set(self.partitions, value=_table(["partition", "log start", "end", "records", "bytes"], prows))
+        update(self.partitions, value=table_html(["partition", "log start", "end", "records", "bytes"], prows))
         preview = s.preview.drop(columns=[c for c in ("headers",) if c in s.preview.columns])
-        html_table = preview.to_html(index=False, max_cols=10, na_rep="", border=0) if len(preview) else ""
-        _set(self.preview, value=f"<div style='overflow-x:auto;max-width:100%;font-size:12px'>{html_table}</div>")
+        shown = preview.to_html(index=False, max_cols=10, na_rep="", border=0) if len(preview) else ""
+        update(self.preview, value=f"<div style='overflow-x:auto;max-width:100%;font-size:12px'>{shown}</div>")
 
     def summary(self) -> str:
         return self.state.summary()

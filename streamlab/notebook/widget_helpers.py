@@ -1,4 +1,4 @@
-"""What every live widget shares: the :class:`_Live` base (a state, a view, a ticker)
+"""What every live widget shares: the :class:`LiveWidget` base (a state, a view, a ticker)
 and the small HTML and ipywidgets helpers the views are drawn with.
 
 Separate from the widgets so that :mod:`.topic_widgets`, :mod:`.group_widgets`,
@@ -10,60 +10,60 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ipywidgets as w
 
-from streamlab.errors import StreamlabError
+from streamlab.errors import ClosedError, StreamlabError
 from streamlab.notebook.ticker import Ticker
 
-_CELL = "padding:2px 6px;border-bottom:1px solid #e0e0e0;text-align:left;font-size:12px;white-space:nowrap"
-_MONO = "font-family:var(--jp-code-font-family,monospace)"
+CELL = "padding:2px 6px;border-bottom:1px solid #e0e0e0;text-align:left;font-size:12px;white-space:nowrap"
+MONO = "font-family:var(--jp-code-font-family,monospace)"
 
 
-def _esc(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
+def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
     """An HTML table; cells are escaped unless ``raw`` (for cells that are HTML already)."""
-    head = "".join(f"<th style='{_CELL}'>{_esc(h)}</th>" for h in headers)
+    head = "".join(f"<th style='{CELL}'>{escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td style='{_CELL}'>{c if raw else _esc(c)}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td style='{CELL}'>{c if raw else escape(c)}</td>" for c in row) + "</tr>" for row in rows
     )
     table = (
-        f"<table style='border-collapse:collapse;{_MONO}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<table style='border-collapse:collapse;{MONO}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     )
-    return f"<div style='overflow-x:auto;max-width:100%'>{table}</table></div>"
+    return f"<div style='overflow-x:auto;max-width:100%'>{table}</div>"
 
 
-def _size(n: int | None) -> str:
+def size_text(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-def _clip(value: Any, width: int) -> str:
+def clip_text(value: Any, width: int) -> str:
     text = str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _field(width: str, label: str) -> dict[str, Any]:
+def field_layout(width: str, label: str) -> dict[str, Any]:
     """Layout and style keywords for a labelled input of a given width."""
     return {"layout": w.Layout(width=width), "style": {"description_width": label}}
 
 
-def _title(text: str) -> str:
-    return f"<div style='font-weight:600;font-size:14px;margin:4px 0'>{_esc(text)}</div>"
+def title_html(text: str) -> str:
+    return f"<div style='font-weight:600;font-size:14px;margin:4px 0'>{escape(text)}</div>"
 
 
-def _set(widget: Any, **values: Any) -> None:
+def update(widget: Any, **values: Any) -> None:
     """Assign traits only when they change (every assignment is a message to the browser)."""
     for name, value in values.items():
         if getattr(widget, name) != value:
             setattr(widget, name, value)
 
 
-def _keep(dropdown: Any, options: tuple[Any, ...]) -> None:
+def keep_options(dropdown: Any, options: tuple[Any, ...]) -> None:
     """New options for a dropdown, keeping the user's pick where it is still there."""
     if tuple(dropdown.options) != options:
         picked = dropdown.value
@@ -73,12 +73,30 @@ def _keep(dropdown: Any, options: tuple[Any, ...]) -> None:
             dropdown.value = picked
 
 
-def _bound(text: str) -> int | str | None:
+def wrap_row(children: Sequence[Any], *, gap: str = "8px") -> Any:
+    """A row of views that wraps onto the next line when the notebook is too narrow for
+    them side by side (a fixed 50% each cut off the lag table's columns)."""
+    return w.HBox(list(children), layout=w.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap=gap))
+
+
+def half_box(min_width: str = "540px") -> Any:
+    """The layout of one of two views in a :func:`wrap_row`: half the row, or all of it
+    when half would be narrower than ``min_width``."""
+    return w.Layout(flex="1 1 " + min_width, min_width=min_width, max_width="100%", overflow="auto")
+
+
+CLOSED_MESSAGE = (
+    "this Lab was closed (lab.close() ran), so this widget cannot reach the broker any more: "
+    "connect again and make a new widget (in a tutorial: run it again from the top)"
+)
+
+
+def bound(text: str) -> int | str | None:
     text = text.strip()
     return None if not text else int(text) if text.isdigit() else text
 
 
-class _Live:
+class LiveWidget:
     """What every widget shares: a state object, a view and a ticker refreshing both."""
 
     def __init__(self, *, interval: float, autostart: bool) -> None:
@@ -98,8 +116,25 @@ class _Live:
             self.start()
 
     def _failed(self, exc: BaseException) -> bool:
-        _set(self.status, value=f"<span style='color:#b00020'>{_esc(type(exc).__name__)}: {_esc(exc)}</span>")
+        text = CLOSED_MESSAGE if isinstance(exc, ClosedError) else str(exc)
+        update(self.status, value=f"<span style='color:#b00020'>{escape(type(exc).__name__)}: {escape(text)}</span>")
         return True
+
+    def _guarded(self, action: Callable[[], Any]) -> None:
+        """Run what a button or text box asked for: a failure (a closed Lab, a bad input)
+        shows in the widget's status line instead of raising into the browser's log,
+        where nobody sees it."""
+        if self._lab_closed():  # say so, before a closed Lab's parts fail in their own words
+            self._failed(ClosedError(CLOSED_MESSAGE))
+            return
+        try:
+            action()
+        except StreamlabError as exc:
+            self._failed(exc)
+
+    def _lab_closed(self) -> bool:
+        lab = getattr(getattr(self, "state", None), "lab", None)
+        return getattr(lab, "closed", False) is True
 
     def refresh(self) -> None:
         """Pull from the Lab now and redraw."""
@@ -126,10 +161,15 @@ class _Live:
 
     def stop(self) -> None:
         """Stop refreshing and release what the widget opened (consumers, producers)."""
+        was_running = self.running
         self._ticker.stop()
         with self._lock:
             self._close()
-        _set(self.status, value="<span style='color:#666'>stopped</span>")
+        if was_running:  # a widget that never ticked keeps showing the state it was drawn with
+            self._show_stopped()
+
+    def _show_stopped(self) -> None:
+        update(self.status, value="<span style='color:#666'>stopped</span>")
 
     def _close(self) -> None:
         pass
@@ -139,18 +179,18 @@ class _Live:
         bundle["text/plain"] = repr(self)  # stable text: nbval compares it
         return bundle
 
-    def __enter__(self) -> _Live:
+    def __enter__(self) -> LiveWidget:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-class _Composite(_Live):
+class CompositeWidget(LiveWidget):
     """A widget made of other live widgets (``parts``), refreshed together on one ticker;
     the parts are built with ``autostart=False`` and draw themselves."""
 
-    parts: tuple[_Live, ...]
+    parts: tuple[LiveWidget, ...]
 
     def _refresh(self) -> None:
         for part in self.parts:
@@ -162,3 +202,8 @@ class _Composite(_Live):
     def _close(self) -> None:
         for part in self.parts:
             part.stop()
+
+    def _show_stopped(self) -> None:
+        super()._show_stopped()
+        for part in self.parts:  # they ticked with this one
+            part._show_stopped()

@@ -14,7 +14,7 @@ The share-group views (``ShareGroupView``, ``QueueVsStream``) live in
 The widgets live in one module per subject; this one gathers them under the name
 notebooks and user code reach them by (``streamlab.widgets``):
 
-- :mod:`.widget_helpers`: the ``_Live`` base and the HTML helpers
+- :mod:`.widget_helpers`: the ``LiveWidget`` base and the HTML helpers
 - :mod:`.topic_widgets`: :class:`ProducerPanel`, :class:`LiveTail`, :class:`TopicBrowser`
 - :mod:`.group_widgets`: :class:`OffsetsLag`, :class:`RebalanceTimeline`
 - :mod:`.dashboard`: :class:`Dashboard`
@@ -24,33 +24,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# The underscored names are re-exported (``x as x``) so that code which imported them from
-# here before the split keeps working; ``__all__`` lists only the widgets.
 from streamlab.notebook.dashboard import Dashboard
-from streamlab.notebook.group_widgets import _LEGEND as _LEGEND
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
-from streamlab.notebook.group_widgets import _bar as _bar
-from streamlab.notebook.topic_widgets import _ALL as _ALL
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
-from streamlab.notebook.widget_helpers import _CELL as _CELL
-from streamlab.notebook.widget_helpers import _MONO as _MONO
-from streamlab.notebook.widget_helpers import _bound as _bound
-from streamlab.notebook.widget_helpers import _clip as _clip
-from streamlab.notebook.widget_helpers import _esc as _esc
-from streamlab.notebook.widget_helpers import _field as _field
-from streamlab.notebook.widget_helpers import _keep as _keep
-from streamlab.notebook.widget_helpers import _Live as _Live
-from streamlab.notebook.widget_helpers import _set as _set
-from streamlab.notebook.widget_helpers import _size as _size
-from streamlab.notebook.widget_helpers import _table as _table
-from streamlab.notebook.widget_helpers import _title as _title
 
 if TYPE_CHECKING:
+    from streamlab.notebook.browser import MessageBrowser
     from streamlab.notebook.share_widgets import QueueVsStream, ShareGroupView
 
 __all__ = [
     "Dashboard",
     "LiveTail",
+    "MessageBrowser",
     "OffsetsLag",
     "ProducerPanel",
     "QueueVsStream",
@@ -68,8 +53,12 @@ def __getattr__(name: str) -> Any:
         from streamlab.notebook import share_widgets
 
         return getattr(share_widgets, name)
+    if name == "MessageBrowser":  # imported on first use: it pulls in itables
+        from streamlab.notebook.browser import MessageBrowser
+
+        return MessageBrowser
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SHARE_VIEWS))  # so tab completion offers them too
+    return sorted(set(globals()) | set(_SHARE_VIEWS) | {"MessageBrowser"})  # so tab completion offers them too

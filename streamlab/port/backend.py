@@ -21,6 +21,8 @@ import pyarrow as pa
 
 from streamlab.api import Consumer, Producer, ShareConsumer
 from streamlab.model.views import Bounds
+from streamlab.port.history import HistoryStore
+from streamlab.port.schemas import SchemaRegistryPort
 
 TopicRow = Mapping[str, Any]  # name, partitions, records, bytes, config
 
@@ -57,6 +59,9 @@ class Backend(Protocol):
     def partition_count(self, topic: str) -> int:
         """The partitions of ``topic`` now (raises UnknownTopicError)."""
 
+    def offsets_for_time(self, topic: str, partitions: Sequence[int], ms: int) -> dict[int, int]:
+        """Per partition, the first offset whose record's timestamp is >= ``ms`` (else the end)."""
+
     def apply_retention(self, now_ms: int) -> Any: ...
     def roll(self, topic: str) -> None: ...
 
@@ -80,12 +85,29 @@ class Backend(Protocol):
 
     # analytics
     def estimate_rows(self, topic: str, bounds: Bounds) -> int: ...
-    def replay_table(self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Any) -> pa.Table:
+    def replay_table(
+        self, topic: str, bounds: Bounds, *, raw: bool, headers: bool, progress: Any, committed: bool = True
+    ) -> pa.Table:
         """Decoded records of ``bounds`` ordered by partition and offset (see
-        :func:`streamlab.front.replay_frame.replay_dataframe`). ``progress`` is called with
-        the rows of each chunk as it arrives, or is None."""
+        :func:`streamlab.model.dataframes.replay_dataframe`). ``progress`` is called with
+        the rows of each chunk as it arrives, or is None. ``committed``: as a read_committed
+        consumer sees them (else aborted transactions' records too); markers never."""
 
-    def sql_table(self, statement: str) -> pa.Table: ...
+    def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table: ...
+
+    # history
+    def history(self) -> HistoryStore:
+        """Where this backend keeps history samples (the catalog, or memory for Kafka)."""
+
+    def schema_registry(self) -> SchemaRegistryPort:
+        """The Schema Registry of this backend (``lab.schemas``)."""
+
+    # the Kafka protocol endpoint (Lab.serve)
+    def broker_to_serve(self) -> Any:
+        """The open :class:`~streamlab.broker.Broker` that ``Lab.serve`` runs the wire
+        server on (the front starts it: backends stand beside the server, not above it;
+        typed Any because the Kafka backend may not import the broker). Raises
+        UnsupportedOperationError where there is none (a Kafka cluster is an endpoint)."""
 
     def close(self) -> None: ...
 

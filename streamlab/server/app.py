@@ -40,8 +40,10 @@ import signal
 import socket
 import struct
 import termios
+import threading
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +211,7 @@ class KafkaServer:
             await writer.start_tls(ssl_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S)
 
     def _forget(self, conn: _Connection) -> None:
-        """Give back the place of ``conn`` under max.connections.per.ip."""
+        """Give back ``conn``'s place under max.connections.per.ip."""
         self._per_ip[conn.host] -= 1
         if self._per_ip[conn.host] <= 0:
             del self._per_ip[conn.host]
@@ -435,8 +437,17 @@ async def run(
     security: Security | None = None,
     limits: ServerLimits | None = None,
     log_retention_check_interval_ms: int = DEFAULT_CHECK_INTERVAL_MS,
+    ready: Callable[[str, int], object] | None = None,
+    schema_registry_port: int | None = None,
 ) -> None:
     """Serve ``broker`` until SIGINT/SIGTERM (or ``stop`` is set). Does not close the broker.
+
+    ``schema_registry_port``: also serve Confluent's Schema Registry REST API on ``host``
+    at that port (:mod:`streamlab.server.registry_http`; 0 picks one).
+
+    ``ready`` is called with the advertised host and port once connections are accepted.
+    Signals are handled only when this runs in the main thread (``Lab.serve`` runs it in
+    another, where only ``stop`` ends it).
 
     ``limits`` bound what clients can make the server hold (Kafka's ``fetch.max.bytes``,
     ``socket.request.max.bytes``, ``queued.max.request.bytes``, ``max.connections.per.ip``);
@@ -447,16 +458,23 @@ async def run(
     executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="streamlab-io")
     loop.set_default_executor(executor)
     stop = stop or asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # add_signal_handler works only in the main thread
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     ctx = ServerContext(
         broker, advertised_host or host, port, security=security or Security(), limits=limits or ServerLimits()
     )
     server = KafkaServer(ctx, host, port)
     housekeeping: asyncio.Task[None] | None = None
+    listeners = contextlib.AsyncExitStack()  # optional listeners beside Kafka's: the Schema Registry
     try:
         bound_host, bound_port = await server.start()
         housekeeping = asyncio.create_task(schedule.run(), name="streamlab-retention")
+        if schema_registry_port is not None:
+            from streamlab.server.registry_http import start_registry  # aiohttp loads only when asked for
+
+            await start_registry(listeners, broker, host, schema_registry_port)
         if not advertised_host and bound_host in ("0.0.0.0", "::"):
             ctx.advertised_host = socket.getfqdn()
         ctx.advertised_port = bound_port
@@ -466,19 +484,24 @@ async def run(
             broker.data_dir, bound_host, bound_port, ctx.advertised_host, ctx.advertised_port,
             ctx.security.protocol,
         )  # fmt: skip
+        if ready is not None:
+            ready(ctx.advertised_host, ctx.advertised_port)
         await stop.wait()
         log.info("stopping: finishing requests in progress")
         await server.stop()
     finally:
+        await listeners.aclose()
         if housekeeping is not None:
             housekeeping.cancel()  # a round already in its thread finishes before the shutdown below
             await asyncio.gather(housekeeping, return_exceptions=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
         # Handlers may still be in worker threads (cancelled requests): wait for them
         # before anything they use is closed. Blocking is fine: nothing is served any more.
         executor.shutdown(wait=True)
         ctx.close()
+        if not broker.closed:  # the broker stays open (Lab.serve): nobody serves it any more
+            broker.advertise("")
 
 
 def serve(
@@ -491,6 +514,7 @@ def serve(
     limits: ServerLimits | None = None,
     log_retention_check_interval_ms: int = DEFAULT_CHECK_INTERVAL_MS,
     settings: BrokerSettings | None = None,
+    schema_registry_port: int | None = None,
 ) -> None:
     """Open the broker in ``data_dir`` and serve it until SIGINT/SIGTERM (options: see :func:`run`;
     ``settings``: auto.create.topics.enable and num.partitions)."""
@@ -499,7 +523,8 @@ def serve(
     try:
         interval_ms = log_retention_check_interval_ms
         main = run(broker, host=host, port=port, advertised_host=advertised_host, security=security, limits=limits,
-                   log_retention_check_interval_ms=interval_ms)  # fmt: skip
+                   log_retention_check_interval_ms=interval_ms,
+                   schema_registry_port=schema_registry_port)  # fmt: skip
         asyncio.run(main)
     finally:
         broker.close()

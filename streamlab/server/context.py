@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from streamlab.broker import Broker
-from streamlab.broker.transactions import TransactionCoordinator
+from streamlab.broker.transactions import TransactionCoordinator, shared_coordinator
 from streamlab.server.idempotence import ProducerStates
 from streamlab.server.limits import ServerLimits
 from streamlab.server.memory import MemoryBudget
@@ -141,7 +141,8 @@ class ServerContext:
             self.cluster_id = _cluster_id(self.broker)
         self.producers = ProducerStates(self.broker)
         # Opening completes transactions a crash left open (markers written): before serving.
-        self.transactions = TransactionCoordinator(
+        # The broker's one coordinator: an in-process Lab.serve shares the embedded API's.
+        self.transactions = shared_coordinator(
             self.broker, new_producer_id=self.producers.new_producer_id, partition_lock=self.producers.partition
         )
         self.transactions.start_timer()

@@ -7,6 +7,7 @@ implement :class:`PartitionLog` and are registered by name in :data:`ENGINES` (s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,8 +54,12 @@ class PartitionLog(Protocol):
     def apply_retention(self, config: dict[str, Any], now_ms: int) -> int:
         """Delete whole segments past ``retention.ms`` / ``retention.bytes``; return how many."""
 
-    def compact(self, config: dict[str, Any], now_ms: int) -> int:
-        """Keep only the latest record per key in sealed segments; return records removed."""
+    def compact(
+        self, config: dict[str, Any], now_ms: int, *, aborted: Sequence[tuple[int, int]] = (),
+        stable_offset: int | None = None,
+    ) -> int:  # fmt: skip
+        """Keep only the latest record per key in sealed segments (records of ``aborted``
+        transactions removed, nothing from ``stable_offset`` on cleaned); return records removed."""
 
     def close(self) -> None: ...
 

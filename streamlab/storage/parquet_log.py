@@ -42,10 +42,12 @@ import threading
 import time
 import warnings
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import crc32c
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -53,6 +55,7 @@ import pyarrow.parquet as pq
 from streamlab.errors import ClosedError, CorruptSegmentError, OffsetOutOfRangeError, RecoveryWarning, StorageError
 from streamlab.model.fields import expand_json_objects
 from streamlab.model.schema import BASE_COLUMNS, RECORD_SCHEMA, with_base_offset
+from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.views import FIELDS_COLUMN
 from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
 from streamlab.storage.catalog import Catalog, SegmentInfo
@@ -64,6 +67,15 @@ log = logging.getLogger("streamlab.storage")
 ROW_GROUP_SIZE = 64 * 1024
 _SEGMENT_NAME = re.compile(r"[0-9]{20}(\.[0-9a-f]+)?\.parquet")
 _CACHE_SEGMENTS = 4
+
+
+def _in_ranges(offsets: pa.ChunkedArray, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Which ``offsets`` fall in one of the sorted, disjoint ``[start, end)`` ``ranges``."""
+    values = offsets.to_numpy()
+    starts = np.fromiter((r[0] for r in ranges), dtype=np.int64, count=len(ranges))
+    ends = np.fromiter((r[1] for r in ranges), dtype=np.int64, count=len(ranges))
+    i = np.searchsorted(starts, values, side="right") - 1
+    return np.asarray((i >= 0) & (values < ends[np.clip(i, 0, None)]))
 
 
 def _name(base_offset: int, suffix: str) -> str:
@@ -275,6 +287,12 @@ class ParquetPartitionLog:
     @property
     def high_watermark(self) -> int:
         return self._next
+
+    @property
+    def append_lock(self) -> threading.RLock:
+        """The lock every append holds: hold it to read the high watermark and append with
+        no other append between (a transactional batch notes its offsets before it is stored)."""
+        return self._lock
 
     def append(self, batch: pa.RecordBatch, *, sync: bool) -> int:
         """Store ``batch`` at the end of the log. On a write failure (disk full) nothing of it
@@ -601,7 +619,15 @@ class ParquetPartitionLog:
         for name in gone - {n.path for n in new}:
             self._remove_file(name)
 
-    def compact(self, config: dict[str, Any], now_ms: int) -> int:
+    def compact(
+        self, config: dict[str, Any], now_ms: int, *, aborted: Sequence[tuple[int, int]] = (),
+        stable_offset: int | None = None,
+    ) -> int:  # fmt: skip
+        """Keep the latest record per key in sealed segments, as Kafka's cleaner does with
+        transactions: records of ``aborted`` transactions (sorted ``[start, end)`` offset
+        ranges) are removed and never count as a key's latest, nothing from
+        ``stable_offset`` (the last stable offset: an open transaction may still abort) on
+        is cleaned or counts, and transaction markers are kept (they are not keyed records)."""
         if "compact" not in config["cleanup.policy"]:
             return 0
         with self._lock:
@@ -613,13 +639,20 @@ class ParquetPartitionLog:
                 return 0
             sealed = pa.concat_tables([self._load(s) for s in self._segments])
             everything = pa.concat_tables([sealed, self.active_table()])
-            latest = (
-                everything.filter(pc.is_valid(everything.column("key"))).group_by("key").aggregate([("offset", "max")])
-            )
+            settled = everything if stable_offset is None else everything.filter(
+                pc.less(everything.column("offset"), stable_offset))  # fmt: skip
+            keyed = pc.and_(pc.is_valid(settled.column("key")), pc.not_equal(settled.column("key_format"), FMT_CONTROL))
+            if aborted:
+                keyed = pc.and_(keyed, pa.array(~_in_ranges(settled.column("offset"), aborted)))
+            latest = settled.filter(keyed).group_by("key").aggregate([("offset", "max")])
             keep = pc.or_(
                 pc.is_in(sealed.column("offset"), latest.column("offset_max")),
-                pc.is_null(sealed.column("key")),
+                pc.or_(pc.is_null(sealed.column("key")), pc.equal(sealed.column("key_format"), FMT_CONTROL)),
             )
+            if stable_offset is not None:
+                keep = pc.or_(keep, pc.greater_equal(sealed.column("offset"), stable_offset))
+            if aborted:
+                keep = pc.and_(keep, pa.array(~_in_ranges(sealed.column("offset"), aborted)))
             old_tombstone = pc.and_(
                 pc.is_null(sealed.column("value")),
                 pc.less(sealed.column("timestamp").cast(pa.int64()), now_ms - config["delete.retention.ms"]),

@@ -114,7 +114,7 @@ def _header_sections(table: pa.Table) -> pa.Array | None:
     return pa.array(sections, pa.binary())
 
 
-def _encode(table: pa.Table, limit: int, at_least_one: bool, log_append_time: bool) -> bytes:
+def encode_records(table: pa.Table, limit: int, at_least_one: bool, log_append_time: bool) -> bytes:
     """The records as one v2 batch, cut at ``limit`` bytes (the first record always fits
     when ``at_least_one``); encoded column by column (batch_columns.py)."""
     if table.num_rows == 0:
@@ -168,7 +168,7 @@ def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_by
                 continue
             state = ctx.broker.topics.get(topic)  # None if deleted meanwhile
             log_append_time = state is not None and state.config["message.timestamp.type"] == "LogAppendTime"
-            encode = functools.partial(_encode, log_append_time=log_append_time)
+            encode = functools.partial(encode_records, log_append_time=log_append_time)
             p.records = encode_with_markers(table, limit, total == 0, encode)
             total += len(p.records)
     return total

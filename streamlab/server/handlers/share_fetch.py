@@ -37,7 +37,7 @@ from streamlab.server.handlers._share import (
     ranges,
     resolve,
 )
-from streamlab.server.handlers.fetch import _encode
+from streamlab.server.handlers.fetch import encode_records
 from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
 from streamlab.server.share_sessions import FINAL_EPOCH, SessionError
 
@@ -54,7 +54,7 @@ def _deliver(ctx: ServerContext, deliveries: list[Delivery], results: dict[Any, 
         result = results.setdefault(TopicPartition(d.topic, d.partition), PartitionResult())
         state = ctx.broker.topics.get(d.topic)
         log_append = state is not None and state.config["message.timestamp.type"] == "LogAppendTime"
-        result.records = _encode(d.table, _NO_LIMIT, True, log_append)
+        result.records = encode_records(d.table, _NO_LIMIT, True, log_append)
         result.acquired = ranges(d.delivery_counts)
 
 

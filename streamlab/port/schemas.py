@@ -1,0 +1,29 @@
+"""The Schema Registry port: what ``lab.schemas`` (:mod:`streamlab.front.schemas`) needs
+from a registry. The embedded backend answers from the data directory's ``_schemas`` topic
+(:class:`streamlab.broker.schema_registry.SchemaStore` implements this Protocol as it is);
+the Kafka backend from a registry over HTTP (:mod:`streamlab.kafka.schemas`: Confluent's,
+Redpanda's, Apicurio's compatibility API, or ``streamlab serve --schema-registry-port``).
+Every method may raise the SchemaRegistryError subclasses of :mod:`streamlab.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from streamlab.model.schemas.registry import Version
+from streamlab.model.schemas.types import RegisteredSchema, Schema, SchemaReference
+
+
+class SchemaRegistryPort(Protocol):
+    def register(self, subject: str, schema: Schema) -> RegisteredSchema: ...
+    def schema(self, schema_id: int) -> Schema: ...
+    def version(self, subject: str, version: Version, *, deleted: bool = False) -> RegisteredSchema: ...
+    def versions(self, subject: str, *, deleted: bool = False) -> list[int]: ...
+    def subjects(self, *, deleted: bool = False) -> list[str]: ...
+    def check(self, subject: str, schema: Schema, version: Version | None = None) -> list[str]:
+        """Why ``schema`` is incompatible (empty: compatible)."""
+
+    def level(self, subject: str | None = None) -> str: ...
+    def set_level(self, level: str | None, subject: str | None = None) -> str | None: ...
+    def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]: ...
+    def resolve(self, ref: SchemaReference) -> Schema: ...
