@@ -14,12 +14,11 @@ from streamlab.broker.core import Broker, TopicState
 from streamlab.errors import (
     CorruptSegmentError,
     InvalidTimestampError,
-    RecordTooLargeError,
     StorageError,
     StreamlabError,
     UnknownTopicError,
 )
-from streamlab.model.limits import RECORD_OVERHEAD
+from streamlab.model.limits import RECORD_OVERHEAD, check_record_size
 from streamlab.model.types import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 
 logger = logging.getLogger("streamlab.broker")
@@ -43,13 +42,7 @@ def append(broker: Broker, topic: str, partition: int, batch: pa.RecordBatch, *,
             pc.fill_null(pc.binary_length(batch.column("value")), 0),
         )
         largest = pc.max(sizes).as_py() or 0
-    if largest + RECORD_OVERHEAD > limit:
-        raise RecordTooLargeError(
-            f"a record of {largest + RECORD_OVERHEAD} bytes exceeds max.message.bytes={limit} of topic {topic!r}; "
-            "split the value or raise the topic's max.message.bytes",
-            topic=topic,
-            partition=partition,
-        )
+    check_record_size(largest + RECORD_OVERHEAD, limit, topic=topic, partition=partition)
     _check_timestamps(batch, topic, partition)
     sealed = len(log.sealed_segments())
     try:

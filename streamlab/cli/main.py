@@ -20,8 +20,8 @@ import pandas as pd
 
 import streamlab
 from streamlab.cli import browse, check, demo, groups, serve
-from streamlab.errors import RecordTooLargeError, StreamlabError, UnknownPartitionError, UnknownTopicError
-from streamlab.model.limits import RECORD_OVERHEAD
+from streamlab.errors import StreamlabError, UnknownPartitionError, UnknownTopicError
+from streamlab.model.limits import check_record_size, record_size
 from streamlab.model.serde import encode
 from streamlab.model.types import Record, TopicPartition
 from streamlab.storage.lock import served_address
@@ -161,11 +161,8 @@ def produce(lab: streamlab.Lab, args: argparse.Namespace) -> int:
     table = lab.topics()
     limit = int(table[table["name"] == args.topic].iloc[0]["config"]["max.message.bytes"])
     for i, (key, value) in enumerate(records):
-        size = len(encode(key, what="key")[0] or b"") + len(encode(value)[0] or b"") + RECORD_OVERHEAD
-        if size > limit:
-            raise RecordTooLargeError(
-                f"record {i + 1} is {size} bytes, over max.message.bytes={limit}; nothing was sent"
-            )
+        size = record_size(encode(key, what="key")[0], encode(value)[0])
+        check_record_size(size, limit, topic=args.topic, what=f"record {i + 1} (nothing was sent)")
     with lab.producer() as producer:
         futures = [producer.send(args.topic, value=v, key=k, partition=args.partition) for k, v in records]
         producer.flush()

@@ -36,12 +36,11 @@ from streamlab.errors import (
     NoGroupError,
     OperationTimeoutError,
     ProducerFencedError,
-    RecordTooLargeError,
     RetentionWarning,
     UnknownPartitionError,
 )
 from streamlab.model.frames import frame_rows
-from streamlab.model.limits import RECORD_OVERHEAD
+from streamlab.model.limits import RECORD_OVERHEAD, check_record_size, record_size
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
 from streamlab.model.schema import build_batch
 from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
@@ -187,17 +186,7 @@ class Producer:
             key_fmt = FMT_STR
         else:
             key_bytes, key_fmt = encode(key, what="key")
-        size = (
-            RECORD_OVERHEAD
-            + (0 if key_bytes is None else len(key_bytes))
-            + (0 if value_bytes is None else len(value_bytes))
-        )
-        limit = state.config["max.message.bytes"]
-        if size > limit:
-            raise RecordTooLargeError(
-                f"record of {size} bytes exceeds max.message.bytes={limit} of topic {topic!r}",
-                topic=topic,
-            )
+        check_record_size(record_size(key_bytes, value_bytes), state.config["max.message.bytes"], topic=topic)
         partitions = len(state.logs)
         if partition is None:
             partition = self._partitioner(key_bytes, partitions)
@@ -323,8 +312,7 @@ class Producer:
         if partition is not None:
             self._broker.log(topic, partition)
             parts = np.full(n, partition, dtype=np.int64)
-        if frame.largest + RECORD_OVERHEAD > state.config["max.message.bytes"]:
-            raise RecordTooLargeError(f"a row serialises to {frame.largest} bytes, over max.message.bytes", topic=topic)
+        check_record_size(frame.largest + RECORD_OVERHEAD, state.config["max.message.bytes"], topic=topic, what="a row")
         _warn_if_past_retention(topic, ts, state.config["retention.ms"])
         offsets = np.zeros(n, dtype=np.int64)
         show = progress if progress is not None else n >= 200_000

@@ -57,9 +57,6 @@ if TYPE_CHECKING:
     from streamlab.kafka.producer import KafkaProducer
 
 SCHEME = "kafka://"
-KEY_FORMAT_HEADER = "streamlab.key.format"
-VALUE_FORMAT_HEADER = "streamlab.value.format"
-FORMAT_HEADERS = frozenset({KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER})
 
 log = logging.getLogger("streamlab.kafka")
 log.addHandler(logging.NullHandler())  # librdkafka's reconnect chatter stays out of notebooks unless asked for
@@ -185,9 +182,6 @@ def __getattr__(name: str) -> Any:  # lazy: importing streamlab.kafka must not n
 
 
 __all__ = [
-    "FORMAT_HEADERS",
-    "KEY_FORMAT_HEADER",
-    "VALUE_FORMAT_HEADER",
     "KafkaBackend",
     "KafkaConsumer",
     "KafkaProducer",

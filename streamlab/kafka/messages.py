@@ -13,13 +13,20 @@ from typing import Any
 
 import confluent_kafka as ck
 
-from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, log, translate
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, FMT_STR, decode, decode_value
+from streamlab.kafka import log, translate
+from streamlab.model.serde import (
+    FMT_BYTES,
+    FMT_NULL,
+    KEY_FORMAT_HEADER,
+    VALUE_FORMAT_HEADER,
+    decode,
+    decode_value,
+    header_format,
+)
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition
 
 __all__ = ["check_message", "ck_partition", "commit_entry", "decode_message", "next_batch", "to_record"]
 
-_FORMATS = {str(f).encode(): f for f in (FMT_NULL, FMT_BYTES, FMT_STR, FMT_JSON)}
 _QUIET = {ck.KafkaError._PARTITION_EOF}  # not an error for a notebook
 
 
@@ -31,9 +38,9 @@ def decode_message(msg: Any) -> tuple[bytes | None, int, bytes | None, int, list
     headers: list[tuple[str, bytes]] = []
     for name, data in msg.headers() or ():
         if name == KEY_FORMAT_HEADER:
-            key_fmt = _FORMATS.get(data, FMT_BYTES) if key is not None else FMT_NULL
+            key_fmt = (header_format(data) or FMT_BYTES) if key is not None else FMT_NULL
         elif name == VALUE_FORMAT_HEADER:
-            value_fmt = _FORMATS.get(data, FMT_BYTES) if value is not None else FMT_NULL
+            value_fmt = (header_format(data) or FMT_BYTES) if value is not None else FMT_NULL
         else:
             headers.append((name, data))
     return key, key_fmt, value, value_fmt, headers

@@ -29,15 +29,14 @@ from streamlab.errors import (
     NoGroupError,
     OperationTimeoutError,
     ProducerFencedError,
-    RecordTooLargeError,
     StreamlabError,
     UnknownPartitionError,
 )
-from streamlab.kafka import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, client_config, log, translate
+from streamlab.kafka import client_config, log, translate
 from streamlab.model.frames import frame_rows
-from streamlab.model.limits import RECORD_OVERHEAD
+from streamlab.model.limits import RECORD_OVERHEAD, check_record_size, record_size
 from streamlab.model.partitioner import PARTITIONERS, Partitioner
-from streamlab.model.serde import encode, encode_headers
+from streamlab.model.serde import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, encode, encode_headers, format_header
 from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition, committable
 
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
     from streamlab.kafka.backend import KafkaBackend
 
 Acks = Literal["all", -1, 0, 1]
-_FORMAT_DIGITS = [str(f).encode() for f in range(10)]
 _SANE_MS = 946_684_800_000  # 2000-01-01: librdkafka's mock cluster reports a LogAppendTime of 1234
 _QUEUE_WAIT_S = 60
 
@@ -141,12 +139,7 @@ class KafkaProducer:
         info = self._lab._topic_info(topic)
         key_bytes, key_fmt = encode(key, what="key")
         value_bytes, value_fmt = encode(value)
-        size = len(key_bytes or b"") + len(value_bytes or b"") + RECORD_OVERHEAD
-        if size > info.max_message_bytes:
-            raise RecordTooLargeError(
-                f"record of {size} bytes exceeds max.message.bytes={info.max_message_bytes} of topic {topic!r}",
-                topic=topic,
-            )
+        check_record_size(record_size(key_bytes, value_bytes), info.max_message_bytes, topic=topic)
         if partition is not None:
             if isinstance(partition, bool) or not isinstance(partition, int):
                 raise UnknownPartitionError(f"partition must be an int, got {partition!r}", topic=topic)
@@ -156,8 +149,8 @@ class KafkaProducer:
         ts = int(time.time() * 1000) if timestamp is None else record_timestamp(timestamp)
         record_headers: list[tuple[str, str | bytes | None]] = list(encode_headers(headers) or [])
         record_headers += [
-            (KEY_FORMAT_HEADER, _FORMAT_DIGITS[key_fmt]),
-            (VALUE_FORMAT_HEADER, _FORMAT_DIGITS[value_fmt]),
+            (KEY_FORMAT_HEADER, format_header(key_fmt)),
+            (VALUE_FORMAT_HEADER, format_header(value_fmt)),
         ]
         future: Future[RecordMetadata] = Future()
         self._produce(topic, value_bytes, key_bytes, partition, ts, record_headers, self._resolver(future, ts))
@@ -248,8 +241,7 @@ class KafkaProducer:
             self._lab._check_partition(topic, partition)
         n = len(df)
         values = rows.values.to_pylist()
-        if rows.largest + RECORD_OVERHEAD > info.max_message_bytes:
-            raise RecordTooLargeError(f"a row serialises to {rows.largest} bytes, over max.message.bytes", topic=topic)
+        check_record_size(rows.largest + RECORD_OVERHEAD, info.max_message_bytes, topic=topic, what="a row")
         stamps = rows.timestamps.tolist()
         keys: list[tuple[bytes | None, int]] = [(None, 0)] * n
         if key is not None:
@@ -269,7 +261,7 @@ class KafkaProducer:
 
             return delivered
 
-        value_header = (VALUE_FORMAT_HEADER, _FORMAT_DIGITS[rows.value_format])
+        value_header = (VALUE_FORMAT_HEADER, format_header(rows.value_format))
         show = progress if progress is not None else n >= 200_000
         from tqdm.auto import tqdm
 
@@ -280,7 +272,7 @@ class KafkaProducer:
                 if chosen is None and self._chooser is not None:
                     chosen = self._chooser(key_bytes, info.partitions)
                 headers: list[tuple[str, str | bytes | None]] = [
-                    (KEY_FORMAT_HEADER, _FORMAT_DIGITS[key_fmt]),
+                    (KEY_FORMAT_HEADER, format_header(key_fmt)),
                     value_header,
                 ]
                 self._produce(topic, values[row], key_bytes, chosen, stamps[row], headers, placed(row))

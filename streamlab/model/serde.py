@@ -23,6 +23,26 @@ FMT_JSON: Final = 3
 FMT_CONTROL: Final = -1
 JSON_WHITESPACE: Final = b" \t\r\n"
 
+# Over Kafka a record's formats travel as headers holding the format's ASCII digit, so
+# streamlab's own records come back as sent while any other client's (no header) read as
+# bytes. Written by the kafka:// producer and the server's Fetch; read by its Produce and
+# the kafka:// consumer.
+KEY_FORMAT_HEADER: Final = "streamlab.key.format"
+VALUE_FORMAT_HEADER: Final = "streamlab.value.format"
+_DIGITS = {fmt: str(fmt).encode() for fmt in (FMT_NULL, FMT_BYTES, FMT_STR, FMT_JSON)}
+_BY_DIGIT = {digit: fmt for fmt, digit in _DIGITS.items()}
+
+
+def format_header(fmt: int) -> bytes:
+    """The header value that carries format ``fmt``."""
+    return _DIGITS[fmt]
+
+
+def header_format(raw: bytes | None) -> int | None:
+    """The format a header value names (None: not one of ours)."""
+    return _BY_DIGIT.get(raw or b"")
+
+
 # orjson is several times faster than the standard library both ways, and both ways are hot
 # paths (one send per record, one decode per consumed record). Like JavaScript's
 # JSON.stringify and pandas' to_json, it writes NaN and infinities as null.

@@ -35,12 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.errors import CorruptSegmentError
-from streamlab.model.serde import FMT_BYTES, FMT_NULL
+from streamlab.model.serde import FMT_BYTES, FMT_NULL, KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, format_header
 from streamlab.protocol.batch_columns import encode_batch_columns, encode_headers
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._markers import encode_with_markers, read_rows
-from streamlab.server.handlers.produce import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER
 from streamlab.server.responses import ZERO, build, error_code, types_for
 from streamlab.server.security import Operation, ResourceType
 from streamlab.storage.parquet_log import ParquetPartitionLog
@@ -56,7 +55,6 @@ FETCH_SESSION_ID_NOT_FOUND = 70
 LEADER_EPOCH = 0
 MAX_WAIT_S = 30.0  # a bound on one long poll, whatever a client asks for
 MAX_RECORDS = 50_000  # per partition and response: bounds the work of one fetch
-_FORMAT_HEADERS = {f: str(f).encode() for f in range(FMT_NULL, 4)}
 
 
 @dataclass(slots=True)
@@ -107,9 +105,9 @@ def _header_sections(table: pa.Table) -> pa.Array | None:
     ):
         headers: list[tuple[str, bytes | None]] = [(h["key"], h["value"]) for h in hs] if hs else []
         if key_format not in plain:
-            headers.append((KEY_FORMAT_HEADER, _FORMAT_HEADERS[key_format]))
+            headers.append((KEY_FORMAT_HEADER, format_header(key_format)))
         if value_format not in plain:
-            headers.append((VALUE_FORMAT_HEADER, _FORMAT_HEADERS[value_format]))
+            headers.append((VALUE_FORMAT_HEADER, format_header(value_format)))
         sections.append(encode_headers(tuple(headers)) if headers else b"\x00")
     return pa.array(sections, pa.binary())
 

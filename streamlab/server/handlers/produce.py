@@ -34,7 +34,7 @@ from streamlab.broker import produce
 from streamlab.broker.produce import sync_all
 from streamlab.errors import CorruptRecordError, RecordTooLargeError, SerializationError, StreamlabError
 from streamlab.model.schema import build_batch
-from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL
+from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, header_format
 from streamlab.protocol.batch_columns import RecordColumns, decode_batches_columns
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.protocol.record_batch import RecordBatch, WireRecord
@@ -44,9 +44,6 @@ from streamlab.server.security import Operation, ResourceType
 
 API_KEY = 0
 
-KEY_FORMAT_HEADER = "streamlab.key.format"
-VALUE_FORMAT_HEADER = "streamlab.value.format"
-_FORMATS = {str(code).encode(): code for code in range(FMT_NULL, FMT_JSON + 1)}
 _BATCH_LENGTH = struct.Struct(">i")
 _PRODUCER_STATE = -1  # beside id(log) keys: the idempotent producers' state file
 INVALID_REQUIRED_ACKS = 21
@@ -73,7 +70,7 @@ class _Result:
 def _format(raw: bytes | None, data: bytes | None, name: str) -> int:
     if data is None:
         return FMT_NULL
-    code = _FORMATS.get(raw or b"")
+    code = header_format(raw)
     if code is None or code == FMT_NULL:
         raise SerializationError(f"header {name} must be one ASCII digit 1-{FMT_JSON}, got {raw!r}")
     return code
