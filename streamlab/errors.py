@@ -300,6 +300,13 @@ class TransactionError(StreamlabError):
     """A transactional producer's request that its transaction's state does not allow."""
 
 
+class ConcurrentTransactionsError(StreamlabError):
+    """The transaction is being completed: try again shortly."""
+
+    retriable = True
+    kafka_code = 51  # CONCURRENT_TRANSACTIONS
+
+
 class ProducerFencedError(TransactionError):
     """A newer producer with the same transactional id exists (or the transaction timed
     out and the coordinator bumped the epoch): this one must stop."""

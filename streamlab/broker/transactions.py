@@ -26,38 +26,53 @@ restart are aborted (markers written) and their epoch bumped, as a timeout would
 producers cannot know what was lost, and read-committed consumers must not wait for a
 producer that may never come back. The file is rewritten compactly on open.
 
-Readers that are not the Kafka server (replay, SQL, embedded consumers) use
-:func:`visible_filter_sql` / :func:`visible_mask` with a :class:`TransactionIndex` read
-from the same file (:func:`read_index`).
+The state file and the index are in :mod:`.transaction_state`, the markers and what
+readers see around them in :mod:`.transaction_markers`; this module is the coordinator,
+one per open broker (:func:`coordinator`).
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import json
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
-from crc32c import crc32c
 
 from streamlab.broker import produce
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit as commit_offsets
+from streamlab.broker.transaction_markers import (
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    CONTROL_KEY,
+    CONTROL_VALUE,
+    PRODUCER_HEADER,
+    visible_mask,
+)
+from streamlab.broker.transaction_state import (
+    FILE_NAME,
+    TP,
+    Range,
+    Transaction,
+    TransactionIndex,
+    clear,
+    encode_line,
+    read_index,
+    replay_state,
+)
 from streamlab.errors import (
     ClosedError,
+    ConcurrentTransactionsError,
     InvalidProducerEpochError,
     InvalidProducerIdMappingError,
     InvalidTransactionTimeoutError,
@@ -70,241 +85,21 @@ from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
 from streamlab.storage.active import AppendFile
-from streamlab.storage.base import PartitionLog
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CONTROL_ABORT",
-    "CONTROL_COMMIT",
-    "PRODUCER_HEADER",
-    "Transaction",
     "TransactionCoordinator",
-    "TransactionIndex",
-    "aborted_rows",
     "close_coordinator",
     "compaction_view",
     "coordinator",
     "current_index",
-    "is_control",
-    "read_index",
-    "read_visible",
     "shared_coordinator",
-    "stable_visible",
-    "visible_filter_sql",
-    "visible_mask",
 ]
 
-CONTROL_ABORT: Final = 0
-CONTROL_COMMIT: Final = 1
-PRODUCER_HEADER: Final = "streamlab.txn.producer"  # "<producer id>:<epoch>" on a marker row
 MAX_TIMEOUT_MS: Final = 900_000  # Kafka's transaction.max.timeout.ms default
 MAX_EPOCH: Final = 2**15 - 1
-_CONTROL_KEY = struct.Struct(">hh")  # version 0, type
-_CONTROL_VALUE = struct.Struct(">hi")  # version 0, coordinator epoch
 _COMPACT_AFTER_LINES = 100_000
-FILE_NAME: Final = "transactions.log"
-
-TxnState = Literal["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort"]
-STATES: Final[tuple[str, ...]] = TxnState.__args__  # type: ignore[attr-defined]
-TP = tuple[str, int]
-Range = tuple[int, int]  # [start, end) offsets
-
-
-class ConcurrentTransactionsError(StreamlabError):
-    """The transaction is being completed: try again shortly."""
-
-    retriable = True
-    kafka_code = 51  # CONCURRENT_TRANSACTIONS
-
-
-def _line(doc: dict[str, Any]) -> bytes:
-    # The same line format as the idempotence state file (that module is in the server layer).
-    payload = json.dumps(doc, separators=(",", ":")).encode()
-    return b"%08x %s\n" % (crc32c(payload), payload)
-
-
-def _parse(data: bytes) -> Iterator[dict[str, Any]]:
-    """Every whole, checksum-valid line; stops at a torn or corrupt tail."""
-    for raw in data.split(b"\n")[:-1]:
-        crc, _, payload = raw.partition(b" ")
-        try:
-            if int(crc, 16) != crc32c(payload):
-                return
-            yield json.loads(payload)
-        except ValueError:
-            return
-
-
-@dataclass(slots=True)
-class Transaction:
-    """One transactional id's producer and its current (or last) transaction."""
-
-    transactional_id: str
-    producer_id: int
-    epoch: int
-    timeout_ms: int
-    state: TxnState = "Empty"
-    started_ms: int = -1
-    partitions: set[TP] = field(default_factory=set)
-    marked: set[TP] = field(default_factory=set)  # partitions whose marker is written
-    groups: set[str] = field(default_factory=set)
-    offsets: dict[str, dict[TP, tuple[int, str]]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one operation at a time
-
-
-@dataclass(slots=True)
-class TransactionIndex:
-    """Per partition: offset ranges of aborted transactional batches, and of batches of
-    transactions still open (their first offset bounds the last stable offset)."""
-
-    aborted: dict[TP, list[Range]] = field(default_factory=dict)
-    open: dict[TP, dict[int, list[Range]]] = field(default_factory=dict)  # tp -> producer id -> ranges
-
-    def last_stable_offset(self, topic: str, partition: int, high_watermark: int) -> int:
-        firsts = [ranges[0][0] for ranges in self.open.get((topic, partition), {}).values() if ranges]
-        return min([high_watermark, *firsts])
-
-    def aborted_in(self, topic: str, partition: int, start: int, end: int) -> list[Range]:
-        """The aborted ranges of the partition that overlap [start, end)."""
-        ranges = self.aborted.get((topic, partition))
-        if not ranges:
-            return []
-        i = max(bisect.bisect_right(ranges, (start, 2**63)) - 1, 0)
-        j = bisect.bisect_left(ranges, (end, -1))
-        return [r for r in ranges[i:j] if r[1] > start]
-
-    def add_open(self, tp: TP, pid: int, rng: Range) -> None:
-        self.open.setdefault(tp, {}).setdefault(pid, []).append(rng)
-
-    def drop_open(self, tp: TP, pid: int, rng: Range) -> None:
-        ranges = self.open.get(tp, {}).get(pid)
-        if ranges and rng in ranges:
-            ranges.remove(rng)
-
-    def resolve(self, tp: TP, pid: int, *, aborted: bool) -> None:
-        """The marker of ``pid``'s transaction is written to ``tp``: its batches are decided."""
-        by_pid = self.open.get(tp)
-        ranges = by_pid.pop(pid, []) if by_pid else []
-        if by_pid is not None and not by_pid:
-            del self.open[tp]
-        if aborted:
-            kept = self.aborted.setdefault(tp, [])
-            for rng in ranges:
-                bisect.insort(kept, rng)
-
-    def forget_topic(self, topic: str) -> None:
-        self.aborted = {tp: r for tp, r in self.aborted.items() if tp[0] != topic}
-        self.open = {tp: r for tp, r in self.open.items() if tp[0] != topic}
-
-
-def read_index(data_dir: str | Path) -> TransactionIndex:
-    """The transaction index as last written by a server on ``data_dir`` (empty if none).
-
-    A snapshot for readers outside the server: batches of transactions still open count as
-    open (above the last stable offset), not as aborted.
-    """
-    try:
-        data = (Path(data_dir) / "server" / FILE_NAME).read_bytes()
-    except FileNotFoundError:
-        return TransactionIndex()
-    return _replay(data)[1]
-
-
-def visible_filter_sql(aborted: Sequence[Range] = (), *, stable_offset: int | None = None) -> str:
-    """A SQL predicate over stored rows (columns ``offset``, ``key_format``) keeping what a
-    reader should see: never markers; with ``aborted`` ranges (read-committed), not the
-    records of aborted transactions; with ``stable_offset``, nothing from there on.
-
-    Apply it per partition (the ranges are one partition's), e.g. in a ``WHERE`` clause.
-    """
-    terms = [f"key_format <> {FMT_CONTROL}"]
-    terms.extend(f'NOT ("offset" >= {start} AND "offset" < {end})' for start, end in aborted)
-    if stable_offset is not None:
-        terms.append(f'"offset" < {stable_offset}')
-    return " AND ".join(terms)
-
-
-def visible_mask(table: pa.Table | pa.RecordBatch, aborted: Sequence[Range] = ()) -> np.ndarray:
-    """A boolean mask of the rows a reader should see (see :func:`visible_filter_sql`)."""
-    keep = np.asarray(table.column("key_format").to_numpy(zero_copy_only=False) != FMT_CONTROL)
-    if aborted and table.num_rows:
-        keep &= ~aborted_rows(np.asarray(table.column("offset").to_numpy(zero_copy_only=False)), aborted)
-    return keep
-
-
-def aborted_rows(offsets: np.ndarray, aborted: Sequence[Range]) -> np.ndarray:
-    """Which ``offsets`` fall in one of the sorted, disjoint ``aborted`` ranges."""
-    if not aborted:
-        return np.zeros(len(offsets), dtype=bool)
-    starts = np.fromiter((r[0] for r in aborted), dtype=np.int64, count=len(aborted))
-    ends = np.fromiter((r[1] for r in aborted), dtype=np.int64, count=len(aborted))
-    i = np.searchsorted(starts, offsets, side="right") - 1
-    return np.asarray((i >= 0) & (offsets < ends[np.clip(i, 0, None)]))
-
-
-def is_control(table: pa.Table | pa.RecordBatch) -> np.ndarray:
-    return np.asarray(table.column("key_format").to_numpy(zero_copy_only=False) == FMT_CONTROL)
-
-
-def control_record(row_key: bytes | None) -> int | None:
-    """The marker type (:data:`CONTROL_ABORT` / :data:`CONTROL_COMMIT`) of a stored control key."""
-    if row_key is None or len(row_key) < _CONTROL_KEY.size:
-        return None
-    return int(_CONTROL_KEY.unpack_from(row_key)[1])
-
-
-def marker_producer(headers: list[dict[str, Any]] | None) -> tuple[int, int]:
-    """(producer id, epoch) from a marker row's headers; (-1, -1) if absent."""
-    for h in headers or ():
-        if h["key"] == PRODUCER_HEADER and h["value"]:
-            pid, _, epoch = h["value"].decode().partition(":")
-            return int(pid), int(epoch)
-    return -1, -1
-
-
-def _replay(data: bytes) -> tuple[dict[str, Transaction], TransactionIndex]:
-    txns: dict[str, Transaction] = {}
-    index = TransactionIndex()
-    for doc in _parse(data):
-        kind = doc.get("k")
-        txn = txns.get(doc.get("id", ""))
-        if kind == "init":
-            txns[doc["id"]] = Transaction(doc["id"], doc["pid"], doc["e"], doc["to"])
-        elif kind == "a":
-            bisect.insort(index.aborted.setdefault((doc["t"], doc["p"]), []), (doc["o"], doc["o"] + doc["n"]))
-        elif kind == "b":
-            index.add_open((doc["t"], doc["p"]), doc["pid"], (doc["o"], doc["o"] + doc["n"]))
-        elif kind == "x":
-            index.drop_open((doc["t"], doc["p"]), doc["pid"], (doc["o"], doc["o"] + doc["n"]))
-        elif kind == "m":
-            index.resolve((doc["t"], doc["p"]), doc["pid"], aborted=not doc["c"])
-            if txn is not None:
-                txn.marked.add((doc["t"], doc["p"]))
-        elif kind == "deleted":
-            index.forget_topic(doc["t"])
-        elif txn is None:
-            continue
-        elif kind == "add":
-            txn.partitions.add((doc["t"], doc["p"]))
-            if txn.state != "Ongoing":
-                txn.state, txn.started_ms = "Ongoing", doc["ts"]
-        elif kind == "grp":
-            txn.groups.add(doc["g"])
-            if txn.state != "Ongoing":
-                txn.state, txn.started_ms = "Ongoing", doc["ts"]
-        elif kind == "off":
-            txn.offsets.setdefault(doc["g"], {})[(doc["t"], doc["p"])] = (doc["o"], doc["m"])
-        elif kind == "end":
-            txn.state = "PrepareCommit" if doc["c"] else "PrepareAbort"
-        elif kind == "done":
-            txn.state = "CompleteCommit" if doc["c"] else "CompleteAbort"
-            _clear(txn)
-    return txns, index
-
-
-def _clear(txn: Transaction) -> None:
-    txn.partitions, txn.marked, txn.groups, txn.offsets = set(), set(), set(), {}
 
 
 class TransactionCoordinator:
@@ -337,7 +132,7 @@ class TransactionCoordinator:
             data = self.path.read_bytes()
         except FileNotFoundError:
             data = b""
-        self._txns, self.index = _replay(data)
+        self._txns, self.index = replay_state(data)
         self._by_pid = {t.producer_id: t.transactional_id for t in self._txns.values()}
         self._drop_unstored()
         self._file: AppendFile | None = None
@@ -408,7 +203,7 @@ class TransactionCoordinator:
         return docs
 
     def _rewrite(self) -> None:
-        lines = [_line(doc) for doc in self._snapshot()]
+        lines = [encode_line(doc) for doc in self._snapshot()]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             fh.write(b"".join(lines))
@@ -429,7 +224,7 @@ class TransactionCoordinator:
         """Append lines (under ``self._lock``); the caller syncs the returned file if needed."""
         if self._file is None:
             raise ClosedError(f"the transaction coordinator of {self._broker.data_dir} is closed")
-        self._file.append(b"".join(_line(doc) for doc in docs))
+        self._file.append(b"".join(encode_line(doc) for doc in docs))
         self._lines += len(docs)
         return self._file
 
@@ -523,7 +318,7 @@ class TransactionCoordinator:
 
     def _begin(self, txn: Transaction) -> None:
         if txn.state != "Ongoing":
-            _clear(txn)
+            clear(txn)
             txn.state, txn.started_ms = "Ongoing", int(self._clock() * 1000)
 
     def add_partitions(self, transactional_id: str, producer_id: int, epoch: int, partitions: Iterable[TP]) -> None:
@@ -609,7 +404,7 @@ class TransactionCoordinator:
                     log.warning("transaction %r: offsets of group %r not committed: %s", tid, group, exc)
         with self._lock:
             txn.state = "CompleteCommit" if commit else "CompleteAbort"
-            _clear(txn)
+            clear(txn)
             file = self._write({"k": "done", "id": tid, "c": commit})
         file.sync()
         if bump:
@@ -622,9 +417,9 @@ class TransactionCoordinator:
         row = build_batch(
             base_offset=0,
             timestamps=[now_ms],
-            keys=[_CONTROL_KEY.pack(0, kind)],
+            keys=[CONTROL_KEY.pack(0, kind)],
             key_formats=[FMT_CONTROL],
-            values=[_CONTROL_VALUE.pack(0, 0)],
+            values=[CONTROL_VALUE.pack(0, 0)],
             value_formats=[FMT_CONTROL],
             headers=[[(PRODUCER_HEADER, f"{pid}:{epoch}".encode())]],
         )
@@ -833,38 +628,6 @@ class TransactionCoordinator:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-
-
-def read_visible(
-    log: PartitionLog, index: TransactionIndex, topic: str, partition: int, offset: int, max_records: int, *,
-    committed: bool,
-) -> tuple[pa.Table, int]:  # fmt: skip
-    """What a consumer at ``offset`` gets: up to ``max_records`` stored rows without markers
-    (and, ``committed``, without aborted records and nothing from the last stable offset
-    on), and the offset to read from next, past every row looked at. The rows may be
-    fewer than asked for, or none while the next offset still moves."""
-    end = index.last_stable_offset(topic, partition, log.high_watermark) if committed else log.high_watermark
-    if offset >= end:
-        return log.read(offset, 0), offset
-    table = log.read(offset, max_records)
-    offsets = np.asarray(table.column("offset").to_numpy())
-    keep = offsets < end
-    next_offset = int(offsets[keep][-1]) + 1 if keep.any() else offset
-    aborted = index.aborted_in(topic, partition, offset, next_offset) if committed else []
-    keep &= visible_mask(table, aborted)
-    return (table if keep.all() else table.filter(pa.array(keep))), next_offset
-
-
-def stable_visible(table: pa.Table, aborted: Sequence[Range], stable_offset: int) -> pa.Table:
-    """The rows of ``table`` below ``stable_offset`` that are not in ``aborted`` ranges
-    (markers kept: the Kafka server encodes them as control batches)."""
-    offsets = np.asarray(table.column("offset").to_numpy())
-    keep = offsets < stable_offset
-    if aborted:
-        keep &= ~aborted_rows(offsets, aborted)
-    if keep.all():
-        return table
-    return table.filter(pa.array(keep))
 
 
 # The broker's coordinator ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ FMT_STR: Final = 2
 FMT_JSON: Final = 3
 # A transaction marker (commit/abort control record), never a user's key or value: the
 # key holds Kafka's control key (version, type) and the value its control value. Readers
-# skip rows with this key format (streamlab.broker.transactions.visible_filter_sql).
+# skip rows with this key format (streamlab.broker.transaction_markers.visible_filter_sql).
 FMT_CONTROL: Final = -1
 JSON_WHITESPACE: Final = b" \t\r\n"
 

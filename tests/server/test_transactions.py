@@ -21,13 +21,9 @@ from harness import ServerProcess
 from kafka_wire import RawClient, kio_request, records
 
 from streamlab.broker import Broker, topics
-from streamlab.broker.transactions import (
-    TransactionCoordinator,
-    read_index,
-    read_visible,
-    visible_filter_sql,
-    visible_mask,
-)
+from streamlab.broker.transaction_markers import read_visible, visible_filter_sql, visible_mask
+from streamlab.broker.transaction_state import read_index
+from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.errors import InvalidTxnStateError, ProducerFencedError
 from streamlab.model.schema import build_batch
 from streamlab.protocol.record_batch import decode_batches

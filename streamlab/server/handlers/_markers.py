@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from streamlab.broker.transactions import is_control, marker_producer, stable_visible
+from streamlab.broker.transaction_markers import is_control, marker_producer, stable_visible
 from streamlab.protocol.record_batch import WireRecord, encode_batch
 from streamlab.server.context import ServerContext
 from streamlab.storage.parquet_log import ParquetPartitionLog

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from streamlab.broker.transactions import STATES
+from streamlab.broker.transaction_state import STATES
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.responses import ZERO, build, error_code, types_for

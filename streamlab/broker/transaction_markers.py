@@ -1,0 +1,111 @@
+"""Transaction markers as stored rows, and what each reader sees around them.
+
+A marker is a control record stored as a row whose ``key_format`` and ``value_format``
+are :data:`~streamlab.model.serde.FMT_CONTROL`: its key Kafka's control key (version,
+type), its value the control value (version, coordinator epoch), and a header naming the
+producer. Readers never see markers; read-committed readers also skip the records of
+aborted transactions and stop at the last stable offset (:mod:`.transaction_state`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+
+from streamlab.broker.transaction_state import Range, TransactionIndex
+from streamlab.model.serde import FMT_CONTROL
+from streamlab.storage.base import PartitionLog
+
+CONTROL_ABORT: Final = 0
+CONTROL_COMMIT: Final = 1
+PRODUCER_HEADER: Final = "streamlab.txn.producer"  # "<producer id>:<epoch>" on a marker row
+CONTROL_KEY = struct.Struct(">hh")  # version 0, type
+CONTROL_VALUE = struct.Struct(">hi")  # version 0, coordinator epoch
+
+
+def visible_filter_sql(aborted: Sequence[Range] = (), *, stable_offset: int | None = None) -> str:
+    """A SQL predicate over stored rows (columns ``offset``, ``key_format``) keeping what a
+    reader should see: never markers; with ``aborted`` ranges (read-committed), not the
+    records of aborted transactions; with ``stable_offset``, nothing from there on.
+
+    Apply it per partition (the ranges are one partition's), e.g. in a ``WHERE`` clause.
+    """
+    terms = [f"key_format <> {FMT_CONTROL}"]
+    terms.extend(f'NOT ("offset" >= {start} AND "offset" < {end})' for start, end in aborted)
+    if stable_offset is not None:
+        terms.append(f'"offset" < {stable_offset}')
+    return " AND ".join(terms)
+
+
+def visible_mask(table: pa.Table | pa.RecordBatch, aborted: Sequence[Range] = ()) -> np.ndarray:
+    """A boolean mask of the rows a reader should see (see :func:`visible_filter_sql`)."""
+    keep = np.asarray(table.column("key_format").to_numpy(zero_copy_only=False) != FMT_CONTROL)
+    if aborted and table.num_rows:
+        keep &= ~aborted_rows(np.asarray(table.column("offset").to_numpy(zero_copy_only=False)), aborted)
+    return keep
+
+
+def aborted_rows(offsets: np.ndarray, aborted: Sequence[Range]) -> np.ndarray:
+    """Which ``offsets`` fall in one of the sorted, disjoint ``aborted`` ranges."""
+    if not aborted:
+        return np.zeros(len(offsets), dtype=bool)
+    starts = np.fromiter((r[0] for r in aborted), dtype=np.int64, count=len(aborted))
+    ends = np.fromiter((r[1] for r in aborted), dtype=np.int64, count=len(aborted))
+    i = np.searchsorted(starts, offsets, side="right") - 1
+    return np.asarray((i >= 0) & (offsets < ends[np.clip(i, 0, None)]))
+
+
+def is_control(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    return np.asarray(table.column("key_format").to_numpy(zero_copy_only=False) == FMT_CONTROL)
+
+
+def control_record(row_key: bytes | None) -> int | None:
+    """The marker type (:data:`CONTROL_ABORT` / :data:`CONTROL_COMMIT`) of a stored control key."""
+    if row_key is None or len(row_key) < CONTROL_KEY.size:
+        return None
+    return int(CONTROL_KEY.unpack_from(row_key)[1])
+
+
+def marker_producer(headers: list[dict[str, Any]] | None) -> tuple[int, int]:
+    """(producer id, epoch) from a marker row's headers; (-1, -1) if absent."""
+    for h in headers or ():
+        if h["key"] == PRODUCER_HEADER and h["value"]:
+            pid, _, epoch = h["value"].decode().partition(":")
+            return int(pid), int(epoch)
+    return -1, -1
+
+
+def read_visible(
+    log: PartitionLog, index: TransactionIndex, topic: str, partition: int, offset: int, max_records: int, *,
+    committed: bool,
+) -> tuple[pa.Table, int]:  # fmt: skip
+    """What a consumer at ``offset`` gets: up to ``max_records`` stored rows without markers
+    (and, ``committed``, without aborted records and nothing from the last stable offset
+    on), and the offset to read from next, past every row looked at. The rows may be
+    fewer than asked for, or none while the next offset still moves."""
+    end = index.last_stable_offset(topic, partition, log.high_watermark) if committed else log.high_watermark
+    if offset >= end:
+        return log.read(offset, 0), offset
+    table = log.read(offset, max_records)
+    offsets = np.asarray(table.column("offset").to_numpy())
+    keep = offsets < end
+    next_offset = int(offsets[keep][-1]) + 1 if keep.any() else offset
+    aborted = index.aborted_in(topic, partition, offset, next_offset) if committed else []
+    keep &= visible_mask(table, aborted)
+    return (table if keep.all() else table.filter(pa.array(keep))), next_offset
+
+
+def stable_visible(table: pa.Table, aborted: Sequence[Range], stable_offset: int) -> pa.Table:
+    """The rows of ``table`` below ``stable_offset`` that are not in ``aborted`` ranges
+    (markers kept: the Kafka server encodes them as control batches)."""
+    offsets = np.asarray(table.column("offset").to_numpy())
+    keep = offsets < stable_offset
+    if aborted:
+        keep &= ~aborted_rows(offsets, aborted)
+    if keep.all():
+        return table
+    return table.filter(pa.array(keep))
