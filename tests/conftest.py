@@ -13,8 +13,8 @@ import streamlab
 _names = itertools.count()
 
 # Files whose tests drive real processes, servers, Kafka clients, kill -9 or a browser:
-# marked ``integration`` so the inner loop (`pytest -m "not integration"`) stays under a
-# minute. CI runs everything.
+# marked ``integration`` so the inner loop (`pytest -m "not integration" -n 2`) stays about
+# a minute. CI runs everything.
 _INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py")
 
 

@@ -69,12 +69,11 @@ def _wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 40)
 
 @pytest.fixture
 def jupyterlab(tmp_path: Path) -> Iterator[str]:
-    """A JupyterLab server with a copy of the dashboard notebook (without its cleanup cell,
-    so the dashboard stays live); yields the notebook's URL and stops the server after."""
+    """A JupyterLab server with a copy of the dashboard notebook (outputs cleared: the page
+    runs it); yields the notebook's URL and stops the server after."""
     root = tmp_path / "root"
     root.mkdir()
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    nb.cells = [c for c in nb.cells if "cleanup" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
