@@ -1,7 +1,7 @@
 """The transaction state file and the index readers use, without the coordinator.
 
 Every change the coordinator makes is a checksummed line in ``<data>/server/transactions.log``
-(:func:`encode_line`); replaying the file (:func:`replay_state`) gives each transactional
+(:func:`~streamlab.storage.state_lines.encode_line`); replaying the file (:func:`replay_state`) gives each transactional
 id's :class:`Transaction` and the :class:`TransactionIndex`: per partition, the offset
 ranges of aborted transactional batches and of batches of transactions still open, whose
 first offsets bound the last stable offset.
@@ -10,14 +10,12 @@ first offsets bound the last stable offset.
 from __future__ import annotations
 
 import bisect
-import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from crc32c import crc32c
+from streamlab.storage.state_lines import parse_lines
 
 FILE_NAME: Final = "transactions.log"
 
@@ -25,24 +23,6 @@ TxnState = Literal["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "Complet
 STATES: Final[tuple[str, ...]] = TxnState.__args__  # type: ignore[attr-defined]
 TP = tuple[str, int]
 Range = tuple[int, int]  # [start, end) offsets
-
-
-def encode_line(doc: dict[str, Any]) -> bytes:
-    # The same line format as the idempotence state file (that module is in the server layer).
-    payload = json.dumps(doc, separators=(",", ":")).encode()
-    return b"%08x %s\n" % (crc32c(payload), payload)
-
-
-def parse_lines(data: bytes) -> Iterator[dict[str, Any]]:
-    """Every whole, checksum-valid line; stops at a torn or corrupt tail."""
-    for raw in data.split(b"\n")[:-1]:
-        crc, _, payload = raw.partition(b" ")
-        try:
-            if int(crc, 16) != crc32c(payload):
-                return
-            yield json.loads(payload)
-        except ValueError:
-            return
 
 
 @dataclass(slots=True)

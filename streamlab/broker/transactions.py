@@ -66,7 +66,6 @@ from streamlab.broker.transaction_state import (
     Transaction,
     TransactionIndex,
     clear,
-    encode_line,
     read_index,
     replay_state,
 )
@@ -85,6 +84,7 @@ from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
 from streamlab.storage.active import AppendFile
+from streamlab.storage.state_lines import encode_line
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ Produce handler syncs both, in parallel and shared with concurrent requests, see
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -36,11 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crc32c import crc32c
-
 from streamlab.broker import Broker
 from streamlab.errors import InvalidProducerEpochError, StreamlabError
 from streamlab.storage.active import AppendFile
+from streamlab.storage.state_lines import encode_line, fsync_dir, parse_lines
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +67,6 @@ class BatchMeta:
 class ProducerEntry:
     epoch: int
     batches: deque[BatchMeta] = field(default_factory=lambda: deque(maxlen=CACHED_BATCHES))
-
-
-def _line(doc: dict[str, Any]) -> bytes:
-    payload = json.dumps(doc, separators=(",", ":")).encode()
-    return b"%08x %s\n" % (crc32c(payload), payload)
-
-
-def _parse(data: bytes) -> Iterator[dict[str, Any]]:
-    """Every whole, checksum-valid line; stops at a torn or corrupt tail."""
-    for raw in data.split(b"\n")[:-1]:  # the last piece is empty or a torn line
-        crc, _, payload = raw.partition(b" ")
-        try:
-            if int(crc, 16) != crc32c(payload):
-                return
-            yield json.loads(payload)
-        except ValueError:
-            return
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ProducerStates:
@@ -128,7 +101,7 @@ class ProducerStates:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def new_producer_id(self) -> tuple[int, int]:
         """A producer id never handed out before, with epoch 0."""
@@ -148,7 +121,7 @@ class ProducerStates:
         except FileNotFoundError:
             return {}
         entries: dict[Key, ProducerEntry] = {}
-        for doc in _parse(data):
+        for doc in parse_lines(data):
             if "deleted" in doc:
                 entries = {k: v for k, v in entries.items() if k[1] != doc["deleted"]}
                 continue
@@ -179,20 +152,20 @@ class ProducerStates:
     def _rewrite(self) -> None:
         """Replace the state file with the live state (at open, and when it grows long)."""
         lines = [
-            _line({"pid": k[0], "t": k[1], "p": k[2], "e": e.epoch, "f": b.first_seq, "l": b.last_seq,
+            encode_line({"pid": k[0], "t": k[1], "p": k[2], "e": e.epoch, "f": b.first_seq, "l": b.last_seq,
                    "o": b.base_offset, "n": b.count})
             for k, e in self._entries.items() for b in e.batches
         ]  # fmt: skip
-        lines.extend(_line(doc) for doc in self._pending.values())
+        lines.extend(encode_line(doc) for doc in self._pending.values())
         self._write_atomically(self._state_path, b"".join(lines))
         if self._file is not None:
             self._file.close(durable_elsewhere=True)  # the fsynced new file holds the live state
         self._file = AppendFile(self._state_path, flags=os.O_WRONLY)
         self._lines = len(lines)
 
-    def _append_line(self, doc: dict[str, Any]) -> None:
+    def _appendencode_line(self, doc: dict[str, Any]) -> None:
         assert self._file is not None
-        self._file.append(_line(doc))
+        self._file.append(encode_line(doc))
         self._lines += 1
 
     def sync(self) -> None:
@@ -245,7 +218,7 @@ class ProducerStates:
         first_seq, last_seq = seqs
         doc = {"pid": pid, "t": topic, "p": partition, "e": epoch, "f": first_seq, "l": last_seq, "o": base, "n": count}
         with self._lock:
-            self._append_line(doc)
+            self._appendencode_line(doc)
             self._pending[((pid, topic, partition), base)] = doc
 
     def abort(self, topic: str, partition: int, pid: int, base: int) -> None:
@@ -253,7 +226,7 @@ class ProducerStates:
         with self._lock:
             doc = self._pending.pop(((pid, topic, partition), base), None)
             if doc is not None:
-                self._append_line({**doc, "abort": 1})
+                self._appendencode_line({**doc, "abort": 1})
 
     def commit(self, topic: str, partition: int, pid: int, base: int, *, stored_at: int, sync: bool = False) -> None:
         """The append announced by :meth:`begin` at ``base`` is stored (at ``stored_at``,
@@ -265,9 +238,9 @@ class ProducerStates:
             doc = self._pending.pop((key, base))
             if stored_at != base:
                 log.error("%s[%d]: batch expected at offset %d was stored at %d", topic, partition, base, stored_at)
-                self._append_line({**doc, "abort": 1})
+                self._appendencode_line({**doc, "abort": 1})
                 doc = {**doc, "o": stored_at}
-                self._append_line(doc)
+                self._appendencode_line(doc)
             entry = self._entries.get(key)
             if entry is None or entry.epoch != doc["e"]:
                 entry = self._entries[key] = ProducerEntry(doc["e"])
@@ -281,7 +254,7 @@ class ProducerStates:
         """A deleted topic's producer state must not apply to a new topic of that name."""
         with self._lock:
             self._entries = {k: v for k, v in self._entries.items() if k[1] != topic}
-            self._append_line({"deleted": topic})
+            self._appendencode_line({"deleted": topic})
             file = self._file
         assert file is not None
         file.sync()

@@ -20,6 +20,7 @@ from pathlib import Path
 import crc32c
 
 from streamlab.storage.active import AppendFile
+from streamlab.storage.state_lines import encode_line
 
 CHECKPOINT_BYTES = 1 << 20
 
@@ -53,10 +54,6 @@ def read_epochs(path: Path) -> Epochs:
     return out
 
 
-def _line(payload: bytes) -> bytes:
-    return b"%08x %s\n" % (crc32c.crc32c(payload), payload)
-
-
 def replay(path: Path, into: Offsets, epochs: Epochs | None = None) -> None:
     """Apply every whole, checksum-valid line of the journal at ``path`` to ``into``."""
     if not path.exists():
@@ -64,7 +61,7 @@ def replay(path: Path, into: Offsets, epochs: Epochs | None = None) -> None:
     for raw in path.read_bytes().split(b"\n"):
         crc, _, payload = raw.partition(b" ")
         if len(crc) != 8 or not payload or f"{crc32c.crc32c(payload):08x}".encode() != crc:
-            continue  # torn tail of a crash: that commit was never acknowledged
+            continue  # torn by a crash: that commit was never acknowledged (skipped, not the end)
         entry = json.loads(payload)
         if entry.get("delete_topic") is not None:
             for offsets in into.values():
@@ -97,7 +94,7 @@ class CommitJournal:
         self.size = 0 if self._file is None else self._file.size
 
     def append(self, entry: dict[str, object]) -> None:
-        line = _line(json.dumps(entry, separators=(",", ":")).encode())
+        line = encode_line(entry)
         if self._file is not None:
             self._file.append(line)
         self.size += len(line)

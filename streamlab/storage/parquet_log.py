@@ -61,6 +61,7 @@ from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
 from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
 from streamlab.storage.manifest import TOPIC_MANIFEST
+from streamlab.storage.state_lines import fsync_dir
 
 log = logging.getLogger("streamlab.storage")
 
@@ -80,14 +81,6 @@ def _in_ranges(offsets: pa.ChunkedArray, ranges: Sequence[tuple[int, int]]) -> n
 
 def _name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -331,7 +324,7 @@ class ParquetPartitionLog:
             base = batch.column(0)[0].as_py()
             try:
                 self._active_file = ActiveSegmentFile(self.dir / _name(base, ".log"))
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
             except OSError as exc:
                 raise StorageError(f"could not create an active segment in {self.dir}: {exc.strerror or exc}") from exc
         self._active_file.append(encode_frame(batch))
@@ -547,7 +540,7 @@ class ParquetPartitionLog:
                 os.fsync(fh.fileno())
             crash_point("seal.before-rename")
             os.replace(tmp, self.dir / name)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"could not write segment {self.dir / name}: {exc.strerror or exc}") from exc
@@ -728,7 +721,7 @@ class ParquetPartitionLog:
                         fh.flush()
                         os.fsync(fh.fileno())
                     os.replace(tmp, path)
-                    _fsync_dir(self.dir)
+                    fsync_dir(self.dir)
                     self._active_file = ActiveSegmentFile(path)
                     done.append(f"{where}: cut the damaged bytes from {path.name}; the original is {aside / path.name}")
                 else:
