@@ -130,6 +130,16 @@ _CHILD = textwrap.dedent(
                 p.send("t", value=99, key=f"k{k}", timestamp=now)
         print("acked", flush=True)
         lab.apply_retention()
+    elif scenario == "delete-topic":
+        lab.create_topic("t", config={"retention.ms": -1})
+        lab.create_topic("kept", config={"retention.ms": -1})
+        for name in ("t", "kept"):
+            with lab.producer() as p:
+                for i in range(50):
+                    p.send(name, value=i)
+            lab.roll(name)
+        print("acked", flush=True)
+        lab.delete_topic("t")
     print("no crash", flush=True)
     """
 )
@@ -156,6 +166,17 @@ def test_kill_9_while_sealing_loses_and_doubles_nothing(tmp_path: Path, point: s
             assert p.send("t", value=100).result(10).offset == 100
     with streamlab.connect(tmp_path) as lab:
         assert _offsets_and_values(lab, "t") == [(i, i) for i in range(101)]
+
+
+def test_kill_9_while_deleting_a_topic_leaves_it_deleted_and_its_name_free(tmp_path: Path) -> None:
+    _crash_child(tmp_path, "delete-topic", "delete-topic.after-commit")
+    assert (tmp_path / "topics" / "t").exists()  # the crash left the files behind
+    with streamlab.connect(tmp_path) as lab:
+        assert not (tmp_path / "topics" / "t").exists()  # removed on open: the catalog says deleted
+        assert set(lab.topics()["name"]) == {"kept"}
+        assert _offsets_and_values(lab, "kept") == [(i, i) for i in range(50)]
+        lab.create_topic("t")
+        assert lab.offsets("t")["high_watermark"].tolist() == [0]  # nothing of the old one comes back
 
 
 @pytest.mark.parametrize("point", ["compact.before-commit", "compact.after-commit"])

@@ -12,6 +12,7 @@ from streamlab.config import topic_config
 from streamlab.errors import InvalidPartitionsError, TopicExistsError
 from streamlab.model.names import MAX_PARTITIONS as MAX_PARTITIONS  # re-exported: the server checks it
 from streamlab.model.names import validate_topic_name
+from streamlab.storage.faults import crash_point
 
 logger = logging.getLogger("streamlab.broker")
 RECREATE_WAIT_S = 5.0
@@ -96,6 +97,7 @@ def delete_topic(broker: Broker, name: str) -> None:
         for log in state.logs:
             log.close()
         broker.catalog.remove_topic(name)
+        crash_point("delete-topic.after-commit")
         broker.engine.delete_topic_files(name, state.logs)
         if any(log.pinned for log in state.logs):
             broker.deleted_logs[name] = state.logs

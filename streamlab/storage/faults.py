@@ -9,6 +9,7 @@ The points, in the order each operation passes them:
 * ``seal.before-rename``, ``seal.before-index``, ``seal.before-unlink-active``
 * ``compact.before-commit``, ``compact.after-commit``
 * ``retention.after-commit``
+* ``delete-topic.after-commit`` (the catalog forgot the topic; its files are still there)
 """
 
 from __future__ import annotations
