@@ -3,7 +3,7 @@
 Opening the directory already runs recovery (torn tails cut, damage and missing files
 found, a lost catalog rebuilt), each reported as a :class:`RecoveryWarning`; checking then
 reads every sealed segment in full against its checksums. Repair takes damaged parts out
-of the logs, keeping the files under ``<data>/damaged/`` (see ``ParquetPartitionLog.repair``).
+of the logs, keeping the files under ``<data>/damaged/`` (see ``PartitionLog.repair``).
 """
 
 from __future__ import annotations

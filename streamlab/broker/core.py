@@ -16,9 +16,9 @@ from streamlab.groups.coordinator import GroupCoordinator
 from streamlab.groups.state import GroupEvent
 from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.names import catalog_topic_ok
+from streamlab.storage.base import PartitionLog
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.lock import DirectoryLock
-from streamlab.storage.parquet_log import ParquetPartitionLog
 from streamlab.storage.rebuild import open_catalog
 
 log = logging.getLogger("streamlab.broker")
@@ -28,7 +28,7 @@ log = logging.getLogger("streamlab.broker")
 class TopicState:
     name: str
     config: dict[str, Any]
-    logs: list[ParquetPartitionLog] = field(default_factory=list)
+    logs: list[PartitionLog] = field(default_factory=list)
 
     @property
     def partitions(self) -> int:
@@ -62,7 +62,7 @@ class Broker:
         self.data_arrived = threading.Condition(threading.Lock())
         self.topics: dict[str, TopicState] = {}
         # Logs of deleted topics whose files a running reader still holds (see create_topic).
-        self.deleted_logs: dict[str, list[ParquetPartitionLog]] = {}
+        self.deleted_logs: dict[str, list[PartitionLog]] = {}
         self.closed = False
         known = self.catalog.topics()
         for name in self.engine.remove_orphans(set(known)):
@@ -89,7 +89,7 @@ class Broker:
         if events and not self.closed:
             self.catalog.record_group_events(group_id, events)
 
-    def open_log(self, topic: str, partition: int, config: dict[str, Any]) -> ParquetPartitionLog:
+    def open_log(self, topic: str, partition: int, config: dict[str, Any]) -> PartitionLog:
         return self.engine.open_log(topic, partition, segment_bytes=config["segment.bytes"])
 
     def topic(self, name: str) -> TopicState:
@@ -103,7 +103,7 @@ class Broker:
             )
         return state
 
-    def log(self, topic: str, partition: int) -> ParquetPartitionLog:
+    def log(self, topic: str, partition: int) -> PartitionLog:
         state = self.topic(topic)
         if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < state.partitions:
             raise UnknownPartitionError(

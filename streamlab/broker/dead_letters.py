@@ -19,7 +19,7 @@ from streamlab.broker.topics import create_topic
 from streamlab.groups.share import DeadLetter, now_ms
 from streamlab.model.partitioner import partition_for_key
 from streamlab.model.schema import build_batch
-from streamlab.storage.parquet_log import ParquetPartitionLog
+from streamlab.storage.base import PartitionLog
 
 __all__ = ["DLQ_HEADER", "read_offsets", "write_dead_letters"]
 
@@ -57,7 +57,7 @@ def write_dead_letters(broker: Broker, group_id: str, topic: str, dead: list[Dea
         append(broker, topic, partition, batch, sync=True)
 
 
-def read_offsets(log: ParquetPartitionLog, offsets: Sequence[int]) -> pa.Table:
+def read_offsets(log: PartitionLog, offsets: Sequence[int]) -> pa.Table:
     """The records at ``offsets`` (sorted) that the log still holds."""
     pieces = []
     for start, stop in _runs(sorted(offsets)):

@@ -21,7 +21,7 @@ from streamlab.broker.transactions import current_index
 from streamlab.model.fields import expand_json_objects
 from streamlab.model.schema import RECORD_SCHEMA
 from streamlab.model.views import FIELDS_COLUMN, Bounds, literal, quote, view_sql
-from streamlab.storage.parquet_log import LogSnapshot
+from streamlab.storage.base import LogSnapshot
 
 __all__ = ["Snapshots", "estimate_rows", "replay", "sql"]
 _ids = itertools.count()

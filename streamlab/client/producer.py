@@ -47,7 +47,7 @@ from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
 from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
 from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition
-from streamlab.storage.parquet_log import ParquetPartitionLog
+from streamlab.storage.base import PartitionLog
 
 if TYPE_CHECKING:
     from streamlab import api
@@ -245,7 +245,7 @@ class Producer:
     def _write(self, queues: list[_Queue]) -> None:
         # Append every partition's queue, then fsync the partitions in parallel (one
         # shared round each) before resolving any future of theirs.
-        stored: list[tuple[BatchOutcome, int, ParquetPartitionLog]] = []
+        stored: list[tuple[BatchOutcome, int, PartitionLog]] = []
         for q in queues:
             outcome = q.outcome
             try:

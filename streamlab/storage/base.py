@@ -7,13 +7,56 @@ implement :class:`PartitionLog` and are registered by name in :data:`ENGINES` (s
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 
+from streamlab.errors import CorruptSegmentError
 from streamlab.storage.catalog import Catalog, SegmentInfo
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Damage:
+    """Offsets ``[start, end)`` of a partition that cannot be served, and why."""
+
+    start: int
+    end: int
+    path: str
+    reason: str
+
+    def error(self, topic: str, partition: int) -> CorruptSegmentError:
+        return CorruptSegmentError(
+            f"{topic}/{partition}: offsets {self.start}..{self.end - 1} cannot be read: {self.reason} ({self.path}); "
+            "records before them are readable; run `streamlab check` for a report",
+            path=self.path, topic=topic, partition=partition, offset=self.start,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(slots=True)
+class LogSnapshot:
+    """A consistent view of one partition for a reader: the sealed segments and active
+    records of one instant (no record in both), with the segment files pinned until
+    :meth:`release`."""
+
+    segments: list[SegmentInfo]
+    paths: list[Path]
+    active: pa.Table
+    damage: list[Damage]
+    log_start: int
+    _release: Any = None
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+    def damage_in(self, start: int, end: int) -> Damage | None:
+        """The first damaged range overlapping offsets ``[start, end)``, if any."""
+        return next((d for d in self.damage if d.start < end and start < d.end), None)
 
 
 class PartitionLog(Protocol):
@@ -63,11 +106,44 @@ class PartitionLog(Protocol):
 
     def close(self) -> None: ...
 
+    # What the broker's readers, checks and the wire server need beyond appending and reading.
+    segment_bytes: int
+    damage: list[Damage]
+
+    @property
+    def append_lock(self) -> threading.RLock:
+        """Held across an append and whatever must stay next to it (a transaction's index entry)."""
+
+    def sync(self) -> None:
+        """Make every appended record durable."""
+
+    def snapshot(self) -> LogSnapshot:
+        """Sealed segments and active records of one instant, files pinned until released."""
+
+    def verify_once(self, seg: SegmentInfo) -> None:
+        """Check a sealed segment's checksum (once per process); damage is recorded."""
+
+    def delete_records(self, offset: int) -> int:
+        """Move the log start to ``offset`` (Kafka's DeleteRecords); returns the new log start."""
+
+    def check(self) -> list[Damage]:
+        """Verify every file of the log; returns the damage found."""
+
+    def repair(self, quarantine: Path) -> list[str]:
+        """Take damaged parts out of the log, keeping them under ``quarantine``; says what it did."""
+
+    @property
+    def pinned(self) -> bool:
+        """Whether a reader's snapshot still holds files of this log."""
+
+    def discard(self) -> None:
+        """Remove the files of this closed log, once no reader holds them."""
+
 
 class LogEngine(Protocol):
     def open_log(self, topic: str, partition: int, *, segment_bytes: int) -> PartitionLog: ...
 
-    def delete_topic_files(self, topic: str, logs: list[Any]) -> None:
+    def delete_topic_files(self, topic: str, logs: list[PartitionLog]) -> None:
         """Remove a deleted topic's files, keeping what readers of ``logs`` still hold."""
 
     def remove_orphans(self, topics: set[str]) -> list[str]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-from streamlab.storage.catalog import Catalog
+from streamlab.storage.base import EngineFactory
 from streamlab.storage.parquet_log import ParquetLogEngine
 
-ENGINES: dict[str, Callable[[Path, Catalog], ParquetLogEngine]] = {
+ENGINES: dict[str, EngineFactory] = {
     "parquet": ParquetLogEngine,
 }

@@ -58,6 +58,7 @@ from streamlab.model.schema import BASE_COLUMNS, RECORD_SCHEMA, with_base_offset
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.views import FIELDS_COLUMN
 from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
+from streamlab.storage.base import Damage, LogSnapshot, PartitionLog
 from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
 from streamlab.storage.manifest import TOPIC_MANIFEST
@@ -81,46 +82,6 @@ def _in_ranges(offsets: pa.ChunkedArray, ranges: Sequence[tuple[int, int]]) -> n
 
 def _name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Damage:
-    """Offsets ``[start, end)`` of a partition that cannot be served, and why."""
-
-    start: int
-    end: int
-    path: str
-    reason: str
-
-    def error(self, topic: str, partition: int) -> CorruptSegmentError:
-        return CorruptSegmentError(
-            f"{topic}/{partition}: offsets {self.start}..{self.end - 1} cannot be read: {self.reason} ({self.path}); "
-            "records before them are readable; run `streamlab check` for a report",
-            path=self.path, topic=topic, partition=partition, offset=self.start,
-        )  # fmt: skip
-
-
-@dataclasses.dataclass(slots=True)
-class LogSnapshot:
-    """A consistent view of one partition for a reader: the sealed segments and active
-    records of one instant (no record in both), with the segment files pinned until
-    :meth:`release`."""
-
-    segments: list[SegmentInfo]
-    paths: list[Path]
-    active: pa.Table
-    damage: list[Damage]
-    log_start: int
-    _release: Any = None
-
-    def release(self) -> None:
-        if self._release is not None:
-            self._release()
-            self._release = None
-
-    def damage_in(self, start: int, end: int) -> Damage | None:
-        """The first damaged range overlapping offsets ``[start, end)``, if any."""
-        return next((d for d in self.damage if d.start < end and start < d.end), None)
 
 
 def read_verified(path: Path, checksum: int | None) -> bytes:
@@ -769,7 +730,7 @@ class ParquetLogEngine:
     def open_log(self, topic: str, partition: int, *, segment_bytes: int) -> ParquetPartitionLog:
         return ParquetPartitionLog(self.root, self.catalog, topic, partition, segment_bytes)
 
-    def delete_topic_files(self, topic: str, logs: list[ParquetPartitionLog]) -> None:
+    def delete_topic_files(self, topic: str, logs: Sequence[PartitionLog]) -> None:
         """Remove a deleted topic's files; ``logs`` (closed) keep what readers still hold."""
         folder = self.root / "topics" / topic
         (folder / TOPIC_MANIFEST).unlink(missing_ok=True)  # first: never rebuilt from what is left

@@ -20,7 +20,7 @@ import pyarrow as pa
 from streamlab.broker.transaction_markers import is_control, marker_producer, stable_visible
 from streamlab.protocol.record_batch import WireRecord, encode_batch
 from streamlab.server.context import ServerContext
-from streamlab.storage.parquet_log import ParquetPartitionLog
+from streamlab.storage.base import PartitionLog
 
 _BASE_AND_DELTA = (struct.Struct(">q"), struct.Struct(">i"))
 _LAST_DELTA_AT = 23
@@ -30,7 +30,7 @@ Encoder = Callable[[pa.Table, int, bool], bytes]  # (rows, byte limit, at least 
 
 
 def read_rows(
-    ctx: ServerContext, topic: str, partition: int, log: ParquetPartitionLog, offset: int, *,
+    ctx: ServerContext, topic: str, partition: int, log: PartitionLog, offset: int, *,
     max_records: int, end: int, committed_only: bool,
 ) -> pa.Table:  # fmt: skip
     """Up to ``max_records`` rows from ``offset``; read-committed: below ``end`` (the last

@@ -1,7 +1,7 @@
 """DeleteRecords: move partitions' log start offsets forward (``kafka-delete-records``).
 
 Each partition's log start becomes the given offset (-1: the high watermark), durably
-(:meth:`ParquetPartitionLog.delete_records`); records below it are never served again and
+(:meth:`PartitionLog.delete_records`); records below it are never served again and
 segments wholly below it are removed. The answer carries the new low watermark. An offset
 past the high watermark is OFFSET_OUT_OF_RANGE, as in Kafka; DELETE on the topic is needed.
 """

@@ -42,7 +42,7 @@ from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._markers import encode_with_markers, read_rows
 from streamlab.server.responses import ZERO, build, error_code, types_for
 from streamlab.server.security import Operation, ResourceType
-from streamlab.storage.parquet_log import ParquetPartitionLog
+from streamlab.storage.base import PartitionLog
 
 logger = logging.getLogger("streamlab.server")
 
@@ -70,7 +70,7 @@ class _Partition:
     records: bytes = b""
 
 
-def _locate(ctx: ServerContext, topic: str, p: _Partition) -> ParquetPartitionLog | None:
+def _locate(ctx: ServerContext, topic: str, p: _Partition) -> PartitionLog | None:
     """The partition's log, with ``p.error`` and its offsets filled in (cheap: no I/O)."""
     state = ctx.broker.topics.get(topic)
     if state is None or not 0 <= p.index < state.partitions:

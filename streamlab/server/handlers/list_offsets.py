@@ -20,7 +20,7 @@ from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
-from streamlab.storage.parquet_log import ParquetPartitionLog
+from streamlab.storage.base import PartitionLog
 
 API_KEY = 2
 
@@ -28,12 +28,12 @@ LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 LEADER_EPOCH = 0
 
 
-def _record_timestamp(log: ParquetPartitionLog, offset: int) -> int:
+def _record_timestamp(log: PartitionLog, offset: int) -> int:
     table = log.read(offset, 1)
     return int(table.column("timestamp").cast(pa.int64())[0].as_py()) if table.num_rows else -1
 
 
-def _max_timestamp(log: ParquetPartitionLog) -> tuple[int, int]:
+def _max_timestamp(log: PartitionLog) -> tuple[int, int]:
     candidates = [s.max_timestamp for s in log.sealed_segments()]
     active = log.active_table()
     if active.num_rows:
