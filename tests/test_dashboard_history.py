@@ -27,13 +27,20 @@ def _send(lab: streamlab.Lab, topic: str, n: int) -> None:
             p.send(topic, value={"i": i}, key=f"k{i % 4}", timestamp=T0 + i * 1000)
 
 
+def _widget_thread(t: threading.Thread) -> bool:
+    """Not the process's own (tqdm's monitor) nor the lab's (its fsync workers, started
+    on first write, end when the ``lab`` fixture closes it)."""
+    return t.is_alive() and t.name != "tqdm_monitor" and not t.name.startswith("streamlab-fsync")
+
+
 @pytest.fixture
 def threads_end() -> Iterator[None]:
+    """Every thread the test's widgets started (tickers, the history sampler) has ended."""
     before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and t.name != "tqdm_monitor"]
+        left = [t.name for t in set(threading.enumerate()) - before if _widget_thread(t)]
         if not left:
             return
         time.sleep(0.05)
@@ -127,6 +134,7 @@ def test_dashboard_samples_history_live_and_stop_ends_the_sampling(
                 break
             time.sleep(0.05)
         assert len(dash.history.state.lag[0].times) >= 2
+        dash.refresh()  # the ticker may be between reading and drawing
         assert "<polyline" in dash.history.lag_chart.value
         assert f"history of topic {topic} and group dash, sampled every 0.05 s" in dash.summary()
     finally:
