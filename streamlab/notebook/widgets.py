@@ -2,7 +2,7 @@
 
 >>> dash = streamlab.widgets.Dashboard(lab, "clicks", "analytics")
 >>> dash            # shows it; it refreshes itself in a background thread
->>> dash.stop()     # stops refreshing (and the producer and consumers it started)
+>>> dash.stop()     # stops refreshing (and the producer, consumers and history sampler it started)
 
 Each widget renders a state object from :mod:`streamlab.notebook.state` and has the same
 ``refresh()``, ``summary()``, ``start()`` and ``stop()``; ``summary()`` is the text a
