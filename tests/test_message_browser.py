@@ -96,6 +96,13 @@ def test_widget_controls_grid_and_detail_pane(lab: streamlab.Lab) -> None:
     assert browser.export()["offset"].tolist() == [0, 1] and browser.summary().startswith("raw page 1")
 
 
+def test_a_displayed_browser_has_a_stable_text_beside_its_widgets(lab: streamlab.Lab) -> None:
+    browser = MessageBrowser(lab, "orders", limit=5)
+    bundle = browser._repr_mimebundle_()  # what Jupyter stores: nbval compares the text, not the view's repr
+    assert bundle["text/plain"] == "<streamlab.widgets.MessageBrowser topic='orders'>"
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser.view.model_id
+
+
 def test_avro_values_show_decoded_through_the_registry(lab: streamlab.Lab) -> None:
     pytest.importorskip("fastavro")
     schema = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "long"},

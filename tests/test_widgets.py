@@ -509,7 +509,14 @@ def test_states_and_widgets_over_kafka(kafka_lab: Any, threads_end: None) -> Non
     panel.start(rate=1000, data=data.head(20), timestamp="ts")
     assert panel.wait(30) and panel.generated == 20 and panel.error is None
     panel.close()
-    dash = streamlab.widgets.Dashboard(kafka_lab, "clicks", "g", interval=0.1)
+    dash = streamlab.widgets.Dashboard(kafka_lab, "clicks", "g", interval=0.1, history_interval=0.1)
     assert "history: no rebalance history from this Lab" in dash.summary()
+    assert dash.sampling  # a kafka:// Lab keeps the samples in memory
+    deadline = time.monotonic() + 10
+    while dash.history.state.samples < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        dash.refresh()
+    assert dash.history.state.samples >= 2 and "records in since the first sample shown: 0" in dash.summary()
     dash.stop()
+    assert not dash.sampling
     timeline.close()

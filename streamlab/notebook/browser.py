@@ -143,9 +143,9 @@ class MessageBrowser:
         self.detail.value = detail_html(self.state.detail(rows[0]) if rows and rows[0] < len(self.state.page) else None)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.view._repr_mimebundle_(**kwargs)
+        bundle = self.view._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)  # stable text: nbval compares it (the view's repr is its controls)
+        return bundle
 
-    def _ipython_display_(self) -> None:  # shown in a notebook as its widgets
-        from IPython.display import display
-
-        display(self.view)
+    def __repr__(self) -> str:
+        return f"<streamlab.widgets.MessageBrowser topic={self.state.topic!r}>"

@@ -20,6 +20,7 @@ and user code import them by:
 - :mod:`.group_state`: :class:`LagState`, :class:`RebalanceTimelineState`
 - :mod:`.consumer_pool`: :class:`ConsumerPool`
 - :mod:`.producer_state`: :class:`ProducerPanelState`
+- :mod:`.history_state`: :class:`HistoryState` (lag and throughput over time)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from streamlab.notebook.group_state import (
     RebalanceTimelineState,
     generations_from,
 )
+from streamlab.notebook.history_state import HistoryState
 from streamlab.notebook.producer_state import ProducerPanelState, Sent
 from streamlab.notebook.state_helpers import PALETTE, colors_for, format_time_lag, member_label
 from streamlab.notebook.ticker import Ticker
@@ -41,6 +43,7 @@ __all__ = [
     "PALETTE",
     "ConsumerPool",
     "Generation",
+    "HistoryState",
     "LagState",
     "PartitionInfo",
     "PartitionLag",

@@ -2,7 +2,7 @@
 
 >>> dash = streamlab.widgets.Dashboard(lab, "clicks", "analytics")
 >>> dash            # shows it; it refreshes itself in a background thread
->>> dash.stop()     # stops refreshing (and the producer and consumers it started)
+>>> dash.stop()     # stops refreshing (and the producer, consumers and history sampler it started)
 
 Each widget renders a state object from :mod:`streamlab.notebook.state` and has the same
 ``refresh()``, ``summary()``, ``start()`` and ``stop()``; ``summary()`` is the text a
@@ -17,6 +17,7 @@ notebooks and user code reach them by (``streamlab.widgets``):
 - :mod:`.widget_helpers`: the ``LiveWidget`` base and the HTML helpers
 - :mod:`.topic_widgets`: :class:`ProducerPanel`, :class:`LiveTail`, :class:`TopicBrowser`
 - :mod:`.group_widgets`: :class:`OffsetsLag`, :class:`RebalanceTimeline`
+- :mod:`.history_widgets`: :class:`HistoryCharts` (lag and throughput over time)
 - :mod:`.dashboard`: :class:`Dashboard`
 """
 
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamlab.notebook.dashboard import Dashboard
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
+from streamlab.notebook.history_widgets import HistoryCharts
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Dashboard",
+    "HistoryCharts",
     "LiveTail",
     "MessageBrowser",
     "OffsetsLag",
