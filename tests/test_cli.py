@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 import streamlab
 from streamlab.cli.main import main
+from streamlab.errors import OperationTimeoutError
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def data(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def cli(data: Path, *args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess[str]:
+def cli(data: Path | str, *args: str, stdin: str | None = None, expect: int = 0) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "STREAMLAB_DATA"}
     result = subprocess.run(
         [sys.executable, "-m", "streamlab.cli.main", "--data", str(data), *args],
@@ -257,3 +259,24 @@ def test_errors_name_cli_commands(data: Path) -> None:
     result = cli(data, "consume", "ordrs", expect=2)
     assert "unknown topic 'ordrs'" in result.stderr and "streamlab topics create ordrs" in result.stderr
     assert "create_topic(" not in result.stderr
+
+
+def test_a_kafka_address_nobody_answers_is_named_within_seconds(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a free port, closed again: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(OperationTimeoutError, match=rf"no Kafka broker answered at kafka://127\.0\.0\.1:{port}"):
+        streamlab.connect(f"kafka://127.0.0.1:{port}")
+    assert time.monotonic() - started < 15
+    failed = cli(f"kafka://127.0.0.1:{port}", "topics", "list", expect=2)
+    assert f"no Kafka broker answered at kafka://127.0.0.1:{port}" in failed.stderr
+    assert "is running" in failed.stderr
+
+
+def test_the_cli_drives_a_served_directory_through_kafka(data: Path, tmp_path: Path) -> None:
+    setup_topic(data, "over-the-wire", values=[1, 2, 3])
+    with streamlab.connect(data) as lab:
+        address = lab.serve()
+        listed = cli(f"kafka://{address}", "topics", "list")
+        assert "over-the-wire" in listed.stdout

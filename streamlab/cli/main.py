@@ -41,7 +41,11 @@ def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int], *, re
     by ``streamlab serve`` it goes through the server's ``kafka://`` address instead."""
 
     def handler(args: argparse.Namespace) -> int:
-        data = Path(args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DATA)
+        target = str(args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DATA)
+        if target.startswith("kafka://"):  # a cluster (or a running `streamlab serve`)
+            with streamlab.connect(target) as lab:
+                return command(lab, args)
+        data = Path(target)
         if read_only and not (data / "catalog.duckdb").exists():
             raise CliError(
                 f"no data directory at {data}; check --data (or $STREAMLAB_DATA), "
@@ -292,9 +296,12 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)  # so --data also works after the command
-    common.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help="broker directory")
+    common.add_argument(
+        "--data", metavar="DIR", default=argparse.SUPPRESS, help="broker directory, or kafka://HOST:PORT"
+    )
     parser = argparse.ArgumentParser(prog="streamlab", description="A Kafka-like streaming workbench.")
-    parser.add_argument("--data", metavar="DIR", help=f"broker directory ($STREAMLAB_DATA, ./{DEFAULT_DATA})")
+    where = f"broker directory or kafka://HOST:PORT ($STREAMLAB_DATA, ./{DEFAULT_DATA})"
+    parser.add_argument("--data", metavar="DIR", help=where)
     parser.add_argument("--version", action="version", version=f"streamlab {streamlab.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

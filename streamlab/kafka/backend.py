@@ -72,6 +72,7 @@ from streamlab.port.backend import ShareGroupSnapshot
 from streamlab.port.history import MemoryHistory
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
+CONNECT_TIMEOUT_S = 5.0  # how long connect() waits for a first answer from the cluster
 _TOPIC_INFO_TTL = 10.0
 _ids = itertools.count()
 
@@ -100,9 +101,22 @@ class KafkaBackend:
         )
         self._history = MemoryHistory()
         self._closed = False
+        self._check_reachable(min(CONNECT_TIMEOUT_S, timeout))
 
     def describe(self) -> str:
         return f"{SCHEME}{self.bootstrap}"
+
+    def _check_reachable(self, timeout: float) -> None:
+        """Fail at connect, within seconds and naming the address, when no broker answers
+        (librdkafka would otherwise retry until each call's own timeout)."""
+        try:
+            self._admin.list_topics(timeout=timeout)
+        except ck.KafkaException as exc:
+            raise OperationTimeoutError(
+                f"no Kafka broker answered at {SCHEME}{self.bootstrap} within {timeout:g} s: check that the cluster "
+                f"(or `streamlab serve`) is running and that host and port are right "
+                f"(librdkafka: {translate(exc)})"
+            ) from exc
 
     # metadata ---------------------------------------------------------------------------
     def _metadata(self, topic: str | None = None) -> Any:
