@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -95,7 +96,7 @@ def emitted_windows(lab: streamlab.Lab, topic: str, size_ms: int) -> pd.Series:
     return per_window.first()
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -116,7 +117,7 @@ def test_quix_windows_equal_pandas_across_a_kill_9(tmp_path: Path) -> None:
         killed = first.kill()
         print(f"killed after {time.monotonic() - started:.1f} s: {killed}")
         assert (killed.state, killed.returncode, killed.ended_by) == ("exited", -9, "kill"), str(killed)
-        assert total // 3 <= killed.consumed < total, "the kill -9 was not midway"  # type: ignore[operator]
+        assert killed.consumed is not None and total // 3 <= killed.consumed < total, "the kill -9 was not midway"
 
         second = lab.start_job(APP, python=python, group=GROUP, env={**env, "IDLE_TIMEOUT": "3"})
         done = second.wait(timeout=90)
@@ -129,7 +130,6 @@ def test_quix_windows_equal_pandas_across_a_kill_9(tmp_path: Path) -> None:
         got_tumbling = emitted_windows(lab, "cents-tumbling", HOUR_MS)
         got_hopping = emitted_windows(lab, "cents-hopping", HOUR_MS)
     assert len(tumbling) > 2_500 and len(hopping) > 5_000  # 16 countries over nine days, not every hour
-    pd.testing.assert_series_equal(got_tumbling.sort_index(), tumbling.sort_index(), check_names=False, check_index_type=False,
-                                   check_dtype=False)  # fmt: skip
-    pd.testing.assert_series_equal(got_hopping.sort_index(), hopping.sort_index(), check_names=False, check_index_type=False,
-                                   check_dtype=False)  # fmt: skip
+    same = {"check_names": False, "check_index_type": False, "check_dtype": False}  # values, not dtypes
+    pd.testing.assert_series_equal(got_tumbling.sort_index(), tumbling.sort_index(), **same)
+    pd.testing.assert_series_equal(got_hopping.sort_index(), hopping.sort_index(), **same)
