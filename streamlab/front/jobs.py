@@ -32,7 +32,13 @@ from typing import IO, TYPE_CHECKING, Literal
 
 import pandas as pd
 
-from streamlab.errors import ConfigError, JobError, OperationTimeoutError, UnsupportedOperationError
+from streamlab.errors import (
+    ConfigError,
+    JobError,
+    OperationTimeoutError,
+    StreamlabError,
+    UnsupportedOperationError,
+)
 
 if TYPE_CHECKING:
     from streamlab.front.lab import Lab
@@ -144,16 +150,18 @@ class Job:
             self._proc.wait(timeout=_seconds("timeout", timeout))
         except subprocess.TimeoutExpired:
             raise OperationTimeoutError(f"job {self.name!r} still runs after {timeout} s:\n{self.status()}") from None
-        return self.status()
+        return self._settled()
 
     def stop(self, timeout: float = 10.0) -> JobStatus:
         """Ask the job to finish (SIGTERM: Quix Streams commits and closes its state), and
         kill it (SIGKILL) if it has not exited within ``timeout`` seconds."""
-        return self._terminate("stop", _seconds("timeout", timeout))
+        self._terminate("stop", _seconds("timeout", timeout))
+        return self._settled()
 
     def kill(self) -> JobStatus:
         """SIGKILL now, as ``kill -9`` or a crash: nothing is committed or flushed."""
-        return self._terminate("kill", 0.0)
+        self._terminate("kill", 0.0)
+        return self._settled()
 
     def lag(self) -> pd.DataFrame:
         """The job's consumer group's lag per partition (:meth:`Lab.lag`)."""
@@ -162,6 +170,11 @@ class Job:
         return self._lab.lag(self.group)
 
     # internals ----------------------------------------------------------------------------
+    def _settled(self) -> JobStatus:
+        """The status once the watcher has seen the exit (its last count of committed records)."""
+        self._watcher.join(timeout=5.0)
+        return self.status()
+
     def _terminate(self, why: EndedBy, grace: float) -> JobStatus:
         if self._proc.poll() is None:
             self._mark_ended(why)
@@ -198,23 +211,29 @@ class Job:
         return sum(c - self._baseline.get(tp, starts.get(tp, 0)) for tp, c in now.items())
 
     def _watch(self) -> None:
-        """Enforce ``timeout`` and ``max_records`` and keep ``consumed`` current."""
+        """Enforce ``timeout`` and ``max_records``, keep ``consumed`` current and note when
+        the job ended by itself."""
         next_progress = 0.0
         while self._proc.poll() is None and not self._lab.closed:
             now = time.monotonic()
             if self._timeout is not None and now - self._started >= self._timeout:
                 self._terminate("timeout", 10.0)
-                return
+                break
             if self.group is not None and now >= next_progress:
                 next_progress = now + _PROGRESS_S
-                try:
-                    self._consumed = self._progress()
-                except Exception:  # the lab closing under the watcher: the loop ends next round
-                    continue
-                if self._max_records is not None and self._consumed >= self._max_records:
+                self._update_progress()
+                if self._max_records is not None and (self._consumed or 0) >= self._max_records:
                     self._terminate("max_records", 10.0)
-                    return
+                    break
             time.sleep(_WATCH_S)
+        if self._proc.poll() is not None:
+            self._mark_ended("itself")  # unless stop, kill or a bound came first
+            self._update_progress()  # what it committed on its way out
+
+    def _update_progress(self) -> None:
+        if self.group is not None and not self._lab.closed:
+            with contextlib.suppress(StreamlabError):  # the lab closing under the watcher
+                self._consumed = self._progress()
 
 
 def start_job(
