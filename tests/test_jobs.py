@@ -14,6 +14,7 @@ import pytest
 import streamlab
 from streamlab.errors import ConfigError, OperationTimeoutError
 from streamlab.front.jobs import JOBS_PYTHON_ENV
+from streamlab.kafka.mock_cluster import MockCluster
 
 # Commits every record it reads; prints one line per record, so a test sees progress.
 CONSUMER = """
@@ -115,3 +116,19 @@ def test_start_job_says_what_is_wrong(lab: streamlab.Lab, tmp_path: Path) -> Non
         lab.start_job(script(tmp_path, "pass\n"), max_records=10)
     with pytest.raises(ConfigError, match="without group="):
         lab.start_job(script(tmp_path, "pass\n")).lag()
+
+
+def test_a_job_on_a_kafka_lab_talks_to_its_cluster(tmp_path: Path) -> None:
+    with MockCluster(brokers=1) as cluster, streamlab.connect(f"kafka://{cluster.bootstrap}") as lab:
+        lab.create_topic("out")
+        job = lab.start_job(script(tmp_path, """
+            import os
+            from confluent_kafka import Producer
+            producer = Producer({"bootstrap.servers": os.environ["STREAMLAB_BROKER"]})
+            producer.produce("out", key=b"k", value=b'{"from": "job"}')
+            assert producer.flush(10) == 0
+        """))  # fmt: skip
+        status = job.wait(timeout=30)
+        assert status.returncode == 0, str(status)
+        out = lab.replay("out")
+        assert out["from"].tolist() == ["job"]
