@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 import streamlab
-from streamlab.cli import browse, check, demo, groups, jobs, serve
+from streamlab.cli import browse, check, demo, groups, serve
 from streamlab.errors import RecordTooLargeError, StreamlabError, UnknownPartitionError, UnknownTopicError
 from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.serde import encode
@@ -357,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_arguments(command(commands, "check", text, check.run))
     text = "serve the data directory over the Kafka protocol until SIGINT/SIGTERM"
     serve.add_arguments(command(commands, "serve", text, serve.run))
+    from streamlab.cli import jobs
+
     jobs.add_command(commands)
     return parser
 
