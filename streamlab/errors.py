@@ -183,6 +183,11 @@ class OperationTimeoutError(StreamlabError, TimeoutError):
     kafka_code = 7  # REQUEST_TIMED_OUT
 
 
+class JobError(StreamlabError):
+    """A streaming job's process or its Python environment could not be started or set up
+    (:meth:`~streamlab.front.lab.Lab.start_job`, ``streamlab jobs setup``)."""
+
+
 # Group coordination errors (used by consumer groups and the wire server).
 class GroupError(StreamlabError):
     """Base for consumer-group errors."""

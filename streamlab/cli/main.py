@@ -361,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_arguments(command(commands, "check", text, check.run))
     text = "serve the data directory over the Kafka protocol until SIGINT/SIGTERM"
     serve.add_arguments(command(commands, "serve", text, serve.run))
+    from streamlab.cli import jobs
+
+    jobs.add_command(commands)
     return parser
 
 

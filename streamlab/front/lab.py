@@ -36,6 +36,9 @@ from streamlab.model.views import Bounds
 from streamlab.port.backend import Backend
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from streamlab.front.jobs import Job
     from streamlab.server.in_process import Endpoint
 
 PROGRESS_FROM_ROWS = 500_000  # replays at least this large show a progress bar unless progress=False
@@ -293,6 +296,38 @@ class Lab:
         self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port)
         return self._endpoint.address
 
+    # streaming jobs ---------------------------------------------------------------------
+    def start_job(
+        self,
+        script: str | Path,
+        args: Sequence[str] = (),
+        *,
+        python: str | Path | None = None,
+        group: str | None = None,
+        env: Mapping[str, str] | None = None,
+        name: str | None = None,
+        cwd: str | Path | None = None,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Job:
+        """Start a Kafka application (a Quix Streams app, or any Kafka client) as a
+        subprocess against this lab and return its :class:`~streamlab.front.jobs.Job` at
+        once: ``job.status()``, ``job.wait(timeout=)``, ``job.stop(timeout=)``, ``job.kill()``,
+        ``job.lag()``. ``script`` is a .py file or a module name (run with ``-m``), in
+        ``python`` (default ``$STREAMLAB_JOBS_PYTHON``, else this interpreter; ``streamlab
+        jobs setup DIR`` makes one with Quix Streams). Its environment gets
+        ``STREAMLAB_BROKER`` (and ``Quix__Broker__Address``) = :meth:`serve`'s address, and
+        with ``group`` ``STREAMLAB_GROUP`` (and ``Quix__Consumer_Group``), plus ``env``.
+        ``timeout`` stops it after that many seconds, ``max_records`` once ``group`` has
+        committed that many records (checked twice a second, so a few more may be read);
+        :meth:`close` stops it too."""
+        from streamlab.front.jobs import start_job
+
+        if self._closed:
+            raise ClosedError("this lab is closed; connect again with streamlab.connect()")
+        return start_job(self, script, args, python=python, group=group, env=env, name=name, cwd=cwd,
+                         timeout=timeout, max_records=max_records)  # fmt: skip
+
     # history ----------------------------------------------------------------------------
     def start_history(
         self,
@@ -348,6 +383,9 @@ class Lab:
             self._closed = True
             if self._history is not None:
                 self._history.stop()
+            from streamlab.front.jobs import stop_jobs
+
+            stop_jobs(self)  # a job must not outlive the endpoint it talks to
             try:
                 if self._endpoint is not None:
                     from streamlab.server.in_process import release

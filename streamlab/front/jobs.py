@@ -1,0 +1,353 @@
+"""Streaming jobs: a Kafka application in its own process, started and watched from a cell.
+
+A job is a Python script or module (a Quix Streams application, or anything speaking the
+Kafka protocol) run as a subprocess against the lab's Kafka endpoint (:meth:`Lab.serve`),
+with ``STREAMLAB_BROKER`` (and Quix's ``Quix__Broker__Address``) set to its address.
+
+Why a process and not a thread: a job can be killed and restarted (its state recovered as
+in production) without taking the notebook's kernel with it, and it runs in an interpreter
+of its own. That interpreter matters: Quix Streams 3.28 requires confluent-kafka below
+2.13, while ``kafka://`` share consumers need confluent-kafka 2.16, so the two cannot share
+an environment. :func:`setup_jobs_python` creates one with Quix's own pins
+(``streamlab jobs setup DIR``); ``$STREAMLAB_JOBS_PYTHON`` names it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import venv
+import weakref
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Literal
+
+import pandas as pd
+
+from streamlab.errors import (
+    ConfigError,
+    JobError,
+    OperationTimeoutError,
+    StreamlabError,
+    UnsupportedOperationError,
+)
+
+if TYPE_CHECKING:
+    from streamlab.front.lab import Lab
+
+JOBS_PYTHON_ENV = "STREAMLAB_JOBS_PYTHON"
+# Quix Streams' newest release when this was written; its own dependency pins (confluent-kafka
+# <2.13 among them) are what pip resolves in the jobs environment, the combination Quix tests.
+QUIXSTREAMS = "quixstreams==3.28.1"
+TAIL_LINES = 50  # stdout/stderr lines a status keeps
+_WATCH_S = 0.2  # how often the bounds are checked
+_PROGRESS_S = 0.5  # how often max_records reads the group's committed offsets
+
+EndedBy = Literal["itself", "stop", "kill", "timeout", "max_records", "lab closed"]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job at one moment. ``consumed`` is how far its group's committed offsets moved
+    since the job started (None without a group); ``stderr``/``stdout`` are the last lines."""
+
+    name: str
+    pid: int
+    state: Literal["running", "exited"]
+    returncode: int | None
+    ended_by: EndedBy | None
+    runtime_s: float
+    consumed: int | None
+    stderr: tuple[str, ...]
+    stdout: tuple[str, ...]
+
+    def __str__(self) -> str:
+        if self.state == "running":
+            head = f"job {self.name!r} (pid {self.pid}) running for {self.runtime_s:.1f} s"
+        else:
+            head = (f"job {self.name!r} (pid {self.pid}) exited with {self.returncode} after {self.runtime_s:.1f} s"
+                    f" (ended by {self.ended_by})")  # fmt: skip
+        if self.consumed is not None:
+            head += f"; {self.consumed} records committed"
+        tail = "\n".join(f"  {line}" for line in self.stderr[-5:])
+        return f"{head}\n{tail}" if tail else head
+
+
+class Job:
+    """A running or finished job (what :meth:`Lab.start_job` returns). Every call that
+    blocks takes a timeout; the process is never left running by :meth:`Lab.close`."""
+
+    def __init__(
+        self, lab: Lab, argv: Sequence[str], *, env: Mapping[str, str], name: str, group: str | None,
+        timeout: float | None, max_records: int | None, cwd: str | Path | None,
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.group = group
+        self.argv = tuple(argv)
+        self._lab = lab
+        self._timeout = timeout
+        self._max_records = max_records
+        self._lock = threading.Lock()
+        self._ended_by: EndedBy | None = None
+        self._consumed: int | None = None
+        self._stdout: deque[str] = deque(maxlen=TAIL_LINES)
+        self._stderr: deque[str] = deque(maxlen=TAIL_LINES)
+        self._baseline = self._committed() if group is not None else {}
+        self._started = time.monotonic()
+        self._ended: float | None = None
+        try:
+            self._proc = subprocess.Popen(
+                list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
+            )  # fmt: skip
+        except OSError as exc:
+            raise JobError(f"could not start job {name!r} ({argv[0]}): {exc}") from exc
+        self.pid = self._proc.pid
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=_read, args=(self._proc.stdout, self._stdout), daemon=True),
+            threading.Thread(target=_read, args=(self._proc.stderr, self._stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        self._watcher = threading.Thread(target=self._watch, name=f"streamlab-job-{name}", daemon=True)
+        self._watcher.start()
+        _RUNNING.add(self)
+
+    def __repr__(self) -> str:
+        return f"<streamlab.Job {self.name!r} pid={self.pid} {'running' if self.running else 'exited'}>"
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def status(self) -> JobStatus:
+        """Running or exited, the return code, why it ended, and its last output lines."""
+        code = self._proc.poll()
+        if code is not None:
+            self._mark_ended("itself")
+            for reader in self._readers:  # the pipes reach EOF once the process is gone
+                reader.join(timeout=1.0)
+        end = self._ended if code is not None and self._ended is not None else time.monotonic()
+        return JobStatus(
+            name=self.name, pid=self.pid, state="running" if code is None else "exited", returncode=code,
+            ended_by=self._ended_by, runtime_s=end - self._started, consumed=self._consumed,
+            stderr=tuple(self._stderr), stdout=tuple(self._stdout),
+        )  # fmt: skip
+
+    def wait(self, timeout: float = 60.0) -> JobStatus:
+        """Wait up to ``timeout`` seconds for the job to end by itself (or by its bounds);
+        OperationTimeoutError if it is still running then (it keeps running)."""
+        try:
+            self._proc.wait(timeout=_seconds("timeout", timeout))
+        except subprocess.TimeoutExpired:
+            raise OperationTimeoutError(f"job {self.name!r} still runs after {timeout} s:\n{self.status()}") from None
+        return self._settled()
+
+    def stop(self, timeout: float = 10.0) -> JobStatus:
+        """Ask the job to finish (SIGTERM: Quix Streams commits and closes its state), and
+        kill it (SIGKILL) if it has not exited within ``timeout`` seconds."""
+        self._terminate("stop", _seconds("timeout", timeout))
+        return self._settled()
+
+    def kill(self) -> JobStatus:
+        """SIGKILL now, as ``kill -9`` or a crash: nothing is committed or flushed."""
+        self._terminate("kill", 0.0)
+        return self._settled()
+
+    def lag(self) -> pd.DataFrame:
+        """The job's consumer group's lag per partition (:meth:`Lab.lag`)."""
+        if self.group is None:
+            raise ConfigError(f"job {self.name!r} was started without group=, so streamlab does not know its group")
+        return self._lab.lag(self.group)
+
+    # internals ----------------------------------------------------------------------------
+    def _settled(self) -> JobStatus:
+        """The status once the watcher has seen the exit (its last count of committed records)."""
+        self._watcher.join(timeout=5.0)
+        return self.status()
+
+    def _terminate(self, why: EndedBy, grace: float) -> JobStatus:
+        if self._proc.poll() is None:
+            self._mark_ended(why)
+            if grace > 0:
+                self._proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=grace)
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait(timeout=10.0)  # SIGKILL cannot be refused: a bound, not a wait on the job
+        return self.status()
+
+    def _mark_ended(self, why: EndedBy) -> None:
+        with self._lock:
+            if self._ended_by is None:
+                self._ended_by = why
+                self._ended = time.monotonic()
+
+    def _committed(self) -> dict[tuple[str, int], int]:
+        # the backend's lag, not lab.lag: a group that has not committed yet is expected here,
+        # not a typo to warn about (from a thread, where a warning would reach nobody)
+        assert self.group is not None
+        frame = self._lab.backend.lag(self.group)
+        rows = zip(frame["topic"], frame["partition"], frame["committed"], strict=True)
+        return {(t, int(p)): int(c) for t, p, c in rows if pd.notna(c) and c >= 0}
+
+    def _progress(self) -> int:
+        now = self._committed()
+        starts: dict[tuple[str, int], int] = {}
+        for topic in {t for t, p in now if (t, p) not in self._baseline}:
+            offsets = self._lab.offsets(topic)
+            starts |= {(topic, int(p)): int(s) for p, s in zip(offsets["partition"], offsets["log_start_offset"],
+                                                                 strict=True)}  # fmt: skip
+        return sum(c - self._baseline.get(tp, starts.get(tp, 0)) for tp, c in now.items())
+
+    def _watch(self) -> None:
+        """Enforce ``timeout`` and ``max_records``, keep ``consumed`` current and note when
+        the job ended by itself."""
+        next_progress = 0.0
+        while self._proc.poll() is None and not self._lab.closed:
+            now = time.monotonic()
+            if self._timeout is not None and now - self._started >= self._timeout:
+                self._terminate("timeout", 10.0)
+                break
+            if self.group is not None and now >= next_progress:
+                next_progress = now + _PROGRESS_S
+                self._update_progress()
+                if self._max_records is not None and (self._consumed or 0) >= self._max_records:
+                    self._terminate("max_records", 10.0)
+                    break
+            time.sleep(_WATCH_S)
+        if self._proc.poll() is not None:
+            self._mark_ended("itself")  # unless stop, kill or a bound came first
+            self._update_progress()  # what it committed on its way out
+
+    def _update_progress(self) -> None:
+        if self.group is not None and not self._lab.closed:
+            with contextlib.suppress(StreamlabError):  # the lab closing under the watcher
+                self._consumed = self._progress()
+
+
+def start_job(
+    lab: Lab,
+    script: str | Path,
+    args: Sequence[str] = (),
+    *,
+    python: str | Path | None = None,
+    group: str | None = None,
+    env: Mapping[str, str] | None = None,
+    name: str | None = None,
+    cwd: str | Path | None = None,
+    timeout: float | None = None,
+    max_records: int | None = None,
+) -> Job:
+    """Start ``script`` (a .py file, or a module run with ``-m``) in ``python``; see :meth:`Lab.start_job`."""
+    if timeout is not None:
+        timeout = _seconds("timeout", timeout)
+    if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int)
+                                    or max_records < 1):  # fmt: skip
+        raise ConfigError(f"max_records must be a positive integer or None, got {max_records!r}")
+    if max_records is not None and group is None:
+        raise ConfigError("max_records counts the records the job's group commits: give group= too")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise ConfigError(f"group must be a non-empty string, got {group!r}")
+    if env is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ConfigError("env must map strings to strings")
+    interpreter = jobs_python(python)
+    path = Path(script)
+    if path.suffix == ".py" or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"no script at {path}")
+        command = [interpreter, str(path.resolve())]
+        default_name = path.stem
+    elif isinstance(script, str) and script.replace(".", "").replace("_", "").isalnum():
+        command, default_name = [interpreter, "-m", script], script
+    else:
+        raise ConfigError(f"script must be a .py file or a module name, got {script!r}")
+    if isinstance(args, str) or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f"args must be a sequence of strings, got {args!r}")
+    try:
+        address = lab.serve()
+    except UnsupportedOperationError:
+        address = lab.backend.describe().removeprefix("kafka://")  # a cluster is its own endpoint
+    child = dict(os.environ)
+    child.update({"STREAMLAB_BROKER": address, "Quix__Broker__Address": address, "PYTHONUNBUFFERED": "1"})
+    if group is not None:
+        child.update({"STREAMLAB_GROUP": group, "Quix__Consumer_Group": group})
+    child.update(env or {})
+    return Job(lab, [*command, *args], env=child, name=name or default_name, group=group, timeout=timeout,
+               max_records=max_records, cwd=cwd)  # fmt: skip
+
+
+def jobs_python(python: str | Path | None = None) -> str:
+    """The interpreter jobs run in: ``python``, else ``$STREAMLAB_JOBS_PYTHON``, else this one."""
+    chosen = python if python is not None else os.environ.get(JOBS_PYTHON_ENV) or sys.executable
+    where = "python=" if python is not None else f"${JOBS_PYTHON_ENV}" if os.environ.get(JOBS_PYTHON_ENV) else ""
+    path = Path(chosen)
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise ConfigError(
+            f"{where or 'the interpreter'} {chosen} is not an executable Python; create a jobs environment "
+            f"with `streamlab jobs setup DIR` and set {JOBS_PYTHON_ENV}=DIR/bin/python"
+        )
+    return str(path)
+
+
+def setup_jobs_python(
+    directory: str | Path, *, packages: Sequence[str] = (QUIXSTREAMS,), timeout: float = 900.0
+) -> str:
+    """Create (or complete) a virtual environment at ``directory`` with ``packages``
+    (default: Quix Streams, with the dependencies it pins) and return its interpreter,
+    the value for ``python=`` or ``$STREAMLAB_JOBS_PYTHON``. Needs pip's index (PyPI)."""
+    where = Path(directory).absolute()
+    python = where / "bin" / "python"
+    if not python.is_file():
+        try:
+            venv.EnvBuilder(with_pip=True).create(where)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise JobError(f"could not create a virtual environment at {where}: {exc}") from exc
+    command = [str(python), "-m", "pip", "install", "--quiet", *packages]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_seconds("timeout", timeout))
+    except subprocess.TimeoutExpired:
+        raise JobError(f"pip install {' '.join(packages)} did not finish in {timeout} s") from None
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-10:])
+        raise JobError(f"pip install {' '.join(packages)} into {where} failed:\n{tail}")
+    return str(python)
+
+
+def stop_jobs(lab: Lab, timeout: float = 5.0) -> None:
+    """Stop every job ``lab`` started that still runs (:meth:`Lab.close`)."""
+    for job in [job for job in _RUNNING if job._lab is lab]:
+        job._terminate("lab closed", timeout)
+
+
+def _read(stream: IO[str], lines: deque[str]) -> None:
+    with stream:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+
+def _seconds(what: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+_RUNNING: weakref.WeakSet[Job] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    # a job outliving its notebook would keep running against a closed endpoint
+    for job in list(_RUNNING):
+        if job.running:
+            job._terminate("lab closed", 2.0)
