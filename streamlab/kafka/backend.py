@@ -34,6 +34,7 @@ this module wires them into the backend port.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import time
@@ -54,6 +55,7 @@ from streamlab.errors import (
     InvalidPartitionsError,
     OperationTimeoutError,
     StreamlabError,
+    TopicExistsError,
     UnknownPartitionError,
     UnknownTopicError,
     UnsupportedOperationError,
@@ -66,6 +68,7 @@ from streamlab.kafka.reader import KafkaReader
 from streamlab.kafka.schemas import ConfluentRegistry
 from streamlab.kafka.share_consumer import KafkaShareConsumer
 from streamlab.kafka.topic_admin import KafkaTopicAdmin, TopicAdmin, TopicInfo
+from streamlab.model.names import validate_topic_name
 from streamlab.model.types import TopicPartition
 from streamlab.model.views import Bounds, quote, view_sql
 from streamlab.port.backend import ShareGroupSnapshot
@@ -100,6 +103,7 @@ class KafkaBackend:
             self._admin, self.bootstrap, self.client_options, timeout=timeout, check_open=self._check_open
         )
         self._history = MemoryHistory()
+        self._auto_creation: tuple[bool, int] | None = None  # the cluster's, asked once
         self._closed = False
         self._check_reachable(min(CONNECT_TIMEOUT_S, timeout))
 
@@ -167,6 +171,28 @@ class KafkaBackend:
     def _record_at(self, tp: TopicPartition, offset: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record at or after ``offset``, if any arrives."""
         return self._reader.record_at(tp, offset)
+
+    def _topic_to_produce_to(self, topic: str) -> TopicInfo:
+        """``_topic_info``, first creating an unknown topic as a Kafka producer's first send
+        does when the cluster has ``auto.create.topics.enable`` (with its ``num.partitions``)."""
+        try:
+            return self._topic_info(topic)
+        except UnknownTopicError:
+            validate_topic_name(topic)
+            if self._auto_creation is None:
+                self._auto_creation = self.topic_admin.auto_creation()
+            enabled, partitions = self._auto_creation
+            if not enabled:
+                raise UnknownTopicError(
+                    f"unknown topic {topic!r}, and the cluster does not create topics on first use "
+                    f"(auto.create.topics.enable=false); create it with create_topic({topic!r}, partitions=...)",
+                    topic=topic,
+                ) from None
+            with contextlib.suppress(TopicExistsError):  # created by another producer in between: use it
+                self.create_topic(topic, partitions, {}, None)
+                log.info("created topic %r with %d partition(s) on first use (auto.create.topics.enable)",
+                         topic, partitions)  # fmt: skip
+            return self._topic_info(topic, fresh=True)
 
     # topics -----------------------------------------------------------------------------
     def create_topic(self, name: str, partitions: int, config: dict[str, Any], replication_factor: int | None) -> None:

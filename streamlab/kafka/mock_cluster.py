@@ -267,6 +267,9 @@ class MockTopicAdmin:
     def configs(self, names: list[str]) -> dict[str, dict[str, Any]]:
         return {n: dict(self._cluster.topic_configs.get(n) or topic_config()) for n in names}
 
+    def auto_creation(self) -> tuple[bool, int]:
+        return True, 1  # Kafka's defaults: the mock has no broker configs to ask
+
     def alter(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         merged = topic_config({**(self._cluster.topic_configs.get(name) or {}), **changes})
         self._cluster.topic_configs[name] = merged

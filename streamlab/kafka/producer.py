@@ -136,7 +136,7 @@ class KafkaProducer:
         (1970 to 9999; note that librdkafka takes a timestamp of 0 to mean "now")."""
         self._check_open()
         self._check_transaction()
-        info = self._lab._topic_info(topic)
+        info = self._lab._topic_to_produce_to(topic)
         key_bytes, key_fmt = encode(key, what="key")
         value_bytes, value_fmt = encode(value)
         check_record_size(record_size(key_bytes, value_bytes), info.max_message_bytes, topic=topic)
@@ -235,7 +235,7 @@ class KafkaProducer:
         embedded API; librdkafka batches by itself.)"""
         self._check_open()
         self._check_transaction()
-        info = self._lab._topic_info(topic)
+        info = self._lab._topic_to_produce_to(topic)
         rows = frame_rows(df, key=key, timestamp=timestamp)
         if partition is not None:
             self._lab._check_partition(topic, partition)

@@ -47,6 +47,9 @@ class TopicAdmin(Protocol):
     def grow(self, name: str, total: int) -> None: ...
     def configs(self, names: list[str]) -> dict[str, dict[str, Any]]: ...
     def alter(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def auto_creation(self) -> tuple[bool, int]:
+        """The cluster's ``auto.create.topics.enable`` and ``num.partitions``."""
+        ...
 
 
 class KafkaTopicAdmin:
@@ -95,6 +98,26 @@ class KafkaTopicAdmin:
         resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
         self._wait(self._admin.incremental_alter_configs([resource]), name, "altering the config of")
         return self.configs([name]).get(name, {})
+
+    def auto_creation(self) -> tuple[bool, int]:
+        """Read from a broker's config (DescribeConfigs); Kafka's defaults (true, 1) when the
+        cluster does not say."""
+        brokers = self._admin.list_topics(timeout=self._timeout).brokers
+        if not brokers:
+            return True, 1
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+        try:
+            entries = self._admin.describe_configs([resource], request_timeout=self._timeout)[resource].result(
+                timeout=self._timeout + 5
+            )
+        except (ck.KafkaException, concurrent.futures.TimeoutError):
+            return True, 1
+        enabled = entries.get("auto.create.topics.enable")
+        partitions = entries.get("num.partitions")
+        return (
+            enabled is None or str(enabled.value).lower() == "true",
+            int(partitions.value) if partitions is not None and partitions.value else 1,
+        )
 
 
 def _typed(name: str, value: str | None) -> Any:

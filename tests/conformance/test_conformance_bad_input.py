@@ -52,21 +52,11 @@ def test_topic_errors(lab: streamlab.Lab, make_topic: Callable[..., str]) -> Non
     assert topic in names and not {topic + "-zero", topic + "-typo"} & names
 
 
-def missing_topic_refused(backend: str) -> bool:
-    """Whether a producer's send to an unknown topic fails. The embedded broker creates it,
-    as a default Kafka broker does for a Kafka producer (auto.create.topics.enable); the
-    kafka:// clients are configured with allow.auto.create.topics=false, so they do not ask."""
-    return backend != "embedded"
-
-
 def test_producer_rejects_bad_records_without_writing(
     lab: streamlab.Lab, make_topic: Callable[..., str], backend: str
 ) -> None:
     topic = make_topic(partitions=2)
     with lab.producer() as p:
-        if missing_topic_refused(backend):
-            with pytest.raises(UnknownTopicError):
-                p.send(topic + "-missing", value=1)
         with pytest.raises(UnknownPartitionError):
             p.send(topic, value=1, partition=2)
         with pytest.raises(UnknownPartitionError):
@@ -95,10 +85,20 @@ def test_send_many_validates_every_row_first(lab: streamlab.Lab, make_topic: Cal
             p.send_many(topic, df, key="k")
         with pytest.raises(ConfigError, match="not in the DataFrame"):
             p.send_many(topic, df, key="nope")
-        if missing_topic_refused(backend):
-            with pytest.raises(UnknownTopicError):
-                p.send_many(topic + "-missing", df.iloc[:1])
     assert lab.offsets(topic)["high_watermark"].tolist() == [0]
+
+
+def test_a_producers_first_send_creates_an_unknown_topic(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    """As a Kafka producer's does on a cluster with auto.create.topics.enable (every
+    backend here has it on, with num.partitions 1)."""
+    topic = make_topic() + "-auto"
+    with lab.producer() as p:
+        assert p.send(topic, value={"first": True}).result(timeout=15).offset == 0
+        p.send_many(topic + "-many", pd.DataFrame({"n": [1, 2]}))
+    assert lab.offsets(topic)["high_watermark"].tolist() == [1]
+    assert lab.offsets(topic + "-many")["high_watermark"].tolist() == [2]
+    with pytest.raises(InvalidTopicError):
+        lab.producer().send("bad name!", value=1)
 
 
 def test_consumer_rejects_bad_offsets_and_partitions(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:

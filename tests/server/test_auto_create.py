@@ -13,6 +13,9 @@ from confluent_kafka import KafkaError, Producer
 from harness import ServerProcess
 from kafka_wire import RawClient, kio_request
 
+import streamlab
+from streamlab.errors import UnknownTopicError
+
 with warnings.catch_warnings():  # kafka-python loads schemas with deprecated importlib APIs
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaProducer
@@ -119,3 +122,14 @@ def test_produce_alone_never_creates(shared_server: ServerProcess) -> None:
         response = client.call(body)
     assert response.responses[0].partition_responses[0].error_code.value == UNKNOWN_TOPIC_OR_PARTITION
     assert metadata(shared_server.bootstrap, ["ac-produce-only"], allow=False)["ac-produce-only"][0] == 3
+
+
+def test_a_kafka_lab_follows_the_clusters_auto_creation(
+    shared_server: ServerProcess, no_auto_server: ServerProcess
+) -> None:
+    with streamlab.connect(f"kafka://{shared_server.bootstrap}") as lab, lab.producer() as p:
+        assert p.send("lab-first-send", value=1).result(timeout=15).offset == 0
+    with streamlab.connect(f"kafka://{no_auto_server.bootstrap}") as lab, lab.producer() as p:
+        with pytest.raises(UnknownTopicError, match=r"auto\.create\.topics\.enable=false"):
+            p.send("lab-never-created", value=1)
+        assert "lab-never-created" not in set(lab.topics()["name"])
