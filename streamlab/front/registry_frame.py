@@ -14,7 +14,7 @@ they are, and nothing touches the registry then.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -40,6 +40,25 @@ def _nullable(column: pd.Series) -> pd.Series:
     if kind == "O" and column.map(lambda v: v is None or isinstance(v, str)).all():
         return column.astype("string")
     return column
+
+
+def _ints(column: pd.Series, records: Iterable[dict[str, Any]], name: str) -> pd.Series:
+    """An integer field with nulls (Avro ``["null", "long"]``) as Int64: pandas made it
+    float64 with NaN, which would turn large ids inexact."""
+    if column.dtype.kind != "f" or not column.isna().any():
+        return column
+    values = [_field(r, name) for r in records]
+    if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+        return pd.Series(pd.array(values, dtype="Int64"), index=column.index)
+    return column
+
+
+def _field(record: Any, name: str) -> Any:
+    if name in record:
+        return record[name]
+    head, _, rest = name.partition(".")  # json_normalize's dotted names of nested records
+    inner = record.get(head) if isinstance(record, dict) else None
+    return _field(inner, rest) if isinstance(inner, dict) and rest else None
 
 
 def decode_registry_values(
@@ -75,7 +94,7 @@ def decode_registry_values(
         fields.index = pd.Index(list(records))
         position = list(out.columns).index(VALUE)  # new field columns go before value
         for name in fields.columns:
-            column = _nullable(fields[name]).reindex(out.index)
+            column = _nullable(_ints(fields[name], records.values(), name)).reindex(out.index)
             if name in out.columns:
                 out[name] = column.combine_first(out[name])
             else:
