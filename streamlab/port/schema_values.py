@@ -28,7 +28,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlab.errors import ConfigError, SerializationError, SubjectNotFoundError, UnsupportedOperationError
+from streamlab.errors import (
+    ConfigError,
+    IncompatibleSchemaError,
+    SerializationError,
+    SubjectNotFoundError,
+    UnsupportedOperationError,
+)
 from streamlab.model.frames import FrameRows, frame_rows
 from streamlab.model.schemas.derive import (
     avro_schema_for,
@@ -123,7 +129,14 @@ class RegistryEncoder:
             key = (subject, wanted)
             found = self._ids.get(key)
             if found is None:
-                found = self._ids[key] = port.register(subject, wanted).id
+                try:
+                    found = self._ids[key] = port.register(subject, wanted).id
+                except IncompatibleSchemaError as exc:
+                    raise IncompatibleSchemaError(
+                        f"the {which} schema of topic {topic!r} cannot be registered under {subject!r}: {exc}. "
+                        "Evolve it compatibly (add fields with defaults, make fields nullable), or change the "
+                        f"subject's level: lab.schemas.set_compatibility('NONE', {subject!r}); nothing was sent"
+                    ) from None
             return found
 
     def encode(self, value: Any, schema_id: int) -> bytes | None:
