@@ -22,7 +22,6 @@ import streamlab
 from streamlab.cli import browse, check, demo, groups, serve
 from streamlab.errors import RecordTooLargeError, StreamlabError, UnknownPartitionError, UnknownTopicError
 from streamlab.model.limits import RECORD_OVERHEAD
-from streamlab.model.schemas.wire import is_confluent
 from streamlab.model.serde import encode
 from streamlab.model.types import Record, TopicPartition
 from streamlab.storage.lock import served_address
@@ -243,36 +242,6 @@ def format_record(record: Record, fmt: str) -> str:
     )
 
 
-def registry_decoder(lab: streamlab.Lab) -> Callable[[Record], Record]:
-    """Decodes a record's Confluent-framed key and value (magic byte 0, schema id) through
-    the lab's Schema Registry; what does not decode, or a lab without a registry, stays as
-    it is."""
-    codec: list[Any] = []  # lab.schemas, made on the first framed record
-
-    def decoded(data: Any) -> Any:
-        if not is_confluent(data if isinstance(data, bytes) else None):
-            return data
-        if not codec:
-            try:
-                codec.append(lab.schemas)
-            except (StreamlabError, ModuleNotFoundError):  # no registry (kafka://), or its extra missing
-                codec.append(None)
-        if codec[0] is None:
-            return data
-        try:
-            return codec[0].decode(data)
-        except StreamlabError:  # not framed after all, or an unknown schema id: the bytes as they are
-            return data
-
-    def decode(record: Record) -> Record:
-        key, value = decoded(record.key), decoded(record.value)
-        if key is record.key and value is record.value:
-            return record
-        return record._replace(key=key, value=value)
-
-    return decode
-
-
 def consume(lab: streamlab.Lab, args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise CliError(f"--count must be at least 1, got {args.count}")
@@ -281,7 +250,6 @@ def consume(lab: streamlab.Lab, args: argparse.Namespace) -> int:
     reset = "earliest" if args.from_beginning else "latest"
     consumer = lab.consumer(None, group=args.group, auto_offset_reset=reset, enable_auto_commit=False)
     seen = 0
-    decode = registry_decoder(lab)
     try:
         if args.partition is None:
             consumer.subscribe([args.topic])
@@ -292,7 +260,7 @@ def consume(lab: streamlab.Lab, args: argparse.Namespace) -> int:
             records = consumer.poll(timeout=args.timeout, max_records=limit)
             if not records:
                 break
-            sys.stdout.write("".join(format_record(decode(r), args.format) + "\n" for r in records))
+            sys.stdout.write("".join(format_record(r, args.format) + "\n" for r in records))
             sys.stdout.flush()
             seen += len(records)
             if args.group is not None:

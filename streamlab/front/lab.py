@@ -25,7 +25,7 @@ from streamlab.errors import (
     UnsupportedOperationError,
 )
 from streamlab.front.history import History, check_names
-from streamlab.front.registry_frame import decode_registry_values
+from streamlab.front.registry_frame import RegistryDecoder, decode_registry_values
 from streamlab.front.replay_frame import RAW_FORMATS, check_formats, replay_bound, with_formats
 from streamlab.front.schemas import Schemas
 from streamlab.front.user_sql import check_statement, query_errors
@@ -103,8 +103,16 @@ class Lab:
     def producer(self, **config: Any) -> api.Producer:
         return self.backend.producer(**config)
 
-    def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> api.Consumer:
-        return self.backend.consumer(topics, **config)
+    def consumer(
+        self, topics: Iterable[str] | str | None = None, *, value_format: str = "auto", **config: Any
+    ) -> api.Consumer:
+        """A consumer. ``value_format="auto"`` (the default): keys and values in Confluent's
+        wire format are decoded through :attr:`schemas` in ``poll()`` and ``poll_frame()``;
+        ``"bytes"``: they stay the bytes they are."""
+        if value_format not in ("auto", "bytes"):
+            raise ConfigError(f"a consumer's value_format is 'auto' or 'bytes', got {value_format!r}")
+        decoder = RegistryDecoder(self._registry_decoder) if value_format == "auto" else None
+        return self.backend.consumer(topics, decoder=decoder, **config)
 
     def share_consumer(
         self,

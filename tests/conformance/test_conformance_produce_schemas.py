@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -76,3 +77,34 @@ def test_send_many_in_json_schema(lab: streamlab.Lab) -> None:
     assert lab.schemas.latest(f"{topic}-value").schema.schema_type == "JSON"
     back = lab.replay(topic)
     assert back[["user", "n"]].values.tolist() == [["ada", 7]]
+
+
+def test_poll_and_poll_frame_decode_framed_records(lab: streamlab.Lab) -> None:
+    topic = unique("polled")
+    lab.create_topic(topic)
+    with lab.producer() as producer:
+        producer.send_many(topic, pd.DataFrame({"user": ["ada", "bob"], "n": pd.array([1, None], "Int64")}),
+                           value_format="avro")  # fmt: skip
+        producer.send(topic, b"\x00\x00\x00\x7f\xffnot framed").result(10)  # looks framed, is not
+    with lab.consumer(topic, auto_offset_reset="earliest", enable_auto_commit=False) as consumer:
+        records: list[Any] = []
+        for _ in range(20):
+            records += consumer.poll(timeout=0.5)
+            if len(records) >= 3:
+                break
+        assert [r.value for r in records] == [{"user": "ada", "n": 1}, {"user": "bob", "n": None},
+                                              b"\x00\x00\x00\x7f\xffnot framed"]  # fmt: skip
+        consumer.seek_to_beginning()
+        frame = pd.DataFrame()
+        for _ in range(20):
+            frame = consumer.poll_frame(timeout=0.5)
+            if len(frame):
+                break
+        assert frame["user"].tolist()[:2] == ["ada", "bob"] and frame["n"].dtype == "Int64"
+    with lab.consumer(topic, auto_offset_reset="earliest", value_format="bytes") as consumer:
+        polled: list[Any] = []
+        for _ in range(20):
+            polled += consumer.poll(timeout=0.5)
+            if polled:
+                break
+        assert polled[0].value[0] == 0 and lab.schemas.decode(polled[0].value) == {"user": "ada", "n": 1}
