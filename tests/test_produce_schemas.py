@@ -5,13 +5,17 @@ schema derived from the dtypes, registered under the topic's subject, decoded by
 from __future__ import annotations
 
 import io
+import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import fastavro
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from test_types_roundtrip import frames
 
 import streamlab
 from streamlab.errors import (
@@ -21,6 +25,7 @@ from streamlab.errors import (
     UnsupportedOperationError,
 )
 
+_topics = itertools.count()
 CLICK = {"type": "record", "name": "Click", "namespace": "shop",
          "fields": [{"name": "user", "type": "string"}, {"name": "n", "type": "long"},
                     {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}  # fmt: skip
@@ -135,3 +140,38 @@ def test_clear_errors(lab: streamlab.Lab, make_topic: Callable[..., str]) -> Non
         with pytest.raises(SerializationError, match="row 0"):
             producer.send_many(topic, pd.DataFrame({"user": [1]}), value_format="avro", value_schema=CLICK)
     assert lab.offsets(topic)["high_watermark"].sum() == 0  # nothing was sent by a refused call
+
+
+def _cells(column: pd.Series) -> list[Any]:
+    """A column's cells to compare: missing as None, times as UTC milliseconds (Avro's
+    timestamp-millis), numbers and text as they are."""
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        times = column.dt.tz_localize("UTC") if column.dt.tz is None else column
+        return [None if pd.isna(t) else t.floor("ms").value // 1_000_000 for t in times]
+    return [None if pd.isna(v) else v for v in column.astype(object)]
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[streamlab.Lab]:
+    with streamlab.connect(tmp_path_factory.mktemp("avro")) as lab:
+        yield lab
+
+
+@settings(max_examples=15, deadline=None)
+@given(frame=frames())
+def test_send_many_avro_round_trip_keeps_values_and_kinds(
+    shared_lab: streamlab.Lab, frame: tuple[pd.DataFrame, dict[str, str]]
+) -> None:
+    """A property over frames of mixed dtypes with NAs (``test_types_roundtrip``'s)."""
+    df, _ = frame
+    topic = f"avro{next(_topics)}"
+    shared_lab.create_topic(topic, config={"retention.ms": -1})
+    with shared_lab.producer() as producer:
+        producer.send_many(topic, df, value_format="avro")
+    back = shared_lab.replay(topic)
+    assert len(back) == len(df)
+    for name in df.columns:
+        assert _cells(back[name]) == _cells(df[name]), name
+        kind = df[name].dtype.kind if not isinstance(df[name].dtype, pd.CategoricalDtype) else "O"
+        if kind in "iufbM":  # numbers, bools and times come back as numbers, bools and times
+            assert back[name].dtype.kind == kind or str(back[name].dtype) in ("Int64", "boolean"), name

@@ -41,6 +41,8 @@ def _nullable(column: pd.Series) -> pd.Series:
         return column.astype("boolean")
     if kind == "O" and column.map(lambda v: v is None or isinstance(v, str)).all():
         return column.astype("string")
+    if kind == "O" and column.map(lambda v: v is None or isinstance(v, bool) or v != v).all():
+        return column.astype("boolean")  # Avro ["null", "boolean"]: pandas left it object
     return column
 
 
