@@ -175,3 +175,14 @@ def test_send_many_avro_round_trip_keeps_values_and_kinds(
         kind = df[name].dtype.kind if not isinstance(df[name].dtype, pd.CategoricalDtype) else "O"
         if kind in "iufbM":  # numbers, bools and times come back as numbers, bools and times
             assert back[name].dtype.kind == kind or str(back[name].dtype) in ("Int64", "boolean"), name
+
+
+def test_sql_of_plain_topics_never_creates_a_registry(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    topic = make_topic()
+    with lab.producer() as producer:
+        producer.send_many(topic, pd.DataFrame({"user": ["ada"]}))
+        producer.send(topic, b"\x00\x00\x00\x00\x01binary").result(10)  # starts like a framed value
+    assert lab.sql(f'SELECT count(*) AS n FROM "{topic}"')["n"].tolist() == [2]
+    assert "_schemas" not in lab.topics()["name"].tolist()
+    with lab.consumer(topic, auto_offset_reset="earliest") as consumer:
+        assert consumer.poll(timeout=1)[1].value == b"\x00\x00\x00\x00\x01binary"  # no schema 1: as it is

@@ -26,6 +26,7 @@ from streamlab.errors import (
 )
 from streamlab.front.history import History, check_names
 from streamlab.front.registry_frame import RegistryDecoder, decode_registry_values
+from streamlab.front.registry_sql import registry_sql
 from streamlab.front.replay_frame import RAW_FORMATS, check_formats, replay_bound, with_formats
 from streamlab.front.schemas import Schemas
 from streamlab.front.user_sql import check_statement, query_errors
@@ -241,10 +242,16 @@ class Lab:
         """Run DuckDB SQL where every topic the statement names is a table (quote
         ``"offset"``: it is a keyword). SQL that DuckDB refuses raises
         :class:`~streamlab.errors.QueryError` with its message. Topics hold committed
-        records (``isolation_level="read_uncommitted"``: every record), as in :meth:`replay`."""
+        records (``isolation_level="read_uncommitted"``: every record), as in :meth:`replay`.
+        Topics with a ``<topic>-value`` subject in :attr:`schemas` have their Avro, JSON
+        Schema or Protobuf values decoded as replay decodes them (replayed into memory
+        first; see :mod:`streamlab.front.registry_sql`)."""
         check_statement(statement)
         committed = _committed(isolation_level)
         with query_errors():
+            decoded = registry_sql(self, statement, isolation_level=isolation_level)  # Avro... topics
+            if decoded is not None:
+                return decoded
             table = self.backend.sql_table(statement, committed=committed)
         return typed_frame(table)
 

@@ -108,3 +108,17 @@ def test_poll_and_poll_frame_decode_framed_records(lab: streamlab.Lab) -> None:
             if polled:
                 break
         assert polled[0].value[0] == 0 and lab.schemas.decode(polled[0].value) == {"user": "ada", "n": 1}
+
+
+def test_sql_decodes_registry_framed_topics(lab: streamlab.Lab) -> None:
+    framed, plain = unique("sqlavro"), unique("sqlplain")
+    lab.create_topic(framed)
+    lab.create_topic(plain)
+    with lab.producer() as producer:
+        producer.send_many(framed, pd.DataFrame({"user": ["ada", "bob", "ada"], "n": [1, 2, 3]}), value_format="avro")
+        producer.send_many(plain, pd.DataFrame({"user": ["ada", "bob"], "tier": ["gold", "free"]}))
+    got = lab.sql(f'SELECT user, sum(n) AS total FROM "{framed}" GROUP BY user ORDER BY user')
+    assert got.values.tolist() == [["ada", 4], ["bob", 2]]
+    joined = lab.sql(f'SELECT f.n, p.tier FROM "{framed}" f JOIN "{plain}" p ON f.user = p.user ORDER BY f.n')
+    assert joined.values.tolist() == [[1, "gold"], [2, "free"], [3, "gold"]]
+    assert lab.sql(f'SELECT count(*) AS n FROM "{plain}"')["n"].tolist() == [2]  # as ever
