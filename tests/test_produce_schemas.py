@@ -90,6 +90,7 @@ def test_send_many_avro_derives_the_schema_from_dtypes(lab: streamlab.Lab, make_
     keys = lab.replay(topic, raw=True)["key"].tolist()
     assert all(k[0] == 0 for k in keys) and len({bytes(k) for k in keys}) == 2
     assert lab.schemas.decode(keys[0]) in ("k1", "k2")
+    assert sorted(lab.replay(topic)["key"].tolist()) == ["k1", "k1", "k1", "k2"]  # replay decodes keys
 
 
 def test_send_many_jsonschema_derived_and_validated(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:

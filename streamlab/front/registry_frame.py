@@ -24,7 +24,7 @@ from streamlab.errors import StreamlabError
 from streamlab.model.schemas.wire import is_confluent
 from streamlab.model.types import Record
 
-VALUE, ERROR = "value", "value_error"
+KEY, VALUE, ERROR = "key", "value", "value_error"
 
 
 def _framed(value: Any) -> bool:
@@ -65,11 +65,34 @@ def _field(record: Any, name: str) -> Any:
     return _field(inner, rest) if isinstance(inner, dict) and rest else None
 
 
+def _decode_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[bytes], Any] | None]) -> pd.DataFrame:
+    if KEY not in frame.columns or frame.empty:
+        return frame
+    mask = frame[KEY].map(_framed).astype(bool)
+    if not mask.any():
+        return frame
+    decoder = decode()
+    if decoder is None:
+        return frame
+    keys = frame[KEY].astype(object)
+    for index, payload in frame.loc[mask, KEY].items():
+        try:
+            keys.at[index] = decoder(payload)
+        except StreamlabError:
+            continue
+    out = frame.copy()
+    out[KEY] = _nullable(keys)
+    return out
+
+
 def decode_registry_values(
     frame: pd.DataFrame, decode: Callable[[], Callable[[bytes], Any] | None], *, raw: bool = False
 ) -> pd.DataFrame:
     """``frame`` with its Confluent-framed values decoded by ``decode()`` (called only when
-    there are any; None: no registry, the frame stays as it is)."""
+    there are any; None: no registry, the frame stays as it is). Framed keys are decoded in
+    place (``raw=True`` keeps their bytes); a key that does not decode stays as it is."""
+    if not raw:
+        frame = _decode_keys(frame, decode)
     if VALUE not in frame.columns or frame.empty:
         return frame
     mask = frame[VALUE].map(_framed).astype(bool)

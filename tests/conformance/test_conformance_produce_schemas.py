@@ -64,6 +64,7 @@ def test_send_many_and_send_in_avro_replay_typed(lab: streamlab.Lab) -> None:
     assert all(v[0] == 0 and int.from_bytes(v[1:5], "big") == subject.id for v in raw["value"])
     assert [lab.schemas.decode(k) for k in raw["key"]] == ["k1", "k2", "k3"]
     back = lab.replay(topic)
+    assert back["key"].tolist() == ["k1", "k2", "k3"]  # Avro keys decoded too
     assert back["user"].tolist() == ["ada", "bob", "cy"] and back["ok"].tolist() == [True, False, True]
     assert back["n"].dtype == "Int64" and back["n"].isna().tolist() == [False, True, False]
     assert back["at"][1] == pd.Timestamp(1_700_000_000_500, unit="ms", tz="UTC") and pd.isna(back["at"][2])
