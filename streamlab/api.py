@@ -32,8 +32,15 @@ class Producer(Protocol):
         headers: Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None = None,
         timestamp: Any = None,
         partition: int | None = None,
+        *,
+        key_format: str | None = None,
+        key_schema: Any = None,
+        value_format: str | None = None,
+        value_schema: Any = None,
     ) -> Future[RecordMetadata]:
-        """Queue one record; the future gives its metadata once it is acknowledged."""
+        """Queue one record; the future gives its metadata once it is acknowledged.
+        ``value_format="avro"``/``"jsonschema"`` (and ``key_format``) write Confluent's wire
+        format, the schema registered under ``<topic>-value`` (``<topic>-key``)."""
 
     def send_many(
         self,
@@ -45,6 +52,10 @@ class Producer(Protocol):
         partition: int | None = None,
         progress: bool | None = None,
         chunk_size: int = 100_000,
+        key_format: str | None = None,
+        key_schema: Any = None,
+        value_format: str | None = None,
+        value_schema: Any = None,
     ) -> pd.DataFrame: ...
     def flush(self, timeout: float | None = None) -> None: ...
     def close(self, timeout: float | None = 30) -> None: ...

@@ -26,6 +26,7 @@ from streamlab.model.names import validate_group_id
 from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
 from streamlab.port.consumer_rules import warn_offset_reset
+from streamlab.port.record_decode import RecordDecoder
 from streamlab.port.record_frames import records_frame
 
 if TYPE_CHECKING:
@@ -57,9 +58,11 @@ class Consumer:
         group_instance_id: str | None = None,
         pattern: str | None = None,
         isolation_level: IsolationLevel = "read_uncommitted",
+        decoder: RecordDecoder | None = None,
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
+        self._decoder = decoder  # Lab.consumer's, for Confluent-framed records (port/record_decode.py)
         if isolation_level not in ("read_committed", "read_uncommitted"):
             raise ConfigError(
                 f"isolation_level must be 'read_committed' or 'read_uncommitted', got {isolation_level!r}"
@@ -233,7 +236,13 @@ class Consumer:
 
     # reading ----------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
-        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first."""
+        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first.
+        Confluent-framed keys and values come decoded when the lab made this consumer with
+        ``value_format="auto"`` (the default)."""
+        records = self._poll(timeout, max_records)
+        return self._decoder.records(records) if self._decoder is not None and records else records
+
+    def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
         self._check_open()
         limit = self._max_poll_records if max_records is None else max_records
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -258,7 +267,8 @@ class Consumer:
         partition, offset, timestamp, key and the decoded value columns; ``raw`` and
         ``headers`` as in replay), rows by topic, partition, offset. Commit after it as
         after a poll. An empty poll gives an empty frame with the same columns."""
-        return records_frame(self.poll(timeout, max_records), raw=raw, headers=headers)
+        frame = records_frame(self._poll(timeout, max_records), raw=raw, headers=headers)
+        return self._decoder.frame(frame, raw=raw) if self._decoder is not None else frame
 
     def _fetch_once(self, limit: int) -> list[Record]:
         tps = list(self._positions)

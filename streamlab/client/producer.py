@@ -39,7 +39,6 @@ from streamlab.errors import (
     RetentionWarning,
     UnknownPartitionError,
 )
-from streamlab.model.frames import frame_rows
 from streamlab.model.limits import RECORD_OVERHEAD, check_record_size, record_size
 from streamlab.model.partitioner import PARTITIONERS, partition_for_key
 from streamlab.model.schema import build_batch
@@ -47,6 +46,8 @@ from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
 from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
 from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition
+from streamlab.port.schema_values import ProducerFormats, SchemaArg
+from streamlab.port.schemas import SchemaRegistryPort
 from streamlab.storage.base import PartitionLog
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class Producer:
         self._in_flight = 0
         self._done = threading.Condition()  # shared by this producer's futures (futures.py)
         self._closed = False
+        self._formats = ProducerFormats(lambda: _schema_store(broker))  # key_format/value_format
         # Transactions (client/transaction.py): None for a plain producer.
         self._txn = (
             None
@@ -157,12 +159,23 @@ class Producer:
         headers: Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None = None,
         timestamp: Any = None,
         partition: int | None = None,
+        *,
+        key_format: str | None = None,
+        key_schema: SchemaArg = None,
+        value_format: str | None = None,
+        value_schema: SchemaArg = None,
     ) -> Future[RecordMetadata]:
         """Queue one record; the future resolves to its :class:`RecordMetadata` once stored.
 
         ``timestamp`` (default: now) is a datetime, ISO string or int milliseconds from
         1970-01-01 to 9999-12-31 UTC, what replay can represent; others raise
-        :class:`~streamlab.errors.InvalidTimestampError` (Kafka's INVALID_TIMESTAMP)."""
+        :class:`~streamlab.errors.InvalidTimestampError` (Kafka's INVALID_TIMESTAMP).
+
+        ``value_format="avro"`` or ``"jsonschema"`` writes the value in Confluent's wire
+        format under ``value_schema`` (its text or a dict; default: the latest version of
+        subject ``<topic>-value``), registered in the directory's Schema Registry, as
+        confluent-kafka's serializers do; ``key_format``/``key_schema`` likewise for the key
+        (see :mod:`streamlab.port.schema_values`)."""
         # This is the per-record hot path: the common cases (a dict value, a str key) are
         # inlined, everything else goes through serde.encode.
         broker = self._broker
@@ -173,6 +186,9 @@ class Producer:
             state = use_topic(broker, topic)  # created if auto.create.topics.enable, else the right error
         if self._txn is not None:
             self._txn.check_send()
+        if key_format is not None or value_format is not None:
+            key, value = self._formats.record(topic, key, value, key_format=key_format, key_schema=key_schema,
+                                              value_format=value_format, value_schema=value_schema)  # fmt: skip
         if type(value) is dict:
             try:
                 value_bytes: bytes | None = _dumps(value, option=_JSON_OPTIONS)
@@ -287,9 +303,19 @@ class Producer:
         partition: int | None = None,
         progress: bool | None = None,
         chunk_size: int = 100_000,
+        key_format: str | None = None,
+        key_schema: SchemaArg = None,
+        value_format: str | None = None,
+        value_schema: SchemaArg = None,
     ) -> pd.DataFrame:
         """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
         columns become the JSON-object value (a null value when none is left).
+
+        ``value_format="avro"`` or ``"jsonschema"``: the other columns become one record in
+        Confluent's wire format instead, under ``value_schema`` or, without one, a schema
+        derived from the dtypes (:mod:`streamlab.model.schemas.derive` says how), registered
+        under subject ``<topic>-value``; ``key_format``/``key_schema`` likewise for the key
+        column (``<topic>-key``).
 
         Times, as for ``send``, from 1970 to 9999: datetimes (naive ones taken as UTC), ISO
         strings, or integers of epoch **milliseconds**, Kafka's unit. Other units are
@@ -306,9 +332,11 @@ class Producer:
         if self._txn is not None:
             self._txn.check_send()
         n = len(df)
-        frame = frame_rows(df, key=key, timestamp=timestamp)
+        frame = self._formats.frame_rows(topic, df, key=key, timestamp=timestamp, value_format=value_format,
+                                         value_schema=value_schema)  # fmt: skip
         values, ts = frame.values, frame.timestamps
-        keys, key_formats, parts = self._keys_and_partitions(df[key] if key is not None else None, n, state.partitions)
+        key_column = None if key is None else self._formats.key_column(topic, df[key], key_format, key_schema)
+        keys, key_formats, parts = self._keys_and_partitions(key_column, n, state.partitions)
         if partition is not None:
             self._broker.log(topic, partition)
             parts = np.full(n, partition, dtype=np.int64)
@@ -437,6 +465,12 @@ class Producer:
 
 
 __all__ = ["Producer", "partition_for_key"]
+
+
+def _schema_store(broker: Broker) -> SchemaRegistryPort:
+    from streamlab.broker.schema_registry import schema_store  # its codecs load only when asked for
+
+    return schema_store(broker)
 
 
 def _warn_if_past_retention(topic: str, timestamps: np.ndarray, retention_ms: int) -> None:

@@ -25,7 +25,8 @@ from streamlab.errors import (
     UnsupportedOperationError,
 )
 from streamlab.front.history import History, check_names
-from streamlab.front.registry_frame import decode_registry_values
+from streamlab.front.registry_frame import RegistryDecoder, decode_registry_values
+from streamlab.front.registry_sql import registry_sql
 from streamlab.front.replay_frame import RAW_FORMATS, check_formats, replay_bound, with_formats
 from streamlab.front.schemas import Schemas
 from streamlab.front.user_sql import check_statement, query_errors
@@ -106,8 +107,16 @@ class Lab:
     def producer(self, **config: Any) -> api.Producer:
         return self.backend.producer(**config)
 
-    def consumer(self, topics: Iterable[str] | str | None = None, **config: Any) -> api.Consumer:
-        return self.backend.consumer(topics, **config)
+    def consumer(
+        self, topics: Iterable[str] | str | None = None, *, value_format: str = "auto", **config: Any
+    ) -> api.Consumer:
+        """A consumer. ``value_format="auto"`` (the default): keys and values in Confluent's
+        wire format are decoded through :attr:`schemas` in ``poll()`` and ``poll_frame()``;
+        ``"bytes"``: they stay the bytes they are."""
+        if value_format not in ("auto", "bytes"):
+            raise ConfigError(f"a consumer's value_format is 'auto' or 'bytes', got {value_format!r}")
+        decoder = RegistryDecoder(self._registry_decoder) if value_format == "auto" else None
+        return self.backend.consumer(topics, decoder=decoder, **config)
 
     def share_consumer(
         self,
@@ -236,10 +245,16 @@ class Lab:
         """Run DuckDB SQL where every topic the statement names is a table (quote
         ``"offset"``: it is a keyword). SQL that DuckDB refuses raises
         :class:`~streamlab.errors.QueryError` with its message. Topics hold committed
-        records (``isolation_level="read_uncommitted"``: every record), as in :meth:`replay`."""
+        records (``isolation_level="read_uncommitted"``: every record), as in :meth:`replay`.
+        Topics with a ``<topic>-value`` subject in :attr:`schemas` have their Avro, JSON
+        Schema or Protobuf values decoded as replay decodes them (replayed into memory
+        first; see :mod:`streamlab.front.registry_sql`)."""
         check_statement(statement)
         committed = _committed(isolation_level)
         with query_errors():
+            decoded = registry_sql(self, statement, isolation_level=isolation_level)  # Avro... topics
+            if decoded is not None:
+                return decoded
             table = self.backend.sql_table(statement, committed=committed)
         return typed_frame(table)
 

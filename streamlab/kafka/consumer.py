@@ -41,6 +41,7 @@ from streamlab.kafka.messages import check_message, ck_partition, decode_message
 from streamlab.model.names import validate_group_id
 from streamlab.model.types import Record, TopicPartition
 from streamlab.port.consumer_rules import warn_offset_reset
+from streamlab.port.record_decode import RecordDecoder
 from streamlab.port.record_frames import records_frame
 
 if TYPE_CHECKING:
@@ -106,7 +107,9 @@ class KafkaConsumer(ConsumerOffsets):
         kafka_config: dict[str, Any] | None = None,
         pattern: str | None = None,
         isolation_level: Literal["read_committed", "read_uncommitted"] = "read_uncommitted",
+        decoder: RecordDecoder | None = None,
     ) -> None:
+        self._decoder = decoder  # Lab.consumer's, for Confluent-framed records (port/record_decode.py)
         if isolation_level not in ("read_committed", "read_uncommitted"):
             raise ConfigError(
                 f"isolation_level must be 'read_committed' or 'read_uncommitted', got {isolation_level!r}"
@@ -315,7 +318,13 @@ class KafkaConsumer(ConsumerOffsets):
 
     # reading ----------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
-        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first."""
+        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first.
+        Confluent-framed keys and values come decoded when the lab made this consumer with
+        ``value_format="auto"`` (the default)."""
+        records = self._poll(timeout, max_records)
+        return self._decoder.records(records) if self._decoder is not None and records else records
+
+    def _poll(self, timeout: float, max_records: int | None) -> list[Record]:
         self._check_open()
         limit = self._max_poll_records if max_records is None else max_records
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -350,7 +359,8 @@ class KafkaConsumer(ConsumerOffsets):
         partition, offset, timestamp, key and the decoded value columns; ``raw`` and
         ``headers`` as in replay), rows by topic, partition, offset. Commit after it as
         after a poll. An empty poll gives an empty frame with the same columns."""
-        return records_frame(self.poll(timeout, max_records), raw=raw, headers=headers)
+        frame = records_frame(self._poll(timeout, max_records), raw=raw, headers=headers)
+        return self._decoder.frame(frame, raw=raw) if self._decoder is not None else frame
 
     def consumer_group_metadata(self) -> Any:
         """librdkafka's group metadata, for ``send_offsets_to_transaction``."""

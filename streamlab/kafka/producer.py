@@ -33,12 +33,12 @@ from streamlab.errors import (
     UnknownPartitionError,
 )
 from streamlab.kafka import client_config, log, translate
-from streamlab.model.frames import frame_rows
 from streamlab.model.limits import RECORD_OVERHEAD, check_record_size, record_size
 from streamlab.model.partitioner import PARTITIONERS, Partitioner
 from streamlab.model.serde import KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, encode, encode_headers, format_header
 from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition, committable
+from streamlab.port.schema_values import ProducerFormats, SchemaArg
 
 if TYPE_CHECKING:
     from streamlab import api
@@ -103,6 +103,7 @@ class KafkaProducer:
         self._producer = ck.Producer(client_config(lab.bootstrap, {**lab.client_options, **(kafka_config or {})},
                                                    **settings))  # fmt: skip
         self._closed = False
+        self._formats = ProducerFormats(lab.schema_registry)  # key_format/value_format
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._serve, name=f"{client_id}-delivery", daemon=True)
         self._poller.start()
@@ -130,13 +131,23 @@ class KafkaProducer:
         headers: Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None = None,
         timestamp: Any = None,
         partition: int | None = None,
+        *,
+        key_format: str | None = None,
+        key_schema: SchemaArg = None,
+        value_format: str | None = None,
+        value_schema: SchemaArg = None,
     ) -> Future[RecordMetadata]:
         """Queue one record; the future resolves to its :class:`RecordMetadata` once the
         cluster acknowledged it. ``timestamp`` is checked as the embedded producer checks it
-        (1970 to 9999; note that librdkafka takes a timestamp of 0 to mean "now")."""
+        (1970 to 9999; note that librdkafka takes a timestamp of 0 to mean "now").
+        ``key_format``/``value_format`` ``"avro"`` or ``"jsonschema"``: as on the embedded
+        producer, registered in ``connect(..., schema_registry=)``'s registry."""
         self._check_open()
         self._check_transaction()
         info = self._lab._topic_to_produce_to(topic)
+        if key_format is not None or value_format is not None:
+            key, value = self._formats.record(topic, key, value, key_format=key_format, key_schema=key_schema,
+                                              value_format=value_format, value_schema=value_schema)  # fmt: skip
         key_bytes, key_fmt = encode(key, what="key")
         value_bytes, value_fmt = encode(value)
         check_record_size(record_size(key_bytes, value_bytes), info.max_message_bytes, topic=topic)
@@ -219,9 +230,15 @@ class KafkaProducer:
         partition: int | None = None,
         progress: bool | None = None,
         chunk_size: int = 100_000,
+        key_format: str | None = None,
+        key_schema: SchemaArg = None,
+        value_format: str | None = None,
+        value_schema: SchemaArg = None,
     ) -> pd.DataFrame:
         """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
         columns become the JSON-object value (a null value when none is left).
+        ``key_format``/``value_format`` ``"avro"`` or ``"jsonschema"``: Confluent's wire
+        format, as on the embedded producer (schemas derived from the dtypes when not given).
 
         Times, as for ``send``, from 1970 to 9999: datetimes (naive ones taken as UTC), ISO
         strings, or integers of epoch **milliseconds**, Kafka's unit. Other units are
@@ -236,7 +253,8 @@ class KafkaProducer:
         self._check_open()
         self._check_transaction()
         info = self._lab._topic_to_produce_to(topic)
-        rows = frame_rows(df, key=key, timestamp=timestamp)
+        rows = self._formats.frame_rows(topic, df, key=key, timestamp=timestamp, value_format=value_format,
+                                        value_schema=value_schema)  # fmt: skip
         if partition is not None:
             self._lab._check_partition(topic, partition)
         n = len(df)
@@ -245,7 +263,8 @@ class KafkaProducer:
         stamps = rows.timestamps.tolist()
         keys: list[tuple[bytes | None, int]] = [(None, 0)] * n
         if key is not None:
-            codes, uniques = pd.factorize(df[key], use_na_sentinel=True)
+            column = self._formats.key_column(topic, df[key], key_format, key_schema)
+            codes, uniques = pd.factorize(column, use_na_sentinel=True)
             encoded = [encode(None if pd.isna(u) else u, what="key") for u in uniques] + [(None, 0)]
             keys = [encoded[c] for c in codes.tolist()]
         parts = np.full(n, -1, dtype=np.int64)

@@ -55,6 +55,7 @@ class ConfluentCodec:
         self._lookup = lookup
         self._resolve = resolve or _no_references
         self._parsed: dict[int, tuple[Schema, Any]] = {}
+        self._validators: dict[int, Any] = {}  # JSON Schema validators by schema id
 
     def _schema(self, sid: int) -> tuple[Schema, Any]:
         cached = self._parsed.get(sid)
@@ -102,9 +103,12 @@ class ConfluentCodec:
                 fastavro.schemaless_writer(out, parsed, value)
                 return frame(sid, out.getvalue())
             if schema.schema_type == "JSON":
-                import jsonschema
+                validator = self._validators.get(sid)
+                if validator is None:  # built once: jsonschema.validate() rebuilds it on every call
+                    import jsonschema
 
-                jsonschema.validate(value, parsed)
+                    validator = self._validators[sid] = jsonschema.validators.validator_for(parsed)(parsed)
+                validator.validate(value)
                 return frame(sid, orjson.dumps(value))
         except Exception as exc:  # fastavro: ValueError/TypeError; jsonschema: ValidationError
             raise SchemaDecodeError(
