@@ -35,10 +35,10 @@ class TopicIds:
             cached = self._cache.get(name)
             if cached is not None and cached[0] is state:
                 return cached[1]
-        rows = self._broker.catalog.query("SELECT created_ms FROM topics WHERE name = ?", [name])
-        if not rows:
+        created_ms = self._broker.catalog.topic_created_ms(name)
+        if created_ms is None:
             return None
-        topic_id = uuid.uuid5(self._namespace, f"{name}\x00{rows[0][0]}")
+        topic_id = uuid.uuid5(self._namespace, f"{name}\x00{created_ms}")
         with self._lock:
             self._cache[name] = (state, topic_id)
         return topic_id

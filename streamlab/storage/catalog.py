@@ -312,6 +312,11 @@ class Catalog:
         with self.transaction() as con:
             con.executemany("INSERT INTO group_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
+    def topic_created_ms(self, name: str) -> int | None:
+        """When topic ``name`` was created (what its stable topic ID derives from)."""
+        rows = self.query("SELECT created_ms FROM topics WHERE name = ?", [name])
+        return int(rows[0][0]) if rows else None
+
     def last_generations(self) -> dict[str, int]:
         """Each group's latest recorded generation."""
         return dict(self.query("SELECT group_id, max(generation) FROM group_events GROUP BY group_id"))
