@@ -55,15 +55,23 @@ def groups(lab: KafkaBackend) -> pd.DataFrame:
     if listed.errors and not listed.valid:
         raise translate(listed.errors[0], context="listing consumer groups (ListGroups)")
     ids = sorted(g.group_id for g in listed.valid)
+    # ListGroups v5 says each group's type (KIP-848): "consumer" groups are told apart
+    types = {g.group_id: _group_type(g) for g in listed.valid}
     described = _describe_groups(lab, ids)
     rows = [
-        {"group": g, "type": "classic", "state": _STATES.get(d.state.name, str(d.state)), "generation": pd.NA,
-         "members": len(d.members), "assignor": d.partition_assignor or ""}
+        {"group": g, "type": types.get(g, "classic"), "state": _STATES.get(d.state.name, str(d.state)),
+         "generation": pd.NA, "members": len(d.members), "assignor": d.partition_assignor or ""}
         for g, d in described.items()
     ]  # fmt: skip
     df = pd.DataFrame(rows, columns=columns)
     df["generation"] = df["generation"].astype("Int64")
     return df
+
+
+def _group_type(listing: Any) -> str:
+    kind = getattr(listing, "type", None)
+    name = getattr(kind, "name", str(kind or "")).lower()
+    return "consumer" if name == "consumer" else "classic"
 
 
 def describe_group(lab: KafkaBackend, group: str) -> pd.DataFrame:

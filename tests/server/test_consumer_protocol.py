@@ -252,6 +252,8 @@ def test_epochs_and_group_types_over_the_wire(kip848_server: ServerProcess) -> N
             "consumer", "Stable", "range")  # fmt: skip
         listed = client.call(kio_request(16, 5, states_filter=[], types_filter=["consumer"])).groups
         assert [(g.group_id, g.group_type) for g in listed if g.group_id == group] == [(group, "consumer")]
+        with streamlab.connect(f"kafka://{kip848_server.bootstrap}") as lab:  # kafka:// tells the types apart
+            assert lab.groups().set_index("group").loc[group, "type"] == "consumer"
 
         left = heartbeat(client, group, "m1", -1, topic_partitions=None)
         assert (left.error_code, left.member_epoch) == (0, -1)
