@@ -185,5 +185,10 @@ class EmbeddedBackend:
 
         return schema_store(self.broker)
 
+    def has_schema_registry(self) -> bool:
+        from streamlab.broker.schema_registry import SCHEMAS_TOPIC
+
+        return SCHEMAS_TOPIC in self.broker.topics
+
     def close(self) -> None:
         _release(self.broker)

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from streamlab import api
     from streamlab.front.lab import Lab
 
-SCHEMAS_TOPIC = "_schemas"
-
 
 def _table_names(statement: str) -> set[str]:
     try:
@@ -37,9 +35,9 @@ def _table_names(statement: str) -> set[str]:
         return set()  # DuckDB will say what is wrong with it when it runs
 
 
-def _framed(lab: Lab, topics: list[str], all_topics: set[str]) -> bool:
-    if not lab.backend.describe().startswith("kafka://") and SCHEMAS_TOPIC not in all_topics:
-        return False  # no schema was ever registered in this directory (and none is created now)
+def _framed(lab: Lab, topics: list[str]) -> bool:
+    if not lab.backend.has_schema_registry():
+        return False  # no schema was ever registered here (and no registry is created now)
     try:
         subjects = set(lab.backend.schema_registry().subjects())
     except StreamlabError:  # a kafka:// lab without schema_registry=, or the registry unreachable
@@ -55,7 +53,7 @@ def registry_sql(lab: Lab, statement: str, *, isolation_level: api.IsolationLeve
         return None
     all_topics = {str(row["name"]) for row in lab.backend.topic_rows()}
     topics = sorted(t for t in all_topics if t.lower() in named)
-    if not topics or not _framed(lab, topics, all_topics):
+    if not topics or not _framed(lab, topics):
         return None
     con = duckdb.connect()
     try:

@@ -387,6 +387,9 @@ class KafkaBackend:
         if self._closed:
             raise ClosedError(f"this lab is closed; connect again with streamlab.connect({self.target!r})")
 
+    def has_schema_registry(self) -> bool:
+        return self._registry_url is not None
+
     def schema_registry(self) -> ConfluentRegistry:
         self._check_open()
         if self._registry is None:

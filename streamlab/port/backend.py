@@ -102,6 +102,10 @@ class Backend(Protocol):
     def schema_registry(self) -> SchemaRegistryPort:
         """The Schema Registry of this backend (``lab.schemas``)."""
 
+    def has_schema_registry(self) -> bool:
+        """Whether a registry is in use, asked without creating one (an embedded lab's
+        exists once a schema was registered; a Kafka lab's when ``schema_registry=`` was given)."""
+
     # the Kafka protocol endpoint (Lab.serve)
     def broker_to_serve(self) -> Any:
         """The open :class:`~streamlab.broker.Broker` that ``Lab.serve`` runs the wire
