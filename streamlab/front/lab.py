@@ -227,13 +227,9 @@ class Lab:
         return with_formats(frame, key_format=key_format, value_format=value_format, raw=raw)
 
     def _registry_decoder(self) -> Callable[[bytes], Any] | None:
-        """Decodes Confluent-framed values through ``lab.schemas``; None without a registry."""
-        from streamlab.errors import UnsupportedOperationError
-
-        try:
-            return self.schemas.decode
-        except UnsupportedOperationError:  # a kafka:// lab connected without schema_registry=
-            return None
+        """Decodes Confluent-framed values through ``lab.schemas``; None when no registry is
+        in use (reading never creates one)."""
+        return self.schemas.decode if self.backend.has_schema_registry() else None
 
     @property
     def schemas(self) -> Schemas:
