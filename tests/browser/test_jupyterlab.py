@@ -165,6 +165,11 @@ def test_dashboard_runs_and_renders_in_jupyterlab(jupyterlab: str, tmp_path: Pat
             tail = page.locator(".widget-vbox", has_text="Live tail of clicks").last.inner_text()
             assert all(f"partition {p} (end offset" in tail for p in range(3))
             assert "clicks" in page.locator(".widget-vbox", has_text="Topics").last.inner_text()
+            # lag and throughput over time, drawn live from the history the dashboard samples
+            history = page.locator(".widget-vbox", has_text="History: analytics on clicks").last
+            assert "Lag over time" in history.inner_text() and "Throughput over time" in history.inner_text()
+            history.locator("svg polyline").first.wait_for(timeout=15_000)
+            assert history.locator("svg polyline").count() >= 4  # a line per partition, and the rates
 
             # a click in the browser runs a consumer in the kernel: the group rebalances
             timeline.get_by_role("button", name="Add consumer").click()
