@@ -280,3 +280,13 @@ def test_the_cli_drives_a_served_directory_through_kafka(data: Path, tmp_path: P
         address = lab.serve()
         listed = cli(f"kafka://{address}", "topics", "list")
         assert "over-the-wire" in listed.stdout
+
+
+def test_kafka_without_confluent_kafka_is_one_line_naming_the_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "streamlab.kafka.backend", raising=False)
+    assert main(["--data", "kafka://127.0.0.1:9", "topics", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'streamlab[kafka]'" in err

@@ -43,7 +43,11 @@ def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int], *, re
     def handler(args: argparse.Namespace) -> int:
         target = str(args.data or os.environ.get("STREAMLAB_DATA") or DEFAULT_DATA)
         if target.startswith("kafka://"):  # a cluster (or a running `streamlab serve`)
-            with streamlab.connect(target) as lab:
+            try:
+                lab = streamlab.connect(target)
+            except ModuleNotFoundError as exc:  # confluent-kafka missing: say what to install
+                raise CliError(str(exc)) from None
+            with lab:
                 return command(lab, args)
         data = Path(target)
         if read_only and not (data / "catalog.duckdb").exists():
