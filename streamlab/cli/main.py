@@ -57,7 +57,7 @@ def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int], *, re
             )
         served = served_address(data) if data.is_dir() else None
         if served is not None:
-            print(f"streamlab: {data} is served by `streamlab serve`; using {served}", file=sys.stderr)
+            print(f"streamlab: {data} is served by another process; using {served}", file=sys.stderr)
         with streamlab.connect(served or data) as lab:
             return command(lab, args)
 

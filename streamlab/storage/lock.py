@@ -22,16 +22,18 @@ class DirectoryLock:
         except BlockingIOError:
             owner, _, served_at = os.pread(self._fd, 512, 0).decode(errors="replace").strip().partition(" ")
             os.close(self._fd)
-            if served_at:  # the owner is `streamlab serve`: say where it listens
+            if served_at:  # the owner serves it (`streamlab serve`, or a notebook's lab.serve())
                 raise BrokerLockedError(
-                    f"{directory} is served by `streamlab serve` (process {owner}); connect to it with "
-                    f"streamlab.connect({served_at!r}), or stop the server to open the directory here."
+                    f"{directory} is served by process {owner} at {served_at}; connect to it with "
+                    f"streamlab.connect({served_at!r}) (the CLI: --data {served_at}), or stop the server to "
+                    "open the directory here."
                 ) from None
             raise BrokerLockedError(
                 f"{directory} is already open by process {owner or 'another process'}. Only one process may "
                 f"open a data directory; to share it, close it there and run `streamlab serve --data "
-                f"{directory}`, then connect everywhere with streamlab.connect('kafka://HOST:PORT') using the "
-                "address the server prints when it is ready."
+                f"{directory}` (or lab.serve() in the notebook that has it open), then connect everywhere to "
+                "the address it prints: streamlab.connect('kafka://HOST:PORT'), or --data kafka://HOST:PORT "
+                "in the CLI."
             ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
