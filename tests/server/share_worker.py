@@ -12,7 +12,8 @@
 It writes one JSON object per line to stdout:
 ``{"event": "held", "records": [[partition, offset, n, delivery_count], ...]}`` per poll, and
 ``{"event": "accepted", "records": [[partition, offset, n], ...]}`` once the broker confirmed
-them (commit() returned no error for their partition). SIGTERM closes the consumer.
+them (commit() returned no error for their partition), and ``"unconfirmed"`` for records
+acknowledged whose commit answered an error. SIGTERM closes the consumer.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def main(bootstrap: str, group: str, topic: str, mode: str, dlq: str) -> None:
             continue
         confirmed = [r for r in done if r.topic_partition not in errors]
         emit(event="accepted", records=[[r.partition, r.offset, r.value["n"]] for r in confirmed])
+        if len(confirmed) < len(done):  # acknowledged, but the broker's answer was an error (it restarted):
+            # the client sends them again with its next request, so they may well be applied
+            emit(event="unconfirmed", records=[[r.partition, r.offset, r.value["n"]] for r in done
+                                               if r.topic_partition in errors])  # fmt: skip
     sc.close()
     lab.close()
 

@@ -44,6 +44,9 @@ class ShareWorker:
     def accepted(self) -> list[int]:
         return [n for e in self.events("accepted") for _, _, n in e["records"]]
 
+    def unconfirmed(self) -> list[int]:
+        return [n for e in self.events("unconfirmed") for _, _, n in e["records"]]
+
     def held(self) -> list[list[int]]:
         return [r for e in self.events("held") for r in e["records"]]
 
@@ -150,12 +153,17 @@ def test_server_restart_in_the_middle_keeps_acknowledgements(
         wait_until(lambda: len(set().union(*(w.accepted() for w in workers))) >= 60, 60, "some progress")
         server.restart(kill=True)  # kill -9 of the broker with records in flight, then start again
         confirmed_before = set().union(*(w.accepted() for w in workers))
-        wait_until(_all_accepted(workers, 300), 120, "all 300 records accepted after the restart")
+        # A commit the restart cut short may answer an error for acknowledgements the client
+        # then sends again: those records are settled in the end (the state below), just not
+        # confirmed to the worker.
+        wait_until(lambda: set().union(*(w.accepted() + w.unconfirmed() for w in workers)) >= set(range(300)),
+                   120, "all 300 records acknowledged after the restart")  # fmt: skip
     finally:
         for w in workers:
             w.stop()
     accepted = Counter(n for w in workers for n in w.accepted())
-    assert sorted(accepted) == list(range(300))
+    unconfirmed = {n for w in workers for n in w.unconfirmed()}
+    assert set(accepted) | unconfirmed == set(range(300))
     # An acknowledgement the broker confirmed before it died is never undone: those records
     # were not handed out again (records held but unconfirmed at the kill may come back).
     delivered_again = Counter(n for w in workers for _, _, n, count in w.held() if count > 1)
