@@ -27,7 +27,7 @@ from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
 from streamlab.port.consumer_rules import warn_offset_reset
 from streamlab.port.record_decode import RecordDecoder
-from streamlab.port.record_frames import records_frame
+from streamlab.port.record_frames import polled_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -267,8 +267,7 @@ class Consumer:
         partition, offset, timestamp, key and the decoded value columns; ``raw`` and
         ``headers`` as in replay), rows by topic, partition, offset. Commit after it as
         after a poll. An empty poll gives an empty frame with the same columns."""
-        frame = records_frame(self._poll(timeout, max_records), raw=raw, headers=headers)
-        return self._decoder.frame(frame, raw=raw) if self._decoder is not None else frame
+        return polled_frame(self._poll(timeout, max_records), self._decoder, raw=raw, headers=headers)
 
     def _fetch_once(self, limit: int) -> list[Record]:
         tps = list(self._positions)

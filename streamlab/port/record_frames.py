@@ -24,8 +24,9 @@ from streamlab.model.schema import HEADER_TYPE, TIMESTAMP_TYPE
 from streamlab.model.serde import encode
 from streamlab.model.types import Record
 from streamlab.model.views import FIELDS_COLUMN, view_sql
+from streamlab.port.record_decode import RecordDecoder
 
-__all__ = ["records_frame", "records_table", "shaped_table"]
+__all__ = ["polled_frame", "records_frame", "records_table", "shaped_table"]
 
 _ids = itertools.count()
 
@@ -87,3 +88,10 @@ def records_frame(records: Sequence[Record], *, raw: bool = False, headers: bool
         return frames[0]
     # Topics may have different field columns: each row has NA in the others' columns.
     return pd.concat(frames, ignore_index=True)
+
+
+def polled_frame(records: Sequence[Record], decoder: RecordDecoder | None, *, raw: bool, headers: bool) -> pd.DataFrame:
+    """A poll's records as :func:`records_frame` shapes them, registry-framed values decoded
+    by the consumer's ``decoder`` (when it has one): ``poll_frame`` on every backend."""
+    frame = records_frame(records, raw=raw, headers=headers)
+    return decoder.frame(frame, raw=raw) if decoder is not None else frame
