@@ -88,10 +88,12 @@ def test_widget_controls_grid_and_detail_pane(lab: streamlab.Lab) -> None:
     browser.next_button.click()
     assert browser.state.page_number == 2 and not browser.previous_button.disabled
     assert browser.export()["offset"].tolist() == [5, 6, 7, 8, 9]
-    browser.partitions.value = "0,x"
-    browser.apply_button.click()
+    browser.partitions.value = "0,x"  # a box applies when Enter syncs it, without the button
     assert "partitions are numbers" in browser.status.value
     browser.partitions.value = ""
+    browser.where.value = "page = 'cart'"
+    assert browser.export()["value"].str.contains('"page":"cart"').all() and "where page" in browser.summary()
+    browser.where.value = ""
     browser.topic.value = "raw"  # a new topic shows its first page at once
     assert browser.export()["offset"].tolist() == [0, 1] and browser.summary().startswith("raw page 1")
 

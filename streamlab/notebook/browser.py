@@ -88,7 +88,9 @@ class MessageBrowser:
         self.previous_button.on_click(lambda _: self.previous_page())
         self.next_button.on_click(lambda _: self.next_page())
         for box in (self.where, self.search, self.start, self.partitions):
+            # Synced on Enter or on leaving the box, never per keystroke: Enter applies the filters.
             box.continuous_update = False
+            box.observe(lambda _: self.apply(), names="value")
         self.grid.observe(self._selected, names="selected_rows")
         self.topic.observe(lambda _: self.apply(), names="value")
         controls = w.VBox([
