@@ -21,9 +21,11 @@ from streamlab import Record, TopicPartition
 from streamlab.broker.share import check_not_share, share_partitions
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.errors import ConfigError, GroupTypeError, InvalidRecordStateError, ShareGroupError, ShareOperationError
-from streamlab.groups.share import DELIVERY_LIMIT, REJECTED, CatalogShareStore, RecordState, SharePartition
+from streamlab.groups import share
+from streamlab.groups.share import DELIVERY_LIMIT, REJECTED, RecordState, SharePartition
 from streamlab.model.share import ShareGroupConfig
 from streamlab.storage.catalog import Catalog
+from streamlab.storage.share_store import ShareStore
 
 
 def _produce(lab: streamlab.Lab, topic: str, n: int, **extra: Any) -> None:
@@ -338,7 +340,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.catalog = Catalog(Path(":memory:"))
-        self.store = CatalogShareStore(self.catalog)
+        self.store = ShareStore(self.catalog)
         self.config = ShareGroupConfig(delivery_count_limit=LIMIT, max_record_locks=8)
         self.sp = SharePartition("g", "t", 0, self.config, 0, 0)
         self.now = 1_000
@@ -351,7 +353,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
     def _save(self) -> None:
         """Save, and check the catalog now says exactly what the partition says."""
         sp = self.sp
-        self.store.save(sp)
+        share.save(self.store, sp)
         stored = self.catalog.query('SELECT "offset", state, delivery_count FROM share_records ORDER BY "offset"')
         assert stored == [(o, str(r.state), r.delivery_count) for o, r in sorted(sp.records.items())]
         bounds = self.catalog.query("SELECT start_offset, end_offset FROM share_partitions")
@@ -439,7 +441,7 @@ class SharePartitionMachine(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         self._save()
-        (self.sp,) = self.store.load("g", self.config)
+        (self.sp,) = share.load(self.store, "g", self.config)
         self.sp.expire(self.now)  # what the broker does when it loads share state
         self._give_back(list(self.held))
         self._save()

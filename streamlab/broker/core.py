@@ -18,6 +18,7 @@ from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.names import catalog_topic_ok
 from streamlab.storage.base import PartitionLog
 from streamlab.storage.engines import ENGINES
+from streamlab.storage.history_store import CatalogHistory
 from streamlab.storage.lock import DirectoryLock
 from streamlab.storage.rebuild import open_catalog
 
@@ -125,6 +126,11 @@ class Broker:
         """Record that this process serves the directory at ``address`` (``kafka://host:port``),
         so another process that tries to open it is told where to connect."""
         self._dir_lock.advertise(address)
+
+    def history_store(self, *, keep_ms: int) -> CatalogHistory:
+        """Offsets over time, in the catalog (what ``lab.start_history`` samples into)."""
+        self.check_open()
+        return CatalogHistory(self.catalog, keep_ms=keep_ms)
 
     def check_open(self) -> None:
         if self.closed:

@@ -24,10 +24,12 @@ import pyarrow.compute as pc
 from streamlab.broker.core import Broker
 from streamlab.broker.dead_letters import read_offsets, write_dead_letters
 from streamlab.errors import UnknownMemberError
-from streamlab.groups.share import CatalogShareStore, DeadLetter, SharePartition
+from streamlab.groups import share
+from streamlab.groups.share import DeadLetter, SharePartition
 from streamlab.model.limits import RECORD_OVERHEAD
 from streamlab.model.share import AckType, ShareGroupConfig
 from streamlab.model.types import TopicPartition
+from streamlab.storage.share_store import ShareStore
 
 __all__ = ["DEFAULT_SESSION_TIMEOUT_MS", "Delivery", "ShareGroup", "ShareMember"]
 
@@ -62,7 +64,7 @@ class ShareGroup:
     def __init__(
         self,
         broker: Broker,
-        store: CatalogShareStore,
+        store: ShareStore,
         group_id: str,
         config: ShareGroupConfig,
         partitions: Iterable[SharePartition] = (),
@@ -264,7 +266,7 @@ class ShareGroup:
             log = self._broker.log(tp.topic, tp.partition)
             start = log.log_start_offset if self.config.auto_offset_reset == "earliest" else log.high_watermark
             sp = self.partitions[tp] = SharePartition(self.group_id, tp.topic, tp.partition, self.config, start, start)
-            self._store.save(sp)
+            share.save(self._store, sp)
         return sp
 
     def _sweep(self, now: int) -> None:
@@ -287,7 +289,7 @@ class ShareGroup:
         if dead and self.config.dead_letter_topic is not None:
             write_dead_letters(self._broker, self.group_id, self.config.dead_letter_topic, dead)
         for sp in self.partitions.values():
-            self._store.save(sp)
+            share.save(self._store, sp)
 
 
 def _within(deliveries: list[Delivery], max_bytes: int) -> tuple[list[Delivery], dict[TopicPartition, list[int]]]:

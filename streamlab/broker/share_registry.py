@@ -19,8 +19,10 @@ from streamlab.broker.core import Broker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.topics import create_topic
 from streamlab.errors import ConfigError, GroupTypeError
-from streamlab.groups.share import CatalogShareStore, RecordState
+from streamlab.groups import share
+from streamlab.groups.share import RecordState
 from streamlab.model.share import ShareGroupConfig
+from streamlab.storage.share_store import ShareStore
 
 __all__ = [
     "ShareGroupRegistry",
@@ -40,10 +42,10 @@ class ShareGroupRegistry:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._lock = threading.Lock()
-        self.store = CatalogShareStore(broker.catalog)
+        self.store = ShareStore(broker.catalog)
         self._groups: dict[str, ShareGroup] = {}
-        for group_id, config in self.store.groups().items():
-            group = ShareGroup(broker, self.store, group_id, config, self.store.load(group_id, config))
+        for group_id, config in share.saved_groups(self.store).items():
+            group = ShareGroup(broker, self.store, group_id, config, share.load(self.store, group_id, config))
             self._groups[group_id] = group
             with group.lock:
                 group._sweep(broker.clock.time_ms())  # records acquired when the broker stopped come back now
@@ -57,7 +59,7 @@ class ShareGroupRegistry:
             if group is None:
                 config = ShareGroupConfig()
                 group = self._groups[group_id] = ShareGroup(self._broker, self.store, group_id, config)
-                self.store.save_group(group_id, config)
+                share.save_group(self.store, group_id, config)
             return group
 
     def configure(self, group_id: str, changes: dict[str, Any]) -> ShareGroupConfig:
@@ -72,7 +74,7 @@ class ShareGroupRegistry:
             group.config = merged
             for sp in group.partitions.values():
                 sp.config = merged
-            self.store.save_group(group_id, merged)
+            share.save_group(self.store, group_id, merged)
             return merged
 
     def get(self, group_id: str) -> ShareGroup | None:
@@ -96,7 +98,7 @@ class ShareGroupRegistry:
             group = self._groups.get(group_id)
             if group is None:
                 group = self._groups[group_id] = ShareGroup(self._broker, self.store, group_id, config)
-                self.store.save_group(group_id, config)
+                share.save_group(self.store, group_id, config)
                 return group
         with group.lock:
             group._sweep(self._broker.clock.time_ms())
@@ -109,7 +111,7 @@ class ShareGroupRegistry:
                 group.config = config
                 for sp in group.partitions.values():
                     sp.config = config
-                self.store.save_group(group_id, config)
+                share.save_group(self.store, group_id, config)
         return group
 
 

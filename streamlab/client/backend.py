@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from streamlab.broker import Broker, group_admin, query, retention, topics
 from streamlab.broker import offsets as offset_ops
-from streamlab.broker.history_store import CatalogHistory
 from streamlab.client.consumer import Consumer
 from streamlab.client.producer import Producer
 from streamlab.client.share_consumer import ShareConsumer
@@ -25,7 +24,7 @@ from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame
 from streamlab.model.views import Bounds
 from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
-from streamlab.port.history import KEEP_MS
+from streamlab.port.history import KEEP_MS, HistoryStore
 from streamlab.port.schemas import SchemaRegistryPort
 
 _open: dict[Path, tuple[Broker, int]] = {}
@@ -61,7 +60,7 @@ class EmbeddedBackend:
     def __init__(self, path: str | Path, *, settings: BrokerSettings | None = None, clock: Clock | None = None) -> None:
         self.path = Path(path).resolve()
         self.broker = _acquire(self.path, settings, clock)
-        self._history: CatalogHistory | None = None
+        self._history: HistoryStore | None = None
 
     def describe(self) -> str:
         return f"{self.path} topics={len(self.broker.topics)}"
@@ -169,9 +168,9 @@ class EmbeddedBackend:
     def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table:
         return query.sql(self.broker, statement, committed=committed)
 
-    def history(self) -> CatalogHistory:
+    def history(self) -> HistoryStore:
         if self._history is None:  # its tables are created on first use
-            self._history = CatalogHistory(self.broker, keep_ms=KEEP_MS)
+            self._history = self.broker.history_store(keep_ms=KEEP_MS)
         return self._history
 
     def broker_to_serve(self) -> Broker:

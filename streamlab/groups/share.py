@@ -18,9 +18,10 @@ archived instead, and reported as a :class:`DeadLetter` so the broker can copy i
 group's dead-letter topic. Rejected records are archived and reported at once. SPSO moves
 forward over acknowledged and archived records.
 
-This module holds no locks and does no I/O beyond the :class:`CatalogShareStore`, so a
-test can drive a :class:`SharePartition` with any clock; ``streamlab.broker.share`` wires
-it to partition logs, the dead-letter topic and members.
+This module holds no locks and does no I/O beyond :func:`save` and :func:`load` (rows in
+:class:`~streamlab.storage.share_store.ShareStore`), so a test can drive a
+:class:`SharePartition` with any clock; ``streamlab.broker.share_group`` wires it to
+partition logs, the dead-letter topic and members.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from enum import StrEnum
 
 from streamlab.errors import ConfigError
 from streamlab.model.share import ACK_TYPES, AckType, ShareGroupConfig
-from streamlab.storage.catalog import Catalog
+from streamlab.storage.share_store import ShareStore
 
 # Dead-letter reasons (the ``streamlab.dlq.reason`` header).
 REJECTED = "rejected"
@@ -246,93 +247,48 @@ class SharePartition:
         return out
 
 
-# Persistence --------------------------------------------------------------------------------
-_DDL = """
-CREATE TABLE IF NOT EXISTS share_groups (
-    group_id VARCHAR PRIMARY KEY, config JSON NOT NULL, updated_ms BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS share_partitions (
-    group_id VARCHAR, topic VARCHAR, partition INTEGER, start_offset BIGINT NOT NULL, end_offset BIGINT NOT NULL,
-    PRIMARY KEY (group_id, topic, partition));
-CREATE TABLE IF NOT EXISTS share_records (
-    group_id VARCHAR, topic VARCHAR, partition INTEGER, "offset" BIGINT NOT NULL, state VARCHAR NOT NULL,
-    delivery_count INTEGER NOT NULL);
-"""
+# Persistence (the rows are storage's: streamlab.storage.share_store) -----------------------
+def save(store: ShareStore, sp: SharePartition) -> None:
+    """Write what changed in ``sp`` since the last save, in one transaction."""
+    if not sp.dirty and not sp.moved:
+        return
+    rows = [sp.records[o] for o in sorted(sp.dirty) if o in sp.records]
+    store.save_partition(
+        sp.group_id,
+        sp.topic,
+        sp.partition,
+        bounds=(sp.start_offset, sp.end_offset) if sp.moved else None,
+        start_offset=sp.start_offset,
+        changed=sorted(sp.dirty),
+        records=[(r.offset, str(r.state), r.delivery_count) for r in rows],
+    )
+    sp.dirty.clear()
+    sp.moved = False
 
 
-class CatalogShareStore:
-    """Share-group state in the broker's DuckDB catalog: one row per group (its config),
-    per share-partition (SPSO, SPEO) and per in-flight record (state, delivery count).
-    Owners and lock expiry are not stored: no member outlives the broker."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-        catalog.execute(_DDL)
-
-    def save_group(self, group_id: str, config: ShareGroupConfig) -> None:
-        self._catalog.execute(
-            "INSERT OR REPLACE INTO share_groups VALUES (?, ?, ?)", [group_id, config.to_json(), now_ms()]
-        )
-
-    def groups(self) -> dict[str, ShareGroupConfig]:
-        rows = self._catalog.query("SELECT group_id, config FROM share_groups ORDER BY group_id")
-        return {g: ShareGroupConfig.from_json(c) for g, c in rows}
-
-    def save(self, sp: SharePartition) -> None:
-        """Write what changed since the last save, in one transaction."""
-        if not sp.dirty and not sp.moved:
-            return
-        key = [sp.group_id, sp.topic, sp.partition]
-        rows = [sp.records[o] for o in sorted(sp.dirty) if o in sp.records]
-        with self._catalog.transaction() as con:
-            if sp.moved:
-                con.execute("INSERT OR REPLACE INTO share_partitions VALUES (?, ?, ?, ?, ?)",
-                            [*key, sp.start_offset, sp.end_offset])  # fmt: skip
-            con.execute(
-                'DELETE FROM share_records WHERE group_id = ? AND topic = ? AND partition = ? AND ("offset" < ? '
-                'OR "offset" IN (SELECT unnest(?::BIGINT[])))',
-                [*key, sp.start_offset, sorted(sp.dirty)],
-            )
-            if rows:
-                con.execute(
-                    "INSERT INTO share_records SELECT ?, ?, ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]), "
-                    "unnest(?::INTEGER[])",
-                    [*key, [r.offset for r in rows], [str(r.state) for r in rows], [r.delivery_count for r in rows]],
-                )
-        sp.dirty.clear()
-        sp.moved = False
-
-    def load(self, group_id: str, config: ShareGroupConfig) -> list[SharePartition]:
-        """The group's share-partitions as stored. Records that were acquired when the broker
-        stopped come back acquired by nobody with an expired lock, so the first
-        :meth:`SharePartition.expire` makes them available (delivery counts kept) or
-        archives them at the limit."""
-        parts = {
-            (t, p): SharePartition(group_id, t, p, config, start, end, moved=False)
-            for t, p, start, end in self._catalog.query(
-                "SELECT topic, partition, start_offset, end_offset FROM share_partitions WHERE group_id = ?",
-                [group_id],
-            )
-        }
-        rows = self._catalog.query(
-            'SELECT topic, partition, "offset", state, delivery_count FROM share_records WHERE group_id = ? '
-            'ORDER BY topic, partition, "offset"',
-            [group_id],
-        )
-        for t, p, offset, state, count in rows:
-            sp = parts.get((t, p))
-            if sp is None or not sp.start_offset <= offset < sp.end_offset:
-                continue
-            rec = InFlightRecord(offset, RecordState(state), count)
+def load(store: ShareStore, group_id: str, config: ShareGroupConfig) -> list[SharePartition]:
+    """The group's share-partitions as stored. Records that were acquired when the broker
+    stopped come back acquired by nobody with an expired lock, so the first
+    :meth:`SharePartition.expire` makes them available (delivery counts kept) or archives
+    them at the limit."""
+    out = []
+    for stored in store.load(group_id):
+        sp = SharePartition(group_id, stored.topic, stored.partition, config, stored.start_offset,
+                            stored.end_offset, moved=False)  # fmt: skip
+        for offset, state, count in stored.records:
+            rec = sp.records[offset] = InFlightRecord(offset, RecordState(state), count)
             if rec.state == RecordState.ACQUIRED:
                 rec.lock_expires_ms = 0
-            sp.records[offset] = rec
-        return list(parts.values())
+        out.append(sp)
+    return out
 
-    def delete_partitions(self, group_id: str, topic: str) -> None:
-        """Forget a deleted topic's share state."""
-        with self._catalog.transaction() as con:
-            for table in ("share_partitions", "share_records"):
-                con.execute(f"DELETE FROM {table} WHERE group_id = ? AND topic = ?", [group_id, topic])
+
+def save_group(store: ShareStore, group_id: str, config: ShareGroupConfig) -> None:
+    store.save_group(group_id, config.to_json(), time_ms=now_ms())
+
+
+def saved_groups(store: ShareStore) -> dict[str, ShareGroupConfig]:
+    return {g: ShareGroupConfig.from_json(c) for g, c in store.groups().items()}
 
 
 def now_ms() -> int:

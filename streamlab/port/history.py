@@ -4,7 +4,7 @@
 A sample is what the front's sampler (:mod:`streamlab.front.history`) read at one instant:
 each partition's log start and end offset, and each group's committed offset, lag and
 time lag per partition. Stores keep facts only; rates are computed when read. The embedded
-broker keeps samples in its catalog (:mod:`streamlab.broker.history_store`), so they survive
+broker keeps samples in its catalog (:mod:`streamlab.storage.history_store`), so they survive
 reopening the directory; a Kafka lab keeps them in memory (:class:`MemoryHistory`).
 """
 

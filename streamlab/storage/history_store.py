@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from streamlab.broker.core import Broker
+from streamlab.storage.catalog import Catalog
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS history_partitions (
@@ -26,14 +26,13 @@ CREATE TABLE IF NOT EXISTS history_groups (
 class CatalogHistory:
     """The history store (:class:`streamlab.port.history.HistoryStore`) of an embedded broker."""
 
-    def __init__(self, broker: Broker, *, keep_ms: int) -> None:
-        self.broker = broker
+    def __init__(self, catalog: Catalog, *, keep_ms: int) -> None:
+        self._catalog = catalog
         self._keep_ms = keep_ms
-        broker.catalog.execute(_DDL)
+        catalog.execute(_DDL)
 
     def add(self, time_ms: int, partitions: Sequence[tuple[Any, ...]], groups: Sequence[tuple[Any, ...]]) -> None:
-        self.broker.check_open()
-        with self.broker.catalog.transaction() as con:
+        with self._catalog.transaction() as con:
             horizon = time_ms - self._keep_ms
             con.execute("DELETE FROM history_partitions WHERE time_ms < ?", [horizon])
             con.execute("DELETE FROM history_groups WHERE time_ms < ?", [horizon])
@@ -45,20 +44,20 @@ class CatalogHistory:
                                 [[time_ms, *row] for row in groups])  # fmt: skip
 
     def partition_rows(self, topic: str) -> list[tuple[int, int, int, int]]:
-        return self.broker.catalog.query(
+        return self._catalog.query(
             "SELECT time_ms, partition, log_start_offset, end_offset FROM history_partitions "
             "WHERE topic = ? ORDER BY time_ms, partition",
             [topic],
         )
 
     def group_rows(self, group: str) -> list[tuple[int, str, int, int, int, int, int]]:
-        return self.broker.catalog.query(
+        return self._catalog.query(
             "SELECT time_ms, topic, partition, committed, end_offset, lag, time_lag_ms FROM history_groups "
             "WHERE group_id = ? ORDER BY time_ms, topic, partition",
             [group],
         )
 
     def names(self) -> tuple[list[str], list[str]]:
-        topics = self.broker.catalog.query("SELECT DISTINCT topic FROM history_partitions ORDER BY 1")
-        groups = self.broker.catalog.query("SELECT DISTINCT group_id FROM history_groups ORDER BY 1")
+        topics = self._catalog.query("SELECT DISTINCT topic FROM history_partitions ORDER BY 1")
+        groups = self._catalog.query("SELECT DISTINCT group_id FROM history_groups ORDER BY 1")
         return [t for (t,) in topics], [g for (g,) in groups]
