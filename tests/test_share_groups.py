@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import streamlab
 from streamlab import Record, TopicPartition
-from streamlab.broker.share import check_not_share, share_partitions
+from streamlab.broker.share_registry import check_not_share, share_partitions
 from streamlab.client.share_consumer import ShareConsumer
 from streamlab.errors import ConfigError, GroupTypeError, InvalidRecordStateError, ShareGroupError, ShareOperationError
 from streamlab.groups import share

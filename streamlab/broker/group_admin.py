@@ -7,7 +7,7 @@ from typing import Any
 from streamlab.broker.consumer_groups import consumer_groups, list_consumer_groups
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit, committed, offset_for_time
-from streamlab.broker.share import list_share_groups
+from streamlab.broker.share_registry import list_share_groups
 from streamlab.errors import GroupIdNotFoundError, GroupNotEmptyError, GroupSubscribedToTopicError
 from streamlab.groups.state import GroupState
 from streamlab.model.group_offsets import lag_row, reset_plan

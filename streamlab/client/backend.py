@@ -108,7 +108,7 @@ class EmbeddedBackend:
         return ShareConsumer(self.broker, topics, **config)
 
     def share_state(self, group: str) -> pd.DataFrame:
-        from streamlab.broker.share import share_state
+        from streamlab.broker.share_registry import share_state
 
         columns = ["topic", "partition", "offset", "state", "delivery_count", "owner", "lock_expires_ms"]
         df = pd.DataFrame(share_state(self.broker, group), columns=columns)
@@ -116,7 +116,7 @@ class EmbeddedBackend:
         return df
 
     def share_group_snapshot(self, group: str) -> ShareGroupSnapshot | None:
-        from streamlab.broker.share import share_groups
+        from streamlab.broker.share_registry import share_groups
 
         found = share_groups(self.broker).get(group)
         if found is None:

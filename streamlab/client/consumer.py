@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from streamlab.broker import Broker
 from streamlab.broker.fetch import fetch
 from streamlab.broker.offsets import commit, committed, offset_for_time
-from streamlab.broker.share import check_not_share
+from streamlab.broker.share_registry import check_not_share
 from streamlab.broker.transactions import coordinator
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership

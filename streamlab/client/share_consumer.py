@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable
 
 from streamlab.api import AcknowledgementMode
 from streamlab.broker import Broker
-from streamlab.broker.share import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup, join_share_group
+from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
+from streamlab.broker.share_registry import join_share_group
 from streamlab.client.decode import to_records
 from streamlab.errors import ClosedError, ConfigError, InvalidRecordStateError, ShareGroupError, UnknownMemberError
 from streamlab.model.share import ACK_TYPES, AckType, OffsetReset, ShareGroupConfig

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamlab.broker.share import ShareGroup, share_groups
+from streamlab.broker.share_group import ShareGroup
+from streamlab.broker.share_registry import share_groups
 from streamlab.errors import StreamlabError, kafka_code_for
 from streamlab.model.share import AckType
 from streamlab.model.types import TopicPartition

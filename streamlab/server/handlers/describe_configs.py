@@ -71,7 +71,7 @@ def _broker_configs(ctx: ServerContext) -> dict[str, tuple[str, int]]:
 def _group_entries(ctx: ServerContext, group_id: str) -> dict[str, tuple[str, int, int]]:
     """name -> (value, source, type) of every group config of ``group_id``."""
     from streamlab.broker import group_configs
-    from streamlab.broker.share import share_groups
+    from streamlab.broker.share_registry import share_groups
     from streamlab.model.share import ShareGroupConfig
     from streamlab.server.handlers.incremental_alter_configs import GROUP_CONFIGS as SHARE_CONFIGS
 

@@ -16,7 +16,7 @@ import asyncio
 from typing import Any
 
 from streamlab.broker import group_configs
-from streamlab.broker.share import share_groups
+from streamlab.broker.share_registry import share_groups
 from streamlab.broker.topics import alter_config
 from streamlab.config import LIST_CONFIGS, TOPIC_CONFIGS, canonical_key, topic_config
 from streamlab.errors import ConfigError, StreamlabError

@@ -14,7 +14,7 @@ from typing import Any
 
 from streamlab.broker.consumer_groups import list_consumer_groups
 from streamlab.broker.group_admin import list_groups
-from streamlab.broker.share import list_share_groups
+from streamlab.broker.share_registry import list_share_groups
 from streamlab.groups.state import CONSUMER
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamlab.broker.share import Delivery, ShareGroup
+from streamlab.broker.share_group import Delivery, ShareGroup
 from streamlab.errors import StreamlabError
 from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamlab.broker.share import DEFAULT_SESSION_TIMEOUT_MS, ShareMember, share_groups
+from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareMember
+from streamlab.broker.share_registry import share_groups
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
