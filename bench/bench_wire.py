@@ -16,6 +16,11 @@ among ~1,000, a random value; ``redis_ref.make_records``) over 3 partitions it m
 3. latency: ``produce()`` paced at ``--rate`` records/s for ``--latency-seconds`` seconds,
    median and p99 of the time from ``produce()`` to its delivery report (same producer
    configuration, so the 5 ms linger is part of it).
+4. large records: ``--large-records`` records of ``--large-size`` bytes (500 KB) produced to a
+   topic of ``--large-partitions`` partitions, then read back by one consumer assigned every
+   partition from its low watermark (no group); MB/s of the values read, from the assignment
+   to the last record. 30 partitions, because the mock cluster keeps ~5 MB per partition: it
+   serves back ~10 records of each, ~130 MB in all, enough to time.
 
 against:
 
@@ -29,9 +34,11 @@ against:
   ``XREADGROUP`` + ``XACK``, 1,000 per round trip, in memory and with ``appendfsync always``.
 
 Sections 1 and 2 run against every target, ``--repeat`` (3) times in turn, and report each
-target's best round (every round is printed); section 3 runs once against (a) and (b). The goal is
-``streamlab serve`` >= 1x Redis in both directions; the mock cluster is the speed of a broker
-written in C with no storage at all, reported for how far serve is from it.
+target's best round (every round is printed); section 3 runs once against (a) and (b), section 4
+``--repeat`` times against (a) and (b). The goals: ``streamlab serve`` >= 1x Redis in both
+directions and >= 0.75x the mock cluster's records/s (issue #13); large records fetched at
+>= 0.5x the mock cluster's MB/s. The mock cluster is the speed of a broker written in C with
+no storage at all.
 
 Everything started here (the serve process, redis-server, the mock cluster) is stopped at
 the end, on an error, and when the ``--budget`` runs out; the child processes also get
@@ -182,9 +189,9 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-def create_serve_topic(bootstrap: str, name: str) -> None:
+def create_serve_topic(bootstrap: str, name: str, partitions: int = PARTITIONS) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, PARTITIONS, 1)], operation_timeout=30)
+    futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30)
     futures[name].result(timeout=30)
 
 
@@ -199,12 +206,12 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def wait_for_topic(client: Producer | Consumer, topic: str) -> None:
+def wait_for_topic(client: Producer | Consumer, topic: str, partitions: int = PARTITIONS) -> None:
     """Until the metadata shows every partition with a leader (so no record waits for it)."""
     deadline = time.monotonic() + 30
     while True:
         md = client.list_topics(topic, timeout=10).topics.get(topic)
-        ready = md is not None and md.error is None and len(md.partitions) == PARTITIONS
+        ready = md is not None and md.error is None and len(md.partitions) == partitions
         if ready and all(p.leader >= 0 for p in md.partitions.values()):
             return
         check(time.monotonic() < deadline, f"topic {topic} has no leaders after 30 s: {md}")
@@ -404,6 +411,81 @@ def run_kafka(
     return produced, consumed
 
 
+def create_topic_on(name: str, serve: str, mock: MockCluster, partitions: int) -> Callable[[str], None]:
+    if name == SERVE:
+        return partial(create_serve_topic, serve, partitions=partitions)
+    return lambda topic: mock.create_topic(topic, partitions, replication=3)
+
+
+@dataclass
+class LargeResult:
+    produced_mb_s: float
+    records: int  # read back (the mock cluster keeps only the newest ~5 MB per partition)
+    megabytes: float
+    seconds: float
+
+    @property
+    def mb_s(self) -> float:
+        return self.megabytes / self.seconds
+
+
+def run_large(
+    name: str, bootstrap: str, create: Callable[[str], None], n: int, size: int, partitions: int
+) -> LargeResult:
+    """``n`` records of ``size`` random bytes produced unkeyed, then read back by one consumer
+    assigned every partition from its low watermark; the clock runs from the assignment to
+    the last record."""
+    topic = f"large-{uuid.uuid4().hex[:8]}"
+    create(topic)
+    value = os.urandom(size)
+    p = Producer(producer_config(bootstrap, **{"message.max.bytes": 2 * size + 1024}))
+    with dropping_unsent(p):
+        wait_for_topic(p, topic, partitions)
+        start = time.perf_counter()
+        for _ in range(n):
+            while True:
+                try:
+                    p.produce(topic, value)
+                    break
+                except BufferError:  # the client's queue is full (1 GB by default): wait for acks
+                    p.poll(0.01)
+        stall = time.monotonic() + STALL_TIMEOUT_S
+        while (left := p.flush(1.0)) > 0:
+            check(time.monotonic() < stall, f"{left} records still unacknowledged after {STALL_TIMEOUT_S:.0f}s")
+        produced = n * size / (time.perf_counter() - start) / 1e6
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{topic}", "enable.auto.commit": False})
+    try:
+        marks = [c.get_watermark_offsets(TopicPartition(topic, i), timeout=10) for i in range(partitions)]
+        check(sum(high for _, high in marks) == n, f"watermarks {marks} do not add up to the {n} records produced")
+        check(name == MOCK or all(low == 0 for low, _ in marks), f"records were dropped: watermarks {marks}")
+        wanted = sum(high - low for low, high in marks)
+        got = nbytes = 0
+        start = time.perf_counter()
+        c.assign([TopicPartition(topic, i, low) for i, (low, _) in enumerate(marks)])
+        stall = time.monotonic() + STALL_TIMEOUT_S
+        while got < wanted:
+            # never ask for more than is left: consume(k) would otherwise wait out its timeout
+            msgs = c.consume(min(100, wanted - got), 0.5)
+            check(bool(msgs) or time.monotonic() < stall, f"read {got} of {wanted}, then nothing")
+            for m in msgs:
+                if m.error() is not None:
+                    raise KafkaException(m.error())
+                check(len(m.value()) == size, f"a record of {len(m.value())} bytes, expected {size}")
+                got += 1
+                nbytes += size
+            if msgs:
+                stall = time.monotonic() + STALL_TIMEOUT_S
+        seconds = time.perf_counter() - start
+    finally:
+        c.close()
+    result = LargeResult(produced, got, nbytes / 1e6, seconds)
+    say(
+        f"  {name}: produce {produced:,.1f} MB/s; fetched {got:,} records ({result.megabytes:,.0f} MB) "
+        f"in {seconds:.2f} s: {result.mb_s:,.1f} MB/s"
+    )
+    return result
+
+
 def run_redis(name: str, r: redis.Redis, records: Sequence[tuple[bytes, bytes]]) -> tuple[float, float]:
     r.flushall()
     n = len(records)
@@ -421,8 +503,8 @@ class Row:
     ours: float
     ref: float
     ref_what: str
-    unit: str  # "rec/s" (higher is better) or "ms" (lower is better)
-    goal: float | None = None  # minimum ours/ref for rec/s
+    unit: str  # "rec/s" or "MB/s" (higher is better) or "ms" (lower is better)
+    goal: float | None = None  # minimum ours/ref for rec/s and MB/s
 
     @property
     def ratio(self) -> float:
@@ -438,7 +520,9 @@ class Row:
 
 
 def fmt(value: float, unit: str) -> str:
-    return f"{value:,.0f} rec/s" if unit == "rec/s" else f"{value:.2f} ms"
+    if unit == "rec/s":
+        return f"{value:,.0f} rec/s"
+    return f"{value:,.1f} MB/s" if unit == "MB/s" else f"{value:.2f} ms"
 
 
 def print_table(head: Sequence[str], table: Sequence[Sequence[str]], right: set[int]) -> None:
@@ -521,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=10_000, help="records/s of the paced latency run")
     parser.add_argument("--latency-seconds", type=float, default=5.0, help="length of the paced latency run")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many produce/consume rounds")
+    parser.add_argument("--large-records", type=int, default=300, help="records of the large-record run")
+    parser.add_argument("--large-size", type=int, default=500_000, help="bytes per record of the large-record run")
+    parser.add_argument("--large-partitions", type=int, default=30, help="partitions of the large-record topic")
     parser.add_argument("--tmp-dir", type=Path, default=None, help="where data goes (default: system temp)")
     parser.add_argument("--budget", type=int, default=480, help="abort after this many seconds")
     args = parser.parse_args(argv)
@@ -592,6 +679,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"p90 {np.percentile(s, 90):.2f} ms, p99 {lat.p99():.2f} ms, max {max(s):.2f} ms"
                 )
                 say(f"    median of each second: {', '.join(f'{m:.2f}' for m in lat.median_per_second())} ms")
+            say(
+                f"large records, {args.large_records:,} of {args.large_size:,} bytes over "
+                f"{args.large_partitions} partitions:"
+            )
+            large: dict[str, LargeResult] = {}
+            for _round in range(args.repeat):
+                for name, bootstrap in ((SERVE, serve), (MOCK, mock.bootstrap)):
+                    create = create_topic_on(name, serve, mock, args.large_partitions)
+                    got = run_large(name, bootstrap, create, args.large_records, args.large_size, args.large_partitions)
+                    if name not in large or got.mb_s > large[name].mb_s:
+                        large[name] = got
             say(f"stopping targets ({time.perf_counter() - started:.0f} s so far)")
 
         best = f" (best of {args.repeat})" if args.repeat > 1 else ""
@@ -608,23 +706,37 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{latency[MOCK].median():.2f}", blank, blank),
             (f"latency p99 @{args.rate:,}/s, ms", f"{latency[SERVE].p99():.2f}", f"{latency[MOCK].p99():.2f}",
              blank, blank),
+            ("large records fetched, MB/s", f"{large[SERVE].mb_s:,.1f}", f"{large[MOCK].mb_s:,.1f}", blank, blank),
+            ("  records read back", f"{large[SERVE].records:,}", f"{large[MOCK].records:,}", blank, blank),
+            ("large records produced, MB/s", f"{large[SERVE].produced_mb_s:,.1f}",
+             f"{large[MOCK].produced_mb_s:,.1f}", blank, blank),
         ]  # fmt: skip
         print_table(("", *TARGETS), table, {1, 2, 3, 4})
         say()
         rows = [
             Row("1", "produce (acks=all)", produce[SERVE], produce[REDIS], "XADD pipelined", "rec/s", 1),
             Row("1", "produce (acks=all)", produce[SERVE], produce[REDIS_DURABLE], "XADD fsync=always", "rec/s", 1),
-            Row("1", "produce (acks=all)", produce[SERVE], produce[MOCK], "mock cluster", "rec/s"),
+            Row("1", "produce (acks=all)", produce[SERVE], produce[MOCK], "mock cluster", "rec/s", 0.75),
             Row("2", "consume (group)", consume[SERVE], consume[REDIS], "XREADGROUP+XACK", "rec/s", 1),
             Row("2", "consume (group)", consume[SERVE], consume[REDIS_DURABLE], "XREADGROUP fsync=always", "rec/s", 1),
-            Row("2", "consume (group)", consume[SERVE], consume[MOCK], "mock cluster", "rec/s"),
+            Row("2", "consume (group)", consume[SERVE], consume[MOCK], "mock cluster", "rec/s", 0.75),
             Row("3", "produce->ack median", latency[SERVE].median(), latency[MOCK].median(), "mock cluster", "ms"),
             Row("3", "produce->ack p99", latency[SERVE].p99(), latency[MOCK].p99(), "mock cluster", "ms"),
+            Row("4", "large records fetched", large[SERVE].mb_s, large[MOCK].mb_s, "mock cluster", "MB/s", 0.5),
+            Row(
+                "4",
+                "large records produced",
+                large[SERVE].produced_mb_s,
+                large[MOCK].produced_mb_s,
+                "mock cluster",
+                "MB/s",
+            ),
         ]
         print_rows(rows)
         say(
-            f"\nratio = {SERVE} / reference (rec/s: higher is better; ms: lower is better). Goal: {SERVE} >= 1x "
-            "Redis Streams in both directions; the mock cluster rows have no goal and say how far serve is from it:\n"
+            f"\nratio = {SERVE} / reference (rec/s, MB/s: higher is better; ms: lower is better). Goals: {SERVE} "
+            ">= 1x Redis Streams in both directions, >= 0.75x the mock cluster's rec/s, >= 0.5x its MB/s on large "
+            "records:\n"
             f"  the mock cluster produces {produce[MOCK] / produce[SERVE]:.1f}x and consumes "
             f"{consume[MOCK] / consume[SERVE]:.1f}x as fast as {SERVE}; its median latency is "
             f"{latency[MOCK].median():.2f} ms against {latency[SERVE].median():.2f} ms.\n"

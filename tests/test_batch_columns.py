@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from streamlab.errors import CorruptRecordError
 from streamlab.protocol import batch_columns
 from streamlab.protocol.batch_columns import decode_batches_columns, encode_batch_columns
-from streamlab.protocol.record_batch import WireRecord, _encode_headers, decode_batches, encode_batch
+from streamlab.protocol.record_batch import WireRecord, decode_batches, encode_batch, encode_headers
 
 blobs = st.one_of(st.none(), st.binary(max_size=300))
 records = st.lists(
@@ -47,6 +47,7 @@ def columns_as_records(data: bytes) -> list[tuple[WireRecord, ...]]:
 @pytest.fixture(autouse=True)
 def columnar_from_one_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch_columns, "COLUMNAR_MIN_RECORDS", 1)
+    monkeypatch.setattr(batch_columns, "COLUMNAR_ENCODE_MIN_RECORDS", 1)
 
 
 @settings(max_examples=150, deadline=None)
@@ -93,7 +94,7 @@ def test_columns_are_arrow_binary_arrays() -> None:
 @given(rows=records, timestamp_type=st.sampled_from(["create", "log_append"]), headers=st.booleans())
 def test_encoding_columns_writes_what_encode_batch_writes(rows: list, timestamp_type: str, headers: bool) -> None:
     wire = as_wire(rows, headers)
-    sections = pa.array([_encode_headers(r.headers) if r.headers else b"\x00" for r in wire], pa.binary())
+    sections = pa.array([encode_headers(r.headers) if r.headers else b"\x00" for r in wire], pa.binary())
     got = encode_batch_columns(
         np.array([r.offset for r in wire]) + 7,
         np.array([r.timestamp for r in wire]),
@@ -120,3 +121,30 @@ def test_encoding_columns_stops_at_max_bytes() -> None:
     [one] = decode_batches(encode_batch_columns(*columns, max_bytes=10))
     assert one.records == (wire[0],)
     assert encode_batch_columns(*columns, max_bytes=10, at_least_one=False) == b""
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=records, timestamp_type=st.sampled_from(["create", "log_append"]), headers=st.booleans(),
+       limit=st.one_of(st.none(), st.integers(0, 20_000)), at_least_one=st.booleans())  # fmt: skip
+def test_few_records_are_written_as_the_columnar_writer_writes_them(
+    rows: list, timestamp_type: str, headers: bool, limit: int | None, at_least_one: bool
+) -> None:
+    """Below COLUMNAR_ENCODE_MIN_RECORDS records are written one by one from views of the
+    columns (chunked and sliced ones too): the same bytes, cut at the same record."""
+    wire = as_wire(rows, headers)
+    sections = pa.array([encode_headers(r.headers) if r.headers else b"\x00" for r in wire], pa.binary())
+    keys = [r.key for r in wire]
+    values = [r.value for r in wire]
+    half = len(wire) // 2
+    chunked_values = pa.chunked_array(
+        [pa.array([b"x", *values[:half]], pa.binary()).slice(1), pa.array(values[half:], pa.binary())], pa.binary()
+    )
+    args = (np.array([r.offset for r in wire]), np.array([r.timestamp for r in wire]))
+    batch_columns.COLUMNAR_ENCODE_MIN_RECORDS = 1  # each example sets both; the fixture restores it
+    options = dict(max_bytes=limit, at_least_one=at_least_one, partition_leader_epoch=0, timestamp_type=timestamp_type)
+    columnar = encode_batch_columns(*args, pa.array(keys, pa.binary()), pa.array(values, pa.binary()),
+                                    sections if headers else None, **options)  # type: ignore[arg-type]  # fmt: skip
+    batch_columns.COLUMNAR_ENCODE_MIN_RECORDS = 10**9
+    few = encode_batch_columns(*args, pa.chunked_array([pa.array(keys, pa.binary())]), chunked_values,
+                               sections if headers else None, **options)  # type: ignore[arg-type]  # fmt: skip
+    assert few == columnar

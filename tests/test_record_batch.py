@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamlab.errors import CorruptRecordError, SerializationError
+from streamlab.protocol.batch_layout import rebase
 from streamlab.protocol.record_batch import (
     RecordBatch,
     WireRecord,
     decode_batches,
     encode_batch,
-    rebase,
 )
 
 # kafka-python loads its protocol schemas with the deprecated importlib.resources.read_text

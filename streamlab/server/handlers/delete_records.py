@@ -1,8 +1,8 @@
 """DeleteRecords: move partitions' log start offsets forward (``kafka-delete-records``).
 
 Each partition's log start becomes the given offset (-1: the high watermark), durably
-(:meth:`PartitionLog.delete_records`); records below it are never served again and
-segments wholly below it are removed. The answer carries the new low watermark. An offset
+(:func:`streamlab.broker.delete_records.delete_records`); records below it are never
+served again and segments wholly below it are removed. The answer carries the new low watermark. An offset
 past the high watermark is OFFSET_OUT_OF_RANGE, as in Kafka; DELETE on the topic is needed.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from streamlab.broker.delete_records import delete_records
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
@@ -19,16 +20,11 @@ from streamlab.server.responses import ZERO, build, error_code, error_of, types_
 
 API_KEY = 21
 
-UNKNOWN_TOPIC_OR_PARTITION = 3
-HIGH_WATERMARK = -1  # "delete everything written so far"
-
 
 def _delete(ctx: ServerContext, topic: str, partition: int, offset: int) -> tuple[int, int]:
     """(error code, low watermark) for one partition."""
     try:
-        log = ctx.broker.log(topic, partition)
-        target = log.high_watermark if offset == HIGH_WATERMARK else offset
-        return 0, log.delete_records(target)
+        return 0, delete_records(ctx.broker, topic, partition, offset)
     except StreamlabError as exc:
         return error_of(exc).value, -1
 

@@ -3,7 +3,8 @@
 The response is due once it holds ``min_bytes`` of records, once any partition has an
 error, or after ``max_wait``. While waiting, nothing blocks the event loop: the fetch
 sleeps on the server's :class:`~streamlab.server.context.DataSignal` and looks again when
-the broker signals an append. Reading and encoding run in a worker thread.
+the broker signals an append. Reading (:mod:`streamlab.broker.fetch`) and encoding run in a
+worker thread.
 
 Sizes follow Kafka (KIP-74): each partition gets at most ``partition_max_bytes`` and the
 response at most ``max_bytes`` and the server's ``fetch.max.bytes`` (55 MB), except that
@@ -34,15 +35,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlab.errors import CorruptSegmentError
+from streamlab.broker import fetch
+from streamlab.errors import CorruptSegmentError, UnknownTopicError
 from streamlab.model.serde import FMT_BYTES, FMT_NULL, KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, format_header
-from streamlab.protocol.batch_columns import encode_batch_columns, encode_headers
+from streamlab.protocol.batch_columns import encode_batch_columns
 from streamlab.protocol.framing import ParsedRequest
+from streamlab.protocol.record_batch import encode_headers
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._markers import encode_with_markers, read_rows
+from streamlab.server.handlers._markers import encode_with_markers
 from streamlab.server.responses import ZERO, build, error_code, types_for
 from streamlab.server.security import Operation, ResourceType
-from streamlab.storage.base import PartitionLog
 
 logger = logging.getLogger("streamlab.server")
 
@@ -70,20 +72,19 @@ class _Partition:
     records: bytes = b""
 
 
-def _locate(ctx: ServerContext, topic: str, p: _Partition) -> PartitionLog | None:
-    """The partition's log, with ``p.error`` and its offsets filled in (cheap: no I/O)."""
-    state = ctx.broker.topics.get(topic)
-    if state is None or not 0 <= p.index < state.partitions:
+def _locate(ctx: ServerContext, topic: str, p: _Partition) -> fetch.Bounds | None:
+    """The partition's bounds, with ``p.error`` and its offsets filled in (cheap: no I/O);
+    None when there is nothing to read from."""
+    found = fetch.bounds(ctx.broker, ctx.transactions, topic, p.index)
+    if found is None:
         p.error = UNKNOWN_TOPIC_OR_PARTITION
         return None
-    log = state.logs[p.index]
-    p.log_start, p.high_watermark = log.log_start_offset, log.high_watermark
-    p.last_stable = ctx.transactions.last_stable_offset(topic, p.index, p.high_watermark)
+    p.log_start, p.high_watermark, p.last_stable = found.log_start, found.high_watermark, found.last_stable
     if not p.log_start <= p.offset <= p.high_watermark:
         p.error = OFFSET_OUT_OF_RANGE
         return None
     p.error = 0
-    return log
+    return found
 
 
 def _header_sections(table: pa.Table) -> pa.Array | None:
@@ -93,11 +94,8 @@ def _header_sections(table: pa.Table) -> pa.Array | None:
     value_formats = table.column("value_format").to_numpy()
     stored = table.column("headers")
     plain = (FMT_NULL, FMT_BYTES)
-    if (
-        stored.null_count == table.num_rows
-        and np.isin(key_formats, plain).all()
-        and np.isin(value_formats, plain).all()
-    ):
+    formats = {*np.unique(key_formats).tolist(), *np.unique(value_formats).tolist()}
+    if stored.null_count == table.num_rows and formats <= {*plain}:
         return None
     sections = []
     for hs, key_format, value_format in zip(
@@ -120,8 +118,8 @@ def encode_records(table: pa.Table, limit: int, at_least_one: bool, log_append_t
     return encode_batch_columns(
         table.column("offset").to_numpy(),
         table.column("timestamp").to_numpy().view(np.int64),
-        table.column("key").combine_chunks(),
-        table.column("value").combine_chunks(),
+        table.column("key"),
+        table.column("value"),
         _header_sections(table),
         max_bytes=limit,
         at_least_one=at_least_one,
@@ -149,24 +147,25 @@ def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_by
     for topic, partitions in topics:
         for p in partitions:
             p.records = b""
-            log = _locate(ctx, topic, p)
-            end = p.last_stable if p.committed_only else p.high_watermark
-            if log is None or p.offset >= end or total >= max_bytes:
+            found = _locate(ctx, topic, p)
+            if found is None or p.offset >= found.end(p.committed_only) or total >= max_bytes:
                 continue
             limit = min(p.max_bytes, max_bytes - total)
             try:
-                rows = read_rows(ctx, topic, p.index, log, p.offset, max_records=max(1, min(limit // 8, MAX_RECORDS)),
-                                 end=end, committed_only=p.committed_only)  # fmt: skip
+                rows = fetch.read(ctx.broker, ctx.transactions, topic, p.index, p.offset,
+                                  max_records=max(1, min(limit // 8, MAX_RECORDS)), end=found.end(p.committed_only),
+                                  committed_only=p.committed_only)  # fmt: skip
                 table = _fit(rows, limit)
+            except UnknownTopicError:  # deleted meanwhile
+                p.error = UNKNOWN_TOPIC_OR_PARTITION
+                continue
             except CorruptSegmentError as exc:
                 # The records before the damage were served by earlier fetches; from here
                 # on the client gets CORRUPT_MESSAGE for this partition, never altered data.
                 logger.warning("%s[%d] at offset %d: %s", topic, p.index, p.offset, exc)
                 p.error = exc.kafka_code
                 continue
-            state = ctx.broker.topics.get(topic)  # None if deleted meanwhile
-            log_append_time = state is not None and state.config["message.timestamp.type"] == "LogAppendTime"
-            encode = functools.partial(encode_records, log_append_time=log_append_time)
+            encode = functools.partial(encode_records, log_append_time=found.log_append_time)
             p.records = encode_with_markers(table, limit, total == 0, encode)
             total += len(p.records)
     return total
@@ -201,10 +200,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             pending = [(topic, p) for topic, partitions in topics for p in partitions]
             located = [(p, _locate(ctx, topic, p)) for topic, p in pending]
             errors = bool(denied) or any(p.error for p, _ in located)
-            has_data = any(
-                log is not None and p.offset < (p.last_stable if p.committed_only else p.high_watermark)
-                for p, log in located
-            )
+            has_data = any(found is not None and p.offset < found.end(p.committed_only) for p, found in located)
             total = 0
             if has_data:
                 leased = ctx.memory.lease(max_bytes)

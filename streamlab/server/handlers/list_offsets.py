@@ -1,10 +1,7 @@
 """ListOffsets: the earliest (-2) and latest (-1) offsets, and offsets by time.
 
-For a timestamp, the answer is the earliest offset whose record has a timestamp at least
-that large, with that record's timestamp; if there is none the offset is -1, as in Kafka
-(clients read it as "no such record"). -3 (v7+) asks for the record with the largest
-timestamp. With ``isolation_level=read_committed`` (1) "latest" is the last stable
-offset: the first offset of the oldest transaction still open on the partition.
+-3 (v7+) asks for the record with the largest timestamp; ``isolation_level=read_committed``
+(1) makes "latest" the last stable offset. The answers are :mod:`streamlab.broker.list_offsets`'.
 """
 
 from __future__ import annotations
@@ -12,37 +9,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from streamlab.broker.list_offsets import list_offset
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
-from streamlab.storage.base import PartitionLog
 
 API_KEY = 2
 
-LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 LEADER_EPOCH = 0
-
-
-def _record_timestamp(log: PartitionLog, offset: int) -> int:
-    table = log.read(offset, 1)
-    return int(table.column("timestamp").cast(pa.int64())[0].as_py()) if table.num_rows else -1
-
-
-def _max_timestamp(log: PartitionLog) -> tuple[int, int]:
-    candidates = [s.max_timestamp for s in log.sealed_segments()]
-    active = log.active_table()
-    if active.num_rows:
-        candidates.append(pc.max(active.column("timestamp").cast(pa.int64())).as_py())
-    if not candidates:
-        return -1, -1
-    newest = max(candidates)
-    offset = log.offset_for_timestamp(newest)
-    return (-1, -1) if offset is None else (offset, newest)
 
 
 def _lookup(
@@ -50,22 +26,9 @@ def _lookup(
 ) -> tuple[int, int, int]:
     """(error code, offset, timestamp) for one partition."""
     try:
-        log = ctx.broker.log(topic, partition)
+        return 0, *list_offset(ctx.broker, ctx.transactions, topic, partition, timestamp, committed=committed)
     except StreamlabError as exc:
         return error_of(exc).value, -1, -1
-    if timestamp == LATEST:
-        if committed:
-            return 0, ctx.transactions.last_stable_offset(topic, partition, log.high_watermark), -1
-        return 0, log.high_watermark, -1
-    if timestamp == EARLIEST:
-        return 0, log.log_start_offset, -1
-    if timestamp == MAX_TIMESTAMP:
-        return 0, *_max_timestamp(log)
-    offset = log.offset_for_timestamp(timestamp)
-    if offset is None or offset >= log.high_watermark:
-        return 0, -1, -1
-    offset = max(offset, log.log_start_offset)
-    return 0, offset, _record_timestamp(log, offset)
 
 
 def _lookup_all(
