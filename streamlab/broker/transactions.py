@@ -456,8 +456,11 @@ class TransactionCoordinator:
         """Store ``rows`` as a transactional batch (the whole produce path, for an embedded
         producer; the Kafka server does these steps around its idempotence check). The
         partition must have been added with :meth:`add_partitions`. Returns the base offset."""
-        with self._partition_lock(topic, partition):
-            base = self._broker.log(topic, partition).high_watermark
+        partition_log = self._broker.log(topic, partition)
+        # The append lock as well: under a server's coordinator the partition lock is the
+        # server's, which a plain embedded append never takes.
+        with self._partition_lock(topic, partition), partition_log.append_lock:
+            base = partition_log.high_watermark
             self.before_append(topic, partition, producer_id, epoch, base, rows.num_rows)
             try:
                 return produce.append(self._broker, topic, partition, rows, sync=sync)

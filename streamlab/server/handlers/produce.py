@@ -143,7 +143,10 @@ def _batch_sizes(data: bytes) -> list[int]:
 def _append(ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch) -> int:
     """Append (not yet durable: the caller syncs); a retried idempotent batch is dropped."""
     states = ctx.producers
-    with states.partition(topic, partition):
+    # The log's append lock too: an embedded producer of an in-process Lab.serve appends to
+    # the same log without the server's partition lock, and must not land between the
+    # offsets noted below and this batch's append.
+    with states.partition(topic, partition), ctx.broker.log(topic, partition).append_lock:
         if batch.producer_id < 0 or batch.base_sequence < 0:
             return produce.append(ctx.broker, topic, partition, rows, sync=False)
         pid, epoch = batch.producer_id, batch.producer_epoch
