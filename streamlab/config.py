@@ -43,14 +43,18 @@ def _choice(*choices: str) -> Any:
 
 
 # name -> (default, validator). Defaults follow Kafka, except segment.bytes: a sealed
-# segment becomes one Parquet file, and 64 MiB keeps files few but replays cache-friendly.
+# segment becomes one Parquet file, and 64 MiB keeps files few but replays cache-friendly;
+# and segment.ms: a minute (Kafka: 7 days), so what a notebook produced is typed Parquet
+# (smaller, faster SQL) a minute later rather than once 64 MiB have piled up. It counts
+# from the segment's first append (broker/segment_timer.py); raise it for topics a
+# long-running producer trickles into, which would otherwise get a file a minute.
 TOPIC_CONFIGS: dict[str, tuple[Any, Any]] = {
     "retention.ms": (7 * DAY_MS, _int(-1)),
     "retention.bytes": (-1, _int(-1)),
     "cleanup.policy": ("delete", _choice("delete", "compact", "compact,delete", "delete,compact")),
     "max.message.bytes": (1_048_588, _int(0)),
     "segment.bytes": (64 * 1024 * 1024, _int(1024)),
-    "segment.ms": (7 * DAY_MS, _int(1)),
+    "segment.ms": (60_000, _int(1)),
     "delete.retention.ms": (DAY_MS, _int(0)),
     "min.compaction.lag.ms": (0, _int(0)),
     "message.timestamp.type": ("CreateTime", _choice("CreateTime", "LogAppendTime")),

@@ -109,6 +109,18 @@ _CHILD = textwrap.dedent(
                 p.send("t", value=i, key=f"k{i}")
         print("acked", flush=True)
         lab.roll("t")
+    elif scenario == "seal-on-time":  # segment.ms, sealing send_many's typed fields
+        import pandas as pd
+        from streamlab.broker.segment_timer import seal_due
+        lab.close()
+        clock = streamlab.ManualClock()
+        lab = streamlab.connect(data, clock=clock)
+        lab.create_topic("t", config={"retention.ms": -1, "segment.ms": 60_000})
+        with lab.producer() as p:
+            p.send_many("t", pd.DataFrame({"n": range(100), "name": [f"r{i}" for i in range(100)]}))
+        print("acked", flush=True)
+        clock.advance(61)
+        seal_due(lab.backend.broker)
     elif scenario == "compact":
         lab.create_topic("t", config={"cleanup.policy": "compact", "retention.ms": -1})
         for rnd in range(5):
@@ -166,6 +178,21 @@ def test_kill_9_while_sealing_loses_and_doubles_nothing(tmp_path: Path, point: s
             assert p.send("t", value=100).result(10).offset == 100
     with streamlab.connect(tmp_path) as lab:
         assert _offsets_and_values(lab, "t") == [(i, i) for i in range(101)]
+
+
+@pytest.mark.parametrize("point", ["seal.before-rename", "seal.before-index", "seal.before-unlink-active"])
+def test_kill_9_while_sealing_on_segment_ms_loses_and_doubles_nothing(tmp_path: Path, point: str) -> None:
+    _crash_child(tmp_path, "seal-on-time", point)
+    with streamlab.connect(tmp_path) as lab:
+        df = lab.replay("t")
+        assert df["offset"].tolist() == list(range(100)) and df["n"].tolist() == list(range(100))
+        assert df["name"].tolist() == [f"r{i}" for i in range(100)]
+        assert not list((tmp_path / "topics" / "t" / "0").glob("*.tmp"))
+        lab.roll("t")
+        with lab.producer() as p:
+            assert p.send("t", value={"n": 100, "name": "r100"}).result(10).offset == 100
+    with streamlab.connect(tmp_path) as lab:
+        assert lab.replay("t")["n"].tolist() == list(range(101))
 
 
 def test_kill_9_while_deleting_a_topic_leaves_it_deleted_and_its_name_free(tmp_path: Path) -> None:

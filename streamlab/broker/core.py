@@ -79,6 +79,9 @@ class Broker:
         from streamlab.broker.retention import apply_retention  # a cycle: retention uses Broker
 
         apply_retention(self, now_ms=int(time.time() * 1000))
+        from streamlab.broker.segment_timer import SegmentTimer  # a cycle: it uses Broker
+
+        self._segment_timer = SegmentTimer(self)  # segment.ms
 
     def _partition_counts(self, topics: Sequence[str]) -> dict[str, int]:
         return {t: self.topics[t].partitions for t in topics if t in self.topics}
@@ -140,6 +143,7 @@ class Broker:
         from streamlab.broker.transactions import close_coordinator  # a cycle: it uses Broker
 
         close_coordinator(self)  # first, outside the lock: its timer may be writing a marker
+        self._segment_timer.stop()  # likewise: it may be sealing a segment
         with self.lock:
             if self.closed:
                 return

@@ -46,7 +46,7 @@ def append(broker: Broker, topic: str, partition: int, batch: pa.RecordBatch, *,
     _check_timestamps(batch, topic, partition)
     sealed = len(log.sealed_segments())
     try:
-        base = log.append(batch, sync=sync)
+        base = log.append(batch, sync=sync, now_ms=broker.clock.time_ms())
     except (OSError, StreamlabError) as exc:
         _raise_if_deleted(broker, topic, partition, state, exc)
         raise

@@ -46,6 +46,7 @@ from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
 from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
 from streamlab.model.timeparse import record_timestamp
 from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition
+from streamlab.model.views import FIELDS_COLUMN
 from streamlab.port.schema_values import ProducerFormats, SchemaArg
 from streamlab.port.schemas import SchemaRegistryPort
 from streamlab.storage.base import PartitionLog
@@ -360,6 +361,8 @@ class Producer:
                         values=values.take(idx),
                         value_formats=pa.array(np.full(len(chunk), frame.value_format, dtype=np.int8)),
                     )
+                    if frame.fields is not None:  # kept typed to the sealed segment (model.frames)
+                        batch = batch.append_column(FIELDS_COLUMN, frame.fields.take(idx))
                     last = start + chunk_size >= len(rows)
                     base = self._append(topic, int(p), batch, sync=self._sync and last)
                     offsets[chunk] = np.arange(base, base + len(chunk))

@@ -173,3 +173,22 @@ def _contiguous(array: pa.Array) -> pa.Buffer:
         offsets[(array.offset + len(array)) * width : (array.offset + len(array) + 1) * width], "little"
     )
     return array.buffers()[2].slice(start, end - start)
+
+
+def combine_typed_fields(parts: list[pa.StructArray | None]) -> pa.StructArray | None:
+    """The typed fields of consecutive batches (``FrameRows.fields``, see ``model.frames``)
+    as one array typed as :func:`expand_json_objects` would type their JSON text, or None
+    when some batch has none or their types differ (then the text is read instead). As the
+    JSON reader does, a field null in every row has the null type."""
+    if not parts or any(p is None for p in parts):
+        return None
+    present = [p for p in parts if p is not None]
+    if any(p.type != present[0].type for p in present):
+        return None
+    combined = pa.concat_arrays(present) if len(present) > 1 else present[0]
+    if not combined.type.num_fields:
+        return None
+    children = combined.flatten()  # (no struct is null: send_many's rows are all objects)
+    children = [pa.nulls(len(c)) if c.null_count == len(c) else c for c in children]
+    names = [combined.type.field(i).name for i in range(combined.type.num_fields)]
+    return pa.StructArray.from_arrays(children, names=names)

@@ -17,10 +17,19 @@ travels, so that ``replay`` gives it back (``model.fields`` reads the text back 
 - timedelta, complex, period and interval columns are refused, naming the column.
 
 A frame with nothing left after the key and timestamp columns has null values.
+
+The JSON text is the record (what a consumer, ``poll`` or a wire Fetch reads), but the
+columns are not parsed back from it: :func:`frame_rows` also keeps them as Arrow arrays,
+typed as :mod:`streamlab.model.fields` would read the JSON (``FrameRows.fields``), and the
+embedded producer hands them to the partition log with the batch, so the active segment's
+replay and its sealed Parquet get them with no JSON round trip. Frames with a column whose
+cells are embedded as JSON (dicts, lists, mixed objects) or text that looks like dates
+(which the JSON reader would type as times) have no typed fields and are parsed as before.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +54,7 @@ class FrameRows:
     timestamps: np.ndarray  # int64 milliseconds
     largest: int  # bytes of the longest value
     value_format: int = FMT_JSON  # FMT_NULL when no value column is left
+    fields: pa.StructArray | None = None  # the value columns typed as fields.py reads the JSON, when exact
 
 
 def frame_rows(df: pd.DataFrame, *, key: str | None, timestamp: str | None) -> FrameRows:
@@ -62,8 +72,10 @@ def frame_rows(df: pd.DataFrame, *, key: str | None, timestamp: str | None) -> F
             raise ConfigError(f"column {column!r} is not in the DataFrame (columns: {list(df.columns)})")
     n = len(df)
     value_columns = [c for c in df.columns if c not in (key, timestamp)]
+    fields = None
     if value_columns:
-        values, fmt = json_objects(df, value_columns), FMT_JSON
+        values, fields = _json_objects(df, value_columns)
+        fmt = FMT_JSON
     else:  # an empty JSON document is not JSON: nothing left to send is a null value
         values, fmt = pa.nulls(n, pa.binary()), FMT_NULL
     if timestamp is not None:
@@ -71,22 +83,30 @@ def frame_rows(df: pd.DataFrame, *, key: str | None, timestamp: str | None) -> F
     else:
         stamps = np.full(n, int(time.time() * 1000), dtype=np.int64)
     largest = int(pc.max(pc.binary_length(values)).as_py() or 0) if n else 0
-    return FrameRows(values, stamps, largest, fmt)
+    return FrameRows(values, stamps, largest, fmt, fields)
 
 
 def json_objects(df: pd.DataFrame, columns: list[Any]) -> pa.Array:
     """Each row of ``df[columns]`` as a compact JSON object (binary), keys in column order."""
+    return _json_objects(df, columns)[0]
+
+
+def _json_objects(df: pd.DataFrame, columns: list[Any]) -> tuple[pa.Array, pa.StructArray | None]:
+    """:func:`json_objects`, and the same columns as typed fields (None: not exactly)."""
     n = len(df)
     if n == 0:
-        return pa.array([], pa.binary())
+        return pa.array([], pa.binary()), None
     arrays: dict[str, pa.Array] = {}
     members: list[str] = []
+    typed: list[pa.Array] | None = []
     for i, name in enumerate(columns):
         array, kind = _arrow_column(name, _series(df, name))
         internal = f"c{i}"  # DuckDB names are case-insensitive: "A" and "a" would clash
         arrays[internal] = array
         term = {"plain": internal, "time": f"strftime({internal}, '{_ISO_UTC}')", "json": f"{internal}::JSON"}[kind]
         members.append(f"{_literal(str(name))}, {term}")
+        field = None if typed is None else _as_read_back(array, kind)
+        typed = None if typed is None or field is None else [*typed, field]
     table = pa.table(arrays)
     con = duckdb.connect(":memory:")
     try:
@@ -94,7 +114,39 @@ def json_objects(df: pd.DataFrame, columns: list[Any]) -> pa.Array:
         out = con.sql(f"SELECT json_object({', '.join(members)})::BLOB AS v FROM frame").to_arrow_table()
     finally:
         con.close()
-    return out.column(0).combine_chunks().cast(pa.binary())
+    values = out.column(0).combine_chunks().cast(pa.binary())
+    fields = None if typed is None else pa.StructArray.from_arrays(typed, names=[str(c) for c in columns])
+    return values, fields
+
+
+_DATE_LIKE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def _as_read_back(array: pa.Array, kind: str) -> pa.Array | None:
+    """``array`` (a value column as :func:`_arrow_column` gives it) typed as
+    :func:`streamlab.model.fields.expand_json_objects` types it after reading the JSON
+    text back, or None when that cannot be told without the text (cells embedded as JSON,
+    text the JSON reader may take for times, unsigned integers past int64)."""
+    kind_type = array.type
+    if kind == "json":
+        return None
+    if kind == "time":
+        return array.cast(pa.timestamp("us", "UTC"))  # naive UTC microseconds, written as ISO text
+    if pa.types.is_null(kind_type) or pa.types.is_boolean(kind_type):
+        return array
+    if pa.types.is_integer(kind_type):
+        return None if kind_type == pa.uint64() else array.cast(pa.int64())
+    if pa.types.is_floating(kind_type):  # float32 is written in its own shortest form, read back as double
+        return array if kind_type == pa.float64() else None
+    if pa.types.is_string(kind_type) or pa.types.is_large_string(kind_type) or pa.types.is_string_view(kind_type):
+        present = array.drop_null()
+        if len(present) and _DATE_LIKE.match(present[0].as_py()):
+            return None
+        try:
+            return array.cast(pa.string())
+        except pa.ArrowInvalid:  # past 2 GiB of text in one send_many: read back as before
+            return None
+    return None
 
 
 def _series(df: pd.DataFrame, name: Any) -> pd.Series:

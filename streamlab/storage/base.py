@@ -47,6 +47,7 @@ class LogSnapshot:
     active: pa.Table
     damage: list[Damage]
     log_start: int
+    active_fields: pa.StructArray | None = None  # the active values' fields, typed by their producer
     _release: Any = None
 
     def release(self) -> None:
@@ -71,11 +72,13 @@ class PartitionLog(Protocol):
     def high_watermark(self) -> int:
         """Offset the next appended record will get."""
 
-    def append(self, batch: pa.RecordBatch, *, sync: bool) -> int:
+    def append(self, batch: pa.RecordBatch, *, sync: bool, now_ms: int | None = None) -> int:
         """Store ``batch`` (offsets are reassigned) and return its base offset.
 
         When this returns, the batch is visible to readers; with ``sync=True`` it is also
-        on stable storage.
+        on stable storage. ``batch`` may carry a ``value_fields`` column (the values'
+        fields, typed by their producer) beside the record columns; ``now_ms`` is the
+        broker's clock, from which ``segment.ms`` counts a new segment's age.
         """
 
     def read(self, offset: int, max_records: int) -> pa.Table:
@@ -93,6 +96,10 @@ class PartitionLog(Protocol):
 
     def roll(self) -> None:
         """Seal the active segment now (no-op when it is empty)."""
+
+    def roll_if_older(self, segment_ms: int, now_ms: int) -> bool:
+        """Seal the active segment if its first record was appended ``segment_ms`` or more
+        before ``now_ms``; whether it did."""
 
     def apply_retention(self, config: dict[str, Any], now_ms: int) -> int:
         """Delete whole segments past ``retention.ms`` / ``retention.bytes``; return how many."""

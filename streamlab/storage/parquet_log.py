@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from streamlab.errors import ClosedError, CorruptSegmentError, OffsetOutOfRangeError, RecoveryWarning, StorageError
-from streamlab.model.fields import expand_json_objects
+from streamlab.model.fields import combine_typed_fields, expand_json_objects
 from streamlab.model.schema import BASE_COLUMNS, RECORD_SCHEMA, with_base_offset
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.views import FIELDS_COLUMN
@@ -106,6 +106,11 @@ class ParquetPartitionLog:
         self._unpinned_deletes: set[str] = set()  # files to remove when their last reader is done
         self._active_batches: list[pa.RecordBatch] = []
         self._active_bases: list[int] = []
+        # Per active batch, its values' fields as the producer had them typed (send_many),
+        # or None: the segment is sealed with them instead of parsing the JSON text back.
+        # Memory only: after a restart the text is parsed, which gives the same types.
+        self._active_fields: list[pa.StructArray | None] = []
+        self._active_since_ms: int | None = None  # clock time of the first active append (segment.ms)
         self._active_file: ActiveSegmentFile | None = None
         self.damage: list[Damage] = []
         self._closed = False
@@ -211,6 +216,7 @@ class ParquetPartitionLog:
             for batch in kept:
                 self._active_bases.append(batch.column(0)[0].as_py())
                 self._active_batches.append(batch)
+                self._active_fields.append(None)
                 self._next = max(self._next, self._active_bases[-1] + batch.num_rows)
             if found.damaged_tail_offsets is not None:  # acknowledged offsets: never reuse them
                 self._next = max(self._next, found.damaged_tail_offsets[1])
@@ -248,19 +254,29 @@ class ParquetPartitionLog:
         no other append between (a transactional batch notes its offsets before it is stored)."""
         return self._lock
 
-    def append(self, batch: pa.RecordBatch, *, sync: bool) -> int:
+    def append(self, batch: pa.RecordBatch, *, sync: bool, now_ms: int | None = None) -> int:
         """Store ``batch`` at the end of the log. On a write failure (disk full) nothing of it
         is kept and :class:`StorageError` is raised; a failure to seal the segment *after*
         the append does not undo it (the records are durable in the active file) and the
-        seal is tried again on the next append."""
+        seal is tried again on the next append. A ``value_fields`` column beside the record
+        columns (send_many's typed values) is kept in memory for sealing, never written to
+        the active file. ``now_ms`` (the broker's clock) starts the segment's age when it is
+        the first record of the active segment (see :meth:`roll_if_older`)."""
         with self._lock:
             if self._closed:
                 raise ClosedError(f"{self.topic}/{self.partition}: the partition log is closed")
+            fields = None
+            if FIELDS_COLUMN in batch.schema.names:
+                fields = batch.column(FIELDS_COLUMN)
+                batch = batch.select(BASE_COLUMNS)
             base = self._next
             batch = with_base_offset(batch, base)
             self._write_frame(batch, sync=False)
+            if not self._active_batches or self._active_since_ms is None:
+                self._active_since_ms = now_ms
             self._active_bases.append(base)
             self._active_batches.append(batch)
+            self._active_fields.append(fields)
             self._next = base + batch.num_rows
             if self._active_file is not None and self._active_file.size >= self.segment_bytes:
                 try:
@@ -433,7 +449,7 @@ class ParquetPartitionLog:
             snap = LogSnapshot(
                 segments, [self.dir / s.path for s in segments],
                 pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA),
-                list(self.damage), self._log_start,
+                list(self.damage), self._log_start, combine_typed_fields(self._active_fields),
             )  # fmt: skip
         snap._release = lambda: self._unpin([s.path for s in segments])
         return snap
@@ -470,7 +486,8 @@ class ParquetPartitionLog:
             if not self._active_batches:
                 return
             table = pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA)
-            seg = self._write_segment(table, _name(table.column("offset")[0].as_py(), ".parquet"))
+            fields = combine_typed_fields(self._active_fields)
+            seg = self._write_segment(table, _name(table.column("offset")[0].as_py(), ".parquet"), fields=fields)
             crash_point("seal.before-index")
             self._catalog.add_segment(seg)
             self._segments.append(seg)
@@ -479,12 +496,30 @@ class ParquetPartitionLog:
             self._active_file.close(durable_elsewhere=True)  # the fsynced segment has it all
             self._active_file.path.unlink()
             self._active_file = None
-            self._active_batches, self._active_bases = [], []
+            self._active_batches, self._active_bases, self._active_fields = [], [], []
+            self._active_since_ms = None
 
-    def _write_segment(self, table: pa.Table, name: str) -> SegmentInfo:
+    def roll_if_older(self, segment_ms: int, now_ms: int) -> bool:
+        """Seal the active segment when its first record was appended ``segment_ms`` or
+        more before ``now_ms`` (both on the broker's clock): ``segment.ms``, measured from
+        the append rather than, as Kafka does, from the first record's timestamp, which
+        for historical data would seal at every append. Whether it sealed."""
+        with self._lock:
+            if self._closed or not self._active_batches:
+                return False
+            if self._active_since_ms is None:  # recovered at open: its age starts now
+                self._active_since_ms = now_ms
+            if now_ms - self._active_since_ms < segment_ms:
+                return False
+            self.roll()
+            return True
+
+    def _write_segment(self, table: pa.Table, name: str, *, fields: pa.StructArray | None = None) -> SegmentInfo:
         """Write ``table`` durably as the segment file ``name`` (temporary name, fsync,
-        rename, fsync of the directory); nothing is left behind if that fails."""
-        fields = expand_json_objects(table)
+        rename, fsync of the directory); nothing is left behind if that fails. ``fields``:
+        the values' fields typed already (else the JSON text is parsed)."""
+        if fields is None:
+            fields = expand_json_objects(table)
         if fields is not None:
             table = table.append_column(FIELDS_COLUMN, fields)
         sink = pa.BufferOutputStream()

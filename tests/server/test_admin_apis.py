@@ -337,3 +337,23 @@ def test_committed_leader_epochs_come_back_and_survive_restarts(
     fresh = AdminClient({"bootstrap.servers": shared_server.bootstrap})  # the old one's view predates the restarts
     fresh.alter_consumer_group_offsets([again])[group].result(10)
     assert fetched()[0] == (0, 6, None)  # a commit without an epoch replaces the old one
+
+
+def test_segment_ms_set_over_the_wire_seals_the_served_topic_on_time(
+    shared_server: ServerProcess, admin: AdminClient, create_shared_topic: Callable[..., str]
+) -> None:
+    topic = create_shared_topic(config={"segment.ms": "500"})
+    configs = next(iter(admin.describe_configs([ConfigResource("TOPIC", topic)]).values())).result(10)
+    assert configs["segment.ms"].value == "500"
+    produce(shared_server.bootstrap, topic, 10)
+    segments = shared_server.data_dir / "topics" / topic / "0"
+    deadline = time.monotonic() + 15  # the server's segment timer looks about once a second
+    while list(segments.glob("*.log")) and time.monotonic() < deadline:  # the .log goes last
+        time.sleep(0.1)
+    assert len(list(segments.glob("*.parquet"))) == 1 and not list(segments.glob("*.log"))
+    refused = ConfigResource("TOPIC", topic, incremental_configs=[
+        ConfigEntry("segment.ms", "0", incremental_operation=AlterConfigOpType.SET)])  # fmt: skip
+    with pytest.raises(Exception, match=r"segment\.ms"):
+        next(iter(admin.incremental_alter_configs([refused]).values())).result(10)
+    broker = next(iter(admin.describe_configs([ConfigResource("BROKER", "0")]).values())).result(10)
+    assert broker["log.roll.ms"].value == "60000"
