@@ -355,27 +355,45 @@ class Lab:
         return self._read(topic, page, key_format, value_format, raw=True, decode_keys=True)
 
     # the Kafka protocol endpoint -------------------------------------------------------
-    def serve(self, port: int | None = None, *, host: str = "127.0.0.1") -> str:
+    def serve(
+        self, port: int | None = None, *, host: str = "127.0.0.1", schema_registry_port: int | None = None
+    ) -> str:
         """Serve this embedded lab's broker over the Kafka protocol, in a background thread
         of this process, and return the bootstrap address ``"HOST:PORT"`` once it accepts
         connections (a free port unless ``port`` is given). Any Kafka client, in this process
         or another, then works on this directory beside the lab; :meth:`close` stops it.
         Calling it again returns the same address; asking for another port raises ConfigError.
-        A ``kafka://`` lab raises UnsupportedOperationError: its cluster is the endpoint."""
+        A ``kafka://`` lab raises UnsupportedOperationError: its cluster is the endpoint.
+        ``schema_registry_port`` (0: a free one) also serves this directory's Schema Registry
+        (Confluent's REST API, as ``streamlab serve --schema-registry-port``); its URL is then
+        :attr:`schema_registry_url`."""
         from streamlab.server.in_process import acquire  # the wire server loads only when served
 
         if isinstance(port, bool) or not (port is None or (isinstance(port, int) and 0 <= port <= 65535)):
             raise ConfigError(f"port must be an integer from 0 to 65535 (0 or None: a free one), got {port!r}")
         if not isinstance(host, str) or not host:
             raise ConfigError(f"host must be a host name or IP address, got {host!r}")
+        registry = schema_registry_port
+        if registry is not None and (isinstance(registry, bool) or not isinstance(registry, int)
+                                     or not 0 <= registry <= 65535):  # fmt: skip
+            raise ConfigError(
+                f"schema_registry_port must be an integer from 0 to 65535 (0: a free one), got {registry!r}"
+            )
         if self._closed:
             raise ClosedError("this lab is closed; connect again with streamlab.connect()")
         if self._endpoint is not None and self._endpoint.running:
-            if not self._endpoint.matches(host, port):
+            if not self._endpoint.matches(host, port, registry=registry is not None):
                 raise ConfigError(f"this lab already serves at {self._endpoint.address}; close it to serve elsewhere")
             return self._endpoint.address
-        self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port)
+        self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port, schema_registry_port=registry)
         return self._endpoint.address
+
+    @property
+    def schema_registry_url(self) -> str | None:
+        """The URL of the Schema Registry :meth:`serve` serves (``serve(schema_registry_port=0)``),
+        else None."""
+        endpoint = self._endpoint
+        return endpoint.registry_url if endpoint is not None and endpoint.running else None
 
     # streaming jobs ---------------------------------------------------------------------
     def start_job(
