@@ -42,6 +42,12 @@ def _choice(*choices: str) -> Any:
     return check
 
 
+# How a topic's keys and values are read: "auto" decodes Confluent's wire format through the
+# Schema Registry and spreads JSON objects into fields; the others force one reading.
+RECORD_FORMATS: tuple[str, ...] = ("auto", "json", "avro", "protobuf", "jsonschema", "string", "bytes")
+KEY_FORMAT_CONFIG = "streamlab.key.format"
+VALUE_FORMAT_CONFIG = "streamlab.value.format"
+
 # name -> (default, validator). Defaults follow Kafka, except segment.bytes: a sealed
 # segment becomes one Parquet file, and 64 MiB keeps files few but replays cache-friendly;
 # and segment.ms: a minute (Kafka: 7 days), so what a notebook produced is typed Parquet
@@ -63,6 +69,12 @@ TOPIC_CONFIGS: dict[str, tuple[Any, Any]] = {
     "compression.type": ("producer", _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
     # One broker holds the only replica: 1 is the one value acks=all can honour.
     "min.insync.replicas": (1, _int(1, max_value=1)),
+    # How replay, sql, poll, browse, the CLI and the widgets read this topic's keys and
+    # values when a call does not say (streamlab.front.replay_frame). Kept among the
+    # topic's configs so they live with the topic in the data directory and are seen
+    # through `streamlab serve`; other Kafka clients show them and ignore them.
+    KEY_FORMAT_CONFIG: ("auto", _choice(*RECORD_FORMATS)),
+    VALUE_FORMAT_CONFIG: ("auto", _choice(*RECORD_FORMATS)),
 }
 
 LIST_CONFIGS = frozenset({"cleanup.policy"})  # configs whose value is a comma-separated list

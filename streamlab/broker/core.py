@@ -125,10 +125,11 @@ class Broker:
         with self.data_arrived:
             self.data_arrived.wait(timeout)
 
-    def advertise(self, address: str) -> None:
+    def advertise(self, address: str, registry_url: str | None = None) -> None:
         """Record that this process serves the directory at ``address`` (``kafka://host:port``),
-        so another process that tries to open it is told where to connect."""
-        self._dir_lock.advertise(address)
+        and its Schema Registry at ``registry_url`` if it serves one, so another process that
+        tries to open it is told where to connect."""
+        self._dir_lock.advertise(address, registry_url)
 
     def history_store(self, *, keep_ms: int) -> CatalogHistory:
         """Offsets over time, in the catalog (what ``lab.start_history`` samples into)."""

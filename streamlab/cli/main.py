@@ -24,7 +24,7 @@ from streamlab.errors import StreamlabError, UnknownPartitionError, UnknownTopic
 from streamlab.model.limits import check_record_size, record_size
 from streamlab.model.serde import encode
 from streamlab.model.types import Record, TopicPartition
-from streamlab.storage.lock import served_address
+from streamlab.storage.lock import served
 
 DEFAULT_DATA = "streamlab-data"
 Handler = Callable[[argparse.Namespace], int]
@@ -55,10 +55,14 @@ def _with_lab(command: Callable[[streamlab.Lab, argparse.Namespace], int], *, re
                 f"no data directory at {data}; check --data (or $STREAMLAB_DATA), "
                 "or create a topic there with `streamlab topics create NAME`"
             )
-        served = served_address(data) if data.is_dir() else None
-        if served is not None:
-            print(f"streamlab: {data} is served by another process; using {served}", file=sys.stderr)
-        with streamlab.connect(served or data) as lab:
+        address, registry = served(data) if data.is_dir() else (None, None)
+        if address is None:
+            with streamlab.connect(data) as lab:
+                return command(lab, args)
+        # the server's registry too, when it serves one: consume and replay decode through it
+        print(f"streamlab: {data} is served by another process; using {address}"
+              + (f" and its Schema Registry at {registry}" if registry else ""), file=sys.stderr)  # fmt: skip
+        with streamlab.connect(address, schema_registry=registry) as lab:
             return command(lab, args)
 
     return handler

@@ -75,6 +75,9 @@ class EmbeddedBackend:
     def alter_topic_config(self, name: str, config: dict[str, Any]) -> dict[str, Any]:
         return topics.alter_config(self.broker, name, config)
 
+    def topic_config(self, name: str) -> dict[str, Any]:
+        return dict(self.broker.topic(name).config)
+
     def delete_topic(self, name: str) -> None:
         topics.delete_topic(self.broker, name)
 

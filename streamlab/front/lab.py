@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from streamlab import api
+from streamlab.config import KEY_FORMAT_CONFIG, VALUE_FORMAT_CONFIG
 from streamlab.errors import (
     ClosedError,
     ConfigError,
@@ -25,9 +26,16 @@ from streamlab.errors import (
     UnsupportedOperationError,
 )
 from streamlab.front.history import History, check_names
-from streamlab.front.registry_frame import RegistryDecoder, decode_registry_values
+from streamlab.front.record_formats import (
+    SchemaReader,
+    TopicFormatDecoder,
+    check_format,
+    needs_stored,
+    read_frame,
+    topic_formats,
+)
 from streamlab.front.registry_sql import registry_sql
-from streamlab.front.replay_frame import RAW_FORMATS, check_formats, replay_bound, with_formats
+from streamlab.front.replay_frame import replay_bound
 from streamlab.front.schemas import Schemas
 from streamlab.front.user_sql import check_statement, query_errors
 from streamlab.model.dataframes import replay_dataframe, typed_frame
@@ -108,14 +116,27 @@ class Lab:
         return self.backend.producer(**config)
 
     def consumer(
-        self, topics: Iterable[str] | str | None = None, *, value_format: str = "auto", **config: Any
+        self,
+        topics: Iterable[str] | str | None = None,
+        *,
+        key_format: str | None = None,
+        value_format: str | None = None,
+        **config: Any,
     ) -> api.Consumer:
-        """A consumer. ``value_format="auto"`` (the default): keys and values in Confluent's
-        wire format are decoded through :attr:`schemas` in ``poll()`` and ``poll_frame()``;
-        ``"bytes"``: they stay the bytes they are."""
-        if value_format not in ("auto", "bytes"):
-            raise ConfigError(f"a consumer's value_format is 'auto' or 'bytes', got {value_format!r}")
-        decoder = RegistryDecoder(self._registry_decoder) if value_format == "auto" else None
+        """A consumer. ``key_format``/``value_format`` (as in :meth:`replay`; None, the
+        default: each topic's own, see :meth:`set_format`) choose how ``poll()`` and
+        ``poll_frame()`` read keys and values: under "auto", those in Confluent's wire format
+        are decoded through :attr:`schemas`; ``"bytes"`` leaves them the bytes they are."""
+        check_format("key_format", key_format)
+        check_format("value_format", value_format)
+        if key_format == value_format == "bytes" or (key_format is None and value_format == "bytes"):
+            return self.backend.consumer(topics, decoder=None, **config)
+
+        def formats(topic: str) -> tuple[str, str]:
+            own = topic_formats(self.backend, topic) if key_format is None or value_format is None else ("", "")
+            return key_format or own[0], value_format or own[1]
+
+        decoder = TopicFormatDecoder(self._registry_decoder, formats, self._registry)
         return self.backend.consumer(topics, decoder=decoder, **config)
 
     def share_consumer(
@@ -190,8 +211,8 @@ class Lab:
         raw: bool = False,
         headers: bool = False,
         progress: bool | None = None,
-        key_format: str = "auto",
-        value_format: str = "auto",
+        key_format: str | None = None,
+        value_format: str | None = None,
         isolation_level: api.IsolationLevel = "read_committed",
     ) -> pd.DataFrame:
         """Records of ``topic`` from ``start`` (inclusive) to ``end`` (exclusive), as pandas.
@@ -200,12 +221,14 @@ class Lab:
         values are spread into a column per field; ``raw=True`` adds the ``value`` column.
         Rows are ordered by partition, then offset. A progress bar (tqdm.auto) follows
         replays of 500,000 records or more; ``progress`` forces it on or off.
-        ``key_format``/``value_format`` ("auto", "json", "string", "bytes") choose how keys
-        and values are read for this call (see ``front.replay_frame.with_formats``).
+        ``key_format``/``value_format`` ("auto", "json", "avro", "protobuf", "jsonschema",
+        "string", "bytes") choose how keys and values are read for this call; None (the
+        default) reads the topic's own formats (:meth:`set_format`, else "auto"; see
+        ``front.record_formats``).
         Records of transactions show once committed (``isolation_level="read_uncommitted"``:
         also those aborted or still open); transaction markers never do.
         """
-        check_formats(key_format=key_format, value_format=value_format)
+        key_format, value_format = self._formats(topic, key_format, value_format)
         committed = _committed(isolation_level)
         count = self.backend.partition_count(topic)
         bounds = Bounds(partitions=_partitions(topic, partitions, count), **replay_bound("start", start),
@@ -215,16 +238,57 @@ class Lab:
         from tqdm.auto import tqdm  # imported here: only replays pay for it
 
         with tqdm(total=total, disable=not show, desc=f"replay {topic}", unit="rec") as bar:
-            stored = raw or value_format in RAW_FORMATS
+            stored = raw or needs_stored(value_format)
             table = self.backend.replay_table(topic, bounds, raw=stored, headers=headers,
                                               progress=bar.update if show else None, committed=committed)  # fmt: skip
             if show and bar.n != bar.total:  # an estimate off (times out of order): end the bar full
                 bar.total = bar.n
                 bar.refresh()
         frame = replay_dataframe(table, raw=stored)
-        if value_format == "auto":
-            frame = decode_registry_values(frame, self._registry_decoder, raw=raw)
-        return with_formats(frame, key_format=key_format, value_format=value_format, raw=raw)
+        return self._read(topic, frame, key_format, value_format, raw=raw, decode_keys=not raw)
+
+    def set_format(self, topic: str, *, key_format: str | None = None, value_format: str | None = None) -> None:
+        """Say once how ``topic``'s keys and/or values are read when a call does not say:
+        ``"auto"``, ``"json"``, ``"avro"``, ``"protobuf"``, ``"jsonschema"``, ``"string"`` or
+        ``"bytes"`` (as ``replay``'s ``key_format``/``value_format``). Honoured by replay,
+        sql, consumers' poll, browse, the CLI and the widgets. Kept as the topic configs
+        ``streamlab.key.format``/``streamlab.value.format`` in the data directory (so
+        ``streamlab serve`` and its Kafka clients see them too). Apache Kafka refuses config
+        names it does not know: there, pass the formats per call."""
+        changes = {name: check_format(which, fmt) for name, which, fmt in (
+            (KEY_FORMAT_CONFIG, "key_format", key_format), (VALUE_FORMAT_CONFIG, "value_format", value_format),
+        ) if fmt is not None}  # fmt: skip
+        if not changes:
+            raise ConfigError("set_format needs key_format=, value_format= or both")
+        self.backend.alter_topic_config(topic, changes)
+        kept = self.backend.topic_config(topic)
+        if any(kept.get(name) != fmt for name, fmt in changes.items()):  # a cluster that drops unknown configs
+            raise UnsupportedOperationError(
+                f"this cluster does not keep the topic configs {sorted(changes)}: pass key_format=/value_format= "
+                "per call (replay, browse, consumer) instead"
+            )
+
+    def formats(self, topic: str) -> dict[str, str]:
+        """How ``topic``'s keys and values are read when a call does not say (see :meth:`set_format`)."""
+        key, value = topic_formats(self.backend, topic)
+        return {"key_format": key, "value_format": value}
+
+    def _formats(self, topic: str, key_format: str | None, value_format: str | None) -> tuple[str, str]:
+        key, value = check_format("key_format", key_format), check_format("value_format", value_format)
+        if key is None or value is None:
+            own = topic_formats(self.backend, topic)
+            key, value = key or own[0], value or own[1]
+        return key, value
+
+    def _read(
+        self, topic: str, frame: pd.DataFrame, key_format: str, value_format: str, *, raw: bool, decode_keys: bool
+    ) -> pd.DataFrame:
+        return read_frame(frame, key_format=key_format, value_format=value_format, raw=raw,
+                          registry=self._registry_decoder, decode_keys=decode_keys,
+                          reader=lambda side, fmt: SchemaReader(self._registry, topic, side, fmt))  # fmt: skip
+
+    def _registry(self) -> Schemas | None:
+        return self.schemas if self.backend.has_schema_registry() else None
 
     def _registry_decoder(self) -> Callable[[bytes], Any] | None:
         """Decodes Confluent-framed values through ``lab.schemas``; None when no registry is
@@ -265,6 +329,8 @@ class Lab:
         limit: int = 100,
         *,
         after: tuple[int, int] | None = None,
+        key_format: str | None = None,
+        value_format: str | None = None,
     ) -> pd.DataFrame:
         """Up to ``limit`` records of ``topic`` that match, ordered by partition then offset,
         read a window at a time (never the whole topic).
@@ -274,7 +340,9 @@ class Lab:
         or value. ``start``/``end`` are offsets or times as in :meth:`replay`; a negative
         ``start`` (``start=-100``) means the last 100 offsets of each partition. ``after=(partition,
         offset)`` continues after the last row of the previous page. Columns are those of
-        ``replay(raw=True, headers=True)``: JSON fields spread, ``value`` the stored text.
+        ``replay(raw=True, headers=True)``: JSON fields spread, ``value`` the stored text; keys
+        and values read as ``key_format``/``value_format`` say (None: the topic's own, as in
+        :meth:`replay`), Confluent-framed ones decoded after the filters ran on the stored bytes.
         """
         from streamlab.front.browse import browse
 
@@ -282,30 +350,50 @@ class Lab:
         chosen = _partitions(topic, partitions, count)
         page = browse(self.backend, topic, range(count) if chosen is None else chosen,
                       where=where, search=search, start=start, end=end, limit=limit, after=after)  # fmt: skip
-        return decode_registry_values(page, self._registry_decoder, raw=True)  # filters saw the stored bytes
+        key_format, value_format = self._formats(topic, key_format, value_format)
+        # the filters saw the stored bytes; what the page shows is decoded
+        return self._read(topic, page, key_format, value_format, raw=True, decode_keys=True)
 
     # the Kafka protocol endpoint -------------------------------------------------------
-    def serve(self, port: int | None = None, *, host: str = "127.0.0.1") -> str:
+    def serve(
+        self, port: int | None = None, *, host: str = "127.0.0.1", schema_registry_port: int | None = None
+    ) -> str:
         """Serve this embedded lab's broker over the Kafka protocol, in a background thread
         of this process, and return the bootstrap address ``"HOST:PORT"`` once it accepts
         connections (a free port unless ``port`` is given). Any Kafka client, in this process
         or another, then works on this directory beside the lab; :meth:`close` stops it.
         Calling it again returns the same address; asking for another port raises ConfigError.
-        A ``kafka://`` lab raises UnsupportedOperationError: its cluster is the endpoint."""
+        A ``kafka://`` lab raises UnsupportedOperationError: its cluster is the endpoint.
+        ``schema_registry_port`` (0: a free one) also serves this directory's Schema Registry
+        (Confluent's REST API, as ``streamlab serve --schema-registry-port``); its URL is then
+        :attr:`schema_registry_url`."""
         from streamlab.server.in_process import acquire  # the wire server loads only when served
 
         if isinstance(port, bool) or not (port is None or (isinstance(port, int) and 0 <= port <= 65535)):
             raise ConfigError(f"port must be an integer from 0 to 65535 (0 or None: a free one), got {port!r}")
         if not isinstance(host, str) or not host:
             raise ConfigError(f"host must be a host name or IP address, got {host!r}")
+        registry = schema_registry_port
+        if registry is not None and (isinstance(registry, bool) or not isinstance(registry, int)
+                                     or not 0 <= registry <= 65535):  # fmt: skip
+            raise ConfigError(
+                f"schema_registry_port must be an integer from 0 to 65535 (0: a free one), got {registry!r}"
+            )
         if self._closed:
             raise ClosedError("this lab is closed; connect again with streamlab.connect()")
         if self._endpoint is not None and self._endpoint.running:
-            if not self._endpoint.matches(host, port):
+            if not self._endpoint.matches(host, port, registry=registry is not None):
                 raise ConfigError(f"this lab already serves at {self._endpoint.address}; close it to serve elsewhere")
             return self._endpoint.address
-        self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port)
+        self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port, schema_registry_port=registry)
         return self._endpoint.address
+
+    @property
+    def schema_registry_url(self) -> str | None:
+        """The URL of the Schema Registry :meth:`serve` serves (``serve(schema_registry_port=0)``),
+        else None."""
+        endpoint = self._endpoint
+        return endpoint.registry_url if endpoint is not None and endpoint.running else None
 
     # streaming jobs ---------------------------------------------------------------------
     def start_job(

@@ -14,7 +14,6 @@ they are, and nothing touches the registry then.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,7 +21,6 @@ import pandas as pd
 
 from streamlab.errors import StreamlabError
 from streamlab.model.schemas.wire import is_confluent
-from streamlab.model.types import Record
 
 KEY, VALUE, ERROR = "key", "value", "value_error"
 
@@ -31,12 +29,13 @@ def _framed(value: Any) -> bool:
     return isinstance(value, bytes) and is_confluent(value)
 
 
-def _framed_rows(column: pd.Series) -> pd.Series:
-    """Which cells of ``column`` are Confluent-framed bytes. Only an object column can hold
-    bytes: a text or numeric one (every key streamlab decoded) is not looked at row by row."""
+def _framed_rows(column: pd.Series, select: Callable[[Any], bool] = _framed) -> pd.Series:
+    """Which cells of ``column`` ``select`` picks (default: Confluent-framed bytes). Only an
+    object column can hold bytes: a text or numeric one (every key streamlab decoded) is not
+    looked at row by row."""
     if column.dtype != object:
         return pd.Series(False, index=column.index)
-    return column.map(_framed).astype(bool)
+    return column.map(select).astype(bool)
 
 
 def _nullable(column: pd.Series) -> pd.Series:
@@ -73,7 +72,8 @@ def _field(record: Any, name: str) -> Any:
     return _field(inner, rest) if isinstance(inner, dict) and rest else None
 
 
-def _decode_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[bytes], Any] | None]) -> pd.DataFrame:
+def decode_registry_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[Any], Any] | None]) -> pd.DataFrame:
+    """``frame`` with its Confluent-framed keys decoded (a key that does not decode stays as it is)."""
     if KEY not in frame.columns or frame.empty:
         return frame
     mask = _framed_rows(frame[KEY])
@@ -94,16 +94,22 @@ def _decode_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[bytes], Any
 
 
 def decode_registry_values(
-    frame: pd.DataFrame, decode: Callable[[], Callable[[bytes], Any] | None], *, raw: bool = False
+    frame: pd.DataFrame,
+    decode: Callable[[], Callable[[Any], Any] | None],
+    *,
+    raw: bool = False,
+    keys: bool | None = None,
+    select: Callable[[Any], bool] = _framed,
 ) -> pd.DataFrame:
-    """``frame`` with its Confluent-framed values decoded by ``decode()`` (called only when
-    there are any; None: no registry, the frame stays as it is). Framed keys are decoded in
-    place (``raw=True`` keeps their bytes); a key that does not decode stays as it is."""
-    if not raw:
-        frame = _decode_keys(frame, decode)
+    """``frame`` with its Confluent-framed values (those ``select`` picks) decoded by
+    ``decode()`` (called only when there are any; None: no registry, the frame stays as it
+    is). Framed keys are decoded in place when ``keys`` (default: unless ``raw``); a key that
+    does not decode stays as it is."""
+    if keys if keys is not None else not raw:
+        frame = decode_registry_keys(frame, decode)
     if VALUE not in frame.columns or frame.empty:
         return frame
-    mask = _framed_rows(frame[VALUE])
+    mask = _framed_rows(frame[VALUE], select)
     if not mask.any():
         return frame
     decoder = decode()
@@ -151,50 +157,3 @@ def decode_registry_values(
     if not raw and out[VALUE].isna().all():
         out = out.drop(columns=VALUE)
     return out
-
-
-class RegistryDecoder:
-    """What ``Lab.consumer`` hands its consumer (:class:`streamlab.port.record_decode.RecordDecoder`):
-    ``poll()``'s Confluent-framed keys and values decoded through the lab's registry (Avro
-    records as dicts, logical timestamps as datetimes), ``poll_frame()``'s values as replay
-    decodes them. A record that does not decode (an unknown schema id, bytes that only
-    start like a framed payload) keeps its bytes; the registry is looked up on the first
-    framed record, so topics without any never touch it."""
-
-    def __init__(self, decode: Callable[[], Callable[[bytes], Any] | None]) -> None:
-        self._factory = decode
-        self._decoder: list[Callable[[bytes], Any] | None] = []  # made once, on first use
-        self._lock = threading.Lock()
-
-    def _decode(self) -> Callable[[bytes], Any] | None:
-        with self._lock:
-            if not self._decoder:
-                try:
-                    self._decoder.append(self._factory())
-                except (StreamlabError, ModuleNotFoundError):  # a closed lab; the registry extra missing
-                    self._decoder.append(None)
-            return self._decoder[0]
-
-    def _one(self, data: Any) -> Any:
-        if not _framed(data):
-            return data
-        decoder = self._decode()
-        if decoder is None:
-            return data
-        try:
-            return decoder(data)
-        except StreamlabError:
-            return data
-
-    def records(self, records: list[Record]) -> list[Record]:
-        out = records
-        for i, record in enumerate(records):
-            key, value = self._one(record.key), self._one(record.value)
-            if key is not record.key or value is not record.value:
-                if out is records:
-                    out = list(records)
-                out[i] = record._replace(key=key, value=value)
-        return out
-
-    def frame(self, frame: pd.DataFrame, *, raw: bool) -> pd.DataFrame:
-        return decode_registry_values(frame, self._decode, raw=raw)

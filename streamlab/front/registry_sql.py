@@ -5,7 +5,8 @@ table has its values decoded through the lab's Schema Registry, as ``replay`` de
 A topic counts as registry-framed when the registry has a subject for it under the
 TopicNameStrategy (``<topic>-value``), the subject every streamlab producer and
 confluent-kafka's serializers register under by default. Then every topic the statement
-names is replayed into memory and the statement runs over those frames (the Parquet
+names is replayed into memory and the statement runs over those frames. So is a topic
+given formats of its own (``lab.set_format``): it is read as replay reads it (the Parquet
 views of the embedded broker are skipped: a DuckDB view cannot run fastavro). Statements
 over other topics run as before, and never touch the registry: an embedded lab's registry
 is consulted only once its ``_schemas`` topic exists, a ``kafka://`` one only when
@@ -20,6 +21,7 @@ import duckdb
 import pandas as pd
 
 from streamlab.errors import StreamlabError
+from streamlab.front.record_formats import topic_formats
 from streamlab.model.dataframes import typed_frame
 from streamlab.model.views import quote
 
@@ -36,6 +38,8 @@ def _table_names(statement: str) -> set[str]:
 
 
 def _framed(lab: Lab, topics: list[str]) -> bool:
+    if any(topic_formats(lab.backend, topic) != ("auto", "auto") for topic in topics):
+        return True  # read as lab.set_format said
     if not lab.backend.has_schema_registry():
         return False  # no schema was ever registered here (and no registry is created now)
     try:

@@ -30,16 +30,17 @@ def replay_bound(which: str, value: Any) -> dict[str, int]:
         raise InvalidOffsetError(str(exc)) from exc
 
 
-# key_format= / value_format= of a replay: how stored keys and values are read, per call.
-FORMATS = ("auto", "json", "string", "bytes")
 RAW_FORMATS = ("string", "bytes")  # read from the stored values, not the spread fields
 _RECORD_COLUMNS = frozenset({"topic", "partition", "offset", "timestamp", "key", "value", "value_error", "headers"})
 
 
-def check_formats(*, key_format: str, value_format: str) -> None:
-    for which, fmt in (("key_format", key_format), ("value_format", value_format)):
-        if fmt not in FORMATS:
-            raise ConfigError(f"{which} must be one of {', '.join(map(repr, FORMATS))}, got {fmt!r}")
+def spread_fields(frame: pd.DataFrame, *, drop: bool) -> pd.DataFrame:
+    """``frame`` without the columns of fields spread from JSON values (and ``value_error``)
+    when ``drop``: a reading that starts again from the stored values."""
+    if not drop:
+        return frame
+    fields = [c for c in frame.columns if c not in _RECORD_COLUMNS]
+    return frame.drop(columns=[*fields, "value_error"], errors="ignore")
 
 
 def with_formats(frame: pd.DataFrame, *, key_format: str, value_format: str, raw: bool) -> pd.DataFrame:
@@ -55,13 +56,11 @@ def with_formats(frame: pd.DataFrame, *, key_format: str, value_format: str, raw
     - ``"bytes"``: the stored bytes (no field columns).
     """
     if key_format != "auto" and "key" in frame.columns:
-        frame["key"] = pd.Series([_read(k, key_format)[0] for k in frame["key"]], index=frame.index, dtype=object)
+        frame["key"] = pd.Series([read_cell(k, key_format)[0] for k in frame["key"]], index=frame.index, dtype=object)
     if value_format == "auto" or "value" not in frame.columns:
         return frame
-    if value_format in RAW_FORMATS:
-        fields = [c for c in frame.columns if c not in _RECORD_COLUMNS]
-        frame = frame.drop(columns=[*fields, "value_error"], errors="ignore")
-    cells = [_read(v, value_format) for v in frame["value"]]
+    frame = spread_fields(frame, drop=value_format in RAW_FORMATS)
+    cells = [read_cell(v, value_format) for v in frame["value"]]
     frame["value"] = pd.Series([c for c, _ in cells], index=frame.index, dtype=object)
     # every value not spread into fields was read again: its error (if any) is the one now
     errors = pd.Series([e for _, e in cells], index=frame.index, dtype="string")
@@ -76,7 +75,7 @@ def with_formats(frame: pd.DataFrame, *, key_format: str, value_format: str, raw
     return frame
 
 
-def _read(cell: Any, fmt: str) -> tuple[Any, str | None]:
+def read_cell(cell: Any, fmt: str) -> tuple[Any, str | None]:
     """One key or value (as replay decoded it) read as ``fmt``: (cell, error or None)."""
     if cell is None or cell is pd.NA:
         return None, None

@@ -229,6 +229,10 @@ class KafkaBackend:
         self._info.pop(name, None)
         return changed
 
+    def topic_config(self, name: str) -> dict[str, Any]:
+        self._topic_info(name)
+        return self.topic_admin.configs([name]).get(name, {})
+
     def delete_topic(self, name: str) -> None:
         self._topic_info(name, fresh=True)  # UnknownTopicError, as on the embedded broker
         self.topic_admin.delete(name)

@@ -57,6 +57,7 @@ def detail_html(detail: MessageDetail | None) -> str:
         f"<table>{meta}</table><div><b>headers</b></div>"
         + (f"<table>{headers}</table>" if headers else "<div><i>none</i></div>")
         + f"<div><b>value</b></div><pre style='{_PRE}'>{html.escape(detail.value)}</pre>"
+        + (f"<div style='color:#b00020'><b>not decoded:</b> {html.escape(detail.error)}</div>" if detail.error else "")
     )
 
 

@@ -34,6 +34,7 @@ class MessageDetail:
     key: str
     value: str
     headers: dict[str, str]
+    error: str = ""  # why the value is shown as stored (it did not decode), else blank
 
 
 @dataclass(slots=True)
@@ -139,6 +140,7 @@ class MessageBrowserState:
             key=_pretty(record.get("key")),
             value=_pretty(_value(record)),
             headers={str(k): _text(v) for k, v in (record.get("headers") or {}).items()},
+            error="" if _missing(record.get("value_error")) else str(record["value_error"]),
         )
 
     def summary(self) -> str:
@@ -157,7 +159,7 @@ class MessageBrowserState:
 
 def _value(record: pd.Series) -> Any:
     """The value as stored: the text of JSON values (``browse`` keeps it), else the fields."""
-    fields = {k: _plain(v) for k, v in record.items() if k not in META and not _missing(v)}
+    fields = _nested({str(k): _plain(v) for k, v in record.items() if k not in META and not _missing(v)})
     if "value" in record.index:
         value = record["value"]
         if isinstance(value, bytes) and fields:  # decoded through the Schema Registry: its fields
@@ -169,6 +171,23 @@ def _value(record: pd.Series) -> Any:
                 return value
         return value
     return fields
+
+
+def _nested(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields as the record had them: nested records that replay flattened into dotted
+    names (``ship_to.city``) nested again, so the detail pane shows the decoded record."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        *path, last = name.split(".")
+        inner = out
+        for part in path:
+            found = inner.setdefault(part, {})
+            if not isinstance(found, dict):  # a field really named with a dot: keep the name
+                inner, last = out, name
+                break
+            inner = found
+        inner[last] = value
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -84,8 +84,9 @@ def format_time_lag(lag: timedelta | None) -> str:
 
 
 def short(value: Any, width: int = 60) -> str:
-    if isinstance(value, bytes):
-        text = value.decode("utf-8", errors="replace")
+    if isinstance(value, bytes):  # UTF-8 where it is, escapes for the rest and for control bytes
+        text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}"
+                       for c in value.decode("utf-8", errors="backslashreplace"))  # fmt: skip
     elif isinstance(value, str):
         text = value
     else:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from streamlab.errors import StreamlabError
 from streamlab.front.lab import Lab
+from streamlab.model.schemas.wire import is_confluent
 from streamlab.model.types import Record, TopicPartition
 from streamlab.notebook.state_helpers import maybe_int, num, records_of, short, stamp
 
@@ -211,6 +212,9 @@ class TailState:
         self.filter, self.key_filter, self.value_filter = filter, key_filter, value_filter
         self.ends: dict[int, int] = {}
         self.seen = 0
+        # why a shown record's key or value stayed raw, by (partition, offset): a framed
+        # payload the registry could not decode; every other record still shows decoded
+        self.errors: dict[tuple[int, int], str] = {}
         self._buffers: dict[int, deque[Record]] = {}
         self._consumer: Any = None
         self._lock = threading.Lock()
@@ -239,7 +243,7 @@ class TailState:
     def _reset(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
-        self._consumer, self._buffers, self.seen = None, {}, 0
+        self._consumer, self._buffers, self.seen, self.errors = None, {}, 0, {}
 
     def refresh(self, *, max_records: int = 50_000) -> None:
         with self._lock:
@@ -266,12 +270,31 @@ class TailState:
                     if self.matches(record):
                         self._buffers[record.partition].append(record)
                         self.seen += 1
+                        error = self._decode_error(record)
+                        if error is not None:
+                            self.errors[record.partition, record.offset] = error
+            shown = {(r.partition, r.offset) for buffer in self._buffers.values() for r in buffer}
+            self.errors = {at: e for at, e in self.errors.items() if at in shown}
             # the end offsets shown are read after polling, and never below a record shown:
             # read before, they said "end offset 5" above records at offsets 20-24
             after = {int(r["partition"]): int(r["high_watermark"]) for r in records_of(self.lab.offsets(self.topic))}
             for p, buffer in self._buffers.items():
                 newest = buffer[-1].offset + 1 if buffer else 0
                 self.ends[p] = max(after.get(p, 0), self.ends.get(p, 0), newest)
+
+    def _decode_error(self, record: Record) -> str | None:
+        """Why ``record``'s Confluent-framed value (or key) was left undecoded, if it was."""
+        for side, data in (("value", record.value), ("key", record.key)):
+            if isinstance(data, bytes) and is_confluent(data) and self.lab.backend.has_schema_registry():
+                try:
+                    self.lab.schemas.decode(data)
+                except StreamlabError as exc:
+                    return f"{side}: {exc}"
+        return None
+
+    def error(self, record: Record) -> str | None:
+        """Why ``record`` (one :meth:`newest` shows) is shown raw, or None."""
+        return self.errors.get((record.partition, record.offset))
 
     def newest(self) -> dict[int, list[Record]]:
         """Partition -> its newest matching records, oldest first."""
@@ -296,6 +319,8 @@ class TailState:
         lines = [f"tail of {self.topic} (newest {self.per_partition} per partition, {self._filter_text()})"]
         for p, records in self.newest().items():
             lines.append(f"  partition {p} (end offset {num(self.ends.get(p, 0))}): {len(records)} shown")
-            lines += [f"    {r.offset:>6}  {stamp(r.timestamp)}  key={short(r.key, 16)}  {short(r.value, 56)}"
-                      for r in records]  # fmt: skip
+            for r in records:
+                lines.append(f"    {r.offset:>6}  {stamp(r.timestamp)}  key={short(r.key, 16)}  {short(r.value, 56)}")
+                if (error := self.error(r)) is not None:
+                    lines.append(f"            not decoded: {error}")
         return "\n".join(lines)

@@ -165,13 +165,17 @@ class LiveTail(LiveWidget):
     def _render(self) -> None:
         blocks = []
         for p, records in self.state.newest().items():
-            rows = [
-                (r.offset, r.time.strftime("%Y-%m-%d %H:%M:%S"), r.key, short(r.value, self.value_width))
+            rows: list[tuple[Any, ...]] = [
+                (r.offset, r.time.strftime("%Y-%m-%d %H:%M:%S"), _key_text(r.key), short(r.value, self.value_width),
+                 self.state.error(r) or "")
                 for r in reversed(records)
-            ]
+            ]  # fmt: skip
+            headers = ["offset", "time (UTC)", "key", "value", "not decoded"]
+            if not any(row[-1] for row in rows):  # the error column only when a record has one
+                headers, rows = headers[:-1], [row[:-1] for row in rows]
             end = self.state.ends.get(p, 0)
             blocks.append(f"<div style='margin:4px 0'><b>partition {p}</b> (end offset {end})"
-                          + table_html(["offset", "time (UTC)", "key", "value"], rows) + "</div>")  # fmt: skip
+                          + table_html(headers, rows) + "</div>")  # fmt: skip
         update(self.body, value="".join(blocks) or "<i>no partitions</i>")
 
     def _close(self) -> None:
@@ -185,6 +189,10 @@ class LiveTail(LiveWidget):
 
 
 # topic browser ----------------------------------------------------------------------------
+def _key_text(key: Any) -> Any:
+    return key if key is None or isinstance(key, str) else short(key, 40)  # a decoded record key as JSON
+
+
 ALL_PARTITIONS = -1  # the partition dropdown's "all" (a None value would show as no selection)
 
 

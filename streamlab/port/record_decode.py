@@ -1,5 +1,5 @@
 """A consumer's hook for decoding what it polls beyond streamlab's own serialisation: the
-front (``Lab.consumer``) hands one in (:class:`streamlab.front.registry_frame.RegistryDecoder`
+front (``Lab.consumer``) hands one in (:class:`streamlab.front.record_formats.TopicFormatDecoder`
 decodes Confluent-framed keys and values through ``lab.schemas``), so consumers never import
 the front nor know about a Schema Registry.
 """

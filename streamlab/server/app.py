@@ -437,7 +437,7 @@ async def run(
     security: Security | None = None,
     limits: ServerLimits | None = None,
     log_retention_check_interval_ms: int = DEFAULT_CHECK_INTERVAL_MS,
-    ready: Callable[[str, int], object] | None = None,
+    ready: Callable[[str, int, str | None], object] | None = None,
     schema_registry_port: int | None = None,
 ) -> None:
     """Serve ``broker`` until SIGINT/SIGTERM (or ``stop`` is set). Does not close the broker.
@@ -445,7 +445,8 @@ async def run(
     ``schema_registry_port``: also serve Confluent's Schema Registry REST API on ``host``
     at that port (:mod:`streamlab.server.registry_http`; 0 picks one).
 
-    ``ready`` is called with the advertised host and port once connections are accepted.
+    ``ready`` is called with the advertised host and port, and the registry's URL (None
+    without one), once connections are accepted.
     Signals are handled only when this runs in the main thread (``Lab.serve`` runs it in
     another, where only ``stop`` ends it).
 
@@ -468,24 +469,27 @@ async def run(
     server = KafkaServer(ctx, host, port)
     housekeeping: asyncio.Task[None] | None = None
     listeners = contextlib.AsyncExitStack()  # optional listeners beside Kafka's: the Schema Registry
+    registry_port: int | None = None
     try:
         bound_host, bound_port = await server.start()
         housekeeping = asyncio.create_task(schedule.run(), name="streamlab-retention")
         if schema_registry_port is not None:
             from streamlab.server.registry_http import start_registry  # aiohttp loads only when asked for
 
-            await start_registry(listeners, broker, host, schema_registry_port)
+            registry_port = await start_registry(listeners, broker, host, schema_registry_port)
         if not advertised_host and bound_host in ("0.0.0.0", "::"):
             ctx.advertised_host = socket.getfqdn()
         ctx.advertised_port = bound_port
-        broker.advertise(f"kafka://{ctx.advertised_host}:{ctx.advertised_port}")
+        # in the lock file: the CLI on this directory then reads and decodes through both
+        registry_url = None if registry_port is None else f"http://{ctx.advertised_host}:{registry_port}"
+        broker.advertise(f"kafka://{ctx.advertised_host}:{ctx.advertised_port}", registry_url)
         log.info(
             "ready: serving %s on %s:%d, advertised as %s:%d (%s)",
             broker.data_dir, bound_host, bound_port, ctx.advertised_host, ctx.advertised_port,
             ctx.security.protocol,
         )  # fmt: skip
         if ready is not None:
-            ready(ctx.advertised_host, ctx.advertised_port)
+            ready(ctx.advertised_host, ctx.advertised_port, registry_url)
         await stop.wait()
         log.info("stopping: finishing requests in progress")
         await server.stop()

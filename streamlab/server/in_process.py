@@ -41,6 +41,7 @@ class Endpoint:
         self.host = host
         self.port = port  # the bound port (the OS chose it if 0 was asked)
         self.address = f"{advertised_host}:{port}"  # what clients bootstrap from
+        self.registry_url: str | None = None  # the Schema Registry served beside it, if asked for
         self.holders = 1
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -49,8 +50,8 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"<Endpoint {self.address} of {self.broker.data_dir}>"
 
-    def matches(self, host: str, port: int | None) -> bool:
-        return host == self.host and port in (None, 0, self.port)
+    def matches(self, host: str, port: int | None, *, registry: bool = False) -> bool:
+        return host == self.host and port in (None, 0, self.port) and (self.registry_url is not None or not registry)
 
     @property
     def running(self) -> bool:
@@ -61,23 +62,25 @@ _endpoints: dict[Broker, Endpoint] = {}
 _lock = threading.Lock()
 
 
-def acquire(broker: Broker, *, host: str, port: int | None) -> Endpoint:
+def acquire(broker: Broker, *, host: str, port: int | None, schema_registry_port: int | None = None) -> Endpoint:
     """The endpoint serving ``broker``: the running one if it listens where asked (any
-    port when ``port`` is None), else a new one on ``host:port`` (a free port if None).
-    Raises ConfigError when the broker is already served elsewhere or the address cannot
-    be bound."""
+    port when ``port`` is None), else a new one on ``host:port`` (a free port if None),
+    with the Schema Registry's REST API on ``schema_registry_port`` (0: a free one) when
+    given. Raises ConfigError when the broker is already served elsewhere (or without the
+    registry asked for) or the address cannot be bound."""
     with _lock:
         broker.check_open()
         running = _endpoints.get(broker)
         if running is not None and running.running:
-            if not running.matches(host, port):
+            if not running.matches(host, port, registry=schema_registry_port is not None):
                 raise ConfigError(
-                    f"{broker.data_dir} is already served at {running.address}; a directory is served on one "
-                    f"address (close the lab that serves it, then serve it on {host}:{port})"
+                    f"{broker.data_dir} is already served at {running.address}"
+                    f"{'' if running.registry_url is None else ' with a Schema Registry'}; a directory is served "
+                    f"on one address (close the lab that serves it, then serve it on {host}:{port})"
                 )
             running.holders += 1
             return running
-        endpoint = _start(broker, host, port or 0)
+        endpoint = _start(broker, host, port or 0, schema_registry_port)
         _endpoints[broker] = endpoint
         return endpoint
 
@@ -94,7 +97,7 @@ def release(endpoint: Endpoint) -> None:
     _stop(endpoint)
 
 
-def _start(broker: Broker, host: str, port: int) -> Endpoint:
+def _start(broker: Broker, host: str, port: int, schema_registry_port: int | None) -> Endpoint:
     ready = threading.Event()
     started: list[Endpoint] = []
     failed: list[BaseException] = []
@@ -103,13 +106,14 @@ def _start(broker: Broker, host: str, port: int) -> Endpoint:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
 
-        def on_ready(advertised_host: str, bound_port: int) -> None:
+        def on_ready(advertised_host: str, bound_port: int, registry_url: str | None) -> None:
             endpoint = Endpoint(broker, host, bound_port, advertised_host)
+            endpoint.registry_url = registry_url
             endpoint.loop, endpoint.stop_event = loop, stop
             started.append(endpoint)
             ready.set()
 
-        await run(broker, host=host, port=port, stop=stop, ready=on_ready)
+        await run(broker, host=host, port=port, stop=stop, ready=on_ready, schema_registry_port=schema_registry_port)
         # A connection its client closed as the server stopped may still be closing (no
         # longer counted by the server): let it finish, or its socket is left to the GC.
         closing = asyncio.all_tasks() - {asyncio.current_task()}

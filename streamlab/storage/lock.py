@@ -20,7 +20,7 @@ class DirectoryLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner, _, served_at = os.pread(self._fd, 512, 0).decode(errors="replace").strip().partition(" ")
+            owner, served_at, _ = _fields(os.pread(self._fd, 512, 0))
             os.close(self._fd)
             if served_at:  # the owner serves it (`streamlab serve`, or a notebook's lab.serve())
                 raise BrokerLockedError(
@@ -38,11 +38,15 @@ class DirectoryLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
 
-    def advertise(self, address: str) -> None:
-        """Note in the lock file where this process serves the directory (for others' errors)."""
+    def advertise(self, address: str, registry_url: str | None = None) -> None:
+        """Note in the lock file where this process serves the directory, and its Schema
+        Registry if it serves one: "PID ADDRESS [REGISTRY_URL]" (for others' errors, and for
+        the CLI, which then goes through both)."""
         if self._fd >= 0:
             os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{os.getpid()} {address}".encode(), 0)
+            os.pwrite(
+                self._fd, " ".join([str(os.getpid()), address, *([registry_url] if registry_url else [])]).encode(), 0
+            )
 
     def release(self) -> None:
         if self._fd >= 0:
@@ -51,20 +55,33 @@ class DirectoryLock:
             self._fd = -1
 
 
+def _fields(text: bytes) -> tuple[str, str, str]:
+    """The lock file's owner pid, served address and Schema Registry URL ("" when absent)."""
+    owner, served_at, registry, *_ = [*text.decode(errors="replace").split(), "", "", ""]
+    return owner, served_at, registry
+
+
 def served_address(directory: Path) -> str | None:
     """The ``kafka://`` address of the ``streamlab serve`` that holds ``directory``, if one does."""
+    return served(directory)[0]
+
+
+def served(directory: Path) -> tuple[str | None, str | None]:
+    """The ``kafka://`` address and the Schema Registry URL of the ``streamlab serve`` (or
+    ``lab.serve()``) that holds ``directory``: (None, None) when none does, a None URL when
+    it serves no registry."""
     path = directory / ".lock"
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:
-        return None
+        return None, None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _, _, served_at = os.pread(fd, 512, 0).decode(errors="replace").strip().partition(" ")
-            return served_at or None
+            _, served_at, registry = _fields(os.pread(fd, 512, 0))
+            return served_at or None, (registry or None) if served_at else None
         fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it
-        return None
+        return None, None
     finally:
         os.close(fd)
