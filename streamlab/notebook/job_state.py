@@ -58,8 +58,8 @@ def _text_keys(frame: pd.DataFrame) -> pd.DataFrame:
     """Keys other clients wrote as bytes (Quix Streams does) as text, as
     ``replay(key_format="string")`` shows them: a table's keys are read by people."""
     if "key" in frame.columns and frame["key"].map(lambda k: isinstance(k, bytes)).any():
-        frame = frame.assign(key=frame["key"].map(
-            lambda k: k.decode("utf-8", errors="replace") if isinstance(k, bytes) else k))  # fmt: skip
+        text = [k.decode("utf-8", errors="replace") if isinstance(k, bytes) else k for k in frame["key"]]
+        frame = frame.assign(key=pd.Series(text, index=frame.index, dtype=object))  # replay's dtype for keys
     return frame
 
 
