@@ -18,6 +18,7 @@ import pytest
 import streamlab
 from streamlab.errors import ConfigError
 from streamlab.front.jobs import JOBS_PYTHON_ENV
+from streamlab.notebook.plot import summary_of, windows
 from streamlab.notebook.widgets import JobView, LivePlot, LiveTable
 
 # Reads every record of argv[1], commits, writes one record per record read to argv[2]
@@ -184,3 +185,9 @@ def test_live_plot_draws_the_newest_value_of_each_window(lab: streamlab.Lab) -> 
             "  home: 3 window(s), total 22, newest 2026-01-01 00:10:00+00:00 = 12"
         )
         assert "<svg" in plot.chart.value and "stroke-dasharray" in plot.chart.value
+        figure = windows(lab, "revenue")  # the same data as a matplotlib figure, for reports
+        assert summary_of(figure) == plot.summary()
+        assert [line.get_label() for line in figure.axes[0].lines if not line.get_label().startswith("_")] == [
+            "cart",
+            "home",
+        ]
