@@ -37,21 +37,23 @@ from streamlab.errors import (
     JobError,
     OperationTimeoutError,
     StreamlabError,
+    UnknownTopicError,
     UnsupportedOperationError,
 )
+from streamlab.front.job_metrics import EndedBy, JobMetrics, OutputScan, RateSampler, Sample, directory_bytes
 
 if TYPE_CHECKING:
     from streamlab.front.lab import Lab
 
 JOBS_PYTHON_ENV = "STREAMLAB_JOBS_PYTHON"
+# where a job keeps its state (start_job(state_dir=)); Quix Streams reads Quix__State__Dir itself
+STATE_DIR_ENV = "STREAMLAB_JOB_STATE_DIR"
 # Quix Streams' newest release when this was written; its own dependency pins (confluent-kafka
 # <2.13 among them) are what pip resolves in the jobs environment, the combination Quix tests.
 QUIXSTREAMS = "quixstreams==3.28.1"
 TAIL_LINES = 50  # stdout/stderr lines a status keeps
 _WATCH_S = 0.2  # how often the bounds are checked
 _PROGRESS_S = 0.5  # how often max_records reads the group's committed offsets
-
-EndedBy = Literal["itself", "stop", "kill", "timeout", "max_records", "lab closed"]
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,12 @@ class Job:
     def __init__(
         self, lab: Lab, argv: Sequence[str], *, env: Mapping[str, str], name: str, group: str | None,
         timeout: float | None, max_records: int | None, cwd: str | Path | None,
+        outputs: tuple[str, ...] = (), state_dir: Path | None = None,
     ) -> None:  # fmt: skip
         self.name = name
         self.group = group
+        self.outputs = outputs
+        self.state_dir = state_dir
         self.argv = tuple(argv)
         self._lab = lab
         self._timeout = timeout
@@ -101,6 +106,9 @@ class Job:
         self._stdout: deque[str] = deque(maxlen=TAIL_LINES)
         self._stderr: deque[str] = deque(maxlen=TAIL_LINES)
         self._baseline = self._committed() if group is not None else {}
+        self._output_baseline = self._output_ends()
+        self._scan = OutputScan()
+        self._rates = RateSampler()
         self._started = time.monotonic()
         self._ended: float | None = None
         try:
@@ -113,8 +121,8 @@ class Job:
         self.pid = self._proc.pid
         assert self._proc.stdout is not None and self._proc.stderr is not None
         self._readers = [
-            threading.Thread(target=_read, args=(self._proc.stdout, self._stdout), daemon=True),
-            threading.Thread(target=_read, args=(self._proc.stderr, self._stderr), daemon=True),
+            threading.Thread(target=_read, args=(self._proc.stdout, self._stdout, self._scan), daemon=True),
+            threading.Thread(target=_read, args=(self._proc.stderr, self._stderr, self._scan), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
@@ -169,6 +177,27 @@ class Job:
             raise ConfigError(f"job {self.name!r} was started without group=, so streamlab does not know its group")
         return self._lab.lag(self.group)
 
+    def metrics(self) -> JobMetrics:
+        """Its numbers now: records in and out (and per second), its group's lag, the bytes
+        of its state directory, late records dropped and errors (:class:`JobMetrics`)."""
+        status = self.status()
+        sample = self._rates.newest
+        in_rate, out_rate = self._rates.rates() if status.state == "running" else (None, None)
+        lag = None
+        if self.group is not None:
+            lag = self._lab.backend.lag(self.group)  # empty, not a warning, before its first commit
+            lag = lag[[c for c in ("topic", "partition", "committed", "end_offset", "lag") if c in lag.columns]]
+        return JobMetrics(
+            name=self.name, state=status.state, returncode=status.returncode, ended_by=status.ended_by,
+            runtime_s=status.runtime_s, group=self.group, outputs=self.outputs,
+            consumed=status.consumed if self.group is not None else None,
+            emitted=None if not self.outputs else sample.emitted if sample is not None else 0,
+            in_per_s=in_rate, out_per_s=out_rate, lag=lag,
+            state_dir=None if self.state_dir is None else str(self.state_dir),
+            state_bytes=directory_bytes(self.state_dir), late_records=self._scan.late_records,
+            errors=self._scan.errors, stderr=status.stderr,
+        )  # fmt: skip
+
     # internals ----------------------------------------------------------------------------
     def _settled(self) -> JobStatus:
         """The status once the watcher has seen the exit (its last count of committed records)."""
@@ -210,18 +239,41 @@ class Job:
                                                                  strict=True)}  # fmt: skip
         return sum(c - self._baseline.get(tp, starts.get(tp, 0)) for tp, c in now.items())
 
+    def _output_ends(self) -> dict[tuple[str, int], int]:
+        ends: dict[tuple[str, int], int] = {}
+        for topic in self.outputs:
+            try:
+                offsets = self._lab.offsets(topic)
+            except UnknownTopicError:  # the job creates it: everything in it will be the job's
+                continue
+            ends |= {(topic, int(p)): int(e) for p, e in zip(offsets["partition"], offsets["high_watermark"],
+                                                             strict=True)}  # fmt: skip
+        return ends
+
+    def _emitted(self) -> int:
+        return sum(end - self._output_baseline.get(tp, 0) for tp, end in self._output_ends().items())
+
+    def _sample(self) -> None:
+        """One point of records in and out, for the rates (and ``emitted``)."""
+        if self._lab.closed or (self.group is None and not self.outputs):
+            return
+        with contextlib.suppress(StreamlabError):  # the lab closing under the watcher
+            emitted = self._emitted() if self.outputs else None
+            self._rates.add(Sample(time.monotonic(), self._consumed, emitted))
+
     def _watch(self) -> None:
-        """Enforce ``timeout`` and ``max_records``, keep ``consumed`` current and note when
-        the job ended by itself."""
+        """Enforce ``timeout`` and ``max_records``, keep ``consumed`` current, sample records
+        in and out, and note when the job ended by itself."""
         next_progress = 0.0
         while self._proc.poll() is None and not self._lab.closed:
             now = time.monotonic()
             if self._timeout is not None and now - self._started >= self._timeout:
                 self._terminate("timeout", 10.0)
                 break
-            if self.group is not None and now >= next_progress:
+            if now >= next_progress:
                 next_progress = now + _PROGRESS_S
                 self._update_progress()
+                self._sample()
                 if self._max_records is not None and (self._consumed or 0) >= self._max_records:
                     self._terminate("max_records", 10.0)
                     break
@@ -229,6 +281,7 @@ class Job:
         if self._proc.poll() is not None:
             self._mark_ended("itself")  # unless stop, kill or a bound came first
             self._update_progress()  # what it committed on its way out
+        self._sample()
 
     def _update_progress(self) -> None:
         if self.group is not None and not self._lab.closed:
@@ -248,8 +301,15 @@ def start_job(
     cwd: str | Path | None = None,
     timeout: float | None = None,
     max_records: int | None = None,
+    outputs: Sequence[str] | str = (),
+    state_dir: str | Path | None = None,
 ) -> Job:
     """Start ``script`` (a .py file, or a module run with ``-m``) in ``python``; see :meth:`Lab.start_job`."""
+    outputs = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+    if not all(isinstance(t, str) and t for t in outputs):
+        raise ConfigError(f"outputs must be topic names, got {outputs!r}")
+    if state_dir is not None and not isinstance(state_dir, str | Path):
+        raise ConfigError(f"state_dir must be a directory path, got {state_dir!r}")
     if timeout is not None:
         timeout = _seconds("timeout", timeout)
     if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int)
@@ -282,9 +342,12 @@ def start_job(
     child.update({"STREAMLAB_BROKER": address, "Quix__Broker__Address": address, "PYTHONUNBUFFERED": "1"})
     if group is not None:
         child.update({"STREAMLAB_GROUP": group, "Quix__Consumer_Group": group})
+    state = None if state_dir is None else Path(state_dir).absolute()
+    if state is not None:
+        child.update({STATE_DIR_ENV: str(state), "Quix__State__Dir": str(state)})
     child.update(env or {})
     return Job(lab, [*command, *args], env=child, name=name or default_name, group=group, timeout=timeout,
-               max_records=max_records, cwd=cwd)  # fmt: skip
+               max_records=max_records, cwd=cwd, outputs=outputs, state_dir=state)  # fmt: skip
 
 
 def jobs_python(python: str | Path | None = None) -> str:
@@ -330,10 +393,11 @@ def stop_jobs(lab: Lab, timeout: float = 5.0) -> None:
         job._terminate("lab closed", timeout)
 
 
-def _read(stream: IO[str], lines: deque[str]) -> None:
+def _read(stream: IO[str], lines: deque[str], scan: OutputScan) -> None:
     with stream:
         for line in stream:
             lines.append(line.rstrip("\n"))
+            scan.feed(lines[-1])
 
 
 def _seconds(what: str, value: float) -> float:

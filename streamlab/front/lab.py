@@ -408,6 +408,8 @@ class Lab:
         cwd: str | Path | None = None,
         timeout: float | None = None,
         max_records: int | None = None,
+        outputs: Sequence[str] | str = (),
+        state_dir: str | Path | None = None,
     ) -> Job:
         """Start a Kafka application (a Quix Streams app, or any Kafka client) as a
         subprocess against this lab and return its :class:`~streamlab.front.jobs.Job` at
@@ -419,13 +421,16 @@ class Lab:
         with ``group`` ``STREAMLAB_GROUP`` (and ``Quix__Consumer_Group``), plus ``env``.
         ``timeout`` stops it after that many seconds, ``max_records`` once ``group`` has
         committed that many records (checked twice a second, so a few more may be read);
-        :meth:`close` stops it too."""
+        :meth:`close` stops it too. ``outputs`` names the topics it writes (for
+        ``job.metrics()``: records out, windows emitted); ``state_dir`` its state directory,
+        passed as ``STREAMLAB_JOB_STATE_DIR`` and Quix's ``Quix__State__Dir`` (its size is
+        the metrics' state-store size)."""
         from streamlab.front.jobs import start_job
 
         if self._closed:
             raise ClosedError("this lab is closed; connect again with streamlab.connect()")
         return start_job(self, script, args, python=python, group=group, env=env, name=name, cwd=cwd,
-                         timeout=timeout, max_records=max_records)  # fmt: skip
+                         timeout=timeout, max_records=max_records, outputs=outputs, state_dir=state_dir)  # fmt: skip
 
     # history ----------------------------------------------------------------------------
     def start_history(

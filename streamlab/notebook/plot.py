@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from streamlab.front.lab import Lab
 from streamlab.notebook.group_state import LagState, RebalanceTimelineState
+from streamlab.notebook.job_state import TimeUnit, WindowSeriesState
 from streamlab.notebook.share_state import NOT_YET_DELIVERED_COLOR, STATE_COLORS, ShareGroupState
 from streamlab.notebook.state_helpers import PALETTE, colors_for
 
@@ -34,6 +35,7 @@ __all__ = [
     "summary_of",
     "throughput",
     "throughput_history",
+    "windows",
 ]
 
 _summaries: WeakKeyDictionary[Figure, str] = WeakKeyDictionary()
@@ -332,3 +334,36 @@ def throughput_history(history: pd.DataFrame, *, summary: bool = False) -> Figur
     ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _finish(fig, text, summary)
+
+
+def windows(
+    lab: Lab, topic: str, *, x: str = "start", y: str = "value.value", by: str = "key",
+    time_unit: TimeUnit | None = "ms", max_lines: int = 10, summary: bool = False,
+) -> Figure:  # fmt: skip
+    """A windowed aggregation's output topic (what ``streamlab.widgets.LivePlot`` draws live):
+    the latest ``y`` of each window start ``x``, a line per ``by`` (the ``max_lines`` with the
+    largest totals), the newest window of each line dashed (still filling while it runs)."""
+    state = WindowSeriesState(lab, topic, x=x, y=y, by=by, time_unit=time_unit)
+    try:
+        state.refresh()
+        data = state.to_dataframe()
+    finally:
+        state.close()
+    fig, (ax,) = _figure(1, 1)
+    ax.set(title=f"{y} per {x} by {by} ({topic})", xlabel=f"{x} (UTC)" if time_unit else x, ylabel=y)
+    if data.empty:
+        _empty(ax, state.table.waiting or "no windows")
+        ax.legend(handles=[Patch(color=_GREY, label="no windows")], fontsize=8)
+        return _finish(fig, state.summary(), summary)
+    totals = data.groupby(by)[y].sum().sort_values(ascending=False, kind="stable")
+    for i, name in enumerate(sorted(totals.index[:max_lines], key=str)):
+        rows = data[data[by] == name]
+        xs = pd.DatetimeIndex(rows[x]).tz_convert(None).to_numpy() if time_unit else rows[x].to_numpy()
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(xs[:-1], rows[y].iloc[:-1], color=color, marker="o", markersize=3, linewidth=1.2, label=str(name))
+        ax.plot(xs[-2:], rows[y].iloc[-2:], color=color, linestyle="--", linewidth=1.2)
+        ax.plot(xs[-1:], rows[y].iloc[-1:], color=color, marker="o", markersize=6, markerfacecolor="white")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="dashed: newest window")
+    if time_unit:
+        fig.autofmt_xdate()
+    return _finish(fig, state.summary(), summary)

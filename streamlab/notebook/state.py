@@ -21,6 +21,8 @@ and user code import them by:
 - :mod:`.consumer_pool`: :class:`ConsumerPool`
 - :mod:`.producer_state`: :class:`ProducerPanelState`
 - :mod:`.history_state`: :class:`HistoryState` (lag and throughput over time)
+- :mod:`.job_state`: :class:`JobViewState`, :class:`LatestTableState`, :class:`WindowSeriesState`
+  (a streaming job and its output topic)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from streamlab.notebook.group_state import (
     generations_from,
 )
 from streamlab.notebook.history_state import HistoryState
+from streamlab.notebook.job_state import JobViewState, LatestTableState, WindowSeriesState
 from streamlab.notebook.producer_state import ProducerPanelState, Sent
 from streamlab.notebook.state_helpers import PALETTE, colors_for, format_time_lag, member_label
 from streamlab.notebook.ticker import Ticker
@@ -44,7 +47,9 @@ __all__ = [
     "ConsumerPool",
     "Generation",
     "HistoryState",
+    "JobViewState",
     "LagState",
+    "LatestTableState",
     "PartitionInfo",
     "PartitionLag",
     "ProducerPanelState",
@@ -54,6 +59,7 @@ __all__ = [
     "Ticker",
     "TopicBrowserState",
     "TopicInfo",
+    "WindowSeriesState",
     "colors_for",
     "format_time_lag",
     "generations_from",

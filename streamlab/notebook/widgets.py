@@ -19,6 +19,8 @@ notebooks and user code reach them by (``streamlab.widgets``):
 - :mod:`.group_widgets`: :class:`OffsetsLag`, :class:`RebalanceTimeline`
 - :mod:`.history_widgets`: :class:`HistoryCharts` (lag and throughput over time)
 - :mod:`.dashboard`: :class:`Dashboard`
+- :mod:`.job_widgets`: :class:`JobView`, :class:`LiveTable`, :class:`LivePlot` (a streaming
+  job and its output topic)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from streamlab.notebook.dashboard import Dashboard
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
 from streamlab.notebook.history_widgets import HistoryCharts
+from streamlab.notebook.job_widgets import JobView, LivePlot, LiveTable
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
 
 if TYPE_CHECKING:
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = [
     "Dashboard",
     "HistoryCharts",
+    "JobView",
+    "LivePlot",
+    "LiveTable",
     "LiveTail",
     "MessageBrowser",
     "OffsetsLag",
