@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -44,9 +44,10 @@ from streamlab.front.job_metrics import EndedBy, JobMetrics, OutputScan, RateSam
 
 if TYPE_CHECKING:
     from streamlab.front.lab import Lab
+    from streamlab.front.reprocess import JobReset
 
 JOBS_PYTHON_ENV = "STREAMLAB_JOBS_PYTHON"
-# where a job keeps its state (start_job(state_dir=)); Quix Streams reads Quix__State__Dir itself
+# where a job keeps its state (start_job(state_dir=)); Quix Streams reads Quix__Deployment__State__Path itself
 STATE_DIR_ENV = "STREAMLAB_JOB_STATE_DIR"
 # Quix Streams' newest release when this was written; its own dependency pins (confluent-kafka
 # <2.13 among them) are what pip resolves in the jobs environment, the combination Quix tests.
@@ -83,20 +84,34 @@ class JobStatus:
         return f"{head}\n{tail}" if tail else head
 
 
+@dataclass(frozen=True)
+class JobSpec:
+    """What :meth:`Lab.start_job` was given, so :meth:`Job.rerun` can start the job again."""
+
+    script: str | Path
+    args: tuple[str, ...]
+    python: str
+    env: Mapping[str, str]
+    name: str | None
+    cwd: str | Path | None
+    state_dir: Path | None
+
+
 class Job:
     """A running or finished job (what :meth:`Lab.start_job` returns). Every call that
     blocks takes a timeout; the process is never left running by :meth:`Lab.close`."""
 
     def __init__(
         self, lab: Lab, argv: Sequence[str], *, env: Mapping[str, str], name: str, group: str | None,
-        timeout: float | None, max_records: int | None, cwd: str | Path | None,
-        outputs: tuple[str, ...] = (), state_dir: Path | None = None,
+        timeout: float | None, max_records: int | None, cwd: str | Path | None, spec: JobSpec,
+        outputs: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self.name = name
         self.group = group
         self.outputs = outputs
-        self.state_dir = state_dir
+        self.state_dir = spec.state_dir
         self.argv = tuple(argv)
+        self.spec = spec
         self._lab = lab
         self._timeout = timeout
         self._max_records = max_records
@@ -196,6 +211,42 @@ class Job:
             state_dir=None if self.state_dir is None else str(self.state_dir),
             state_bytes=directory_bytes(self.state_dir), late_records=self._scan.late_records,
             errors=self._scan.errors, stderr=status.stderr,
+        )  # fmt: skip
+
+    def reset(self, to: Any = "earliest", *, dry_run: bool = True) -> JobReset:
+        """Preview (``dry_run=False``: apply, once the job has exited) what a re-run from
+        ``to`` resets: the group's offsets on its input topics (:meth:`Lab.reset_offsets`),
+        its Quix changelog and repartition topics and its ``state_dir`` (see
+        :mod:`streamlab.front.reprocess`)."""
+        from streamlab.front.reprocess import reset_job
+
+        if self.group is None:
+            raise ConfigError(f"job {self.name!r} was started without group=: there is no group to reset")
+        if not dry_run and self.running:
+            raise JobError(f"job {self.name!r} is still running: stop() or wait() for it before resetting its group")
+        return reset_job(self._lab, self.group, to, state_dir=self.spec.state_dir, dry_run=dry_run)
+
+    def rerun(
+        self,
+        to: Any = "earliest",
+        *,
+        script: str | Path | None = None,
+        args: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Job:
+        """Reprocess: :meth:`reset` the finished job's group and state to ``to`` (dry run
+        first to see what moves), then start it again with the same group, interpreter and
+        state directory, ``env`` added to its environment (``{"OUTPUT": "revenue.v2"}``: a
+        new output topic per run), ``script``/``args`` if the code changed. Returns the
+        new :class:`Job`; the bounds ``timeout``/``max_records`` are the new run's."""
+        spec = self.spec
+        self.reset(to, dry_run=False)
+        return start_job(
+            self._lab, spec.script if script is None else script, spec.args if args is None else args,
+            python=spec.python, group=self.group, env={**spec.env, **(env or {})}, name=spec.name, cwd=spec.cwd,
+            state_dir=spec.state_dir, timeout=timeout, max_records=max_records, outputs=self.outputs,
         )  # fmt: skip
 
     # internals ----------------------------------------------------------------------------
@@ -343,11 +394,13 @@ def start_job(
     if group is not None:
         child.update({"STREAMLAB_GROUP": group, "Quix__Consumer_Group": group})
     state = None if state_dir is None else Path(state_dir).absolute()
-    if state is not None:
-        child.update({STATE_DIR_ENV: str(state), "Quix__State__Dir": str(state)})
+    if state is not None:  # Quix's Application() reads the platform's variable when given no state_dir
+        child.update({STATE_DIR_ENV: str(state), "Quix__Deployment__State__Path": str(state)})
     child.update(env or {})
+    spec = JobSpec(script=script, args=tuple(args), python=interpreter, env=dict(env or {}), name=name, cwd=cwd,
+                   state_dir=state)  # fmt: skip
     return Job(lab, [*command, *args], env=child, name=name or default_name, group=group, timeout=timeout,
-               max_records=max_records, cwd=cwd, outputs=outputs, state_dir=state)  # fmt: skip
+               max_records=max_records, cwd=cwd, spec=spec, outputs=outputs)  # fmt: skip
 
 
 def jobs_python(python: str | Path | None = None) -> str:

@@ -422,15 +422,40 @@ class Lab:
         ``timeout`` stops it after that many seconds, ``max_records`` once ``group`` has
         committed that many records (checked twice a second, so a few more may be read);
         :meth:`close` stops it too. ``outputs`` names the topics it writes (for
-        ``job.metrics()``: records out, windows emitted); ``state_dir`` its state directory,
-        passed as ``STREAMLAB_JOB_STATE_DIR`` and Quix's ``Quix__State__Dir`` (its size is
-        the metrics' state-store size)."""
+        ``job.metrics()``: records out, windows emitted). ``state_dir`` is where it keeps its
+        state, passed as ``STREAMLAB_JOB_STATE_DIR`` and as the variable Quix's
+        ``Application()`` reads when given none (its size is the metrics' state-store size;
+        ``job.rerun(to="earliest")`` clears the group's part of it to reprocess, see
+        :mod:`streamlab.front.reprocess`)."""
         from streamlab.front.jobs import start_job
 
         if self._closed:
             raise ClosedError("this lab is closed; connect again with streamlab.connect()")
         return start_job(self, script, args, python=python, group=group, env=env, name=name, cwd=cwd,
                          timeout=timeout, max_records=max_records, outputs=outputs, state_dir=state_dir)  # fmt: skip
+
+    def diff_topics(
+        self,
+        left: str,
+        right: str,
+        *,
+        key: str | Sequence[str] = "key",
+        columns: Sequence[str] | None = None,
+        key_format: str = "auto",
+        value_format: str = "auto",
+    ) -> pd.DataFrame:
+        """Compare two result topics (two runs of a job): the latest value per ``key`` (a
+        column of :meth:`replay`, or several: ``["key", "start"]`` for a window per key) in
+        each, and only the keys where they differ, with ``change`` "added" (only in
+        ``right``), "removed" (only in ``left``) or "changed", and each compared column
+        twice, suffixed by the topic (``"value@revenue.v1"``). ``columns`` are those compared
+        (default: every decoded column but the key and the record's partition, offset and
+        timestamp). ``key_format``/``value_format`` are :meth:`replay`'s. An empty frame
+        means the two topics hold the same results."""
+        from streamlab.front.diff import diff_frames
+
+        old, new = (self.replay(t, key_format=key_format, value_format=value_format) for t in (left, right))
+        return diff_frames(old, new, left=left, right=right, key=key, columns=columns)
 
     # history ----------------------------------------------------------------------------
     def start_history(
