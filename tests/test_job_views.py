@@ -185,6 +185,11 @@ def test_live_plot_draws_the_newest_value_of_each_window(lab: streamlab.Lab) -> 
             "  home: 3 window(s), total 22, newest 2026-01-01 00:10:00+00:00 = 12"
         )
         assert "<svg" in plot.chart.value and "stroke-dasharray" in plot.chart.value
+        with LiveTable(lab, "revenue", key=["key", "start"], times=["start", "end"], autostart=False) as table:
+            rows = table.to_dataframe()  # window bounds as UTC times, the latest sum of each window
+            assert rows[["key", "start", "value.value"]].equals(data.drop(columns="current"))
+            assert (rows["end"] - rows["start"] == pd.Timedelta(minutes=5)).all()
+            assert "2026-01-01 00:10:00+00:00" in table.summary()
         figure = windows(lab, "revenue")  # the same data as a matplotlib figure, for reports
         assert summary_of(figure) == plot.summary()
         assert [line.get_label() for line in figure.axes[0].lines if not line.get_label().startswith("_")] == [

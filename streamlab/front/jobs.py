@@ -125,6 +125,8 @@ class Job:
         self._scan = OutputScan()
         self._rates = RateSampler()
         self._started = time.monotonic()
+        # the first point of the rates: nothing consumed or emitted yet, by definition
+        self._rates.add(Sample(self._started, 0 if group is not None else None, 0 if outputs else None))
         self._ended: float | None = None
         try:
             self._proc = subprocess.Popen(

@@ -66,12 +66,18 @@ def _text_keys(frame: pd.DataFrame) -> pd.DataFrame:
 class LatestTableState:
     """``topic`` as a table: the latest record for each value of the ``key`` columns (the
     record key, or fields of the value such as a window's ``start``), in the columns
-    ``poll_frame`` (and ``replay``) give, read incrementally from every partition's start."""
+    ``poll_frame`` (and ``replay``) give, read incrementally from every partition's start.
+    ``times`` names columns of epoch times in ``time_unit`` (Quix Streams' window ``start`` and
+    ``end`` are milliseconds) shown as UTC times."""
 
-    def __init__(self, lab: Lab, topic: str, *, key: str | Sequence[str] = "key", poll_timeout: float = 0.2) -> None:
+    def __init__(
+        self, lab: Lab, topic: str, *, key: str | Sequence[str] = "key", times: Sequence[str] = (),
+        time_unit: TimeUnit = "ms", poll_timeout: float = 0.2,
+    ) -> None:  # fmt: skip
         if not isinstance(topic, str) or not topic:
             raise ConfigError(f"topic must be a topic name, got {topic!r}")
         self.lab, self.topic, self.key = lab, topic, _columns(key)
+        self.times, self.time_unit = ([] if not times else _columns(times)), time_unit
         self.poll_timeout = poll_timeout
         self.read = 0  # records read since the first refresh
         self.positions: dict[int, int] = {}  # partition -> next offset to read
@@ -131,7 +137,11 @@ class LatestTableState:
             latest = self._latest.copy()
         if latest.empty:
             return latest
-        return latest.sort_values(self.key, kind="stable").reset_index(drop=True)
+        latest = latest.sort_values(self.key, kind="stable").reset_index(drop=True)
+        for column in self.times:
+            if column in latest.columns:
+                latest[column] = pd.to_datetime(latest[column], unit=self.time_unit, utc=True)
+        return latest
 
     def close(self) -> None:
         with self._lock:

@@ -99,14 +99,17 @@ class JobView(LiveWidget):
 class LiveTable(LiveWidget):
     """``topic`` as a table updating while the cell is idle: the latest record per ``key``
     (the record key by default; a list of columns, e.g. ``["key", "start"]`` for one row
-    per window). ``rows`` limits what is drawn, not what :meth:`to_dataframe` returns."""
+    per window). ``times`` names columns of epoch times in ``time_unit`` to show as UTC times
+    (``["start", "end"]`` for Quix's windows). ``rows`` limits what is drawn, not what
+    :meth:`to_dataframe` returns."""
 
     def __init__(
         self, lab: Lab, topic: str, *, key: str | Sequence[str] = "key", columns: Sequence[str] | None = None,
-        rows: int = 20, interval: float = 1.0, autostart: bool = True,
+        times: Sequence[str] = (), time_unit: TimeUnit = "ms", rows: int = 20, interval: float = 1.0,
+        autostart: bool = True,
     ) -> None:  # fmt: skip
         super().__init__(interval=interval, autostart=autostart)
-        self.state = LatestTableState(lab, topic, key=key)
+        self.state = LatestTableState(lab, topic, key=key, times=times, time_unit=time_unit)
         self.columns, self.rows = (list(columns) if columns else None), rows
         self.body = w.HTML()
         self.view = w.VBox([w.HTML(title_html(f"Live table: {topic}")), self.body, self.status])

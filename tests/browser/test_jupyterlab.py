@@ -4,7 +4,8 @@ A JupyterLab server starts on 127.0.0.1 (a free port, a token, a temporary root 
 copy of ``notebooks/dashboard.ipynb``); Chromium, driven by Playwright's Python package
 (Debian's binary, no browser download), opens the notebook and runs it top to bottom. The
 test then checks in the DOM that the dashboard's widgets rendered the topic's partitions
-and the group's members, clicks *Add consumer* and sees the new member appear, and saves
+and the group's members (and, with $STREAMLAB_JOBS_PYTHON, the streaming job's view, live
+table and live plot), clicks *Add consumer* and sees the new member appear, and saves
 a screenshot (to ``$STREAMLAB_SCREENSHOTS`` when set, else pytest's temporary directory).
 """
 
@@ -171,6 +172,16 @@ def test_dashboard_runs_and_renders_in_jupyterlab(jupyterlab: str, tmp_path: Pat
             history.locator("svg polyline").first.wait_for(timeout=15_000)
             assert history.locator("svg polyline").count() >= 4  # a line per partition, and the rates
 
+            # the streaming job's section (it needs the Quix environment CI names): the job view,
+            # the live table and the live plot drawn; the kernel is idle again for the click below
+            if os.environ.get("STREAMLAB_JOBS_PYTHON"):
+                page.get_by_text("1 late record(s) dropped").first.wait_for(timeout=90_000)
+                assert "late records dropped" in page.locator(".widget-vbox", has_text="Job: revenue").last.inner_text()
+                table = page.locator(".widget-vbox", has_text="Live table: revenue").last
+                assert "88 key(s), 209 records read" in table.inner_text()
+                plot = page.locator(".widget-vbox", has_text="Live plot: revenue").last
+                assert plot.locator("svg polyline").count() >= 8  # a line per category
+
             # a click in the browser runs a consumer in the kernel: the group rebalances
             timeline.get_by_role("button", name="Add consumer").click()
             page.wait_for_function(
@@ -189,4 +200,4 @@ def test_dashboard_runs_and_renders_in_jupyterlab(jupyterlab: str, tmp_path: Pat
             raise
         finally:
             browser.close()
-    assert time.monotonic() - started < 90
+    assert time.monotonic() - started < 150  # the dashboard, then the streaming job section (a Quix job)
