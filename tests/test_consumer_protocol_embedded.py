@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer as KafkaConsumer
@@ -120,3 +121,19 @@ def test_group_protocol_is_checked_and_one_group_has_one_protocol(lab: streamlab
         lab.consumer("t", group="new")  # classic
     with lab.consumer("t", group="old"), pytest.raises(GroupTypeError):
         lab.consumer("t", group="old", group_protocol="consumer")
+
+
+def test_the_group_epoch_goes_on_after_the_directory_reopens(tmp_path: Path) -> None:
+    lab = streamlab.connect(tmp_path)
+    lab.create_topic("t", partitions=2)
+    c = lab.consumer("t", group="g", group_protocol="consumer")
+    until(lambda: len(c.assignment()) == 2, lambda: c.poll(timeout=0.05), "assigned")
+    c._die()  # type: ignore[attr-defined]  # the process "dies" with its member in the group
+    lab.close()
+    with streamlab.connect(tmp_path) as lab:
+        # The member of the closed broker cannot come back: it is out at once, the epoch moved on.
+        row = lab.groups().set_index("group").loc["g"]
+        assert (row["type"], row["members"], row["generation"]) == ("consumer", 0, 2)
+        with lab.consumer("t", group="g", group_protocol="consumer") as again:
+            until(lambda: len(again.assignment()) == 2, lambda: again.poll(timeout=0.05), "assigned again")
+            assert again.generation == 3  # a later epoch than any before the restart
