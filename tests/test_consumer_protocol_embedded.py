@@ -137,3 +137,21 @@ def test_the_group_epoch_goes_on_after_the_directory_reopens(tmp_path: Path) -> 
         with lab.consumer("t", group="g", group_protocol="consumer") as again:
             until(lambda: len(again.assignment()) == 2, lambda: again.poll(timeout=0.05), "assigned again")
             assert again.generation == 3  # a later epoch than any before the restart
+
+
+def test_the_rebalance_timeline_shows_a_consumer_protocol_group_by_its_epochs(lab: streamlab.Lab) -> None:
+    from streamlab.notebook.group_state import RebalanceTimelineState
+
+    lab.create_topic("t", partitions=2)
+    members = [lab.consumer("t", group="g", group_protocol="consumer", client_id=f"m{i}") for i in range(2)]
+    try:
+        until(lambda: all(len(m.assignment()) == 1 for m in members),
+              lambda: [m.poll(timeout=0.05) for m in members] and None, "shared")  # fmt: skip
+        state = RebalanceTimelineState(lab, "g")
+        state.refresh()
+        assert (state.generation_name, state.generation, state.member_count) == ("group epoch", 2, 2)
+        assert sum(len(tps) for tps in state.members.values()) == 2
+        assert [g.generation for g in state.generations] == [1, 2]  # member epochs of the history
+    finally:
+        for m in members:
+            m.close()
