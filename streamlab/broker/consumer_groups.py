@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from streamlab.broker.core import Broker
 from streamlab.broker.group_configs import group_config
-from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError
+from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError, StorageError
 from streamlab.groups.consumer_group import ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription
 from streamlab.groups.consumer_protocol import encode_assignment, encode_subscription
 from streamlab.groups.state import CONSUMER, GroupDescription, GroupEvent, GroupState, MemberDescription
@@ -187,17 +187,22 @@ class GroupStateFile:
         with self._lock:
             if self._written.get(group_id, "null") == text:
                 return
-            self._written[group_id] = text
-            if self._lines >= _REWRITE_AFTER_LINES:
-                self._rewrite({g: json.loads(t) for g, t in self._written.items() if t != "null"})
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, encode_line({"group": group_id, "state": state}))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                if self._lines >= _REWRITE_AFTER_LINES:
+                    written = {g: json.loads(t) for g, t in self._written.items() if t != "null"}
+                    self._rewrite({**written, group_id: state} if state is not None else
+                                  {g: d for g, d in written.items() if g != group_id})  # fmt: skip
+                    return
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, encode_line({"group": group_id, "state": state}))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:  # a full disk: the heartbeat fails, the member retries it
+                raise StorageError(f"could not write the consumer groups' state to {self.path}: {exc}") from exc
+            self._written[group_id] = text
             self._lines += 1
 
     def _rewrite(self, groups: dict[str, dict[str, Any]]) -> None:
