@@ -128,6 +128,7 @@ def test_a_transactional_append_racing_a_topic_deletion_does_not_deadlock(
         producer.close()
 
 
+@pytest.mark.slow
 def test_wire_and_embedded_producers_on_one_partition_get_unique_dense_offsets(lab: streamlab.Lab) -> None:
     """A wire transactional producer and embedded producers append to one log at once: each
     record gets its own offset, and the aborted transaction hides exactly its own records

@@ -1,9 +1,15 @@
 """The KIP-848 consumer groups of a broker (:class:`ConsumerGroupRegistry`, reached with
 :func:`consumer_groups`), and the rule that a group id has one type.
 
-The registry is attached to a broker on first use, like the share-group registry. Groups
-live in memory (their committed offsets are in the durable offset store, their ownership
-changes in ``group_events``): after a restart members get UNKNOWN_MEMBER_ID and rejoin.
+The registry is attached to a broker on first use, like the share-group registry. What
+Kafka keeps of a group in ``__consumer_offsets`` (the group epoch, each member's
+subscription, epoch and assignment, the target assignment) is written to
+``server/consumer-groups`` (:mod:`streamlab.storage.state_lines`) whenever it changes,
+durably before the heartbeat that changed it is answered; the directory's next broker
+takes it back, so after a crash members heartbeat on with their epochs and partitions
+(the group epoch never goes back) and those that do not come back expire after the
+session timeout. Committed offsets are in the offset store, ownership changes in
+``group_events``.
 
 Group configs (``consumer.session.timeout.ms``, ``consumer.heartbeat.interval.ms``, set with
 IncrementalAlterConfigs on a GROUP resource) override the broker's settings
@@ -20,17 +26,24 @@ offsets stay, being the group id's.
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from streamlab.broker.core import Broker
 from streamlab.broker.group_configs import group_config
-from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError
+from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError, StorageError
 from streamlab.groups.consumer_group import ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription
 from streamlab.groups.consumer_protocol import encode_assignment, encode_subscription
 from streamlab.groups.state import CONSUMER, GroupDescription, GroupEvent, GroupState, MemberDescription
+from streamlab.storage.state_lines import encode_line, fsync_dir, parse_lines
+
+STATE_FILE: Final = "consumer-groups"
+_REWRITE_AFTER_LINES: Final = 10_000
 
 __all__ = [
     "ConsumerGroupRegistry",
@@ -53,6 +66,25 @@ class ConsumerGroupRegistry:
             session_timeout_ms=settings.group_consumer_session_timeout_ms,
             heartbeat_interval_ms=settings.group_consumer_heartbeat_interval_ms,
         )
+        self._state = GroupStateFile(broker.data_dir / "server" / STATE_FILE)
+        for group_id, doc in self._state.load().items():
+            group = self._new_group(group_id, self.config_for(group_id))
+            group.restore(doc)
+            self._groups[group_id] = group
+            # Embedded members (no host: they never came over a connection) lived in the
+            # process that wrote the file; they cannot heartbeat again, so they do not hold
+            # their partitions for a session timeout.
+            gone = [m["id"] for m in doc["members"] if not m["host"]]
+            if gone:
+                group.remove_members(gone, "embedded members of a closed broker")
+
+    def _new_group(self, group_id: str, config: ConsumerGroupConfig) -> ConsumerGroup:
+        return ConsumerGroup(group_id, self._partitions_of, self._topic_names, self._record, config,
+                             save=self._save)  # fmt: skip
+
+    def _save(self, group: ConsumerGroup) -> None:
+        if not self._broker.closed:
+            self._state.save(group.group_id, group.snapshot())  # empty too: its epoch goes on
 
     def _partitions_of(self, topics: Sequence[str]) -> dict[str, int]:
         topics_now = self._broker.topics
@@ -86,9 +118,7 @@ class ConsumerGroupRegistry:
         with self._lock:
             group = self._groups.get(group_id)
             if group is None:
-                group = self._groups[group_id] = ConsumerGroup(
-                    group_id, self._partitions_of, self._topic_names, self._record, config
-                )
+                group = self._groups[group_id] = self._new_group(group_id, config)
         with group.lock:
             group.config = config  # group configs changed since: they apply from this join on
         return group
@@ -119,7 +149,74 @@ class ConsumerGroupRegistry:
                 if group.members:
                     return False
                 del self._groups[group_id]
+                self._state.save(group_id, None)
                 return True
+
+
+class GroupStateFile:
+    """The consumer groups' durable state: one checksummed line per change of a group (its
+    whole snapshot, or its removal once empty); the last line of a group wins. Each write
+    is fsynced before it returns; the file is rewritten compact when it opens and when it
+    has grown long."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._written: dict[str, str] = {}  # group -> the JSON of its last line
+        self._lines = 0
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every group's last snapshot; the file rewritten with only those."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        groups: dict[str, dict[str, Any]] = {}
+        for line in parse_lines(data):  # a torn last line was never acknowledged
+            if line.get("state") is None:
+                groups.pop(line["group"], None)
+            else:
+                groups[line["group"]] = line["state"]
+        with self._lock:
+            self._rewrite(groups)
+        return groups
+
+    def save(self, group_id: str, state: dict[str, Any] | None) -> None:
+        """Write ``group_id``'s state (None: gone) if it is not what was last written."""
+        text = json.dumps(state, sort_keys=True)
+        with self._lock:
+            if self._written.get(group_id, "null") == text:
+                return
+            try:
+                if self._lines >= _REWRITE_AFTER_LINES:
+                    written = {g: json.loads(t) for g, t in self._written.items() if t != "null"}
+                    self._rewrite({**written, group_id: state} if state is not None else
+                                  {g: d for g, d in written.items() if g != group_id})  # fmt: skip
+                    return
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, encode_line({"group": group_id, "state": state}))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:  # a full disk: the heartbeat fails, the member retries it
+                raise StorageError(f"could not write the consumer groups' state to {self.path}: {exc}") from exc
+            self._written[group_id] = text
+            self._lines += 1
+
+    def _rewrite(self, groups: dict[str, dict[str, Any]]) -> None:
+        """Replace the file by one line per group (under ``self._lock``)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(b"".join(encode_line({"group": g, "state": doc}) for g, doc in sorted(groups.items())))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
+        self._written = {g: json.dumps(doc, sort_keys=True) for g, doc in groups.items()}
+        self._lines = len(groups)
 
 
 _registries: weakref.WeakKeyDictionary[Broker, ConsumerGroupRegistry] = weakref.WeakKeyDictionary()

@@ -14,14 +14,17 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from streamlab.broker import Broker
+from streamlab.broker.consumer_groups import check_not_consumer_protocol, consumer_groups
 from streamlab.broker.fetch import fetch
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share_registry import check_not_share
 from streamlab.broker.transactions import coordinator
+from streamlab.client.consumer_membership import ConsumerProtocolMembership
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership
 from streamlab.errors import ClosedError, ConfigError, NoGroupError, OffsetOutOfRangeError, StreamlabError
 from streamlab.groups.assignors import ASSIGNORS
+from streamlab.groups.server_assignors import SERVER_ASSIGNORS
 from streamlab.model.names import validate_group_id
 from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 OffsetReset = Literal["earliest", "latest", "none"]
 IsolationLevel = Literal["read_committed", "read_uncommitted"]
+GroupProtocol = Literal["classic", "consumer"]
+_CLASSIC_DEFAULT = ("range", "cooperative-sticky")
 Callback = Callable[[list[TopicPartition]], None]
 
 
@@ -52,13 +57,14 @@ class Consumer:
         on_assign: Callback | None = None,
         on_revoke: Callback | None = None,
         on_lost: Callback | None = None,
-        assignor: str | Sequence[str] = ("range", "cooperative-sticky"),
+        assignor: str | Sequence[str] = _CLASSIC_DEFAULT,
         session_timeout_ms: int = 45_000,
         max_poll_interval_ms: int = 300_000,
         group_instance_id: str | None = None,
         pattern: str | None = None,
         isolation_level: IsolationLevel = "read_uncommitted",
         decoder: RecordDecoder | None = None,
+        group_protocol: GroupProtocol = "classic",
     ) -> None:
         if auto_offset_reset not in ("earliest", "latest", "none"):
             raise ConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', got {auto_offset_reset!r}")
@@ -84,9 +90,13 @@ class Consumer:
         self._last_auto_commit = time.monotonic()
         self._max_poll_records = max_poll_records
         self._on_assign, self._on_revoke, self._on_lost = on_assign, on_revoke, on_lost
+        if group_protocol not in ("classic", "consumer"):
+            raise ConfigError(f"group_protocol must be 'classic' or 'consumer', got {group_protocol!r}")
+        self.group_protocol: GroupProtocol = group_protocol
+        self._server_assignor = server_assignor(assignor) if group_protocol == "consumer" else None
         assignors = (assignor,) if isinstance(assignor, str) else tuple(assignor)
         unknown = [a for a in assignors if a not in ASSIGNORS]
-        if unknown or not assignors:
+        if group_protocol == "classic" and (unknown or not assignors):
             raise ConfigError(f"assignor must be among {sorted(ASSIGNORS)}, got {assignor!r}")
         self._group_config = {
             "assignors": assignors,
@@ -94,7 +104,7 @@ class Consumer:
             "max_poll_interval_ms": max_poll_interval_ms,
             "group_instance_id": group_instance_id,
         }
-        self._membership: GroupMembership | None = None
+        self._membership: GroupMembership | ConsumerProtocolMembership | None = None
         self._pattern: re.Pattern[str] | None = None
         self._subscription: list[str] = []
         self._manual = False
@@ -129,7 +139,15 @@ class Consumer:
         self._subscription, self._manual = chosen, False
         if self.group is not None:
             check_not_share(self._broker, self.group)
-            if self._membership is None:
+            if self._membership is None and self.group_protocol == "consumer":
+                self._membership = ConsumerProtocolMembership(
+                    consumer_groups(self._broker), self.group, client_id=self.client_id, topics=chosen,
+                    server_assignor=self._server_assignor,
+                    max_poll_interval_ms=self._group_config["max_poll_interval_ms"],  # type: ignore[arg-type]
+                    group_instance_id=self._group_config["group_instance_id"],  # type: ignore[arg-type]
+                )  # fmt: skip
+            elif self._membership is None:
+                check_not_consumer_protocol(self._broker, self.group)
                 self._membership = GroupMembership(
                     self._broker.groups.group(self.group), client_id=self.client_id, topics=chosen,
                     **self._group_config,  # type: ignore[arg-type]
@@ -417,3 +435,17 @@ class Consumer:
 
     def __iter__(self) -> Any:
         raise TypeError("iterate with poll(timeout=..., max_records=...) so a notebook cell always ends")
+
+
+def server_assignor(assignor: str | Sequence[str]) -> str | None:
+    """The server-side assignor a ``group_protocol="consumer"`` member asks for (Kafka's
+    ``group.remote.assignor``): ``"uniform"`` or ``"range"``; None (the classic default
+    left as it is) lets the group choose (``uniform``)."""
+    if assignor == _CLASSIC_DEFAULT or (not isinstance(assignor, str) and tuple(assignor) == _CLASSIC_DEFAULT):
+        return None
+    if not isinstance(assignor, str) or assignor not in SERVER_ASSIGNORS:
+        raise ConfigError(
+            f"with group_protocol='consumer' the broker assigns: assignor must be one of "
+            f"{sorted(SERVER_ASSIGNORS)}, got {assignor!r}"
+        )
+    return assignor

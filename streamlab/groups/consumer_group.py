@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from streamlab.errors import (
     ConfigError,
@@ -68,6 +69,7 @@ LEAVE = -1
 LEAVE_STATIC = -2  # a static member leaving for now: it keeps its assignment for the session timeout
 
 Recorder = Callable[[str, list[GroupEvent]], None]
+Saver = Callable[["ConsumerGroup"], None]
 PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
 TopicLister = Callable[[], Sequence[str]]
 Clock = Callable[[], float]
@@ -212,6 +214,9 @@ class ConsumerGroup:
     members: dict[str, ConsumerMember] = field(default_factory=dict)
     target: Target = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # Called (under the lock) after every heartbeat and expiry: the broker layer writes the
+    # group's snapshot() down when it changed, before the heartbeat is answered.
+    save: Saver = lambda group: None
     _static: dict[str, str] = field(default_factory=dict)  # instance id -> member id
     _owners: dict[TopicPartition, str] = field(default_factory=dict)  # partition -> member owning it
     _metadata: dict[str, int] = field(default_factory=dict)  # subscribed topic -> partitions, at the last bump
@@ -275,7 +280,9 @@ class ConsumerGroup:
             now = self.clock()
             self.expire()
             if req.epoch in (LEAVE, LEAVE_STATIC):
-                return self._leave(req)
+                left = self._leave(req)
+                self.save(self)
+                return left
             member = self._join(req, now) if req.epoch == JOIN else self._existing(req)
             before = member.assigned
             member.last_heartbeat = now
@@ -291,6 +298,7 @@ class ConsumerGroup:
             )
             changed = member.assigned != before
             assignment = member.assigned if req.epoch == JOIN or full or changed else None
+            self.save(self)
             return HeartbeatResult(member.member_id, member.epoch, self.config.heartbeat_interval_ms, assignment)
 
     def _join(self, req: HeartbeatRequest, now: float) -> ConsumerMember:
@@ -475,6 +483,7 @@ class ConsumerGroup:
                 self._check_metadata()
                 if self.epoch != self.assignment_epoch:
                     self._compute_target()
+            self.save(self)
 
     # offsets --------------------------------------------------------------------------------------
     def check_member_epoch(self, member_id: str | None, epoch: int, *, what: str = "commit") -> None:
@@ -495,6 +504,62 @@ class ConsumerGroup:
                     f"{what} with member epoch {epoch}; member {member_id!r} is at epoch {member.epoch}"
                 )
 
+    # durable state ------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What Kafka keeps of a consumer group in ``__consumer_offsets`` (group epoch, each
+        member's subscription and current assignment, the target assignment), as plain
+        JSON values; liveness (heartbeat times) is not part of it."""
+        with self.lock:
+            return {
+                "epoch": self.epoch,
+                "assignment_epoch": self.assignment_epoch,
+                "metadata": dict(sorted(self._metadata.items())),
+                "target": {m: _pairs(tps) for m, tps in sorted(self.target.items())},
+                "members": [
+                    {"id": m.member_id, "client_id": m.client_id, "host": m.host, "instance_id": m.instance_id,
+                     "rack_id": m.rack_id, "topics": sorted(m.topics), "regex": m.regex,
+                     "assignor": m.server_assignor, "rebalance_timeout_ms": m.rebalance_timeout_ms,
+                     "epoch": m.epoch, "previous_epoch": m.previous_epoch, "state": str(m.state),
+                     "assigned": _pairs(m.assigned), "pending_revocation": _pairs(m.pending_revocation)}
+                    for m in self.members.values()
+                ],
+            }  # fmt: skip
+
+    def restore(self, doc: Mapping[str, Any]) -> None:
+        """Take back a :meth:`snapshot` (a broker reopening): members keep their ids, epochs
+        and partitions, and have a whole session timeout from now to heartbeat again; a
+        revocation still pending gets its whole rebalance timeout."""
+        with self.lock:
+            now = self.clock()
+            self.epoch, self.assignment_epoch = int(doc["epoch"]), int(doc["assignment_epoch"])
+            self._metadata = {str(t): int(n) for t, n in doc["metadata"].items()}
+            self.target = {m: _tps(pairs) for m, pairs in doc["target"].items()}
+            for d in doc["members"]:
+                member = ConsumerMember(
+                    d["id"], d["client_id"], d["host"], instance_id=d["instance_id"], rack_id=d["rack_id"],
+                    topics=frozenset(d["topics"]), regex=d["regex"], server_assignor=d["assignor"],
+                    rebalance_timeout_ms=int(d["rebalance_timeout_ms"]), epoch=int(d["epoch"]),
+                    previous_epoch=int(d["previous_epoch"]), state=MemberState(d["state"]),
+                    assigned=_tps(d["assigned"]), pending_revocation=_tps(d["pending_revocation"]),
+                    last_heartbeat=now,
+                )  # fmt: skip
+                if member.state == MemberState.UNREVOKED_PARTITIONS:
+                    member.revoke_deadline = now + member.rebalance_timeout_ms / 1000
+                self.members[member.member_id] = member
+                if member.instance_id is not None:
+                    self._static[member.instance_id] = member.member_id
+                for tp in member.owned:
+                    self._owners[tp] = member.member_id
+            self._reason = "the broker restarted"
+
+    def remove_members(self, member_ids: Sequence[str], reason: str) -> None:
+        """Take members out as if their sessions had ended (members that cannot come back)."""
+        with self.lock:
+            for member_id in member_ids:
+                if member_id in self.members:
+                    self._remove(member_id, reason)
+            self.save(self)
+
     def owners(self) -> Mapping[TopicPartition, str]:
         with self.lock:
             return dict(self._owners)
@@ -503,6 +568,14 @@ class ConsumerGroup:
 def _still_owns(owned: frozenset[TopicPartition] | None, partitions: frozenset[TopicPartition]) -> bool:
     """Whether the member still owns any of ``partitions``; unknown (not sent) counts as yes."""
     return owned is None or bool(owned & partitions)
+
+
+def _pairs(tps: frozenset[TopicPartition]) -> list[list[Any]]:
+    return [[tp.topic, tp.partition] for tp in _sorted(tps)]
+
+
+def _tps(pairs: Sequence[Sequence[Any]]) -> frozenset[TopicPartition]:
+    return frozenset(TopicPartition(str(t), int(p)) for t, p in pairs)
 
 
 def new_member_id() -> str:

@@ -82,6 +82,21 @@ def assignment_strategy(assignor: str | Sequence[str]) -> tuple[str, bool]:
     return ",".join(n for n in names if _ASSIGNORS[n] == protocol), protocol == "cooperative"
 
 
+def _remote_assignor(assignor: str | Sequence[str]) -> str | None:
+    """librdkafka's ``group.remote.assignor`` for ``group_protocol="consumer"`` (None: the
+    broker's default), as the embedded consumer reads ``assignor``."""
+    if assignor == ("range", "cooperative-sticky") or (
+        not isinstance(assignor, str) and tuple(assignor) == ("range", "cooperative-sticky")
+    ):
+        return None
+    if assignor not in ("uniform", "range"):
+        raise ConfigError(
+            "with group_protocol='consumer' the broker assigns: assignor must be 'uniform' or 'range', "
+            f"got {assignor!r}"
+        )
+    return str(assignor)
+
+
 class KafkaConsumer(ConsumerOffsets):
     """Subscribe (or assign), poll, seek, commit: the embedded ``Consumer``'s API on Kafka."""
 
@@ -108,6 +123,7 @@ class KafkaConsumer(ConsumerOffsets):
         pattern: str | None = None,
         isolation_level: Literal["read_committed", "read_uncommitted"] = "read_uncommitted",
         decoder: RecordDecoder | None = None,
+        group_protocol: Literal["classic", "consumer"] = "classic",
     ) -> None:
         self._decoder = decoder  # Lab.consumer's, for Confluent-framed records (port/record_decode.py)
         if isolation_level not in ("read_committed", "read_uncommitted"):
@@ -119,7 +135,13 @@ class KafkaConsumer(ConsumerOffsets):
         if group is not None:
             validate_group_id(group)
         validate_group_id(client_id, what="client_id", empty_ok=True)
-        strategy, self._cooperative = assignment_strategy(assignor)
+        if group_protocol not in ("classic", "consumer"):
+            raise ConfigError(f"group_protocol must be 'classic' or 'consumer', got {group_protocol!r}")
+        if group_protocol == "consumer":
+            remote = _remote_assignor(assignor)
+            strategy, self._cooperative = "", True  # KIP-848 reconciles incrementally
+        else:
+            strategy, self._cooperative = assignment_strategy(assignor)
         lab._check_open()
         self._lab = lab
         self.group = group
@@ -149,6 +171,14 @@ class KafkaConsumer(ConsumerOffsets):
         }
         if group_instance_id is not None:
             settings["group.instance.id"] = group_instance_id
+        if group_protocol == "consumer":
+            # The broker assigns and times sessions: librdkafka refuses these with group.protocol=consumer.
+            for name in ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"):
+                del settings[name]
+            settings["group.protocol"] = "consumer"
+            settings["max.poll.interval.ms"] = max_poll_interval_ms
+            if remote is not None:
+                settings["group.remote.assignor"] = remote
         extra = {**lab.client_options, **(kafka_config or {})}
         self._consumer = ck.Consumer(client_config(lab.bootstrap, extra, **settings))
         self._subscription: list[str] = []

@@ -141,6 +141,7 @@ class RebalanceTimelineState:
         self.consumer_config = consumer_config
         self.state, self.assignor, self.member_count = "Empty", "", 0
         self.generation: int | None = 0  # None: the Lab does not report it (DescribeGroups has none)
+        self.generation_name = "generation"  # "group epoch" for a consumer-protocol (KIP-848) group
         self.members: dict[str, list[TopicPartition]] = {}
         self.generations: list[Generation] = []
         self.history_error: str | None = None
@@ -157,6 +158,7 @@ class RebalanceTimelineState:
             self.group_error = f"group state unavailable from this Lab ({exc}); showing this notebook's members"
         if row is not None:
             self.state, self.generation = str(row["state"]), maybe_int(row["generation"])
+            self.generation_name = "group epoch" if row.get("type") == "consumer" else "generation"
             self.assignor, self.member_count = str(row["assignor"]), int(row["members"])
         elif self.group_error:
             self.state, self.generation, self.assignor = "unknown", None, ""

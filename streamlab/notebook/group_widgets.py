@@ -171,7 +171,7 @@ class RebalanceTimeline(LiveWidget):
             for m, tps in s.members.items()
         )  # fmt: skip
         generation = "?" if s.generation is None else s.generation
-        head = (f"<div>state <b>{escape(s.state)}</b>, generation <b>{generation}</b>, assignor "
+        head = (f"<div>state <b>{escape(s.state)}</b>, {s.generation_name} <b>{generation}</b>, assignor "
                 f"<b>{escape(s.assignor or '-')}</b>, {s.member_count} member(s)</div>")  # fmt: skip
         update(self.header, value=head + members)
         if s.history_error:

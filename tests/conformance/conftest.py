@@ -40,6 +40,7 @@ def unique(prefix: str) -> str:
 def mock_cluster() -> Iterator[MockCluster]:
     """librdkafka's mock cluster with 3 brokers, for the whole session."""
     with MockCluster(brokers=3) as cluster:
+        cluster.consumer_group_settings(heartbeat_interval_ms=300)  # as serve_bootstrap's
         yield cluster
 
 
@@ -58,7 +59,10 @@ def _server_harness() -> ModuleType:
 def serve_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`streamlab serve` on a free port for the whole session; its bootstrap address."""
     tmp = tmp_path_factory.mktemp("serve")
-    server = _server_harness().ServerProcess(tmp / "data", tmp / "server.log")
+    # A short KIP-848 heartbeat interval: consumer-protocol members reconcile at each one.
+    server = _server_harness().ServerProcess(
+        tmp / "data", tmp / "server.log", args=("--group-consumer-heartbeat-interval-ms", "300")
+    )
     server.start()
     try:
         yield server.bootstrap

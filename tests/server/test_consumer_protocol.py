@@ -332,7 +332,7 @@ def test_members_rejoin_after_the_server_is_killed_and_resume_from_their_commits
     try:
         wait_until(lambda: record_counts([worker]) == 100, 20, "the first records")
         wait_until(lambda: worker.committed() == {0: 50, 1: 50}, 10, "the commits")
-        server.restart()  # kill -9: the group is gone, its committed offsets are not
+        server.restart()  # kill -9: the group and its committed offsets are taken back
         produce(server, topic, [f"b{i}" for i in range(100)], 2)
         wait_until(lambda: record_counts([worker]) == 200, 30, "the records after the restart")
         assert_each_record_once([worker], 2, 100)

@@ -7,8 +7,8 @@ next assignment (see :mod:`streamlab.groups.consumer_group`). Partitions travel 
 ID. v1 clients make their own member id; a v0 join without one gets one from us.
 
 Errors: a group id that is a classic group with members or a share group gets
-GROUP_ID_NOT_FOUND, as in Kafka; a member the group does not know (expired, left, or from
-before a restart: groups live in memory) gets UNKNOWN_MEMBER_ID and a wrong epoch
+GROUP_ID_NOT_FOUND, as in Kafka; a member the group does not know (expired or left; groups
+survive a restart, see :mod:`streamlab.broker.consumer_groups`) gets UNKNOWN_MEMBER_ID and a wrong epoch
 FENCED_MEMBER_EPOCH, after which the client rejoins with epoch 0.
 """
 
@@ -71,9 +71,7 @@ def _heartbeat(ctx: ServerContext, body: Any, member_id: str, conn: ConnectionIn
     if group is None:
         if req.epoch < 0:  # leaving a group that is gone already
             return HeartbeatResult(member_id, req.epoch, registry.config.heartbeat_interval_ms, None)
-        raise UnknownMemberError(
-            f"member {member_id!r} is not in group {body.group_id!r} (expired, left, or the server restarted)"
-        )
+        raise UnknownMemberError(f"member {member_id!r} is not in group {body.group_id!r} (expired or left)")
     return group.heartbeat(req)
 
 
