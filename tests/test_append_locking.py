@@ -49,15 +49,15 @@ def gated_append(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., thre
     def gate(log: Any, until: Callable[[], bool], *, fail: bool) -> threading.Event:
         original = log.append
 
-        def append(batch: pa.RecordBatch, *, sync: bool) -> int:
+        def append(batch: pa.RecordBatch, *, sync: bool, **options: Any) -> int:
             if entered.is_set():
-                return int(original(batch, sync=sync))  # only the first append is stopped
+                return int(original(batch, sync=sync, **options))  # only the first append is stopped
             with log.append_lock:
                 entered.set()
                 wait_until(until)
                 if fail:
                     raise StorageError("No space left on device (injected)")
-                return int(original(batch, sync=sync))
+                return int(original(batch, sync=sync, **options))
 
         monkeypatch.setattr(log, "append", append)
         return entered
