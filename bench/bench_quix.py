@@ -151,7 +151,8 @@ def latency_run(target: Target, rate: int, seconds: float, root: Path) -> list[f
             assert proc.stdout.readline().strip() == "ready", "the application did not start"
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
-            p = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 5})
+            # configured as Quix's own producer: idempotent (so at most 5 requests in flight), linger 5 ms
+            p = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 5, "enable.idempotence": True})
 
             def send(i: int) -> None:
                 sent = time.time()
