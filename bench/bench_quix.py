@@ -11,11 +11,13 @@ jobs environment. Everything is on 127.0.0.1:
    produced before the application starts; it reports the time from its first record to its
    last (startup, topic checks and the group join excluded), best of ``--repeat`` rounds,
    each round a fresh group (and fresh state). Goal: ``lab.serve()`` >= 0.8x the mock.
-2. latency: records produced at ``--rate`` records/s for ``--latency-seconds`` seconds with
-   their send time in the value; the application writes the window's current value
-   (``.current()``) on every record, and a consumer in this process takes, for each window
-   result, the time from the newest record's send to the result arriving: event produced ->
-   window result visible, median and p99 (the first second is warm-up and left out).
+2. latency: once a probe record every 100 ms gets results back (the application has joined
+   its group), records are produced at ``--rate`` records/s for 1 + ``--latency-seconds``
+   seconds with their send time in the value, by a producer configured as Quix's own
+   (idempotent, ``acks=all``, ``linger.ms=5``); the application writes the window's current
+   value (``.current()``) on every record, and a consumer in this process takes, for each
+   window result, the time from the newest record's send to the result arriving: event
+   produced -> window result visible, median and p99 (the first second is left out).
 
 Targets: (a) an embedded lab's ``lab.serve()`` in this process (data in a temporary
 directory, fsynced as always); (b) ``streamlab.kafka.MockCluster(brokers=1)``, librdkafka's
