@@ -101,3 +101,22 @@ def test_reset_refuses_a_running_job_and_a_job_without_group(lab: streamlab.Lab,
         running.kill()
     with pytest.raises(ConfigError, match="without group="):
         lab.start_job(sleeper, timeout=0.1).reset()
+
+
+def test_rerun_from_a_time_processes_only_what_came_after_it(lab: streamlab.Lab, tmp_path: Path) -> None:
+    lab.create_topic("numbers", config={"retention.ms": -1})
+    with lab.producer() as producer:
+        for n in range(30):  # one a minute from 2026-01-05 00:00 UTC
+            producer.send("numbers", {"n": n}, key=f"k{n}", timestamp=1_767_571_200_000 + n * 60_000)
+    app = tmp_path / "doubler.py"
+    app.write_text(textwrap.dedent(DOUBLER))
+    first = lab.start_job(app, group="doubler", state_dir=tmp_path / "state", env={"OUTPUT": "doubled.v1"})
+    assert first.wait(timeout=60).consumed == 30
+
+    preview = first.reset("2026-01-05T00:20:00Z")
+    assert preview.offsets[["current", "new", "replayed"]].values.tolist() == [[30, 20, 10]]
+    second = first.rerun("2026-01-05T00:20:00Z", env={"OUTPUT": "doubled.from-0020"})
+    assert second.wait(timeout=60).consumed == 10
+    assert sorted(lab.replay("doubled.from-0020")["double"]) == [2 * n for n in range(20, 30)]
+    diff = lab.diff_topics("doubled.v1", "doubled.from-0020")
+    assert diff["change"].tolist() == ["removed"] * 20  # the first 20 keys were not processed again

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_quix_job import quix_python  # tests/ is on sys.path (pytest prepends it)
 
 import streamlab
 from streamlab.datasets import clickstream
-from tests.test_quix_job import quix_python
 
 pytestmark = pytest.mark.slow
 
