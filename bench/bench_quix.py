@@ -84,7 +84,7 @@ class Target:
 def application(target: Target, mode: str, group: str, root: Path, **env: str) -> Iterator[subprocess.Popen[str]]:
     child = dict(os.environ)
     state = str(root / "state" / group)
-    child.update(STREAMLAB_BROKER=target.bootstrap, STREAMLAB_GROUP=group, STREAMLAB_STATE_DIR=state,
+    child.update(STREAMLAB_BROKER=target.bootstrap, STREAMLAB_GROUP=group, STREAMLAB_JOB_STATE_DIR=state,
                  BENCH_MODE=mode, BENCH_INPUT=INPUT[mode], BENCH_OUTPUT=OUTPUT[mode], **env)  # fmt: skip
     proc = subprocess.Popen([jobs_python(), str(APP)], env=child, stdout=subprocess.PIPE, text=True)
     try:
