@@ -211,3 +211,19 @@ def test_iso_times_from_any_client_become_utc_datetimes(lab: streamlab.Lab, make
     assert str(out["local"].dtype) == UTC_US and str(out["naive"].dtype) == UTC_US
     assert out["local"].tolist()[:2] == [pd.Timestamp("2024-01-01T10:00Z"), pd.Timestamp("2024-01-02T00:00Z")]
     assert out["naive"].iloc[2] == pd.Timestamp("2024-01-01T09:00:00.25Z")
+
+
+def test_arrow_backed_columns_of_a_concatenated_frame_go_typed(
+    lab: streamlab.Lab, make_topic: Callable[..., str]
+) -> None:
+    """pd.concat of frames with a string[pyarrow] column gives a chunked Arrow column."""
+    topic = make_topic(partitions=1)
+    ts = pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True)
+    first = pd.DataFrame({"user": ["a", "b"], "plan": pd.array(["free", "pro"], dtype="string[pyarrow]"), "ts": ts[:2]})
+    upgrade = pd.DataFrame({"user": ["a"], "plan": pd.array(["pro"], dtype="string[pyarrow]"), "ts": ts[2:]})
+    with lab.producer() as p:
+        p.send_many(topic, pd.concat([first, upgrade]), key="user", timestamp="ts", progress=False)
+    for _ in range(2):  # from the active segment, then from Parquet
+        out = lab.replay(topic)
+        assert out["key"].tolist() == ["a", "b", "a"] and out["plan"].tolist() == ["free", "pro", "pro"]
+        lab.roll(topic)
