@@ -20,22 +20,8 @@ import pyarrow.compute as pc
 from crc32c import crc32c
 
 from streamlab.errors import CorruptRecordError
-from streamlab.protocol.batch_layout import (
-    ATTRIBUTES_OFFSET,
-    CODEC_MASK,
-    CODECS,
-    CONTROL_BIT,
-    CRC_OFFSET,
-    HEADER,
-    HEADER_SIZE,
-    LOG_OVERHEAD,
-    MIN_BATCH_LENGTH,
-    MIN_RECORD_SIZE,
-    OFFSET_LENGTH,
-    TIMESTAMP_TYPE_BIT,
-    TRANSACTIONAL_BIT,
-    TimestampType,
-)
+from streamlab.protocol import batch_layout as layout
+from streamlab.protocol.batch_layout import TimestampType
 from streamlab.protocol.compression import DECOMPRESS
 from streamlab.protocol.record_batch import RecordBatch, decode_batch
 from streamlab.protocol.varint import ZIGZAG_BYTE, Malformed, read_varint, zigzag_varint
@@ -100,12 +86,12 @@ def decode_batches_columns(
     out: list[ColumnBatch] = []
     pos = 0
     total = len(buf)
-    while total - pos >= LOG_OVERHEAD:
-        base_offset, length = OFFSET_LENGTH.unpack_from(buf, pos)
-        end = pos + LOG_OVERHEAD + length
-        if length < MIN_BATCH_LENGTH:
+    while total - pos >= layout.LOG_OVERHEAD:
+        base_offset, length = layout.OFFSET_LENGTH.unpack_from(buf, pos)
+        end = pos + layout.LOG_OVERHEAD + length
+        if length < layout.MIN_BATCH_LENGTH:
             raise CorruptRecordError(
-                f"batch at byte {pos}: length {length} is below the {MIN_BATCH_LENGTH}-byte v2 header",
+                f"batch at byte {pos}: length {length} is below the {layout.MIN_BATCH_LENGTH}-byte v2 header",
                 offset=base_offset,
             )
         if end > total:
@@ -121,21 +107,21 @@ def decode_batches_columns(
 def _columns_of(buf: bytes, pos: int, end: int, verify_crc: bool) -> ColumnBatch | None:
     """The batch at ``buf[pos:end]`` as columns; None when the record-by-record reader must
     take it (it then produces the records or the precise error)."""
-    fields = HEADER.unpack_from(buf, pos)
+    fields = layout.HEADER.unpack_from(buf, pos)
     base_offset, _, leader_epoch, magic, crc, attributes, last_delta, base_ts, max_ts, pid, epoch, seq, count = fields
-    codec = attributes & CODEC_MASK
-    if magic != 2 or count < COLUMNAR_MIN_RECORDS or codec >= len(CODECS):
+    codec = attributes & layout.CODEC_MASK
+    if magic != 2 or count < COLUMNAR_MIN_RECORDS or codec >= len(layout.CODECS):
         return None
-    if verify_crc and crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : end]) != crc:
+    if verify_crc and crc32c(memoryview(buf)[pos + layout.ATTRIBUTES_OFFSET : end]) != crc:
         return None
-    body, start = buf, pos + HEADER_SIZE
+    body, start = buf, pos + layout.HEADER_SIZE
     if codec:
         try:
-            body = DECOMPRESS[CODECS[codec]](buf[start:end])
+            body = DECOMPRESS[layout.CODECS[codec]](buf[start:end])
         except Exception:
             return None
         start, end = 0, len(body)
-    log_append = bool(attributes & TIMESTAMP_TYPE_BIT)
+    log_append = bool(attributes & layout.TIMESTAMP_TYPE_BIT)
     try:
         columns = _record_columns(body, start, end, count, base_ts, max_ts if log_append else None)
     except (Malformed, IndexError):
@@ -145,8 +131,8 @@ def _columns_of(buf: bytes, pos: int, end: int, verify_crc: bool) -> ColumnBatch
     header = RecordBatch(
         base_offset=base_offset, partition_leader_epoch=leader_epoch, magic=magic, crc=crc, attributes=attributes,
         last_offset_delta=last_delta, base_timestamp=base_ts, max_timestamp=max_ts, producer_id=pid,
-        producer_epoch=epoch, base_sequence=seq, records=(), compression=CODECS[codec],
-        is_transactional=bool(attributes & TRANSACTIONAL_BIT), is_control=bool(attributes & CONTROL_BIT),
+        producer_epoch=epoch, base_sequence=seq, records=(), compression=layout.CODECS[codec],
+        is_transactional=bool(attributes & layout.TRANSACTIONAL_BIT), is_control=bool(attributes & layout.CONTROL_BIT),
         timestamp_type="log_append" if log_append else "create",
     )  # fmt: skip
     return ColumnBatch(header, columns)
@@ -154,7 +140,7 @@ def _columns_of(buf: bytes, pos: int, end: int, verify_crc: bool) -> ColumnBatch
 
 def _length_positions(body: bytes, pos: int, end: int, count: int) -> list[int] | None:
     """Where each record's length varint starts; None if the records do not tile the body."""
-    if count * MIN_RECORD_SIZE > end - pos:
+    if count * layout.MIN_RECORD_SIZE > end - pos:
         return None
     zz = ZIGZAG_BYTE
     positions: list[int] = []
@@ -220,7 +206,7 @@ def _record_columns(
         return None
     arr = np.frombuffer(body, dtype=np.uint8)
     lengths, starts = _varints(arr, np.array(positions, dtype=np.int64))
-    if (lengths < MIN_RECORD_SIZE).any():
+    if (lengths < layout.MIN_RECORD_SIZE).any():
         return None
     ends = starts + lengths
     timestamp_deltas, at = _varints(arr, starts + 1)  # + 1: the record attributes byte
@@ -322,7 +308,7 @@ def _encode_few(
     once, into the answer, from views of the stored columns."""
     base_offset, base_timestamp = offsets[0], timestamps[0]
     parts: list[bytes | memoryview] = []
-    used = HEADER_SIZE
+    used = layout.HEADER_SIZE
     count = 0
     for i, offset in enumerate(offsets):
         key, value = keys[i], values[i]
@@ -346,15 +332,15 @@ def _encode_few(
         count += 1
     if not count:
         return b""
-    attributes = TIMESTAMP_TYPE_BIT if timestamp_type == "log_append" else 0
+    attributes = layout.TIMESTAMP_TYPE_BIT if timestamp_type == "log_append" else 0
     last_delta = offsets[count - 1] - base_offset
-    fields = (base_offset, used - LOG_OVERHEAD, partition_leader_epoch, 2, 0, attributes, last_delta,
+    fields = (base_offset, used - layout.LOG_OVERHEAD, partition_leader_epoch, 2, 0, attributes, last_delta,
               base_timestamp, max(timestamps[:count]), -1, -1, -1, count)  # fmt: skip
-    header = bytearray(HEADER.pack(*fields))
-    crc = crc32c(memoryview(header)[ATTRIBUTES_OFFSET:])
+    header = bytearray(layout.HEADER.pack(*fields))
+    crc = crc32c(memoryview(header)[layout.ATTRIBUTES_OFFSET :])
     for part in parts:
         crc = crc32c(part, crc)
-    _CRC.pack_into(header, CRC_OFFSET, crc)
+    _CRC.pack_into(header, layout.CRC_OFFSET, crc)
     return b"".join((header, *parts))
 
 
@@ -407,7 +393,7 @@ def encode_batch_columns(
     u_body = _zigzag(body)
     s_body = _varint_sizes(u_body)
     if max_bytes is not None:
-        fits = int(np.searchsorted(np.cumsum(s_body + body) + HEADER_SIZE, max_bytes, side="right"))
+        fits = int(np.searchsorted(np.cumsum(s_body + body) + layout.HEADER_SIZE, max_bytes, side="right"))
         n = max(fits, 1 if at_least_one else 0)
         if n == 0:
             return b""
@@ -457,11 +443,11 @@ def encode_batch_columns(
     start = int.from_bytes(ends[joined.offset * 4 : joined.offset * 4 + 4], "little", signed=True)
     stop = int.from_bytes(ends[(joined.offset + n) * 4 : (joined.offset + n + 1) * 4], "little", signed=True)
     records = memoryview(joined.buffers()[2])[start:stop]
-    attributes = TIMESTAMP_TYPE_BIT if timestamp_type == "log_append" else 0
+    attributes = layout.TIMESTAMP_TYPE_BIT if timestamp_type == "log_append" else 0
     last_delta, max_timestamp = int(offsets[-1]) - base_offset, int(timestamps.max())
-    fields = (base_offset, MIN_BATCH_LENGTH + len(records), partition_leader_epoch, 2, 0, attributes, last_delta,
+    fields = (base_offset, layout.MIN_BATCH_LENGTH + len(records), partition_leader_epoch, 2, 0, attributes, last_delta,
               base_timestamp, max_timestamp, -1, -1, -1, n)  # fmt: skip
-    header = bytearray(HEADER.pack(*fields))
-    crc = crc32c(records, crc32c(memoryview(header)[ATTRIBUTES_OFFSET:]))
-    _CRC.pack_into(header, CRC_OFFSET, crc)
+    header = bytearray(layout.HEADER.pack(*fields))
+    crc = crc32c(records, crc32c(memoryview(header)[layout.ATTRIBUTES_OFFSET :]))
+    _CRC.pack_into(header, layout.CRC_OFFSET, crc)
     return bytes(header) + records
