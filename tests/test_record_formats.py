@@ -175,3 +175,30 @@ def test_avro_format_reads_unframed_avro_with_the_subjects_latest_schema(
     assert polled[0].value == {"sensor": "s1", "celsius": 21.5}
     with pytest.raises(ConfigError, match="key_format must be one of"):
         lab.replay(topic, key_format="yaml")
+
+
+def test_poll_frame_reads_a_topic_with_its_own_format(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    _mixed_topic(lab, "mixed")
+    lab.set_format("mixed", value_format="avro")
+    with lab.consumer("mixed", auto_offset_reset="earliest") as consumer:
+        frame = pd.DataFrame()
+        for _ in range(20):
+            frame = consumer.poll_frame(timeout=0.2)
+            if len(frame):
+                break
+    assert frame["id"].tolist()[0] == 1 and frame["ship_to.city"].tolist()[0] == "Oslo"
+    errors = frame["value_error"].tolist()
+    assert errors[0] is pd.NA and "is JSON, not AVRO" in errors[1] and "Schema 99 not found" in errors[3]
+
+
+def test_protobuf_compatibility_through_lab_schemas(lab: streamlab.Lab) -> None:
+    pytest.importorskip("proto_schema_parser")
+    v1 = 'syntax = "proto3";\npackage shop;\nmessage Click { string user = 1; int64 n = 2; }\n'
+    lab.schemas.register("clicks-value", v1, "PROTOBUF")
+    assert lab.schemas.check_compatibility("clicks-value", v1.replace("int64 n = 2;", "int64 n = 2; bool vip = 3;"),
+                                           "PROTOBUF")  # fmt: skip
+    broken = lab.schemas.check_compatibility("clicks-value", v1.replace("int64 n", "double n"), "PROTOBUF")
+    assert not broken and broken.messages == [
+        "FIELD_SCALAR_KIND_CHANGED: shop.Click.n (field 2) type int64 became double "
+        "(the new schema reading data of an earlier one)"
+    ]
