@@ -202,3 +202,23 @@ def test_protobuf_compatibility_through_lab_schemas(lab: streamlab.Lab) -> None:
         "FIELD_SCALAR_KIND_CHANGED: shop.Click.n (field 2) type int64 became double "
         "(the new schema reading data of an earlier one)"
     ]
+
+
+def test_the_cli_reads_a_topic_with_its_own_format_or_the_one_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamlab.cli.main import main
+
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("t")
+        with lab.producer() as p:
+            p.send("t", value={"a": 1})
+        lab.set_format("t", value_format="string")
+    read = ["--data", str(tmp_path), "consume", "t", "--from-beginning", "--count", "1", "--timeout", "2"]
+    assert main([*read, "--format", "json"]) == 0
+    assert '"value": "{\\"a\\":1}"' in capsys.readouterr().out  # the text, as the topic's format says
+    assert main([*read, "--format", "json", "--value-format", "auto"]) == 0
+    assert '"value": {"a": 1}' in capsys.readouterr().out
+    out = tmp_path / "t.csv"
+    assert main(["--data", str(tmp_path), "replay", "t", "--out", str(out), "--value-format", "auto"]) == 0
+    assert pd.read_csv(out)["a"].tolist() == [1]
