@@ -222,3 +222,28 @@ def test_the_cli_reads_a_topic_with_its_own_format_or_the_one_given(
     out = tmp_path / "t.csv"
     assert main(["--data", str(tmp_path), "replay", "t", "--out", str(out), "--value-format", "auto"]) == 0
     assert pd.read_csv(out)["a"].tolist() == [1]
+
+
+def test_proto_text_with_a_reference_decodes_without_generated_code(lab: streamlab.Lab) -> None:
+    pytest.importorskip("proto_schema_parser")
+    from google.protobuf import message_factory
+
+    from streamlab.model.schemas.proto import descriptor_pool
+
+    address = 'syntax = "proto3";\npackage geo;\nmessage Address { string city = 1; }\n'
+    order = ('syntax = "proto3";\npackage shop;\nimport "geo/address.proto";\n'
+             "message Order { int64 id = 1; geo.Address ship_to = 2; repeated string items = 3; }\n")  # fmt: skip
+    lab.schemas.register("geo-address", address, "PROTOBUF")
+    reference = {"name": "geo/address.proto", "subject": "geo-address", "version": 1}
+    sid = lab.schemas.register("orders-value", order, "PROTOBUF", references=[reference])
+    pool, _ = descriptor_pool(lab.schemas.get(sid), lab.schemas.port.resolve)
+    message = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))(id=7, items=["a", "b"])
+    message.ship_to.city = "Oslo"
+    lab.create_topic("orders")
+    with lab.producer() as p:  # framed as Confluent's serializers frame: magic byte, id, message index 0
+        p.send("orders", value=b"\x00" + sid.to_bytes(4, "big") + b"\x00" + message.SerializeToString())
+    frame = lab.replay("orders")
+    assert frame[["id", "ship_to.city"]].values.tolist() == [["7", "Oslo"]]  # int64: text in protobuf's JSON
+    assert frame["items"].tolist() == [["a", "b"]]
+    with pytest.raises(streamlab.errors.InvalidSchemaError, match="neither a reference"):
+        lab.schemas.register("broken-value", order, "PROTOBUF")  # the import without its reference
