@@ -175,3 +175,75 @@ def test_avro_format_reads_unframed_avro_with_the_subjects_latest_schema(
     assert polled[0].value == {"sensor": "s1", "celsius": 21.5}
     with pytest.raises(ConfigError, match="key_format must be one of"):
         lab.replay(topic, key_format="yaml")
+
+
+def test_poll_frame_reads_a_topic_with_its_own_format(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
+    _mixed_topic(lab, "mixed")
+    lab.set_format("mixed", value_format="avro")
+    with lab.consumer("mixed", auto_offset_reset="earliest") as consumer:
+        frame = pd.DataFrame()
+        for _ in range(20):
+            frame = consumer.poll_frame(timeout=0.2)
+            if len(frame):
+                break
+    assert frame["id"].tolist()[0] == 1 and frame["ship_to.city"].tolist()[0] == "Oslo"
+    errors = frame["value_error"].tolist()
+    assert errors[0] is pd.NA and "is JSON, not AVRO" in errors[1] and "Schema 99 not found" in errors[3]
+
+
+def test_protobuf_compatibility_through_lab_schemas(lab: streamlab.Lab) -> None:
+    pytest.importorskip("proto_schema_parser")
+    v1 = 'syntax = "proto3";\npackage shop;\nmessage Click { string user = 1; int64 n = 2; }\n'
+    lab.schemas.register("clicks-value", v1, "PROTOBUF")
+    assert lab.schemas.check_compatibility("clicks-value", v1.replace("int64 n = 2;", "int64 n = 2; bool vip = 3;"),
+                                           "PROTOBUF")  # fmt: skip
+    broken = lab.schemas.check_compatibility("clicks-value", v1.replace("int64 n", "double n"), "PROTOBUF")
+    assert not broken and broken.messages == [
+        "FIELD_SCALAR_KIND_CHANGED: shop.Click.n (field 2) type int64 became double "
+        "(the new schema reading data of an earlier one)"
+    ]
+
+
+def test_the_cli_reads_a_topic_with_its_own_format_or_the_one_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamlab.cli.main import main
+
+    with streamlab.connect(tmp_path) as lab:
+        lab.create_topic("t")
+        with lab.producer() as p:
+            p.send("t", value={"a": 1})
+        lab.set_format("t", value_format="string")
+    read = ["--data", str(tmp_path), "consume", "t", "--from-beginning", "--count", "1", "--timeout", "2"]
+    assert main([*read, "--format", "json"]) == 0
+    assert '"value": "{\\"a\\":1}"' in capsys.readouterr().out  # the text, as the topic's format says
+    assert main([*read, "--format", "json", "--value-format", "auto"]) == 0
+    assert '"value": {"a": 1}' in capsys.readouterr().out
+    out = tmp_path / "t.csv"
+    assert main(["--data", str(tmp_path), "replay", "t", "--out", str(out), "--value-format", "auto"]) == 0
+    assert pd.read_csv(out)["a"].tolist() == [1]
+
+
+def test_proto_text_with_a_reference_decodes_without_generated_code(lab: streamlab.Lab) -> None:
+    pytest.importorskip("proto_schema_parser")
+    from google.protobuf import message_factory
+
+    from streamlab.model.schemas.proto import descriptor_pool
+
+    address = 'syntax = "proto3";\npackage geo;\nmessage Address { string city = 1; }\n'
+    order = ('syntax = "proto3";\npackage shop;\nimport "geo/address.proto";\n'
+             "message Order { int64 id = 1; geo.Address ship_to = 2; repeated string items = 3; }\n")  # fmt: skip
+    lab.schemas.register("geo-address", address, "PROTOBUF")
+    reference = {"name": "geo/address.proto", "subject": "geo-address", "version": 1}
+    sid = lab.schemas.register("orders-value", order, "PROTOBUF", references=[reference])
+    pool, _ = descriptor_pool(lab.schemas.get(sid), lab.schemas.port.resolve)
+    message = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))(id=7, items=["a", "b"])
+    message.ship_to.city = "Oslo"
+    lab.create_topic("orders")
+    with lab.producer() as p:  # framed as Confluent's serializers frame: magic byte, id, message index 0
+        p.send("orders", value=b"\x00" + sid.to_bytes(4, "big") + b"\x00" + message.SerializeToString())
+    frame = lab.replay("orders")
+    assert frame[["id", "ship_to.city"]].values.tolist() == [["7", "Oslo"]]  # int64: text in protobuf's JSON
+    assert frame["items"].tolist() == [["a", "b"]]
+    with pytest.raises(streamlab.errors.InvalidSchemaError, match="neither a reference"):
+        lab.schemas.register("broken-value", order, "PROTOBUF")  # the import without its reference

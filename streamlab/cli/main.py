@@ -20,6 +20,7 @@ import pandas as pd
 
 import streamlab
 from streamlab.cli import browse, check, demo, groups, serve
+from streamlab.config import RECORD_FORMATS
 from streamlab.errors import StreamlabError, UnknownPartitionError, UnknownTopicError
 from streamlab.model.limits import check_record_size, record_size
 from streamlab.model.serde import encode
@@ -257,7 +258,8 @@ def consume(lab: streamlab.Lab, args: argparse.Namespace) -> int:
     if args.timeout < 0:
         raise CliError(f"--timeout must be >= 0, got {args.timeout}")
     reset = "earliest" if args.from_beginning else "latest"
-    consumer = lab.consumer(None, group=args.group, auto_offset_reset=reset, enable_auto_commit=False)
+    consumer = lab.consumer(None, group=args.group, auto_offset_reset=reset, enable_auto_commit=False,
+                            key_format=args.key_format, value_format=args.value_format)  # fmt: skip
     seen = 0
     try:
         if args.partition is None:
@@ -324,7 +326,8 @@ def write_table(df: pd.DataFrame, out: str) -> None:
 def replay(lab: streamlab.Lab, args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".parquet", ".csv"):
         raise CliError(f"--out must end in .parquet or .csv, got {args.out!r}")
-    df = lab.replay(args.topic, start=args.start, end=args.end, partitions=args.partitions)
+    df = lab.replay(args.topic, start=args.start, end=args.end, partitions=args.partitions,
+                    key_format=args.key_format, value_format=args.value_format)  # fmt: skip
     write_table(df, args.out)
     return 0
 
@@ -335,6 +338,13 @@ def _key_value(text: str) -> tuple[str, str]:
     if not found or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     return key, value
+
+
+def _read_formats(parser: Parser) -> None:
+    """--key-format/--value-format of the commands that read: lab.replay's key_format=/value_format=."""
+    for side in ("key", "value"):
+        text = f"how {side}s are read (default: the topic's own, see lab.set_format; else auto)"
+        parser.add_argument(f"--{side}-format", choices=RECORD_FORMATS, default=None, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,12 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
     cons.add_argument("--group", metavar="G", help="consumer group: resume from and commit its offsets")
     cons.add_argument("--partition", type=int, metavar="N", help="read only this partition")
     cons.add_argument("--format", choices=["value", "json"], default="value")
+    _read_formats(cons)
 
     rep = command(commands, "replay", "write records to Parquet or CSV", _with_lab(replay, read_only=True), "topic")
     rep.add_argument("--out", required=True, metavar="FILE", help="a .parquet or .csv file")
     rep.add_argument("--start", type=_offset_or_time, metavar="X", help="offset or ISO time (inclusive)")
     rep.add_argument("--end", type=_offset_or_time, metavar="X", help="offset or ISO time (exclusive)")
     rep.add_argument("--partitions", type=_partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
+    _read_formats(rep)
 
     groups.add_commands(command, commands, _with_lab)
     browse.add_command(command, commands, _with_lab)

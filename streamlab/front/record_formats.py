@@ -10,7 +10,8 @@ the topic's own formats, the topic configs ``streamlab.key.format`` and
 - ``"avro"``, ``"protobuf"``, ``"jsonschema"``: every value read as that registry format:
   a Confluent-framed one by its schema id (a schema of another type is an error), an
   unframed one with the latest schema of ``<topic>-value`` (``<topic>-key`` for keys), as
-  written by producers that leave the framing out (plain JSON for ``"jsonschema"``);
+  written by producers that leave the framing out (plain JSON for ``"jsonschema"``). A
+  value starting with byte 0 and at least 5 bytes long is taken as framed;
 - ``"json"``, ``"string"``, ``"bytes"``: see :func:`streamlab.front.replay_frame.with_formats`.
 
 A value that does not read as asked keeps its stored value and says why in
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from streamlab.config import KEY_FORMAT_CONFIG, RECORD_FORMATS, VALUE_FORMAT_CONFIG
-from streamlab.errors import ConfigError, SchemaDecodeError, SchemaNotFoundError, StreamlabError
+from streamlab.errors import ConfigError, SchemaDecodeError, StreamlabError
 from streamlab.front.registry_frame import decode_registry_keys, decode_registry_values
 from streamlab.front.replay_frame import RAW_FORMATS, read_cell, spread_fields, with_formats
 from streamlab.model.schemas.wire import frame as confluent_frame
@@ -111,10 +112,9 @@ class SchemaReader:
             raise SchemaDecodeError(f"not {self._fmt}: {type(data).__name__} {data!r}")
         schemas = self._registry()
         if is_confluent(data):
-            try:
-                return self._framed(schemas, data)
-            except SchemaNotFoundError:
-                pass  # unframed bytes that start like a frame (an Avro long 0 first): read them unframed
+            # Taken as framed: read unframed, bytes that only start like a frame (magic byte 0)
+            # would decode into a wrong record rather than fail
+            return self._framed(schemas, data)
         if self._type == "JSON":
             try:
                 return loads(data)

@@ -46,8 +46,8 @@ def _nullable(column: pd.Series) -> pd.Series:
         return column.astype("Int64")
     if kind == "b":
         return column.astype("boolean")
-    if kind == "O" and column.map(lambda v: v is None or isinstance(v, str)).all():
-        return column.astype("string")
+    if kind == "O" and column.map(lambda v: v is None or isinstance(v, str) or v != v).all():
+        return column.astype("string")  # NaN: a field the record's (older) schema did not have
     if kind == "O" and column.map(lambda v: v is None or isinstance(v, bool) or v != v).all():
         return column.astype("boolean")  # Avro ["null", "boolean"]: pandas left it object
     return column

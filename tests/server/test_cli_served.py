@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from harness import ServerProcess, free_port
@@ -92,4 +92,23 @@ def test_consume_and_replay_decode_through_the_registry_the_server_serves(tmp_pa
     finally:
         client.close()
         server.kill()
+    assert served(data) == (None, None)
+
+
+def test_lab_serve_serves_the_schema_registry_in_process(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with streamlab.connect(data) as lab:
+        assert lab.schema_registry_url is None
+        address = lab.serve(schema_registry_port=0)
+        url = lab.schema_registry_url
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        assert served(data) == (f"kafka://{address}", url)
+        assert lab.serve() == address  # the running endpoint, registry and all
+        client = SchemaRegistryClient({"url": url})
+        try:
+            schema = json.dumps({"type": "record", "name": "R", "fields": [{"name": "x", "type": "long"}]})
+            sid = client.register_schema("r-value", Schema(schema, "AVRO"))
+        finally:
+            client.close()
+        assert json.loads(lab.schemas.get(sid).schema) == json.loads(schema)  # one registry: the directory's
     assert served(data) == (None, None)

@@ -4,14 +4,13 @@ registrations are the same schema (same canonical text, type and references: sam
 
 Avro is parsed by fastavro (for encoding) and by the ``avro`` package (for its
 reader/writer compatibility checker); JSON Schema is checked against its metaschema by
-``jsonschema``; Protobuf is stored as given (a base64 FileDescriptorProto, as
-confluent-kafka's ProtobufSerializer sends, is checked by parsing it).
+``jsonschema``; Protobuf (.proto text or a base64 FileDescriptorProto, as
+confluent-kafka's ProtobufSerializer sends) is checked by building its descriptors
+(:mod:`streamlab.model.schemas.proto`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +39,7 @@ def validate(schema: Schema, resolve: Resolve) -> None:
     elif schema.schema_type == "JSON":
         json_schema(schema)
     else:
-        _check_protobuf(schema.schema)
+        _check_protobuf(schema, resolve)
 
 
 def _json(schema: Schema) -> Any:
@@ -108,22 +107,13 @@ def json_schema(schema: Schema) -> Any:
     return document
 
 
-def _check_protobuf(text: str) -> None:
-    stripped = text.strip()
-    if not stripped:
+def _check_protobuf(schema: Schema, resolve: Resolve) -> None:
+    """.proto text or a base64 FileDescriptorProto whose types all resolve (with its references)."""
+    from streamlab.model.schemas.proto import descriptor_pool
+
+    if not schema.schema.strip():
         raise InvalidSchemaError("invalid PROTOBUF schema: empty")
-    if any(word in stripped for word in ("message ", "syntax", "enum ", "service ", "package ")):
-        return  # .proto text: stored as given (no .proto parser here)
     try:
-        raw = base64.b64decode(stripped, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidSchemaError("invalid PROTOBUF schema: neither .proto text nor a base64 descriptor") from None
-    try:
-        from google.protobuf import descriptor_pb2
-        from google.protobuf.message import DecodeError
-    except ModuleNotFoundError:
-        return  # without protobuf installed, a base64 descriptor is taken as it is
-    try:
-        descriptor_pb2.FileDescriptorProto.FromString(raw)
-    except DecodeError as exc:
-        raise InvalidSchemaError(f"invalid PROTOBUF schema: not a FileDescriptorProto ({exc})") from None
+        descriptor_pool(schema, resolve)
+    except ModuleNotFoundError:  # protobuf or proto-schema-parser missing: stored as given
+        return

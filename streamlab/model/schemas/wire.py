@@ -3,15 +3,14 @@ payload (Avro binary, JSON text, or Protobuf message indexes and message bytes).
 
 Avro goes through fastavro (``schemaless_reader``/``schemaless_writer``), JSON Schema
 through ``jsonschema`` (encoding validates, decoding parses), Protobuf through the
-``protobuf`` package, from the base64 FileDescriptorProto confluent-kafka registers
-(decoding only; .proto text would need a compiler). Decoded values are plain Python:
+``protobuf`` package (decoding only), from the base64 FileDescriptorProto confluent-kafka
+registers or from .proto text (:mod:`streamlab.model.schemas.proto`). Decoded values are plain Python:
 Avro records as dicts (logical types as fastavro gives them: timestamps as tz-aware
 datetimes, decimals as Decimal), Protobuf messages as dicts of their JSON mapping.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import struct
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from streamlab.errors import SchemaDecodeError
+from streamlab.errors import InvalidSchemaError, SchemaDecodeError
 from streamlab.model.schemas.parse import Resolve, fastavro_schema, json_schema
 from streamlab.model.schemas.types import Schema, SchemaReference
 
@@ -131,35 +130,14 @@ def encode_confluent(value: Any, schema_id: int, lookup: SchemaLookup, resolve: 
 
 # Protobuf ---------------------------------------------------------------------------------
 def _protobuf_pool(schema: Schema, resolve: Resolve) -> Any:
-    """A descriptor pool holding ``schema``'s file and its references', and that file's proto."""
     try:
-        from google.protobuf import descriptor_pb2, descriptor_pool
-    except ModuleNotFoundError:
-        raise SchemaDecodeError("decoding Protobuf needs the protobuf package: pip install protobuf") from None
-    pool = descriptor_pool.DescriptorPool()
+        from streamlab.model.schemas.proto import descriptor_pool
 
-    def add(s: Schema) -> Any:
-        for ref in s.references:
-            target = resolve(ref)
-            if _known(pool, ref.name) is None:
-                add(target)
-        try:
-            proto = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(s.schema, validate=True))
-        except Exception:
-            raise SchemaDecodeError("a Protobuf schema in .proto text cannot be decoded here (no .proto "
-                                    "compiler); register it as a base64 FileDescriptorProto") from None  # fmt: skip
-        if _known(pool, proto.name) is None:
-            pool.Add(proto)
-        return proto
-
-    return pool, add(schema)
-
-
-def _known(pool: Any, name: str) -> Any:
-    try:
-        return pool.FindFileByName(name)
-    except KeyError:
-        return None
+        return descriptor_pool(schema, resolve)
+    except ModuleNotFoundError as exc:
+        raise SchemaDecodeError(f"decoding Protobuf needs {exc.name}: pip install 'streamlab[registry]'") from None
+    except InvalidSchemaError as exc:
+        raise SchemaDecodeError(str(exc)) from None
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
