@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.broker.core import Broker
+from streamlab.broker.plain_replay import plain_replay
 from streamlab.broker.transaction_markers import visible_filter_sql
 from streamlab.broker.transaction_state import TransactionIndex
 from streamlab.broker.transactions import current_index
@@ -88,6 +89,8 @@ def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bound
             snapshots.transactions.aborted_in(topic, p, start, end),
             stable_offset=snapshots.transactions.last_stable_offset(topic, p, 2**63 - 1),
         )
+        # DeleteRecords can move the log start into a sealed segment: nothing below it shows.
+        visible += f' AND "offset" >= {int(snap.log_start)}'
         if files:
             parts.append(
                 f"SELECT {p}::INTEGER AS partition, * FROM read_parquet([{', '.join(files)}], union_by_name=true) "
@@ -126,6 +129,11 @@ def replay(
     con = _reader()
     try:
         with Snapshots(broker, committed=committed) as snapshots:
+            plain = None if raw or headers else plain_replay(broker, topic, bounds, snapshots)
+            if plain is not None:
+                if progress is not None:
+                    progress(plain.num_rows)
+                return plain
             source = source_sql(broker, con, topic, bounds, snapshots)
             view = view_sql(con, source, raw=raw, headers=headers, formats=True)
             # No ORDER BY: DuckDB keeps the scan order (preserve_insertion_order), which is
