@@ -256,3 +256,10 @@ def test_plain_replay_starts_at_the_log_start(lab: streamlab.Lab, monkeypatch: p
     lab.backend.broker.log("t", 0).delete_records(5)  # inside the sealed segment (DeleteRecords)
     plain = _both_ways(lab, "t", Bounds(), monkeypatch)
     assert plain is not None and plain.column("n").to_pylist() == list(range(5, 20))
+
+
+def test_a_replay_out_of_log_order_is_sorted_by_partition_then_offset() -> None:
+    table = pa.table({"partition": pa.array([1, 0, 1, 0], pa.int32()), "offset": [5, 9, 4, 2], "v": list("abcd")})
+    ordered = query._in_log_order(table)
+    assert ordered.column("v").to_pylist() == ["d", "b", "c", "a"]
+    assert query._in_log_order(ordered) is ordered  # in order already: not copied

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -81,10 +82,12 @@ def _partition(broker: Broker, topic: str, p: int, bounds: Bounds, snapshots: Sn
     if not tables or any(t.schema != tables[0].schema for t in tables):
         return None if tables else pa.table({})
     table = pa.concat_tables(tables)
-    table = table.filter(_kept(table, snap.log_start, bounds))
+    kept = _kept(table, snap.log_start, bounds)
+    if not pc.all(kept).as_py():  # a filter copies every column: only when rows go
+        table = table.filter(kept)
     if not _plain(table):
         return None
-    return table.add_column(0, "partition", pa.array([p] * table.num_rows, pa.int32()))
+    return table.add_column(0, "partition", pa.array(np.full(table.num_rows, p, dtype=np.int32)))
 
 
 def _kept(table: pa.Table, log_start: int, bounds: Bounds) -> pa.ChunkedArray:

@@ -126,27 +126,34 @@ def replay(
     client turns each cell back into what was sent. ``progress`` is called with the number
     of rows of each chunk as it arrives (for a progress bar); ``committed`` (default) leaves
     out records of aborted and still open transactions, as read_committed consumers do."""
+    with Snapshots(broker, committed=committed) as snapshots:
+        plain = None if raw or headers else plain_replay(broker, topic, bounds, snapshots)
+        if plain is not None:
+            if progress is not None:
+                progress(plain.num_rows)
+            return plain
+        return _sql_replay(broker, topic, bounds, snapshots, raw=raw, headers=headers, progress=progress)
+
+
+def _sql_replay(
+    broker: Broker, topic: str, bounds: Bounds, snapshots: Snapshots, *, raw: bool, headers: bool,
+    progress: Callable[[int], object] | None,
+) -> pa.Table:  # fmt: skip
     con = _reader()
     try:
-        with Snapshots(broker, committed=committed) as snapshots:
-            plain = None if raw or headers else plain_replay(broker, topic, bounds, snapshots)
-            if plain is not None:
-                if progress is not None:
-                    progress(plain.num_rows)
-                return plain
-            source = source_sql(broker, con, topic, bounds, snapshots)
-            view = view_sql(con, source, raw=raw, headers=headers, formats=True)
-            # No ORDER BY: DuckDB keeps the scan order (preserve_insertion_order), which is
-            # partition then offset already; a full sort cost more than the read itself.
-            rel = con.sql(f"SELECT * FROM ({view})")
-            if progress is None:
-                return _in_log_order(rel.to_arrow_table())
-            reader = rel.to_arrow_reader(PROGRESS_CHUNK)
-            chunks = []
-            for chunk in reader:
-                chunks.append(chunk)
-                progress(chunk.num_rows)
-            return _in_log_order(pa.Table.from_batches(chunks, schema=reader.schema))
+        source = source_sql(broker, con, topic, bounds, snapshots)
+        view = view_sql(con, source, raw=raw, headers=headers, formats=True)
+        # No ORDER BY: DuckDB keeps the scan order (preserve_insertion_order), which is
+        # partition then offset already; a full sort cost more than the read itself.
+        rel = con.sql(f"SELECT * FROM ({view})")
+        if progress is None:
+            return _in_log_order(rel.to_arrow_table())
+        reader = rel.to_arrow_reader(PROGRESS_CHUNK)
+        chunks = []
+        for chunk in reader:
+            chunks.append(chunk)
+            progress(chunk.num_rows)
+        return _in_log_order(pa.Table.from_batches(chunks, schema=reader.schema))
     finally:
         con.close()
 
