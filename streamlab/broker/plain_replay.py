@@ -120,8 +120,8 @@ def _plain(table: pa.Table) -> bool:
 def _project(table: pa.Table) -> pa.Table:
     """The columns the SQL view gives: partition, offset, timestamp, key (text), a column
     per field (``value.<name>`` for a field named like a record column)."""
-    fields = table.column(FIELDS_COLUMN).combine_chunks()
-    children = fields.flatten()
+    fields = table.column(FIELDS_COLUMN)
+    children = fields.flatten()  # chunk by chunk: no copy of the text
     names = ["partition", "offset", "timestamp", "key"]
     columns = [
         table.column("partition"),
