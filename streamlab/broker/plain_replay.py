@@ -69,10 +69,13 @@ def _partition(broker: Broker, topic: str, p: int, bounds: Bounds, snapshots: Sn
             seg.base_offset, seg.last_offset, seg.min_timestamp, seg.max_timestamp
         ):
             continue
-        if FIELDS_COLUMN not in pq.read_schema(path).names:
-            return None
-        log.verify_once(seg)
-        tables.append(pq.read_table(path, columns=_READ))
+        log.verify_once(seg)  # first: a damaged file raises CorruptSegmentError naming it
+        try:
+            if FIELDS_COLUMN not in pq.read_schema(path).names:
+                return None
+            tables.append(pq.read_table(path, columns=_READ))
+        except (pa.ArrowException, OSError):
+            return None  # the SQL path reports it
     active = snap.active
     if active.num_rows:
         fields = snap.active_fields if snap.active_fields is not None else expand_json_objects(active)
