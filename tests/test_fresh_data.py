@@ -12,6 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from test_types_roundtrip import frames
 
 import streamlab
 from streamlab.broker import query
@@ -19,6 +21,7 @@ from streamlab.broker.plain_replay import plain_replay
 from streamlab.broker.segment_timer import seal_due
 from streamlab.config import topic_config
 from streamlab.errors import StreamlabError
+from streamlab.model.fields import combine_typed_fields, expand_json_objects
 from streamlab.model.frames import frame_rows
 from streamlab.model.views import Bounds
 
@@ -263,3 +266,19 @@ def test_a_replay_out_of_log_order_is_sorted_by_partition_then_offset() -> None:
     ordered = query._in_log_order(table)
     assert ordered.column("v").to_pylist() == ["d", "b", "c", "a"]
     assert query._in_log_order(ordered) is ordered  # in order already: not copied
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=frames())
+def test_typed_fields_equal_what_parsing_the_json_gives(frame: tuple[pd.DataFrame, dict[str, str]]) -> None:
+    """Property: over mixed-dtype frames with NAs, the fields send_many keeps typed are the
+    fields the seal would have parsed from the stored JSON (what a restart parses)."""
+    df, _ = frame
+    rows = frame_rows(df, key=None, timestamp=None)
+    typed = combine_typed_fields([rows.fields])
+    parsed = expand_json_objects(
+        pa.table({"value": rows.values, "value_format": pa.array([rows.value_format] * len(df), pa.int8())})
+    )
+    if typed is not None:
+        assert parsed is not None and typed.type == parsed.type, (typed.type, parsed.type)
+        assert typed.equals(parsed), (typed.to_pylist(), parsed.to_pylist())
