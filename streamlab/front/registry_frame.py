@@ -31,6 +31,14 @@ def _framed(value: Any) -> bool:
     return isinstance(value, bytes) and is_confluent(value)
 
 
+def _framed_rows(column: pd.Series) -> pd.Series:
+    """Which cells of ``column`` are Confluent-framed bytes. Only an object column can hold
+    bytes: a text or numeric one (every key streamlab decoded) is not looked at row by row."""
+    if column.dtype != object:
+        return pd.Series(False, index=column.index)
+    return column.map(_framed).astype(bool)
+
+
 def _nullable(column: pd.Series) -> pd.Series:
     """A column that keeps its type when rows without it become NA: ints as Int64, bools as
     boolean, text as string (floats and datetimes have NaN/NaT already)."""
@@ -68,7 +76,7 @@ def _field(record: Any, name: str) -> Any:
 def _decode_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[bytes], Any] | None]) -> pd.DataFrame:
     if KEY not in frame.columns or frame.empty:
         return frame
-    mask = frame[KEY].map(_framed).astype(bool)
+    mask = _framed_rows(frame[KEY])
     if not mask.any():
         return frame
     decoder = decode()
@@ -95,7 +103,7 @@ def decode_registry_values(
         frame = _decode_keys(frame, decode)
     if VALUE not in frame.columns or frame.empty:
         return frame
-    mask = frame[VALUE].map(_framed).astype(bool)
+    mask = _framed_rows(frame[VALUE])
     if not mask.any():
         return frame
     decoder = decode()
