@@ -12,12 +12,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from test_types_roundtrip import frames
 
 import streamlab
+from streamlab.broker import query
+from streamlab.broker.plain_replay import plain_replay
 from streamlab.broker.segment_timer import seal_due
 from streamlab.config import topic_config
 from streamlab.errors import StreamlabError
+from streamlab.model.fields import combine_typed_fields, expand_json_objects
 from streamlab.model.frames import frame_rows
+from streamlab.model.views import Bounds
 
 
 def _sealed(lab: streamlab.Lab, topic: str) -> int:
@@ -188,3 +194,91 @@ def test_the_broker_timer_seals_without_being_asked(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert _sealed(lab, "t") == 1
         assert lab.replay("t")["n"].tolist() == list(range(100))
+
+
+# replay without SQL ----------------------------------------------------------------------------
+def _both_ways(lab: streamlab.Lab, topic: str, bounds: Bounds, monkeypatch: pytest.MonkeyPatch) -> pa.Table | None:
+    """The plain replay of ``bounds`` (None: not a plain topic), checked against SQL's."""
+    broker = lab.backend.broker
+    with query.Snapshots(broker) as snapshots:
+        plain = plain_replay(broker, topic, bounds, snapshots)
+    with monkeypatch.context() as m:
+        m.setattr(query, "plain_replay", lambda *args: None)
+        by_sql = query.replay(broker, topic, bounds)
+    if plain is not None:
+        assert plain.schema == by_sql.schema
+        assert plain.equals(by_sql), (plain.slice(0, 3).to_pylist(), by_sql.slice(0, 3).to_pylist())
+    return plain
+
+
+def test_plain_replay_gives_exactly_what_sql_gives(lab: streamlab.Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab.create_topic("t", partitions=3)
+    df = _mixed_frame(60).drop(columns=["single", "day", "meta", "nothing"])
+    df["key"] = [f"k{i % 9}" for i in range(60)]
+    df["offset"] = range(60)  # a field named like a record column: value.offset
+    with lab.producer() as p:
+        p.send_many("t", df.iloc[:30], key="key")
+        lab.roll("t")
+        p.send_many("t", df.iloc[30:], key="key")  # sealed segments and active batches
+        p.send("t", value={"user": "u1", "count": 1, "maybe": 2, "flag": True, "ratio": 0.5, "small": 1,
+                           "at": "2024-01-01T00:00:00.000000Z", "naive": "2024-01-01T00:00:00.000000Z",
+                           "colour": "red", "offset": 1}, key="k1").result(10)  # fmt: skip
+    middle = int(lab.replay("t", partitions=[0])["timestamp"].astype("int64").median() // 1000)
+    for bounds in (Bounds(), Bounds(partitions=[2, 0]), Bounds(start_offset=3, end_offset=12),
+                   Bounds(start_ms=middle), Bounds(end_ms=middle)):  # fmt: skip
+        assert _both_ways(lab, "t", bounds, monkeypatch) is not None
+    replayed = lab.replay("t")
+    assert "value.offset" in replayed.columns and len(replayed) == 61
+
+
+def test_plain_replay_leaves_other_topics_to_sql(lab: streamlab.Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab.create_topic("strings")
+    lab.create_topic("nested")
+    lab.create_topic("tombstone")
+    lab.create_topic("txn")
+    with lab.producer() as p:
+        p.send("strings", value="plain text").result(10)
+        p.send("nested", value={"a": {"b": 1}}).result(10)
+        p.send("tombstone", value={"a": 1}, key="k").result(10)
+        p.send("tombstone", value=None, key="k").result(10)
+    with lab.producer(transactional_id="tx") as p:
+        p.init_transactions()
+        p.begin_transaction()
+        p.send("txn", value={"a": 1})
+        p.flush()
+        for topic in ("strings", "nested", "tombstone", "txn"):  # "txn": a transaction still open
+            assert _both_ways(lab, topic, Bounds(), monkeypatch) is None
+        p.abort_transaction()
+
+
+def test_plain_replay_starts_at_the_log_start(lab: streamlab.Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab.create_topic("t")
+    with lab.producer() as p:
+        p.send_many("t", pd.DataFrame({"n": range(20)}))
+    lab.roll("t")
+    lab.backend.broker.log("t", 0).delete_records(5)  # inside the sealed segment (DeleteRecords)
+    plain = _both_ways(lab, "t", Bounds(), monkeypatch)
+    assert plain is not None and plain.column("n").to_pylist() == list(range(5, 20))
+
+
+def test_a_replay_out_of_log_order_is_sorted_by_partition_then_offset() -> None:
+    table = pa.table({"partition": pa.array([1, 0, 1, 0], pa.int32()), "offset": [5, 9, 4, 2], "v": list("abcd")})
+    ordered = query._in_log_order(table)
+    assert ordered.column("v").to_pylist() == ["d", "b", "c", "a"]
+    assert query._in_log_order(ordered) is ordered  # in order already: not copied
+
+
+@settings(max_examples=40, deadline=None)
+@given(frame=frames())
+def test_typed_fields_equal_what_parsing_the_json_gives(frame: tuple[pd.DataFrame, dict[str, str]]) -> None:
+    """Property: over mixed-dtype frames with NAs, the fields send_many keeps typed are the
+    fields the seal would have parsed from the stored JSON (what a restart parses)."""
+    df, _ = frame
+    rows = frame_rows(df, key=None, timestamp=None)
+    typed = combine_typed_fields([rows.fields])
+    parsed = expand_json_objects(
+        pa.table({"value": rows.values, "value_format": pa.array([rows.value_format] * len(df), pa.int8())})
+    )
+    if typed is not None:
+        assert parsed is not None and typed.type == parsed.type, (typed.type, parsed.type)
+        assert typed.equals(parsed), (typed.to_pylist(), parsed.to_pylist())

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.broker.core import Broker
+from streamlab.broker.plain_replay import plain_replay
 from streamlab.broker.transaction_markers import visible_filter_sql
 from streamlab.broker.transaction_state import TransactionIndex
 from streamlab.broker.transactions import current_index
@@ -88,6 +89,8 @@ def source_sql(broker: Broker, con: duckdb.DuckDBPyConnection, topic: str, bound
             snapshots.transactions.aborted_in(topic, p, start, end),
             stable_offset=snapshots.transactions.last_stable_offset(topic, p, 2**63 - 1),
         )
+        # DeleteRecords can move the log start into a sealed segment: nothing below it shows.
+        visible += f' AND "offset" >= {int(snap.log_start)}'
         if files:
             parts.append(
                 f"SELECT {p}::INTEGER AS partition, * FROM read_parquet([{', '.join(files)}], union_by_name=true) "
@@ -123,22 +126,34 @@ def replay(
     client turns each cell back into what was sent. ``progress`` is called with the number
     of rows of each chunk as it arrives (for a progress bar); ``committed`` (default) leaves
     out records of aborted and still open transactions, as read_committed consumers do."""
+    with Snapshots(broker, committed=committed) as snapshots:
+        plain = None if raw or headers else plain_replay(broker, topic, bounds, snapshots)
+        if plain is not None:
+            if progress is not None:
+                progress(plain.num_rows)
+            return plain
+        return _sql_replay(broker, topic, bounds, snapshots, raw=raw, headers=headers, progress=progress)
+
+
+def _sql_replay(
+    broker: Broker, topic: str, bounds: Bounds, snapshots: Snapshots, *, raw: bool, headers: bool,
+    progress: Callable[[int], object] | None,
+) -> pa.Table:  # fmt: skip
     con = _reader()
     try:
-        with Snapshots(broker, committed=committed) as snapshots:
-            source = source_sql(broker, con, topic, bounds, snapshots)
-            view = view_sql(con, source, raw=raw, headers=headers, formats=True)
-            # No ORDER BY: DuckDB keeps the scan order (preserve_insertion_order), which is
-            # partition then offset already; a full sort cost more than the read itself.
-            rel = con.sql(f"SELECT * FROM ({view})")
-            if progress is None:
-                return _in_log_order(rel.to_arrow_table())
-            reader = rel.to_arrow_reader(PROGRESS_CHUNK)
-            chunks = []
-            for chunk in reader:
-                chunks.append(chunk)
-                progress(chunk.num_rows)
-            return _in_log_order(pa.Table.from_batches(chunks, schema=reader.schema))
+        source = source_sql(broker, con, topic, bounds, snapshots)
+        view = view_sql(con, source, raw=raw, headers=headers, formats=True)
+        # No ORDER BY: DuckDB keeps the scan order (preserve_insertion_order), which is
+        # partition then offset already; a full sort cost more than the read itself.
+        rel = con.sql(f"SELECT * FROM ({view})")
+        if progress is None:
+            return _in_log_order(rel.to_arrow_table())
+        reader = rel.to_arrow_reader(PROGRESS_CHUNK)
+        chunks = []
+        for chunk in reader:
+            chunks.append(chunk)
+            progress(chunk.num_rows)
+        return _in_log_order(pa.Table.from_batches(chunks, schema=reader.schema))
     finally:
         con.close()
 
