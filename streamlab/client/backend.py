@@ -171,6 +171,13 @@ class EmbeddedBackend:
     def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table:
         return query.sql(self.broker, statement, committed=committed)
 
+    def transaction_rows(self, topic: str, partition: int, start: int, end: int) -> pa.Table:
+        from streamlab.broker.transaction_markers import transaction_rows
+        from streamlab.broker.transactions import current_index
+
+        index = current_index(self.broker)
+        return transaction_rows(self.broker.log(topic, partition), index, topic, partition, start, end)
+
     def history(self) -> HistoryStore:
         if self._history is None:  # its tables are created on first use
             self._history = self.broker.history_store(keep_ms=KEEP_MS)
