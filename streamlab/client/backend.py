@@ -141,8 +141,10 @@ class EmbeddedBackend:
         return df
 
     def describe_group(self, group: str) -> pd.DataFrame:
-        return pd.DataFrame(group_admin.describe_group(self.broker, group),
-                            columns=["member", "client_id", "host", "topic", "partition"])  # fmt: skip
+        df = pd.DataFrame(group_admin.describe_group(self.broker, group),
+                          columns=["member", "client_id", "host", "topic", "partition", "member_epoch"])  # fmt: skip
+        df["member_epoch"] = df["member_epoch"].astype("Int64")  # NA: a classic group's members have none
+        return df
 
     def lag(self, group: str) -> pd.DataFrame:
         return lag_frame(group_admin.lag(self.broker, group))

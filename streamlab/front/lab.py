@@ -170,6 +170,9 @@ class Lab:
         return self.backend.groups()
 
     def describe_group(self, group: str) -> pd.DataFrame:
+        """One row per partition a member owns: member, client_id, host, topic, partition,
+        and member_epoch for consumer-protocol (KIP-848) groups (NA for classic groups,
+        which have generations, and on ``kafka://``, whose admin client is not told it)."""
         return self.backend.describe_group(group)
 
     def lag(self, group: str) -> pd.DataFrame:
