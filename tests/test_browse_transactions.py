@@ -91,3 +91,35 @@ def test_kafka_browse_shows_aborted_and_open_records_without_markers(lab: stream
     finally:
         remote.close()
         pending.close()
+
+
+def test_tail_and_browser_show_transactions(lab: streamlab.Lab, make_topic) -> None:
+    from streamlab.notebook.browser_state import MessageBrowserState
+    from streamlab.notebook.topic_state import TailState
+    from streamlab.notebook.topic_widgets import LiveTail
+
+    topic = make_topic()
+    pending = three_transactions(lab, topic)
+    tail = TailState(lab, topic, per_partition=10, show_transactions=True)
+    widget = LiveTail(lab, topic, per_partition=10, autostart=False, show_transactions=True)
+    try:
+        tail.refresh()
+        shown = tail.newest()[0]
+        assert [(r.offset, r.value, tail.transaction(r)) for r in shown] == [
+            (0, "plain", "committed"), (1, "kept-1", "committed"), (2, "kept-2", "committed"),
+            (4, "dropped-1", "aborted"), (5, "dropped-2", "aborted"), (7, "pending", "open"),
+        ]  # fmt: skip
+        assert [(o, kind) for o, kind, _, _ in tail.markers(0)] == [(3, "COMMIT"), (6, "ABORT")]
+        summary = tail.summary()
+        assert "COMMIT marker" in summary and "ABORT marker" in summary and "[aborted]" in summary
+        widget.refresh()
+        assert "ABORT marker" in widget.body.value and "aborted" in widget.body.value
+        browser = MessageBrowserState(lab, topic, show_transactions=True)
+        browser.refresh()
+        table = browser.table()
+        assert list(table["transaction"]) == ["committed"] * 3 + ["marker", "aborted", "aborted", "marker", "open"]
+        assert "value" in table.columns  # the status columns are not fields spread from the value
+    finally:
+        tail.close()
+        widget.stop()
+        pending.close()
