@@ -123,3 +123,18 @@ def test_tail_and_browser_show_transactions(lab: streamlab.Lab, make_topic) -> N
         tail.close()
         widget.stop()
         pending.close()
+
+
+def test_each_partition_of_a_transaction_gets_its_marker(lab: streamlab.Lab, make_topic) -> None:
+    topic = make_topic(partitions=2)
+    with lab.producer(transactional_id="browse-c") as txn:
+        txn.begin_transaction()
+        txn.send(topic, "p0", partition=0)
+        txn.send(topic, "p1", partition=1)
+        txn.abort_transaction(TIMEOUT)
+    page = lab.browse(topic, transactions=True)
+    assert [(p, o, t, text(m)) for p, o, t, m in zip(page["partition"], page["offset"], page["transaction"],
+                                                      page["marker"], strict=True)] == [
+        (0, 0, "aborted", None), (0, 1, "marker", "ABORT"), (1, 0, "aborted", None), (1, 1, "marker", "ABORT"),
+    ]  # fmt: skip
+    assert lab.browse(topic).empty

@@ -136,8 +136,13 @@ def transaction_rows(
         at_offsets = np.asarray(table.column("offset").to_numpy())
         table = table.filter(pa.array(at_offsets < end))
         at = int(at_offsets[-1]) + 1
-        control = is_control(table)
-        in_aborted = aborted_rows(np.asarray(table.column("offset").to_numpy()), aborted)
+        row_offsets = np.asarray(table.column("offset").to_numpy())
+        in_open = np.zeros(len(row_offsets), dtype=bool)
+        for (lo, hi), _ in open_ranges:
+            in_open |= (row_offsets >= lo) & (row_offsets < hi)
+        control, in_aborted = is_control(table), aborted_rows(row_offsets, aborted)
+        shown = control | in_aborted | in_open  # only these leave Python rows: the rest are committed
+        table, control, in_aborted = table.filter(pa.array(shown)), control[shown], in_aborted[shown]
         for i, row in enumerate(table.select(["offset", "timestamp", "key", "headers"]).to_pylist()):
             offset = row["offset"]
             if control[i]:
