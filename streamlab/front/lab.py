@@ -352,8 +352,9 @@ class Lab:
         how transactions work: records of aborted and still open transactions too, a
         ``transaction`` column ("committed", "aborted", "open", "marker"), and the COMMIT /
         ABORT markers as rows (``marker``, ``producer_id``, ``producer_epoch``) at the offsets
-        they take. On ``kafka://`` there are no marker rows (Kafka's clients hide control
-        records): their offsets are gaps.
+        they take (``where`` and ``search`` see them too: their key and value are null). On
+        ``kafka://`` there are no marker rows (Kafka's clients hide control records): their
+        offsets are gaps.
         """
         from streamlab.front.browse import browse
 
