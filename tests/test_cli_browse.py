@@ -63,3 +63,25 @@ def test_browse_filters_pages_and_reports_bad_sql(tmp_path: Path, capsys: pytest
 
     bad = cli(data, "browse", "orders", "--where", "amount >", expect=2)
     assert bad.stderr.startswith("streamlab: error: Parser Error: syntax error")
+
+
+def test_browse_transactions_shows_statuses_and_markers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    with streamlab.connect(data) as lab:
+        lab.create_topic("t")
+        with lab.producer(transactional_id="cli") as txn:
+            txn.begin_transaction()
+            txn.send("t", "kept")
+            txn.commit_transaction(10)
+            txn.begin_transaction()
+            txn.send("t", "dropped")
+            txn.abort_transaction(10)
+    lines = run(data, capsys, "browse", "t", "--transactions").splitlines()
+    assert lines[0].split() == ["partition", "offset", "timestamp", "key", "value", "transaction", "marker",
+                                "producer_id", "producer_epoch"]  # fmt: skip
+    # partition, offset, date, time, key, value, transaction, marker, ...
+    assert [tuple(line.split()[5:8]) for line in lines[1:-1]] == [
+        ("kept", "committed", "<NA>"), ("<NA>", "marker", "COMMIT"), ("dropped", "aborted", "<NA>"),
+        ("<NA>", "marker", "ABORT"),
+    ]  # fmt: skip
+    assert "dropped" not in run(data, capsys, "browse", "t")

@@ -83,7 +83,9 @@ def test_an_embedded_and_a_wire_member_share_one_group(lab: streamlab.Lab) -> No
         groups = lab.groups().set_index("group")
         assert groups.loc["g", "type"] == "consumer" and groups.loc["g", "members"] == 2
         assert groups.loc["g", "generation"] == 2  # the group epoch: two joins
-        assert set(lab.describe_group("g")["member"]) == {embedded.member_id, wire.memberid()}
+        described = lab.describe_group("g")
+        assert set(described["member"]) == {embedded.member_id, wire.memberid()}
+        assert described["member_epoch"].tolist() == [2] * 4  # both members reconciled to the group epoch
         history = lab.rebalances("g")
         moved = history[history["change"] == "revoked"]
         assert set(moved["member"]) == {embedded.member_id} and len(moved) == 2

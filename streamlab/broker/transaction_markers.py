@@ -109,3 +109,67 @@ def stable_visible(table: pa.Table, aborted: Sequence[Range], stable_offset: int
     if keep.all():
         return table
     return table.filter(pa.array(keep))
+
+
+def transaction_rows(
+    log: PartitionLog, index: TransactionIndex, topic: str, partition: int, start: int, end: int
+) -> pa.Table:
+    """What a read_committed reader of [start, end) does not get, one row per offset:
+    records of aborted transactions (``transaction`` "aborted") and of transactions still
+    open ("open", with their producer id), and the markers ("marker", ``marker`` "COMMIT"
+    or "ABORT", the producer id and epoch that wrote them). Every other offset is a record
+    read_committed readers get. Columns: offset, timestamp, transaction, marker,
+    producer_id, producer_epoch."""
+    offsets: list[int] = []
+    stamps: list[Any] = []
+    status: list[str] = []
+    markers: list[str | None] = []
+    pids: list[int | None] = []
+    epochs: list[int | None] = []
+    aborted = index.aborted_in(topic, partition, start, end)
+    open_ranges = [(rng, pid) for pid, ranges in index.open.get((topic, partition), {}).items() for rng in ranges]
+    at = start
+    while at < end:
+        table = log.read(at, min(end - at, 10_000))
+        if not table.num_rows:
+            break
+        at_offsets = np.asarray(table.column("offset").to_numpy())
+        table = table.filter(pa.array(at_offsets < end))
+        at = int(at_offsets[-1]) + 1
+        row_offsets = np.asarray(table.column("offset").to_numpy())
+        in_open = np.zeros(len(row_offsets), dtype=bool)
+        for (lo, hi), _ in open_ranges:
+            in_open |= (row_offsets >= lo) & (row_offsets < hi)
+        control, in_aborted = is_control(table), aborted_rows(row_offsets, aborted)
+        shown = control | in_aborted | in_open  # only these leave Python rows: the rest are committed
+        table, control, in_aborted = table.filter(pa.array(shown)), control[shown], in_aborted[shown]
+        for i, row in enumerate(table.select(["offset", "timestamp", "key", "headers"]).to_pylist()):
+            offset = row["offset"]
+            if control[i]:
+                kind = control_record(row["key"])
+                pid, epoch = marker_producer(row["headers"])
+                entry: tuple[str, str | None, int | None, int | None] = (
+                    "marker", "COMMIT" if kind == CONTROL_COMMIT else "ABORT", pid, epoch)  # fmt: skip
+            elif in_aborted[i]:
+                entry = ("aborted", None, None, None)
+            else:
+                owner = next((pid for (lo, hi), pid in open_ranges if lo <= offset < hi), None)
+                if owner is None:
+                    continue
+                entry = ("open", None, owner, None)
+            offsets.append(offset)
+            stamps.append(row["timestamp"])
+            status.append(entry[0])
+            markers.append(entry[1])
+            pids.append(entry[2])
+            epochs.append(entry[3])
+    return pa.table(
+        {
+            "offset": pa.array(offsets, pa.int64()),
+            "timestamp": pa.array(stamps, pa.timestamp("ms", tz="UTC")),
+            "transaction": pa.array(status, pa.string()),
+            "marker": pa.array(markers, pa.string()),
+            "producer_id": pa.array(pids, pa.int64()),
+            "producer_epoch": pa.array(epochs, pa.int32()),
+        }
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab.front.browse import TRANSACTION_COLUMNS
 from streamlab.front.lab import Lab
 
 
@@ -47,7 +48,7 @@ def shown(page: pd.DataFrame) -> pd.DataFrame:
     """What a terminal shows: the stored value only when no fields were spread from it,
     headers only when some record has them, bytes as text with escapes."""
     out = page.copy()
-    meta = {"partition", "offset", "timestamp", "key", "value", "headers", "value_error"}
+    meta = {"partition", "offset", "timestamp", "key", "value", "headers", "value_error", *TRANSACTION_COLUMNS}
     if "value" in out.columns and set(out.columns) - meta:
         out = out.drop(columns="value")
     if "headers" in out.columns and not any(out["headers"]):
@@ -60,7 +61,8 @@ def shown(page: pd.DataFrame) -> pd.DataFrame:
 
 def browse(lab: Lab, args: argparse.Namespace) -> int:
     page = lab.browse(args.topic, where=args.where, search=args.search, start=args.start, end=args.end,
-                      partitions=args.partitions, limit=args.limit, after=args.after)  # fmt: skip
+                      partitions=args.partitions, limit=args.limit, after=args.after,
+                      transactions=args.transactions)  # fmt: skip
     if page.empty:
         print("no matching records")
         return 0
@@ -85,3 +87,5 @@ def add_command(command: Any, commands: Any, with_lab: Any) -> None:
     sub.add_argument("--partitions", type=_partitions, metavar="P,P", help="e.g. 0,1 (default: all)")
     sub.add_argument("--limit", type=int, default=20, metavar="N", help="rows per page (default 20)")
     sub.add_argument("--after", type=_after, metavar="P:O", help="the page after this partition:offset")
+    sub.add_argument("--transactions", action="store_true",
+                     help="also records of aborted and open transactions, with a status, and the markers")  # fmt: skip

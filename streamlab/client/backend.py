@@ -141,8 +141,10 @@ class EmbeddedBackend:
         return df
 
     def describe_group(self, group: str) -> pd.DataFrame:
-        return pd.DataFrame(group_admin.describe_group(self.broker, group),
-                            columns=["member", "client_id", "host", "topic", "partition"])  # fmt: skip
+        df = pd.DataFrame(group_admin.describe_group(self.broker, group),
+                          columns=["member", "client_id", "host", "topic", "partition", "member_epoch"])  # fmt: skip
+        df["member_epoch"] = df["member_epoch"].astype("Int64")  # NA: a classic group's members have none
+        return df
 
     def lag(self, group: str) -> pd.DataFrame:
         return lag_frame(group_admin.lag(self.broker, group))
@@ -170,6 +172,13 @@ class EmbeddedBackend:
 
     def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table:
         return query.sql(self.broker, statement, committed=committed)
+
+    def transaction_rows(self, topic: str, partition: int, start: int, end: int) -> pa.Table:
+        from streamlab.broker.transaction_markers import transaction_rows
+        from streamlab.broker.transactions import current_index
+
+        index = current_index(self.broker)
+        return transaction_rows(self.broker.log(topic, partition), index, topic, partition, start, end)
 
     def history(self) -> HistoryStore:
         if self._history is None:  # its tables are created on first use

@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from streamlab.errors import ConfigError, InvalidOffsetError, QueryError
 from streamlab.front.replay_frame import replay_bound
@@ -36,6 +37,7 @@ FIRST_WINDOW = 1_000  # offsets read first when a filter may drop rows
 MAX_WINDOW = 65_536  # offsets per read at most: what one page may hold in memory while filtering
 _TABLE = "_browse_window"
 EMPTY_COLUMNS = ["partition", "offset", "timestamp", "key", "value", "headers"]
+TRANSACTION_COLUMNS = ["transaction", "marker", "producer_id", "producer_epoch"]  # browse(transactions=True)
 
 
 @dataclass(slots=True)
@@ -155,6 +157,7 @@ def browse(
     end: Any,
     limit: int,
     after: tuple[int, int] | None,
+    transactions: bool = False,
 ) -> pd.DataFrame:
     """Up to ``limit`` matching records of ``partitions``, by partition then offset (see ``Lab.browse``)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -186,7 +189,10 @@ def browse(
             while lo < hi and rows < limit:
                 span = min(max(window, limit - rows) if filt.drops_rows else limit - rows, MAX_WINDOW)
                 bounds = Bounds(partitions=[p], start_offset=lo, end_offset=min(lo + span, hi))
-                read = backend.replay_table(topic, bounds, raw=True, headers=True, progress=None)
+                read = backend.replay_table(topic, bounds, raw=True, headers=True, progress=None,
+                                            committed=not transactions)  # fmt: skip
+                if transactions:
+                    read = with_transactions(read, backend.transaction_rows(topic, p, lo, min(lo + span, hi)), p)
                 kept = filt.run(con, read, limit - rows)
                 if kept.num_rows:
                     pages.append(kept)
@@ -198,7 +204,32 @@ def browse(
         con.close()
     if where is not None:
         filt.check_columns()
-    return _frame(pages)
+    frame = _frame(pages)
+    if transactions and "transaction" not in frame.columns:
+        for name in TRANSACTION_COLUMNS:
+            frame[name] = pd.Series(dtype="string" if name in ("transaction", "marker") else "Int64")
+    return frame
+
+
+def with_transactions(read: pa.Table, txn: pa.Table, partition: int) -> pa.Table:
+    """A read_uncommitted window with each record's ``transaction`` status ("committed":
+    what read_committed readers get too, non-transactional records included; "aborted";
+    "open") and the markers as rows of their own (``transaction`` "marker")."""
+    status = dict(zip(txn.column("offset").to_pylist(), txn.column("transaction").to_pylist(), strict=True))
+    producers = dict(zip(txn.column("offset").to_pylist(), txn.column("producer_id").to_pylist(), strict=True))
+    offsets = read.column("offset").to_pylist()
+    read = read.append_column("transaction", pa.array([status.get(o, "committed") for o in offsets], pa.string()))
+    read = read.append_column("marker", pa.nulls(read.num_rows, pa.string()))
+    read = read.append_column("producer_id", pa.array([producers.get(o) for o in offsets], pa.int64()))
+    read = read.append_column("producer_epoch", pa.nulls(read.num_rows, pa.int32()))
+    markers = txn.filter(pc.equal(txn.column("transaction"), "marker"))
+    if not markers.num_rows:
+        return read
+    markers = markers.append_column("partition", pa.array([partition] * markers.num_rows, pa.int32()))
+    # the window's own types (DuckDB's timestamps, its partition type) for the shared columns
+    markers = pa.table({name: markers.column(name).cast(read.schema.field(name).type) for name in markers.column_names})
+    merged = pa.concat_tables([read, markers], promote_options="permissive")
+    return merged.sort_by("offset")
 
 
 def _cursor(after: tuple[int, int] | None) -> tuple[int, int]:

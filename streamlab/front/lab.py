@@ -170,6 +170,9 @@ class Lab:
         return self.backend.groups()
 
     def describe_group(self, group: str) -> pd.DataFrame:
+        """One row per partition a member owns: member, client_id, host, topic, partition,
+        and member_epoch for consumer-protocol (KIP-848) groups (NA for classic groups,
+        which have generations, and on ``kafka://``, whose admin client is not told it)."""
         return self.backend.describe_group(group)
 
     def lag(self, group: str) -> pd.DataFrame:
@@ -331,6 +334,7 @@ class Lab:
         after: tuple[int, int] | None = None,
         key_format: str | None = None,
         value_format: str | None = None,
+        transactions: bool = False,
     ) -> pd.DataFrame:
         """Up to ``limit`` records of ``topic`` that match, ordered by partition then offset,
         read a window at a time (never the whole topic).
@@ -343,13 +347,22 @@ class Lab:
         ``replay(raw=True, headers=True)``: JSON fields spread, ``value`` the stored text; keys
         and values read as ``key_format``/``value_format`` say (None: the topic's own, as in
         :meth:`replay`), Confluent-framed ones decoded after the filters ran on the stored bytes.
+
+        ``transactions=True`` shows what read_committed readers do not see, for learning
+        how transactions work: records of aborted and still open transactions too, a
+        ``transaction`` column ("committed", "aborted", "open", "marker"), and the COMMIT /
+        ABORT markers as rows (``marker``, ``producer_id``, ``producer_epoch``) at the offsets
+        they take (``where`` and ``search`` see them too: their key and value are null). On
+        ``kafka://`` there are no marker rows (Kafka's clients hide control records): their
+        offsets are gaps.
         """
         from streamlab.front.browse import browse
 
         count = self.backend.partition_count(topic)
         chosen = _partitions(topic, partitions, count)
         page = browse(self.backend, topic, range(count) if chosen is None else chosen,
-                      where=where, search=search, start=start, end=end, limit=limit, after=after)  # fmt: skip
+                      where=where, search=search, start=start, end=end, limit=limit, after=after,
+                      transactions=transactions)  # fmt: skip
         key_format, value_format = self._formats(topic, key_format, value_format)
         # the filters saw the stored bytes; what the page shows is decoded
         return self._read(topic, page, key_format, value_format, raw=True, decode_keys=True)

@@ -47,7 +47,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streamlab.config import TOPIC_CONFIGS
 from streamlab.errors import (
@@ -381,6 +381,30 @@ class KafkaBackend:
             return con.sql(statement).to_arrow_table()
         finally:
             con.close()
+
+    def transaction_rows(self, topic: str, partition: int, start: int, end: int) -> pa.Table:
+        """Kafka's clients hide control records, so no marker rows here: a read_uncommitted
+        and a read_committed read of the range are compared instead; what only the first
+        has is "aborted" below the last stable offset and "open" from it on (no producer id)."""
+        tp = TopicPartition(topic, partition)
+        stable = self._reader.list_offsets({tp: OffsetSpec.latest()}, committed=True)[tp]
+        everything = self._reader.read({tp: (start, end)}, committed=False)
+        seen = self._reader.read({tp: (start, min(end, stable))}, committed=True)
+        offsets = np.asarray(everything.column("offset").to_numpy())
+        hidden = ~np.isin(offsets, np.asarray(seen.column("offset").to_numpy()))
+        rows = everything.filter(pa.array(hidden))
+        hidden_offsets = np.asarray(rows.column("offset").to_numpy())
+        n = rows.num_rows
+        return pa.table(
+            {
+                "offset": rows.column("offset"),
+                "timestamp": rows.column("timestamp"),
+                "transaction": pa.array(np.where(hidden_offsets < stable, "aborted", "open").tolist(), pa.string()),
+                "marker": pa.nulls(n, pa.string()),
+                "producer_id": pa.nulls(n, pa.int64()),
+                "producer_epoch": pa.nulls(n, pa.int32()),
+            }
+        )
 
     def history(self) -> MemoryHistory:
         """History samples stay in this lab's memory: Kafka has no place for them."""

@@ -82,7 +82,11 @@ def describe_group(lab: KafkaBackend, group: str) -> pd.DataFrame:
         for m in (described.members if described is not None else [])
         for tp in (m.assignment.topic_partitions if m.assignment else [])
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["member", "client_id", "host", "topic", "partition"])
+    df = pd.DataFrame(rows, columns=["member", "client_id", "host", "topic", "partition"])
+    # confluent-kafka's describe_consumer_groups (2.16) does not give member epochs, even of
+    # consumer-protocol groups
+    df["member_epoch"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    return df
 
 
 def committed(lab: KafkaBackend, group: str, topics: Sequence[str] | None = None) -> dict[TopicPartition, int]:

@@ -64,8 +64,8 @@ def detail_html(detail: MessageDetail | None) -> str:
 class MessageBrowser:
     """A topic's records, a page at a time, with filters and a detail pane (see module doc)."""
 
-    def __init__(self, lab: Lab, topic: str, *, limit: int = PAGE_SIZE) -> None:
-        self.state = MessageBrowserState(lab, topic, limit=limit)
+    def __init__(self, lab: Lab, topic: str, *, limit: int = PAGE_SIZE, show_transactions: bool = False) -> None:
+        self.state = MessageBrowserState(lab, topic, limit=limit, show_transactions=show_transactions)
         topics = sorted(str(t) for t in lab.topics()["name"])
         self.topic = w.Dropdown(options=topics if topic in topics else [topic, *topics], value=topic,
                                 description="topic", layout=w.Layout(width="260px"))  # fmt: skip

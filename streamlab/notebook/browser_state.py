@@ -16,11 +16,13 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import StreamlabError
+from streamlab.front.browse import TRANSACTION_COLUMNS
 from streamlab.front.lab import Lab
 from streamlab.model.serde import loads
 
 PAGE_SIZE = 50
 META = {"partition", "offset", "timestamp", "key", "value", "headers", "value_error"}
+META |= set(TRANSACTION_COLUMNS)  # show_transactions: about the record, not fields of its value
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class MessageBrowserState:
     where: str | None = None
     search: str | None = None
     limit: int = PAGE_SIZE
+    show_transactions: bool = False  # aborted and open transactions' records and the markers too
     page: pd.DataFrame = field(default_factory=pd.DataFrame)
     error: str | None = None  # the last StreamlabError (say SQL DuckDB refused), shown, not raised
     _cursors: list[tuple[int, int] | None] = field(default_factory=lambda: [None])
@@ -68,7 +71,7 @@ class MessageBrowserState:
         """Change the topic or filters (``topic``, ``partitions``, ``start``, ``where``,
         ``search``, ``limit``; blank text is no filter) and show their first page."""
         for name, value in changes.items():
-            if name not in ("topic", "partitions", "start", "where", "search", "limit"):
+            if name not in ("topic", "partitions", "start", "where", "search", "limit", "show_transactions"):
                 raise TypeError(f"unknown browser setting {name!r}")
             setattr(self, name, None if isinstance(value, str) and not value.strip() and name != "topic" else value)
         self._cursors = [None]
@@ -102,7 +105,8 @@ class MessageBrowserState:
     def _load(self, cursor: tuple[int, int] | None) -> None:
         try:
             self.page = self.lab.browse(self.topic, where=self.where, search=self.search, start=self.start,
-                                        partitions=self.partitions, limit=self.limit, after=cursor)  # fmt: skip
+                                        partitions=self.partitions, limit=self.limit, after=cursor,
+                                        transactions=self.show_transactions)  # fmt: skip
             self.error = None
         except StreamlabError as exc:
             self.page = pd.DataFrame()

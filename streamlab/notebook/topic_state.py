@@ -193,6 +193,10 @@ class TailState:
     :class:`~streamlab.Record`; ``key_filter`` and ``value_filter`` match one side only.
     On the first refresh (and after a filter change) the last ``scan`` records of each
     partition are read; after that only what is new.
+
+    ``show_transactions``: each record shown says whether its transaction committed (or it
+    had none), aborted or is still open, and the COMMIT/ABORT markers between the records
+    shown are listed (:meth:`markers`; none on ``kafka://``, whose clients hide them).
     """
 
     def __init__(
@@ -206,8 +210,12 @@ class TailState:
         value_filter: str | None = None,
         scan: int = 1000,
         poll_timeout: float = 0.2,
+        show_transactions: bool = False,
     ) -> None:
         self.lab, self.topic, self.poll_timeout = lab, topic, poll_timeout
+        self.show_transactions = show_transactions
+        self._statuses: dict[tuple[int, int], str] = {}  # (partition, offset) -> aborted / open
+        self._markers: dict[int, list[tuple[int, str, int | None, int | None]]] = {}
         self.per_partition, self.scan = per_partition, scan
         self.filter, self.key_filter, self.value_filter = filter, key_filter, value_filter
         self.ends: dict[int, int] = {}
@@ -281,6 +289,30 @@ class TailState:
             for p, buffer in self._buffers.items():
                 newest = buffer[-1].offset + 1 if buffer else 0
                 self.ends[p] = max(after.get(p, 0), self.ends.get(p, 0), newest)
+            if self.show_transactions:
+                self._read_transactions()
+
+    def _read_transactions(self) -> None:
+        """Statuses of the records shown and the markers from the oldest shown on."""
+        self._statuses, self._markers = {}, {}
+        for p, buffer in self._buffers.items():
+            if not buffer:
+                continue
+            rows = self.lab.backend.transaction_rows(self.topic, p, buffer[0].offset, self.ends[p]).to_pylist()
+            self._statuses.update({(p, r["offset"]): r["transaction"] for r in rows if r["transaction"] != "marker"})
+            self._markers[p] = [(r["offset"], r["marker"], r["producer_id"], r["producer_epoch"])
+                                for r in rows if r["transaction"] == "marker"]  # fmt: skip
+
+    def transaction(self, record: Record) -> str | None:
+        """A shown record's transaction: "committed", "aborted" or "open" (None unless ``show_transactions``)."""
+        if not self.show_transactions:
+            return None
+        return self._statuses.get((record.partition, record.offset), "committed")
+
+    def markers(self, partition: int) -> list[tuple[int, str, int | None, int | None]]:
+        """(offset, "COMMIT"/"ABORT", producer id, epoch) of the markers from the oldest record shown on."""
+        with self._lock:
+            return list(self._markers.get(partition, []))
 
     def _decode_error(self, record: Record) -> str | None:
         """Why ``record``'s Confluent-framed value (or key) was left undecoded, if it was."""
@@ -319,8 +351,18 @@ class TailState:
         lines = [f"tail of {self.topic} (newest {self.per_partition} per partition, {self._filter_text()})"]
         for p, records in self.newest().items():
             lines.append(f"  partition {p} (end offset {num(self.ends.get(p, 0))}): {len(records)} shown")
+            marks = self.markers(p) if self.show_transactions else []
             for r in records:
+                while marks and marks[0][0] < r.offset:
+                    lines.append(_marker_line(*marks.pop(0)))
                 lines.append(f"    {r.offset:>6}  {stamp(r.timestamp)}  key={short(r.key, 16)}  {short(r.value, 56)}")
+                if self.show_transactions:
+                    lines[-1] += f"  [{self.transaction(r)}]"
                 if (error := self.error(r)) is not None:
                     lines.append(f"            not decoded: {error}")
+            lines.extend(_marker_line(*m) for m in marks)
         return "\n".join(lines)
+
+
+def _marker_line(offset: int, kind: str, producer_id: int | None, epoch: int | None) -> str:
+    return f"    {offset:>6}  {kind} marker (producer id {producer_id}, epoch {epoch})"

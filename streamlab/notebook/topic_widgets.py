@@ -143,9 +143,11 @@ class LiveTail(LiveWidget):
         value_width: int = 48,
         interval: float = 1.0,
         autostart: bool = True,
+        show_transactions: bool = False,
     ) -> None:
         super().__init__(interval=interval, autostart=autostart)
-        self.state = TailState(lab, topic, per_partition=per_partition, filter=filter)
+        self.state = TailState(lab, topic, per_partition=per_partition, filter=filter,
+                               show_transactions=show_transactions)  # fmt: skip
         self.value_width = value_width  # characters of each value shown (the summary shows more)
         self.filter = w.Text(value=filter or "", description="filter", placeholder="text in key or value",
                              continuous_update=False)  # fmt: skip
@@ -173,6 +175,12 @@ class LiveTail(LiveWidget):
             headers = ["offset", "time (UTC)", "key", "value", "not decoded"]
             if not any(row[-1] for row in rows):  # the error column only when a record has one
                 headers, rows = headers[:-1], [row[:-1] for row in rows]
+            if self.state.show_transactions:  # newest first, as the records
+                status = {r.offset: self.state.transaction(r) for r in records}
+                marks = [(o, "", "", f"{kind} marker (producer id {pid}, epoch {epoch})", "marker")
+                         for o, kind, pid, epoch in self.state.markers(p)]  # fmt: skip
+                rows = sorted([(*row[:4], status[row[0]]) for row in rows] + marks, key=lambda row: -row[0])
+                headers = [*headers[:4], "transaction"]
             end = self.state.ends.get(p, 0)
             blocks.append(f"<div style='margin:4px 0'><b>partition {p}</b> (end offset {end})"
                           + table_html(headers, rows) + "</div>")  # fmt: skip

@@ -97,6 +97,12 @@ class Backend(Protocol):
         consumer sees them (else aborted transactions' records too); markers never."""
 
     def sql_table(self, statement: str, *, committed: bool = True) -> pa.Table: ...
+    def transaction_rows(self, topic: str, partition: int, start: int, end: int) -> pa.Table:
+        """The offsets of [start, end) a read_committed reader does not get, for showing
+        transactions to learners: columns offset, timestamp, transaction ("aborted", "open"
+        or "marker"), marker ("COMMIT"/"ABORT" on marker rows), producer_id, producer_epoch
+        (null where unknown). A backend that cannot see markers leaves them out (Kafka's
+        clients hide control records) and says so in its docstring."""
 
     # history
     def history(self) -> HistoryStore:

@@ -30,7 +30,8 @@ def test_groups_and_describe_group(
         row = lab.groups().set_index("group").loc[group]
         assert (row["state"], row["members"], row["assignor"]) == ("Stable", 2, "range")
         described = lab.describe_group(group)
-        assert list(described.columns) == ["member", "client_id", "host", "topic", "partition"]
+        assert list(described.columns) == ["member", "client_id", "host", "topic", "partition", "member_epoch"]
+        assert described["member_epoch"].isna().all()  # a classic group has generations, not member epochs
         assert sorted(described["partition"]) == [0, 1, 2, 3]
         assert described["member"].nunique() == 2
         assert set(described["client_id"]) == {"member-0", "member-1"}

@@ -62,6 +62,10 @@ def test_consumer_protocol_members_share_partitions_and_revoke_before_they_move(
             TopicPartition(t, int(p)) for t, p in zip(members["topic"], members["partition"], strict=True)
         } == everything
         assert members.groupby("member").size().tolist() == [2, 2]
+        if backend == "embedded":  # each member reconciled to the group's epoch
+            assert (members["member_epoch"] == groups.loc[group, "generation"]).all()
+        else:  # confluent-kafka's admin client is not told member epochs
+            assert members["member_epoch"].isna().all()
     finally:
         first.close()
         if second is not None:
