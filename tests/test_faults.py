@@ -533,6 +533,7 @@ def test_replay_returns_more_than_2_gib_of_string_values(tmp_path: Path) -> None
         with lab.producer() as p:
             for i in range(1100):
                 p.send("big", value=chunk[:-6] + f"{i:06d}")
+            p.flush(timeout=300)  # 2.2 GB fsynced: close()'s 30 s is too short on a busy disk
         df = lab.replay("big")
         assert len(df) == 1100
         assert int(df["value"].str.len().sum()) == 1100 * (2 << 20) > 2**31
