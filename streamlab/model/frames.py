@@ -171,6 +171,8 @@ def _arrow_column(name: Any, column: pd.Series) -> tuple[pa.Array, str]:
         array = pa.array(column, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError) as exc:
         raise _refused(name, dtype) from exc
+    if isinstance(array, pa.ChunkedArray):  # an Arrow-backed column of a pd.concat keeps its chunks
+        array = array.combine_chunks()
     return _typed(name, dtype, array)
 
 

@@ -2,7 +2,9 @@
 hopping (1 h every 30 min) event-time windows over the ``clicks`` topic, final windows to
 ``cents-tumbling`` and ``cents-hopping``. Run by tests/test_quix_job.py with lab.start_job:
 the broker address and the group come from STREAMLAB_BROKER and STREAMLAB_GROUP, the state
-directory from QUIX_APP_STATE_DIR; it exits after IDLE_TIMEOUT seconds without records."""
+directory from QUIX_APP_STATE_DIR, the processing guarantee from PROCESSING_GUARANTEE
+("at-least-once" unless given, or "exactly-once"); it exits after IDLE_TIMEOUT seconds
+without records."""
 
 import os
 from datetime import timedelta
@@ -14,10 +16,16 @@ app = Application(
     consumer_group=os.environ["STREAMLAB_GROUP"],
     state_dir=os.environ["QUIX_APP_STATE_DIR"],
     auto_offset_reset="earliest",
+    processing_guarantee=os.environ.get("PROCESSING_GUARANTEE", "at-least-once"),
     commit_interval=1.0,  # a kill -9 then loses (and replays) about a second of work
     # static membership: a restarted instance takes its partitions back at once, instead of
     # waiting out the killed member's session (45 s)
     consumer_extra_config={"group.instance.id": "clicks-windows-0"},
+    # exactly-once: a stable transactional.id, as a static deployment has, so a restarted
+    # instance fences its killed predecessor and aborts its open transaction at once (with
+    # Quix's default, a random id per run, that transaction would hold read_committed
+    # readers back until transaction.timeout.ms); at-least-once ignores it
+    producer_extra_config={"transactional.id": "clicks-windows-0"},
     loglevel="WARNING",
 )
 clicks = app.topic("clicks", value_deserializer="json")
