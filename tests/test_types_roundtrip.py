@@ -129,16 +129,6 @@ def test_the_issue_frame_keeps_its_dtypes_through_sql_too(lab: streamlab.Lab, ma
     assert types == ["BIGINT", "TIMESTAMP WITH TIME ZONE"]
 
 
-def test_concatenated_frames_send_as_one(lab: streamlab.Lab, make_topic: Callable[..., str]) -> None:
-    topic = make_topic()
-    part = pd.DataFrame({"s": pd.Series(["x", "y"], dtype=TEXT), "n": [1, 2]})
-    df = pd.concat([part, part], ignore_index=True)  # its Arrow-backed column keeps two chunks
-    with lab.producer() as p:
-        p.send_many(topic, df)
-    out = lab.replay(topic)
-    assert out["s"].tolist() == ["x", "y", "x", "y"] and out["n"].tolist() == [1, 2, 1, 2]
-
-
 @pytest.mark.parametrize(
     ("cells", "what"),
     [

@@ -101,8 +101,6 @@ def _json_objects(df: pd.DataFrame, columns: list[Any]) -> tuple[pa.Array, pa.St
     typed: list[pa.Array] | None = []
     for i, name in enumerate(columns):
         array, kind = _arrow_column(name, _series(df, name))
-        if isinstance(array, pa.ChunkedArray):  # an Arrow-backed pandas column (e.g. string[pyarrow]) after concat
-            array = array.combine_chunks()
         internal = f"c{i}"  # DuckDB names are case-insensitive: "A" and "a" would clash
         arrays[internal] = array
         term = {"plain": internal, "time": f"strftime({internal}, '{_ISO_UTC}')", "json": f"{internal}::JSON"}[kind]
