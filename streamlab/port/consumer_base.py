@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from streamlab.api import IsolationLevel
-from streamlab.errors import ClosedError, ConfigError, NoGroupError, OffsetOutOfRangeError, StreamlabError
+from streamlab.errors import ConfigError, NoGroupError, OffsetOutOfRangeError, StreamlabError
 from streamlab.model.names import validate_group_id
 from streamlab.model.timeparse import to_ms
 from streamlab.model.types import OffsetAndMetadata, Record, TopicPartition, check_offset, committable
@@ -130,9 +130,6 @@ class ConsumerBase(ClientLifecycle):
         self._closed = False
 
     # what each engine supplies ----------------------------------------------------------
-    def _check_backend_open(self) -> None:
-        raise NotImplementedError
-
     def _topic_names(self) -> list[str]:
         raise NotImplementedError
 
@@ -357,12 +354,6 @@ class ConsumerBase(ClientLifecycle):
             self._last_auto_commit = time.monotonic()
             if self._positions:
                 self.commit(asynchronous=True)
-
-    # lifecycle --------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("this consumer is closed; create a new one with lab.consumer()")
-        self._check_backend_open()
 
 
 def matching_topics(pattern: re.Pattern[str], topics: Iterable[str]) -> list[str]:

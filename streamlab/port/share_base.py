@@ -15,6 +15,8 @@ from streamlab.port.lifecycle import ClientLifecycle
 
 
 class ShareConsumerBase(ClientLifecycle):
+    _maker = "share_consumer"
+
     def _no_positions(self, what: str) -> NoReturn:
         raise ShareOperationError(
             f"a share consumer cannot {what}: the share group decides which records each member gets, and "
