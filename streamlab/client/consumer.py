@@ -17,7 +17,7 @@ from streamlab.broker.consumer_groups import check_not_consumer_protocol, consum
 from streamlab.broker.fetch import fetch
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share_registry import check_not_share
-from streamlab.broker.transactions import coordinator
+from streamlab.broker.transaction_registry import coordinator
 from streamlab.client.consumer_membership import ConsumerProtocolMembership
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership
