@@ -8,7 +8,6 @@ index are the same whichever way a client came in. Readers that must not make on
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Final
 from streamlab.broker.core import Broker
 from streamlab.broker.transaction_state import FILE_NAME, Range, TransactionIndex, read_index
 from streamlab.broker.transactions import TransactionCoordinator
+from streamlab.storage.state_lines import replace_durably
 
 _registry: weakref.WeakKeyDictionary[Broker, TransactionCoordinator] = weakref.WeakKeyDictionary()
 _registry_lock = threading.RLock()
@@ -50,17 +50,7 @@ class _ProducerIds:
                 # file says now, in case a server in this process reserved meanwhile.
                 self._next = max(self._next, self._read())
                 self._block_end = self._next + _ID_BLOCK
-                tmp = self._path.with_suffix(".tmp")
-                with open(tmp, "wb") as fh:
-                    fh.write(str(self._block_end).encode())
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self._path)
-                fd = os.open(self._path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                replace_durably(self._path, str(self._block_end).encode())
             pid = self._next
             self._next += 1
             return pid, 0

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 from streamlab.errors import ClosedError
 from streamlab.storage.active import AppendFile
-from streamlab.storage.state_lines import encode_line, parse_lines
+from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
 FILE_NAME: Final = "transactions.log"
 
@@ -216,17 +216,7 @@ class StateFile:
 
     def rewrite(self, docs: list[dict[str, Any]]) -> None:
         lines = [encode_line(doc) for doc in docs]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        replace_durably(self.path, b"".join(lines))
         if self._file is not None:
             self._file.close(durable_elsewhere=True)
         self._file = AppendFile(self.path, flags=os.O_WRONLY)
