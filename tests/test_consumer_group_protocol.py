@@ -23,8 +23,8 @@ from streamlab.errors import (
     UnreleasedInstanceIdError,
     UnsupportedAssignorError,
 )
-from streamlab.groups.consumer_group import (
-    ConsumerGroup,
+from streamlab.groups.consumer_group import ConsumerGroup
+from streamlab.groups.consumer_member import (
     ConsumerGroupConfig,
     ConsumerGroupState,
     HeartbeatRequest,

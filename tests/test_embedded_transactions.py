@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition as KafkaTP
 
 import streamlab
 from streamlab import TopicPartition
-from streamlab.broker.transactions import coordinator, current_index
+from streamlab.broker.transaction_registry import coordinator, current_index
 from streamlab.errors import ConfigError, InvalidTxnStateError, NoGroupError, ProducerFencedError
 from streamlab.model.serde import FMT_CONTROL
 

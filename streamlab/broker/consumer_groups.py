@@ -37,7 +37,8 @@ from typing import Any, Final
 from streamlab.broker.core import Broker
 from streamlab.broker.group_configs import group_config
 from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError, StorageError
-from streamlab.groups.consumer_group import ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription
+from streamlab.groups.consumer_group import ConsumerGroup
+from streamlab.groups.consumer_member import ConsumerGroupConfig, ConsumerGroupDescription
 from streamlab.groups.consumer_protocol import encode_assignment, encode_subscription
 from streamlab.groups.state import CONSUMER, GroupDescription, GroupEvent, GroupState, MemberDescription
 from streamlab.storage.state_lines import encode_line, fsync_dir, parse_lines

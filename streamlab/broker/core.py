@@ -141,7 +141,7 @@ class Broker:
             raise ClosedError(f"the broker for {self.data_dir} is closed; open it again with streamlab.connect()")
 
     def close(self) -> None:
-        from streamlab.broker.transactions import close_coordinator  # a cycle: it uses Broker
+        from streamlab.broker.transaction_registry import close_coordinator  # a cycle: it uses Broker
 
         close_coordinator(self)  # first, outside the lock: its timer may be writing a marker
         self._segment_timer.stop()  # likewise: it may be sealing a segment

@@ -60,7 +60,7 @@ def append(broker: Broker, topic: str, partition: int, batch: pa.RecordBatch, *,
         # batch is stored whatever the cleaner does: a failure here (disk full during a
         # compaction) must not report the append as failed, or a retry would store it twice.
         config, now_ms = state.config, int(time.time() * 1000)
-        from streamlab.broker.transactions import compaction_view  # a cycle: it appends markers
+        from streamlab.broker.transaction_registry import compaction_view  # a cycle: it appends markers
 
         aborted, stable = compaction_view(broker, topic, partition)
         try:

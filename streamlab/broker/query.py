@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 from streamlab.broker.core import Broker
 from streamlab.broker.plain_replay import plain_replay
 from streamlab.broker.transaction_markers import visible_filter_sql
+from streamlab.broker.transaction_registry import current_index
 from streamlab.broker.transaction_state import TransactionIndex
-from streamlab.broker.transactions import current_index
 from streamlab.model.fields import expand_json_objects
 from streamlab.model.schema import RECORD_SCHEMA
 from streamlab.model.views import FIELDS_COLUMN, Bounds, literal, quote, view_sql

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from streamlab.broker.core import Broker
-from streamlab.broker.transactions import compaction_view
+from streamlab.broker.transaction_registry import compaction_view
 from streamlab.errors import CorruptSegmentError, StorageError
 
 log = logging.getLogger("streamlab.broker")

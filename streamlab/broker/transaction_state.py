@@ -1,4 +1,6 @@
-"""The transaction state file and the index readers use, without the coordinator.
+"""The transaction state file and the index readers use, without the coordinator: the
+file's lines, read back (:func:`replay_state`) and written (:class:`StateFile`, compacted
+to :func:`state_docs`).
 
 Every change the coordinator makes is a checksummed line in ``<data>/server/transactions.log``
 (:func:`~streamlab.storage.state_lines.encode_line`); replaying the file (:func:`replay_state`) gives each transactional
@@ -10,12 +12,16 @@ first offsets bound the last stable offset.
 from __future__ import annotations
 
 import bisect
+import os
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from streamlab.storage.state_lines import parse_lines
+from streamlab.errors import ClosedError
+from streamlab.storage.active import AppendFile
+from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
 FILE_NAME: Final = "transactions.log"
 
@@ -142,3 +148,89 @@ def replay_state(data: bytes) -> tuple[dict[str, Transaction], TransactionIndex]
 
 def clear(txn: Transaction) -> None:
     txn.partitions, txn.marked, txn.groups, txn.offsets = set(), set(), set(), {}
+
+
+# Writing the file ------------------------------------------------------------------------------
+def drop_unstored(index: TransactionIndex, high_watermark: Callable[[TP], int]) -> None:
+    """Forget batch lines whose data never reached the log (a crash between line and
+    append); ``high_watermark`` is -1 for a partition that no longer exists."""
+    for tp, by_pid in list(index.open.items()):
+        hwm = high_watermark(tp)
+        for pid, ranges in list(by_pid.items()):
+            by_pid[pid] = [r for r in ranges if r[1] <= hwm]
+            if not by_pid[pid]:
+                del by_pid[pid]
+        if not by_pid:
+            del index.open[tp]
+
+
+def state_docs(
+    txns: Mapping[str, Transaction], index: TransactionIndex, log_start: Callable[[TP], int | None]
+) -> list[dict[str, Any]]:
+    """The shortest lines that :func:`replay_state` reads back as ``txns`` and ``index``
+    (aborted ranges wholly below a partition's log start, or of a deleted one, left out)."""
+    docs: list[dict[str, Any]] = []
+    for tp, ranges in index.aborted.items():
+        start = log_start(tp)
+        if start is None:
+            continue
+        docs.extend({"k": "a", "t": tp[0], "p": tp[1], "o": o, "n": e - o} for o, e in ranges if e > start)
+    for txn in txns.values():
+        docs.append({"k": "init", "id": txn.transactional_id, "pid": txn.producer_id, "e": txn.epoch,
+                     "to": txn.timeout_ms})  # fmt: skip
+        if txn.state == "Empty" or txn.state.startswith("Complete"):
+            continue
+        tid = txn.transactional_id
+        docs.extend({"k": "add", "id": tid, "t": t, "p": p, "ts": txn.started_ms} for t, p in txn.partitions)
+        docs.extend({"k": "grp", "id": tid, "g": g, "ts": txn.started_ms} for g in txn.groups)
+        docs.extend(
+            {"k": "off", "id": tid, "g": g, "t": t, "p": p, "o": o, "m": m}
+            for g, offsets in txn.offsets.items()
+            for (t, p), (o, m) in offsets.items()
+        )
+        if txn.state.startswith("Prepare"):
+            docs.append({"k": "end", "id": tid, "c": txn.state == "PrepareCommit"})
+    for tp, by_pid in index.open.items():
+        docs.extend(
+            {"k": "b", "pid": pid, "t": tp[0], "p": tp[1], "o": o, "n": e - o}
+            for pid, ranges in by_pid.items()
+            for o, e in ranges
+        )
+    # markers already written for a transaction still completing
+    for txn in txns.values():
+        if txn.state.startswith("Prepare"):
+            docs.extend({"k": "m", "id": txn.transactional_id, "pid": txn.producer_id, "t": t, "p": p,
+                         "c": txn.state == "PrepareCommit"} for t, p in txn.marked)  # fmt: skip
+    return docs
+
+
+class StateFile:
+    """The state file as its writer holds it: appended to line by line, rewritten whole
+    (under a new name, then renamed) when it is compacted. The caller locks."""
+
+    def __init__(self, path: Path, *, owner: str) -> None:
+        self.path = path
+        self._owner = owner  # named when it is written to after close
+        self._file: AppendFile | None = None
+        self.lines = 0
+
+    def rewrite(self, docs: list[dict[str, Any]]) -> None:
+        lines = [encode_line(doc) for doc in docs]
+        replace_durably(self.path, b"".join(lines))
+        if self._file is not None:
+            self._file.close(durable_elsewhere=True)
+        self._file = AppendFile(self.path, flags=os.O_WRONLY)
+        self.lines = len(lines)
+
+    def append(self, *docs: dict[str, Any]) -> AppendFile:
+        """Append lines; the caller syncs the returned file if needed."""
+        if self._file is None:
+            raise ClosedError(f"{self._owner} is closed")
+        self._file.append(b"".join(encode_line(doc) for doc in docs))
+        self.lines += len(docs)
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -28,21 +28,18 @@ producer that may never come back. The file is rewritten compactly on open.
 
 The state file and the index are in :mod:`.transaction_state`, the markers and what
 readers see around them in :mod:`.transaction_markers`; this module is the coordinator,
-one per open broker (:func:`coordinator`).
+one per open broker: :mod:`.transaction_registry` makes it and hands it out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -63,14 +60,15 @@ from streamlab.broker.transaction_state import (
     FILE_NAME,
     TP,
     Range,
+    StateFile,
     Transaction,
     TransactionIndex,
     clear,
-    read_index,
+    drop_unstored,
     replay_state,
+    state_docs,
 )
 from streamlab.errors import (
-    ClosedError,
     ConcurrentTransactionsError,
     InvalidProducerEpochError,
     InvalidProducerIdMappingError,
@@ -84,18 +82,9 @@ from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
 from streamlab.storage.active import AppendFile
-from streamlab.storage.state_lines import encode_line
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "TransactionCoordinator",
-    "close_coordinator",
-    "compaction_view",
-    "coordinator",
-    "current_index",
-    "shared_coordinator",
-]
 
 MAX_TIMEOUT_MS: Final = 900_000  # Kafka's transaction.max.timeout.ms default
 MAX_EPOCH: Final = 2**15 - 1
@@ -119,6 +108,8 @@ class TransactionCoordinator:
         new_producer_id: Callable[[], tuple[int, int]],
         partition_lock: Callable[[str, int], AbstractContextManager[None]],
         clock: Callable[[], float] = time.time,
+        on_open: Callable[[TransactionCoordinator], None] = lambda coordinator: None,
+        on_shutdown: Callable[[TransactionCoordinator], None] = lambda coordinator: None,
     ) -> None:
         self._broker = broker
         self._new_producer_id = new_producer_id
@@ -134,15 +125,14 @@ class TransactionCoordinator:
             data = b""
         self._txns, self.index = replay_state(data)
         self._by_pid = {t.producer_id: t.transactional_id for t in self._txns.values()}
-        self._drop_unstored()
-        self._file: AppendFile | None = None
-        self._lines = 0
+        drop_unstored(self.index, self._high_watermark)
+        self._state = StateFile(self.path, owner=f"the transaction coordinator of {broker.data_dir}")
         self._rewrite()
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
         self._holders = 1
-        with _registry_lock:  # the broker's coordinator, for embedded producers and readers too
-            _registry.setdefault(broker, self)
+        self._on_shutdown = on_shutdown
+        on_open(self)  # before recovering: the markers it writes may look the coordinator up
         try:
             for txn in list(self._txns.values()):
                 if txn.state != "Empty" and not txn.state.startswith("Complete"):
@@ -150,83 +140,24 @@ class TransactionCoordinator:
                     with txn.lock:
                         self._complete(txn, commit=txn.state == "PrepareCommit", bump=txn.state == "Ongoing")
         except BaseException:
-            self.shutdown()  # never left registered half-recovered
+            self.shutdown()  # never left in use half-recovered
             raise
 
     # the state file -------------------------------------------------------------------
-    def _drop_unstored(self) -> None:
-        """Batch lines whose data never reached the log (a crash between line and append)."""
-        for tp, by_pid in list(self.index.open.items()):
-            state = self._broker.topics.get(tp[0])
-            hwm = state.logs[tp[1]].high_watermark if state is not None and tp[1] < state.partitions else -1
-            for pid, ranges in list(by_pid.items()):
-                by_pid[pid] = [r for r in ranges if r[1] <= hwm]
-                if not by_pid[pid]:
-                    del by_pid[pid]
-            if not by_pid:
-                del self.index.open[tp]
+    def _log_start(self, tp: TP) -> int | None:
+        state = self._broker.topics.get(tp[0])
+        return state.logs[tp[1]].log_start_offset if state is not None and tp[1] < state.partitions else None
 
-    def _snapshot(self) -> list[dict[str, Any]]:
-        docs: list[dict[str, Any]] = []
-        for tp, ranges in self.index.aborted.items():
-            state = self._broker.topics.get(tp[0])
-            start = state.logs[tp[1]].log_start_offset if state is not None and tp[1] < state.partitions else None
-            if start is None:
-                continue
-            docs.extend({"k": "a", "t": tp[0], "p": tp[1], "o": o, "n": e - o} for o, e in ranges if e > start)
-        for txn in self._txns.values():
-            docs.append({"k": "init", "id": txn.transactional_id, "pid": txn.producer_id, "e": txn.epoch,
-                         "to": txn.timeout_ms})  # fmt: skip
-            if txn.state == "Empty" or txn.state.startswith("Complete"):
-                continue
-            tid = txn.transactional_id
-            docs.extend({"k": "add", "id": tid, "t": t, "p": p, "ts": txn.started_ms} for t, p in txn.partitions)
-            docs.extend({"k": "grp", "id": tid, "g": g, "ts": txn.started_ms} for g in txn.groups)
-            docs.extend(
-                {"k": "off", "id": tid, "g": g, "t": t, "p": p, "o": o, "m": m}
-                for g, offsets in txn.offsets.items()
-                for (t, p), (o, m) in offsets.items()
-            )
-            if txn.state.startswith("Prepare"):
-                docs.append({"k": "end", "id": tid, "c": txn.state == "PrepareCommit"})
-        for tp, by_pid in self.index.open.items():
-            docs.extend(
-                {"k": "b", "pid": pid, "t": tp[0], "p": tp[1], "o": o, "n": e - o}
-                for pid, ranges in by_pid.items()
-                for o, e in ranges
-            )
-        # markers already written for a transaction still completing
-        for txn in self._txns.values():
-            if txn.state.startswith("Prepare"):
-                docs.extend({"k": "m", "id": txn.transactional_id, "pid": txn.producer_id, "t": t, "p": p,
-                             "c": txn.state == "PrepareCommit"} for t, p in txn.marked)  # fmt: skip
-        return docs
+    def _high_watermark(self, tp: TP) -> int:
+        state = self._broker.topics.get(tp[0])
+        return state.logs[tp[1]].high_watermark if state is not None and tp[1] < state.partitions else -1
 
     def _rewrite(self) -> None:
-        lines = [encode_line(doc) for doc in self._snapshot()]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join(lines))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if self._file is not None:
-            self._file.close(durable_elsewhere=True)
-        self._file = AppendFile(self.path, flags=os.O_WRONLY)
-        self._lines = len(lines)
+        self._state.rewrite(state_docs(self._txns, self.index, self._log_start))
 
     def _write(self, *docs: dict[str, Any]) -> AppendFile:
         """Append lines (under ``self._lock``); the caller syncs the returned file if needed."""
-        if self._file is None:
-            raise ClosedError(f"the transaction coordinator of {self._broker.data_dir} is closed")
-        self._file.append(b"".join(encode_line(doc) for doc in docs))
-        self._lines += len(docs)
-        return self._file
+        return self._state.append(*docs)
 
     def _write_durably(self, *docs: dict[str, Any]) -> None:
         with self._lock:
@@ -235,7 +166,7 @@ class TransactionCoordinator:
 
     def _maybe_compact(self) -> None:
         with self._lock:
-            if self._lines > _COMPACT_AFTER_LINES:
+            if self._state.lines > _COMPACT_AFTER_LINES:
                 self._rewrite()
 
     # the transactional id's producer ------------------------------------------------------
@@ -605,7 +536,8 @@ class TransactionCoordinator:
         self._timer.start()
 
     def acquire(self) -> TransactionCoordinator:
-        """One more holder (see :func:`shared_coordinator`); each calls :meth:`close` once."""
+        """One more holder (see :func:`.transaction_registry.shared_coordinator`); each
+        calls :meth:`close` once."""
         with self._lock:
             self._holders += 1
         return self
@@ -620,146 +552,10 @@ class TransactionCoordinator:
 
     def shutdown(self) -> None:
         """Stop now, whoever still holds it (the broker is closing)."""
-        with _registry_lock:
-            if _registry.get(self._broker) is self:
-                del _registry[self._broker]
+        self._on_shutdown(self)
         self._stop.set()
         if self._timer is not None:
             self._timer.join(timeout=5)
             self._timer = None
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-
-# The broker's coordinator ---------------------------------------------------------------------
-# One per broker, whoever made it: `streamlab serve` (ServerContext, through
-# shared_coordinator) or the embedded API (coordinator()), so a transaction, its markers
-# and its index are the same whichever way a client came in.
-_registry: weakref.WeakKeyDictionary[Broker, TransactionCoordinator] = weakref.WeakKeyDictionary()
-_registry_lock = threading.RLock()
-_ID_BLOCK: Final = 1000
-IDS_FILE: Final = "producer-ids"
-
-
-class _ProducerIds:
-    """Producer ids for a coordinator made without `streamlab serve`: reserved in blocks in
-    ``<data>/server/producer-ids``, the file and format the server's producer state uses
-    (:mod:`streamlab.server.idempotence`), so an id handed out here is never handed out
-    again by a later server on the same directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self._path = directory / IDS_FILE
-        self._lock = threading.Lock()
-        self._next = self._block_end = self._read()
-
-    def _read(self) -> int:
-        try:
-            return int(self._path.read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
-    def new(self) -> tuple[int, int]:
-        with self._lock:
-            if self._next >= self._block_end:
-                # Reserve durably before use (a crash can only skip ids); past whatever the
-                # file says now, in case a server in this process reserved meanwhile.
-                self._next = max(self._next, self._read())
-                self._block_end = self._next + _ID_BLOCK
-                tmp = self._path.with_suffix(".tmp")
-                with open(tmp, "wb") as fh:
-                    fh.write(str(self._block_end).encode())
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self._path)
-                fd = os.open(self._path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            pid = self._next
-            self._next += 1
-            return pid, 0
-
-
-@contextlib.contextmanager
-def _append_lock(broker: Broker, topic: str, partition: int) -> Iterator[None]:
-    with broker.log(topic, partition).append_lock:
-        yield
-
-
-def coordinator(broker: Broker, *, create: bool = True) -> TransactionCoordinator | None:
-    """The broker's transaction coordinator, made on first use for the embedded API.
-
-    Without ``create`` (a reader asking), None when no transaction was ever run on the
-    directory; but a directory that has a transaction state file gets its coordinator
-    now, so that transactions a crash left open are aborted before anything is read.
-    An embedded coordinator's partition lock is the log's append lock (every append
-    holds it), and it checks for expired transactions every half second until the broker
-    closes (:func:`close_coordinator`)."""
-    broker.check_open()
-    with _registry_lock:
-        found = _registry.get(broker)
-        if found is not None:
-            return found
-        if not create and not (broker.data_dir / "server" / FILE_NAME).exists():
-            return None
-        (broker.data_dir / "server").mkdir(exist_ok=True)
-        ids = _ProducerIds(broker.data_dir / "server")
-        found = TransactionCoordinator(
-            broker, new_producer_id=ids.new, partition_lock=lambda t, p: _append_lock(broker, t, p)
-        )
-        found.start_timer()
-        return found
-
-
-def shared_coordinator(
-    broker: Broker,
-    *,
-    new_producer_id: Callable[[], tuple[int, int]],
-    partition_lock: Callable[[str, int], AbstractContextManager[None]],
-) -> TransactionCoordinator:
-    """The broker's coordinator for a server: the one the embedded API already uses on this
-    broker (in-process ``Lab.serve``), with one more holder, or a new one. Close it once."""
-    with _registry_lock:
-        found = _registry.get(broker)
-        if found is not None:
-            return found.acquire()
-        made = TransactionCoordinator(broker, new_producer_id=new_producer_id, partition_lock=partition_lock)
-        made.start_timer()
-        return made
-
-
-def close_coordinator(broker: Broker) -> None:
-    """The broker is closing: its coordinator stops, whoever still holds it."""
-    with _registry_lock:
-        found = _registry.pop(broker, None)
-    if found is not None:
-        found.shutdown()
-
-
-def current_index(broker: Broker) -> TransactionIndex:
-    """The broker's transaction index now (empty if no transaction was ever run here)."""
-    found = coordinator(broker, create=False)
-    return TransactionIndex() if found is None else found.index_snapshot()
-
-
-def compaction_view(broker: Broker, topic: str, partition: int) -> tuple[list[Range], int | None]:
-    """What compaction must know of a partition's transactions: the aborted ranges (their
-    records are removed and never count as a key's latest) and the last stable offset
-    (nothing from there on is cleaned: it may still abort); ``([], None)`` if none ran.
-
-    Never makes a coordinator (compaction runs while a broker opens, before one exists):
-    without a live one the state file says what was last written, where a transaction
-    open at a crash is still open, which is the safe reading."""
-    with _registry_lock:
-        live = _registry.get(broker)
-    if live is not None:
-        index = live.index_snapshot()
-    elif (broker.data_dir / "server" / FILE_NAME).exists():
-        index = read_index(broker.data_dir)
-    else:
-        return [], None
-    stable = index.last_stable_offset(topic, partition, 2**63 - 1)
-    return list(index.aborted.get((topic, partition), [])), (None if stable == 2**63 - 1 else stable)
+            self._state.close()

@@ -48,7 +48,7 @@ def _add_topic_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     from streamlab.config import BrokerSettings
-    from streamlab.groups.consumer_group import ConsumerGroupConfig
+    from streamlab.groups.consumer_member import ConsumerGroupConfig
 
     groups = ConsumerGroupConfig(session_timeout_ms=args.group_consumer_session_timeout_ms,
                                  heartbeat_interval_ms=args.group_consumer_heartbeat_interval_ms)  # fmt: skip

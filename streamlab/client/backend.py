@@ -24,6 +24,7 @@ from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame
 from streamlab.model.views import Bounds
 from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
+from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import KEEP_MS, HistoryStore
 from streamlab.port.schemas import SchemaRegistryPort
 
@@ -105,7 +106,8 @@ class EmbeddedBackend:
         return Producer(self.broker, **config)
 
     def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> Consumer:
-        return Consumer(self.broker, topics, **config)
+        settings, rest = split_consumer_options(config)
+        return Consumer(self.broker, topics, config=settings, **rest)
 
     def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> ShareConsumer:
         return ShareConsumer(self.broker, topics, **config)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from streamlab.broker.consumer_groups import ConsumerGroupRegistry
 from streamlab.errors import FencedMemberEpochError, UnknownMemberError
-from streamlab.groups.consumer_group import JOIN, LEAVE, LEAVE_STATIC, HeartbeatRequest, HeartbeatResult, new_member_id
+from streamlab.groups.consumer_member import JOIN, LEAVE, LEAVE_STATIC, HeartbeatRequest, HeartbeatResult, new_member_id
 from streamlab.model.types import TopicPartition
 
 

@@ -40,7 +40,7 @@ from streamlab.broker import Broker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.share_registry import join_share_group
 from streamlab.client.decode import to_records
-from streamlab.errors import ClosedError, ConfigError, InvalidRecordStateError, ShareGroupError, UnknownMemberError
+from streamlab.errors import ConfigError, InvalidRecordStateError, ShareGroupError, UnknownMemberError
 from streamlab.model.share import ACK_TYPES, AckType, OffsetReset, ShareGroupConfig
 from streamlab.model.types import Record, TopicPartition
 from streamlab.port.share_base import ShareConsumerBase
@@ -229,9 +229,7 @@ class ShareConsumer(ShareConsumerBase):
         return errors
 
     # lifecycle ---------------------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("this share consumer is closed; create a new one with lab.share_consumer()")
+    def _check_backend_open(self) -> None:
         self._broker.check_open()
 
     def close(self) -> None:

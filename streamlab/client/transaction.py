@@ -22,7 +22,8 @@ from typing import Literal
 import pyarrow as pa
 
 from streamlab.broker import Broker
-from streamlab.broker.transactions import TransactionCoordinator, coordinator
+from streamlab.broker.transaction_registry import coordinator
+from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.errors import (
     ConfigError,
     InvalidProducerEpochError,

@@ -32,171 +32,59 @@ Offset commits and fetches by members carry the member epoch, which must be the 
 current one (STALE_MEMBER_EPOCH otherwise). Ownership changes go to the same durable
 history as classic generations (``group_events``), with the member epoch as generation.
 
-This module holds no I/O and takes a clock, so tests drive it directly; the broker layer
-(:mod:`streamlab.broker.consumer_groups`) gives it partition counts and the recorder, and
-expiry is lazy: every call into a group first expires what ran out.
+The group's vocabulary (members, heartbeat messages, settings, descriptions and the
+durable form of a member) is :mod:`.consumer_member`. This module holds no I/O and takes
+a clock, so tests drive it directly; the broker layer (:mod:`streamlab.broker.consumer_groups`)
+gives it partition counts and the recorder, and expiry is lazy: every call into a group
+first expires what ran out.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from streamlab.errors import (
-    ConfigError,
     FencedInstanceError,
     FencedMemberEpochError,
     InvalidHeartbeatError,
-    InvalidRegularExpressionError,
     StaleMemberEpochError,
     UnknownMemberError,
     UnreleasedInstanceIdError,
     UnsupportedAssignorError,
+)
+from streamlab.groups.consumer_member import (
+    JOIN,
+    LEAVE,
+    LEAVE_STATIC,
+    ConsumerGroupConfig,
+    ConsumerGroupDescription,
+    ConsumerGroupState,
+    ConsumerMember,
+    ConsumerMemberDescription,
+    HeartbeatRequest,
+    HeartbeatResult,
+    MemberState,
+    compile_regex,
+    member_doc,
+    member_from_doc,
+    partition_pairs,
+    partitions_from_pairs,
+    sorted_partitions,
 )
 from streamlab.groups.history import now_ms
 from streamlab.groups.server_assignors import DEFAULT_ASSIGNOR, SERVER_ASSIGNORS, Target
 from streamlab.groups.state import GroupEvent
 from streamlab.model.types import TopicPartition
 
-JOIN = 0
-LEAVE = -1
-LEAVE_STATIC = -2  # a static member leaving for now: it keeps its assignment for the session timeout
-
 Recorder = Callable[[str, list[GroupEvent]], None]
 Saver = Callable[["ConsumerGroup"], None]
 PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
 TopicLister = Callable[[], Sequence[str]]
 Clock = Callable[[], float]
-
-
-# Configuration -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsumerGroupConfig:
-    """Kafka's ``group.consumer.session.timeout.ms`` and ``group.consumer.heartbeat.interval.ms``.
-    Kafka's defaults (45 s, 5 s); lower values are allowed, for tests and notebooks."""
-
-    session_timeout_ms: int = 45_000
-    heartbeat_interval_ms: int = 5_000
-
-    def __post_init__(self) -> None:
-        for name in ("session_timeout_ms", "heartbeat_interval_ms"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 3_600_000:
-                raise ConfigError(f"{name} must be an integer from 100 to 3600000 (ms), got {value!r}")
-        if self.heartbeat_interval_ms >= self.session_timeout_ms:
-            raise ConfigError(
-                f"the heartbeat interval ({self.heartbeat_interval_ms} ms) must be below the session timeout "
-                f"({self.session_timeout_ms} ms)"
-            )
-
-
-# State -----------------------------------------------------------------------------------------
-class MemberState(StrEnum):
-    STABLE = "stable"
-    UNREVOKED_PARTITIONS = "unrevoked_partitions"  # asked to revoke; keeps its epoch until it has
-    UNRELEASED_PARTITIONS = "unreleased_partitions"  # at the target epoch, waiting for partitions others hold
-
-
-class ConsumerGroupState(StrEnum):
-    EMPTY = "Empty"
-    ASSIGNING = "Assigning"
-    RECONCILING = "Reconciling"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
-@dataclass(slots=True)
-class ConsumerMember:
-    member_id: str
-    client_id: str
-    host: str
-    instance_id: str | None = None
-    rack_id: str | None = None
-    topics: frozenset[str] = frozenset()
-    regex: str | None = None
-    server_assignor: str | None = None
-    rebalance_timeout_ms: int = 300_000
-    epoch: int = 0
-    previous_epoch: int = -1
-    state: MemberState = MemberState.STABLE
-    assigned: frozenset[TopicPartition] = frozenset()
-    pending_revocation: frozenset[TopicPartition] = frozenset()
-    last_heartbeat: float = 0.0
-    revoke_deadline: float | None = None
-
-    @property
-    def owned(self) -> frozenset[TopicPartition]:
-        """What the member may still be reading: assigned and not yet revoked."""
-        return self.assigned | self.pending_revocation
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HeartbeatRequest:
-    """A ConsumerGroupHeartbeat in streamlab's types. None means "unchanged" (as on the wire)."""
-
-    member_id: str
-    epoch: int
-    client_id: str = ""
-    host: str = ""
-    instance_id: str | None = None
-    rack_id: str | None = None
-    rebalance_timeout_ms: int = -1
-    topics: Sequence[str] | None = None
-    regex: str | None = None
-    server_assignor: str | None = None
-    owned: frozenset[TopicPartition] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatResult:
-    member_id: str
-    epoch: int
-    heartbeat_interval_ms: int
-    assignment: frozenset[TopicPartition] | None  # None: not sent (the member's is unchanged)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerMemberDescription:
-    member_id: str
-    instance_id: str | None
-    rack_id: str | None
-    client_id: str
-    host: str
-    epoch: int
-    state: MemberState
-    topics: tuple[str, ...]
-    regex: str | None
-    assigned: tuple[TopicPartition, ...]
-    pending_revocation: tuple[TopicPartition, ...]
-    target: tuple[TopicPartition, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerGroupDescription:
-    group_id: str
-    state: ConsumerGroupState
-    group_epoch: int
-    assignment_epoch: int
-    assignor: str
-    members: tuple[ConsumerMemberDescription, ...]
-
-
-def _sorted(tps: frozenset[TopicPartition]) -> tuple[TopicPartition, ...]:
-    return tuple(sorted(tps, key=lambda tp: (tp.topic, tp.partition)))
-
-
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """A subscription regex (Kafka uses RE2/J; Python's ``re`` agrees on the common syntax)."""
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidRegularExpressionError(f"subscribed topic regex {pattern!r} is invalid: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -257,9 +145,9 @@ class ConsumerGroup:
                     m.state,
                     tuple(sorted(m.topics)),
                     m.regex,
-                    _sorted(m.assigned),
-                    _sorted(m.pending_revocation),
-                    _sorted(self.target.get(m.member_id, frozenset())),
+                    sorted_partitions(m.assigned),
+                    sorted_partitions(m.pending_revocation),
+                    sorted_partitions(self.target.get(m.member_id, frozenset())),
                 )
                 for m in self.members.values()
             )
@@ -445,9 +333,9 @@ class ConsumerGroup:
             self._owners[tp] = member.member_id
         ms, epoch = now_ms(), member.epoch
         events = [GroupEvent(epoch, ms, self._reason, member.member_id, tp.topic, tp.partition, "revoked")
-                  for tp in _sorted(before - after)]  # fmt: skip
+                  for tp in sorted_partitions(before - after)]  # fmt: skip
         events += [GroupEvent(epoch, ms, self._reason, member.member_id, tp.topic, tp.partition, "assigned")
-                   for tp in _sorted(after - before)]  # fmt: skip
+                   for tp in sorted_partitions(after - before)]  # fmt: skip
         if events:
             self.record(self.group_id, events)
 
@@ -514,16 +402,9 @@ class ConsumerGroup:
                 "epoch": self.epoch,
                 "assignment_epoch": self.assignment_epoch,
                 "metadata": dict(sorted(self._metadata.items())),
-                "target": {m: _pairs(tps) for m, tps in sorted(self.target.items())},
-                "members": [
-                    {"id": m.member_id, "client_id": m.client_id, "host": m.host, "instance_id": m.instance_id,
-                     "rack_id": m.rack_id, "topics": sorted(m.topics), "regex": m.regex,
-                     "assignor": m.server_assignor, "rebalance_timeout_ms": m.rebalance_timeout_ms,
-                     "epoch": m.epoch, "previous_epoch": m.previous_epoch, "state": str(m.state),
-                     "assigned": _pairs(m.assigned), "pending_revocation": _pairs(m.pending_revocation)}
-                    for m in self.members.values()
-                ],
-            }  # fmt: skip
+                "target": {m: partition_pairs(tps) for m, tps in sorted(self.target.items())},
+                "members": [member_doc(m) for m in self.members.values()],
+            }
 
     def restore(self, doc: Mapping[str, Any]) -> None:
         """Take back a :meth:`snapshot` (a broker reopening): members keep their ids, epochs
@@ -533,18 +414,9 @@ class ConsumerGroup:
             now = self.clock()
             self.epoch, self.assignment_epoch = int(doc["epoch"]), int(doc["assignment_epoch"])
             self._metadata = {str(t): int(n) for t, n in doc["metadata"].items()}
-            self.target = {m: _tps(pairs) for m, pairs in doc["target"].items()}
+            self.target = {m: partitions_from_pairs(pairs) for m, pairs in doc["target"].items()}
             for d in doc["members"]:
-                member = ConsumerMember(
-                    d["id"], d["client_id"], d["host"], instance_id=d["instance_id"], rack_id=d["rack_id"],
-                    topics=frozenset(d["topics"]), regex=d["regex"], server_assignor=d["assignor"],
-                    rebalance_timeout_ms=int(d["rebalance_timeout_ms"]), epoch=int(d["epoch"]),
-                    previous_epoch=int(d["previous_epoch"]), state=MemberState(d["state"]),
-                    assigned=_tps(d["assigned"]), pending_revocation=_tps(d["pending_revocation"]),
-                    last_heartbeat=now,
-                )  # fmt: skip
-                if member.state == MemberState.UNREVOKED_PARTITIONS:
-                    member.revoke_deadline = now + member.rebalance_timeout_ms / 1000
+                member = member_from_doc(d, now=now)
                 self.members[member.member_id] = member
                 if member.instance_id is not None:
                     self._static[member.instance_id] = member.member_id
@@ -568,16 +440,3 @@ class ConsumerGroup:
 def _still_owns(owned: frozenset[TopicPartition] | None, partitions: frozenset[TopicPartition]) -> bool:
     """Whether the member still owns any of ``partitions``; unknown (not sent) counts as yes."""
     return owned is None or bool(owned & partitions)
-
-
-def _pairs(tps: frozenset[TopicPartition]) -> list[list[Any]]:
-    return [[tp.topic, tp.partition] for tp in _sorted(tps)]
-
-
-def _tps(pairs: Sequence[Sequence[Any]]) -> frozenset[TopicPartition]:
-    return frozenset(TopicPartition(str(t), int(p)) for t, p in pairs)
-
-
-def new_member_id() -> str:
-    """A member id for a v0 join without one (v1 clients make their own)."""
-    return uuid.uuid4().hex

@@ -72,6 +72,7 @@ from streamlab.model.names import validate_topic_name
 from streamlab.model.types import TopicPartition
 from streamlab.model.views import Bounds, quote, view_sql
 from streamlab.port.backend import ShareGroupSnapshot
+from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import MemoryHistory
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
@@ -284,7 +285,8 @@ class KafkaBackend:
         return KafkaProducer(self, **config)
 
     def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> KafkaConsumer:
-        return KafkaConsumer(self, topics, **{**self.consumer_defaults, **config})
+        settings, rest = split_consumer_options({**self.consumer_defaults, **config})
+        return KafkaConsumer(self, topics, config=settings, **rest)
 
     def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> KafkaShareConsumer:
         """The group's settings become group configs on the cluster (see :mod:`streamlab.kafka.share_consumer`)."""

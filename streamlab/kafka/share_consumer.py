@@ -25,7 +25,7 @@ import confluent_kafka as ck
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streamlab.api import AcknowledgementMode
-from streamlab.errors import ClosedError, ConfigError, InvalidRecordStateError, ShareGroupError, ShareOperationError
+from streamlab.errors import ConfigError, InvalidRecordStateError, ShareGroupError, ShareOperationError
 from streamlab.kafka import client_config, translate
 from streamlab.kafka import mock_cluster as mocks
 from streamlab.kafka.messages import check_message, to_record
@@ -214,9 +214,7 @@ class KafkaShareConsumer(ShareConsumerBase):
         return out
 
     # lifecycle ---------------------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("this share consumer is closed; create a new one with lab.share_consumer()")
+    def _check_backend_open(self) -> None:
         self._lab._check_open()
 
     def close(self) -> None:

@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn
 
 from streamlab.errors import ShareOperationError
 from streamlab.model.types import TopicPartition
+from streamlab.port.lifecycle import ClientLifecycle
 
 
-class ShareConsumerBase:
+class ShareConsumerBase(ClientLifecycle):
+    _maker = "share_consumer"
+
     def _no_positions(self, what: str) -> NoReturn:
         raise ShareOperationError(
             f"a share consumer cannot {what}: the share group decides which records each member gets, and "
@@ -38,15 +41,3 @@ class ShareConsumerBase:
 
     def assign(self, partitions: Any) -> NoReturn:
         self._no_positions("be assigned partitions (every member reads every partition)")
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Any:
-        raise TypeError("iterate with poll(timeout=..., max_records=...) so a notebook cell always ends")

@@ -17,7 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from streamlab.broker import Broker
-from streamlab.broker.transactions import TransactionCoordinator, shared_coordinator
+from streamlab.broker.transaction_registry import shared_coordinator
+from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.server.idempotence import ProducerStates
 from streamlab.server.limits import ServerLimits
 from streamlab.server.memory import MemoryBudget

@@ -32,13 +32,12 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from streamlab.broker import Broker
 from streamlab.errors import InvalidProducerEpochError, StreamlabError
 from streamlab.storage.active import AppendFile
-from streamlab.storage.state_lines import encode_line, fsync_dir, parse_lines
+from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +93,13 @@ class ProducerStates:
         except FileNotFoundError:
             return 0
 
-    def _write_atomically(self, path: Path, data: bytes) -> None:
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.dir)
-
     def new_producer_id(self) -> tuple[int, int]:
         """A producer id never handed out before, with epoch 0."""
         with self._lock:
             if self._next_id >= self._block_end:
                 # Reserve a block durably before using it, so a crash can only skip ids.
                 self._block_end = self._next_id + ID_BLOCK
-                self._write_atomically(self._ids_path, str(self._block_end).encode())
+                replace_durably(self._ids_path, str(self._block_end).encode())
             pid = self._next_id
             self._next_id += 1
             return pid, 0
@@ -157,7 +147,7 @@ class ProducerStates:
             for k, e in self._entries.items() for b in e.batches
         ]  # fmt: skip
         lines.extend(encode_line(doc) for doc in self._pending.values())
-        self._write_atomically(self._state_path, b"".join(lines))
+        replace_durably(self._state_path, b"".join(lines))
         if self._file is not None:
             self._file.close(durable_elsewhere=True)  # the fsynced new file holds the live state
         self._file = AppendFile(self._state_path, flags=os.O_WRONLY)

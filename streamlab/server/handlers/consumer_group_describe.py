@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups
-from streamlab.groups.consumer_group import ConsumerGroupDescription
+from streamlab.groups.consumer_member import ConsumerGroupDescription
 from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext

@@ -20,7 +20,7 @@ from typing import Any
 from streamlab.broker.consumer_groups import consumer_groups
 from streamlab.broker.share_registry import share_groups
 from streamlab.errors import GroupTypeError, InvalidHeartbeatError, StreamlabError, UnknownMemberError
-from streamlab.groups.consumer_group import (
+from streamlab.groups.consumer_member import (
     JOIN,
     HeartbeatRequest,
     HeartbeatResult,
