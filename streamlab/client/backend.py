@@ -177,7 +177,7 @@ class EmbeddedBackend:
 
     def transaction_rows(self, topic: str, partition: int, start: int, end: int) -> pa.Table:
         from streamlab.broker.transaction_markers import transaction_rows
-        from streamlab.broker.transactions import current_index
+        from streamlab.broker.transaction_registry import current_index
 
         index = current_index(self.broker)
         return transaction_rows(self.broker.log(topic, partition), index, topic, partition, start, end)
