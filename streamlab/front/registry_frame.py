@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import StreamlabError
-from streamlab.model.schemas.wire import is_confluent
+from streamlab.model.schemas.wire import ConfluentCodec, is_confluent
 
 KEY, VALUE, ERROR = "key", "value", "value_error"
 
@@ -72,6 +72,15 @@ def _field(record: Any, name: str) -> Any:
     return _field(inner, rest) if isinstance(inner, dict) and rest else None
 
 
+def _inferred(records: dict[Any, dict[str, Any]]) -> pd.DataFrame:
+    """Columns of records decoded as dicts (JSON Schema, Protobuf), typed as pandas infers them."""
+    fields = pd.json_normalize(list(records.values()))
+    fields.index = pd.Index(list(records))
+    for name in fields.columns:
+        fields[name] = _nullable(_ints(fields[name], records.values(), name))
+    return fields
+
+
 def decode_registry_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[Any], Any] | None]) -> pd.DataFrame:
     """``frame`` with its Confluent-framed keys decoded (a key that does not decode stays as it is)."""
     if KEY not in frame.columns or frame.empty:
@@ -115,27 +124,34 @@ def decode_registry_values(
     decoder = decode()
     if decoder is None:
         return frame
-    records: dict[Any, dict[str, Any]] = {}
-    scalars: dict[Any, Any] = {}
-    errors: dict[Any, str] = {}
-    for index, payload in frame.loc[mask, VALUE].items():
-        try:
-            value = decoder(payload)
-        except StreamlabError as exc:
-            errors[index] = str(exc)
-            continue
-        if isinstance(value, dict):
-            records[index] = value
-        else:
-            scalars[index] = value
-    out = frame.copy()
-    decoded = pd.Index(list(records) + list(scalars))
+    labels = frame.index[mask.to_numpy()]
+    if isinstance(decoder, ConfluentCodec):  # the lab's registry: each schema id's payloads at once
+        rows = decoder.decode_rows(frame.loc[mask, VALUE].tolist())
+        fields = [part.set_axis(labels.take(part.index.to_numpy())) for part in rows.fields]
+        records = {labels[p]: r for p, r in rows.records.items()}
+        scalars = {labels[p]: v for p, v in rows.scalars.items()}
+        errors = {labels[p]: e for p, e in rows.errors.items()}
+    else:
+        fields, records, scalars, errors = [], {}, {}, {}
+        for index, payload in frame.loc[mask, VALUE].items():
+            try:
+                value = decoder(payload)
+            except StreamlabError as exc:
+                errors[index] = str(exc)
+                continue
+            if isinstance(value, dict):
+                records[index] = value
+            else:
+                scalars[index] = value
     if records:
-        fields = pd.json_normalize(list(records.values()))
-        fields.index = pd.Index(list(records))
+        fields.append(_inferred(records))
+    out = frame.copy()
+    decoded = labels[~labels.isin(list(errors))]
+    if fields:
+        typed = fields[0] if len(fields) == 1 else pd.concat(fields)  # schema versions: columns united
         position = list(out.columns).index(VALUE)  # new field columns go before value
-        for name in fields.columns:
-            column = _nullable(_ints(fields[name], records.values(), name)).reindex(out.index)
+        for name in typed.columns:
+            column = typed[name].reindex(out.index)
             if name in out.columns:
                 out[name] = column.combine_first(out[name])
             else:
@@ -145,7 +161,7 @@ def decode_registry_values(
     for index, value in scalars.items():
         out.at[index, VALUE] = value
     if not raw:
-        out.loc[out.index.isin(list(records)), VALUE] = None
+        out.loc[out.index.isin(decoded) & ~out.index.isin(list(scalars)), VALUE] = None
     if ERROR in out.columns or errors:
         error = out[ERROR].astype("string") if ERROR in out.columns else pd.Series(pd.NA, out.index, dtype="string")
         error = error.mask(error.index.isin(decoded))

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pandas as pd
 
-from streamlab.errors import InvalidSchemaError, SchemaDecodeError
+from streamlab.errors import InvalidSchemaError, SchemaDecodeError, StreamlabError
+from streamlab.model.schemas.avro_columns import AvroColumns
 from streamlab.model.schemas.parse import Resolve, fastavro_schema, json_schema
 from streamlab.model.schemas.types import Schema, SchemaReference
 
@@ -47,14 +50,30 @@ def _no_references(ref: SchemaReference) -> Schema:
     raise SchemaDecodeError(f"the schema references {ref.name} ({ref.subject} v{ref.version}); pass resolve=")
 
 
+@dataclass(slots=True)
+class DecodedRows:
+    """Many Confluent-framed payloads decoded (:meth:`ConfluentCodec.decode_rows`), by
+    their position in the list given: ``fields`` are typed columns of the records of the
+    schemas whose columns follow from the schema (Avro), one frame per schema id;
+    ``records`` the records of the others, as dicts; ``scalars`` values that are no record;
+    ``errors`` why a payload did not decode."""
+
+    fields: list[pd.DataFrame] = field(default_factory=list)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    scalars: dict[int, Any] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
 class ConfluentCodec:
-    """Decodes and encodes Confluent-framed payloads, parsing each schema id's schema once."""
+    """Decodes and encodes Confluent-framed payloads, parsing each schema id's schema once.
+    Called with a payload, it decodes it (:meth:`decode`)."""
 
     def __init__(self, lookup: SchemaLookup, resolve: Resolve | None = None) -> None:
         self._lookup = lookup
         self._resolve = resolve or _no_references
         self._parsed: dict[int, tuple[Schema, Any]] = {}
         self._validators: dict[int, Any] = {}  # JSON Schema validators by schema id
+        self._columns: dict[int, AvroColumns] = {}  # Avro schemas' column builders by schema id
 
     def _schema(self, sid: int) -> tuple[Schema, Any]:
         cached = self._parsed.get(sid)
@@ -90,6 +109,58 @@ class ConfluentCodec:
             raise SchemaDecodeError(
                 f"payload of schema id {sid} does not decode as {schema.schema_type}: {exc}"
             ) from None
+
+    __call__ = decode
+
+    def decode_rows(self, payloads: Sequence[bytes]) -> DecodedRows:
+        """Every payload of ``payloads`` (each Confluent-framed) decoded, those of one schema
+        id together: Avro records straight into typed columns (see
+        :mod:`streamlab.model.schemas.avro_columns`). A payload that does not decode is in
+        ``errors`` with what :meth:`decode` would have raised."""
+        out = DecodedRows()
+        by_id: dict[int, list[int]] = {}
+        for position, payload in enumerate(payloads):
+            by_id.setdefault(schema_id(payload), []).append(position)
+        for sid, positions in by_id.items():
+            try:
+                schema, parsed = self._schema(sid)
+            except StreamlabError as exc:  # an unknown id; a schema that does not parse
+                out.errors.update(dict.fromkeys(positions, str(exc)))
+                continue
+            if schema.schema_type == "AVRO":
+                self._avro_rows(sid, parsed, payloads, positions, out)
+                continue
+            for position in positions:
+                try:
+                    value = self.decode(payloads[position])
+                except StreamlabError as exc:
+                    out.errors[position] = str(exc)
+                    continue
+                if isinstance(value, dict):
+                    out.records[position] = value
+                else:
+                    out.scalars[position] = value
+        return out
+
+    def _avro_rows(self, sid: int, parsed: Any, payloads: Sequence[bytes], positions: list[int],
+                   out: DecodedRows) -> None:  # fmt: skip
+        columns = self._columns.get(sid)
+        if columns is None:
+            columns = self._columns[sid] = AvroColumns(parsed)
+        read = columns.read
+        values: list[Any] = []
+        decoded: list[int] = []
+        for position in positions:
+            try:
+                values.append(read(payloads[position]))
+            except Exception as exc:  # fastavro: EOFError, ValueError...
+                out.errors[position] = f"payload of schema id {sid} does not decode as AVRO: {exc}"
+                continue
+            decoded.append(position)
+        if columns.is_record:
+            out.fields.append(columns.frame(values, decoded))
+        else:
+            out.scalars.update(zip(decoded, values, strict=True))
 
     def encode(self, value: Any, sid: int) -> bytes:
         """``value`` framed under schema ``sid`` (Avro and JSON Schema; JSON is validated first)."""
