@@ -3,10 +3,12 @@ Schema Registry (``lab.schemas``).
 
 Applied to what :func:`streamlab.model.dataframes.replay_dataframe` built: rows whose
 ``value`` is Confluent-framed (magic byte 0, a 4-byte schema id) are decoded (Avro with
-fastavro, JSON Schema as JSON, Protobuf by its JSON mapping); a record's fields become
-columns, nested records flattened into dotted names (``ship_to.city``), typed as pandas
-infers them from the decoded values (Avro long → Int64, double → float64, string →
-string, logical timestamps → tz-aware datetimes). A decoded row's ``value`` is cleared
+fastavro, JSON Schema as JSON, Protobuf from its descriptor); a record's fields become
+columns, nested records flattened into dotted names (``ship_to.city``). Avro's columns
+are typed from the schema, each schema id's payloads decoded together
+(:mod:`streamlab.model.schemas.avro_columns`); JSON Schema's and Protobuf's (values from
+:mod:`streamlab.model.schemas.proto_values`) as pandas infers them, integers as Int64,
+booleans as boolean, text as string. A decoded row's ``value`` is cleared
 (kept with ``raw=True``); a row that does not decode (unknown schema id, bad bytes) keeps
 its ``value`` and says why in ``value_error``. Frames without framed values are returned as
 they are, and nothing touches the registry then.
@@ -43,7 +45,7 @@ def _nullable(column: pd.Series) -> pd.Series:
     boolean, text as string (floats and datetimes have NaN/NaT already)."""
     kind = column.dtype.kind
     if kind in "iu":
-        return column.astype("Int64")
+        return column.astype("UInt64" if kind == "u" else "Int64")  # uint64 past int64 (Protobuf's)
     if kind == "b":
         return column.astype("boolean")
     if kind == "O" and column.map(lambda v: v is None or isinstance(v, str) or v != v).all():

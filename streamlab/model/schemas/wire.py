@@ -6,7 +6,8 @@ through ``jsonschema`` (encoding validates, decoding parses), Protobuf through t
 ``protobuf`` package (decoding only), from the base64 FileDescriptorProto confluent-kafka
 registers or from .proto text (:mod:`streamlab.model.schemas.proto`). Decoded values are plain Python:
 Avro records as dicts (logical types as fastavro gives them: timestamps as tz-aware
-datetimes, decimals as Decimal), Protobuf messages as dicts of their JSON mapping.
+datetimes, decimals as Decimal), Protobuf messages as dicts of real Python values
+(:mod:`streamlab.model.schemas.proto_values`: int64 as int, Timestamps as datetimes).
 """
 
 from __future__ import annotations
@@ -225,7 +226,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _decode_protobuf(body: bytes, parsed: Any) -> Any:
-    from google.protobuf import json_format, message_factory
+    from google.protobuf import message_factory
+
+    from streamlab.model.schemas.proto_values import message_values
 
     pool, proto = parsed
 
@@ -242,4 +245,4 @@ def _decode_protobuf(body: bytes, parsed: Any) -> Any:
     for index in indexes[1:]:
         descriptor = descriptor.nested_types[index]
     message = message_factory.GetMessageClass(descriptor).FromString(body[pos:])
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return message_values(message)
