@@ -397,7 +397,8 @@ def test_replay_of_avro_with_references_and_reused_named_types(lab: streamlab.La
              "fields": [{"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}  # fmt: skip
     lab.schemas.register("stamp", stamp)
     uses = {"type": "record", "name": "Event", "namespace": "t",
-            "fields": [{"name": "first", "type": "t.Stamp"}, {"name": "rest", "type": {"type": "array", "items": "t.Stamp"}}]}  # fmt: skip
+            "fields": [{"name": "first", "type": "t.Stamp"},
+                       {"name": "rest", "type": {"type": "array", "items": "t.Stamp"}}]}  # fmt: skip
     sid = lab.schemas.register("ev-value", uses, references=[{"name": "t.Stamp", "subject": "stamp", "version": 1}])
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     with lab.producer() as producer:
