@@ -35,7 +35,6 @@ array, map, other unions                  object (lists, dicts, values as fastav
 from __future__ import annotations
 
 import copy
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -163,16 +162,14 @@ class AvroColumns:
                     target = self._named[target]  # an enum or fixed by name
                 self._leaves.append(_Leaf(".".join(at), at, _leaf_builder(target, self._plain)))
 
-    def read(self, payload: bytes) -> Any:
-        """One Confluent-framed payload's record (plain logical types when the columns convert them)."""
-        import fastavro
-
-        body = io.BytesIO(payload)
-        body.seek(5)  # magic byte and schema id: no copy of the payload
-        return fastavro.schemaless_reader(body, self._reader, None)
+    @property
+    def reader_schema(self) -> Any:
+        """The parsed schema the payloads are read with: the writer's, with the logical types
+        :meth:`frame` converts left out when that is safe."""
+        return self._reader
 
     def frame(self, records: list[Any], index: list[int]) -> pd.DataFrame:
-        """The fields of ``records`` (what :meth:`read` returned) as typed columns on ``index``."""
+        """The fields of ``records`` (read with :attr:`reader_schema`) as typed columns on ``index``."""
         columns: dict[str, Any] = {}
         parents: dict[tuple[str, ...], list[Any]] = {(): records}
         for leaf in self._leaves:

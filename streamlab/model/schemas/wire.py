@@ -119,9 +119,13 @@ class ConfluentCodec:
         :mod:`streamlab.model.schemas.avro_columns`). A payload that does not decode is in
         ``errors`` with what :meth:`decode` would have raised."""
         out = DecodedRows()
+        heads = [payload[1:5] for payload in payloads]
         by_id: dict[int, list[int]] = {}
-        for position, payload in enumerate(payloads):
-            by_id.setdefault(schema_id(payload), []).append(position)
+        if len(set(heads)) == 1:  # the usual topic: one schema id
+            by_id[int.from_bytes(heads[0], "big")] = list(range(len(payloads)))
+        else:
+            for position, head in enumerate(heads):
+                by_id.setdefault(int.from_bytes(head, "big"), []).append(position)
         for sid, positions in by_id.items():
             try:
                 schema, parsed = self._schema(sid)
@@ -148,12 +152,16 @@ class ConfluentCodec:
         columns = self._columns.get(sid)
         if columns is None:
             columns = self._columns[sid] = AvroColumns(parsed)
-        read = columns.read
+        import fastavro
+
+        read, reader_schema, body = fastavro.schemaless_reader, columns.reader_schema, io.BytesIO
         values: list[Any] = []
         decoded: list[int] = []
         for position in positions:
             try:
-                values.append(read(payloads[position]))
+                payload = body(payloads[position])  # no copy of the bytes
+                payload.seek(HEADER.size)
+                values.append(read(payload, reader_schema, None))
             except Exception as exc:  # fastavro: EOFError, ValueError...
                 out.errors[position] = f"payload of schema id {sid} does not decode as AVRO: {exc}"
                 continue
