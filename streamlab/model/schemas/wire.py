@@ -167,7 +167,8 @@ class ConfluentCodec:
                 continue
             decoded.append(position)
         if columns.is_record:
-            out.fields.append(columns.frame(values, decoded))
+            if decoded:  # no record: no columns, as when decoding one at a time
+                out.fields.append(columns.frame(values, decoded))
         else:
             out.scalars.update(zip(decoded, values, strict=True))
 
