@@ -243,7 +243,8 @@ def test_proto_text_with_a_reference_decodes_without_generated_code(lab: streaml
     with lab.producer() as p:  # framed as Confluent's serializers frame: magic byte, id, message index 0
         p.send("orders", value=b"\x00" + sid.to_bytes(4, "big") + b"\x00" + message.SerializeToString())
     frame = lab.replay("orders")
-    assert frame[["id", "ship_to.city"]].values.tolist() == [["7", "Oslo"]]  # int64: text in protobuf's JSON
+    assert frame[["id", "ship_to.city"]].values.tolist() == [[7, "Oslo"]]  # int64 as an integer, not JSON's text
+    assert str(frame["id"].dtype) == "Int64"
     assert frame["items"].tolist() == [["a", "b"]]
     with pytest.raises(streamlab.errors.InvalidSchemaError, match="neither a reference"):
         lab.schemas.register("broken-value", order, "PROTOBUF")  # the import without its reference

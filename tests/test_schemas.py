@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import streamlab
@@ -331,3 +332,77 @@ def test_a_foreign_record_in_the_schemas_topic_is_skipped(tmp_path: Path, caplog
     with streamlab.connect(tmp_path / "data") as lab:
         assert lab.schemas.subjects() == ["s"] and lab.schemas.latest("s").id == schema_id
     assert "offset 2 is not a registry record" in caplog.text
+
+
+ORDER_V1 = {"type": "record", "name": "Order", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "n", "type": ["null", "int"], "default": None},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+    {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+    {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+    {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+    {"name": "tags", "type": {"type": "array", "items": {"type": "long", "logicalType": "timestamp-millis"}}},
+    {"name": "attrs", "type": {"type": "map", "values": "long"}},
+    {"name": "ship", "type": ["null", {"type": "record", "name": "Addr", "fields": [
+        {"name": "city", "type": "string"}, {"name": "since", "type": {"type": "int", "logicalType": "date"}}]}],
+     "default": None},
+]}  # fmt: skip
+ORDER_V2 = {"type": "record", "name": "Order", "fields": [
+    {"name": "id", "type": "long"}, {"name": "extra", "type": "double", "default": 0.0},
+]}  # fmt: skip
+
+
+def test_replay_types_avro_columns_from_the_schema_across_versions(lab: streamlab.Lab) -> None:
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    lab.schemas.set_compatibility("NONE", "o-value")
+    v1, v2 = lab.schemas.register("o-value", ORDER_V1), lab.schemas.register("o-value", ORDER_V2)
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    ref = uuid.UUID(int=7)
+    with lab.producer() as producer:
+        producer.send("o", value=lab.schemas.encode({
+            "id": 2**60, "n": None, "at": at, "day": dt.date(2026, 1, 2),
+            "amount": Decimal("1.25"), "ref": ref, "kind": "B", "tags": [at], "attrs": {"a": 1},
+            "ship": {"city": "Oslo", "since": dt.date(2020, 5, 6)}}, v1))  # fmt: skip
+        producer.send("o", value=lab.schemas.encode({"id": 3, "extra": 1.5}, v2))
+        producer.send("o", value=frame(v1, b"\x02"))  # truncated: this row alone fails
+        producer.send("o", value=lab.schemas.encode({
+            "id": -1, "n": 5, "at": 0, "day": 0, "amount": Decimal("0.00"), "ref": str(ref), "kind": "A",
+            "tags": [], "attrs": {}, "ship": None}, v1))  # fmt: skip
+    df = lab.replay("o")
+    dtypes = {name: str(df[name].dtype) for name in ("id", "n", "at", "ref", "kind", "ship.city", "extra")}
+    assert dtypes == {"id": "Int64", "n": "Int64", "at": "datetime64[us, UTC]",
+                      "ref": "string", "kind": "string", "ship.city": "string", "extra": "float64"}  # fmt: skip
+    assert df["id"].tolist()[:2] == [2**60, 3] and df["id"][3] == -1 and pd.isna(df["id"][2])
+    assert pd.isna(df["n"][0]) and df["n"][3] == 5  # a null, and 5
+    assert df["at"][0] == pd.Timestamp(at) and df["at"][3] == pd.Timestamp(0, tz="UTC") and pd.isna(df["at"][1])
+    assert df["day"][0] == dt.date(2026, 1, 2) and df["amount"][0] == Decimal("1.25")  # exact, as DuckDB's DATE/DECIMAL
+    assert df["ref"][0] == str(ref) and df["kind"].tolist()[::3] == ["B", "A"]
+    assert (
+        df["tags"][0] == [at.replace(microsecond=678000)] and df["tags"][3] == [] and df["attrs"][0] == {"a": 1}
+    )  # lists and dicts as decoded
+    assert df["ship.city"][0] == "Oslo" and df["ship.since"][0] == dt.date(2020, 5, 6) and pd.isna(df["ship.city"][3])
+    assert df["extra"][1] == 1.5 and pd.isna(df["extra"][0])  # a field of version 2 only
+    assert df["value_error"].notna().tolist() == [False, False, True, False]
+    assert "does not decode as AVRO" in df["value_error"][2] and df["value"][2] == frame(v1, b"\x02")
+
+
+def test_replay_of_avro_with_references_and_reused_named_types(lab: streamlab.Lab) -> None:
+    import datetime as dt
+
+    stamp = {"type": "record", "name": "Stamp", "namespace": "t",
+             "fields": [{"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}  # fmt: skip
+    lab.schemas.register("stamp", stamp)
+    uses = {"type": "record", "name": "Event", "namespace": "t",
+            "fields": [{"name": "first", "type": "t.Stamp"},
+                       {"name": "rest", "type": {"type": "array", "items": "t.Stamp"}}]}  # fmt: skip
+    sid = lab.schemas.register("ev-value", uses, references=[{"name": "t.Stamp", "subject": "stamp", "version": 1}])
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with lab.producer() as producer:
+        producer.send("ev", value=lab.schemas.encode({"first": {"at": at}, "rest": [{"at": at}]}, sid))
+    df = lab.replay("ev")
+    assert str(df["first.at"].dtype) == "datetime64[us, UTC]" and df["first.at"][0] == pd.Timestamp(at)
+    assert df["rest"][0] == [{"at": at}]  # the same named type inside an array keeps its datetime

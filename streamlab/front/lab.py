@@ -296,7 +296,7 @@ class Lab:
     def _registry_decoder(self) -> Callable[[bytes], Any] | None:
         """Decodes Confluent-framed values through ``lab.schemas``; None when no registry is
         in use (reading never creates one)."""
-        return self.schemas.decode if self.backend.has_schema_registry() else None
+        return self.schemas.codec if self.backend.has_schema_registry() else None
 
     @property
     def schemas(self) -> Schemas:

@@ -3,10 +3,12 @@ Schema Registry (``lab.schemas``).
 
 Applied to what :func:`streamlab.model.dataframes.replay_dataframe` built: rows whose
 ``value`` is Confluent-framed (magic byte 0, a 4-byte schema id) are decoded (Avro with
-fastavro, JSON Schema as JSON, Protobuf by its JSON mapping); a record's fields become
-columns, nested records flattened into dotted names (``ship_to.city``), typed as pandas
-infers them from the decoded values (Avro long → Int64, double → float64, string →
-string, logical timestamps → tz-aware datetimes). A decoded row's ``value`` is cleared
+fastavro, JSON Schema as JSON, Protobuf from its descriptor); a record's fields become
+columns, nested records flattened into dotted names (``ship_to.city``). Avro's columns
+are typed from the schema, each schema id's payloads decoded together
+(:mod:`streamlab.model.schemas.avro_columns`); JSON Schema's and Protobuf's (values from
+:mod:`streamlab.model.schemas.proto_values`) as pandas infers them, integers as Int64,
+booleans as boolean, text as string. A decoded row's ``value`` is cleared
 (kept with ``raw=True``); a row that does not decode (unknown schema id, bad bytes) keeps
 its ``value`` and says why in ``value_error``. Frames without framed values are returned as
 they are, and nothing touches the registry then.
@@ -20,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from streamlab.errors import StreamlabError
-from streamlab.model.schemas.wire import is_confluent
+from streamlab.model.schemas.wire import HEADER, MAGIC_BYTE, ConfluentCodec, is_confluent
 
 KEY, VALUE, ERROR = "key", "value", "value_error"
 
@@ -35,6 +37,9 @@ def _framed_rows(column: pd.Series, select: Callable[[Any], bool] = _framed) -> 
     looked at row by row."""
     if column.dtype != object:
         return pd.Series(False, index=column.index)
+    if select is _framed:  # inline: a function call per cell cost more than the test itself
+        framed = [type(v) is bytes and len(v) >= HEADER.size and v[0] == MAGIC_BYTE for v in column.tolist()]
+        return pd.Series(framed, index=column.index, dtype=bool)
     return column.map(select).astype(bool)
 
 
@@ -43,7 +48,7 @@ def _nullable(column: pd.Series) -> pd.Series:
     boolean, text as string (floats and datetimes have NaN/NaT already)."""
     kind = column.dtype.kind
     if kind in "iu":
-        return column.astype("Int64")
+        return column.astype("UInt64" if kind == "u" else "Int64")  # uint64 past int64 (Protobuf's)
     if kind == "b":
         return column.astype("boolean")
     if kind == "O" and column.map(lambda v: v is None or isinstance(v, str) or v != v).all():
@@ -70,6 +75,15 @@ def _field(record: Any, name: str) -> Any:
     head, _, rest = name.partition(".")  # json_normalize's dotted names of nested records
     inner = record.get(head) if isinstance(record, dict) else None
     return _field(inner, rest) if isinstance(inner, dict) and rest else None
+
+
+def _inferred(records: dict[Any, dict[str, Any]]) -> pd.DataFrame:
+    """Columns of records decoded as dicts (JSON Schema, Protobuf), typed as pandas infers them."""
+    fields = pd.json_normalize(list(records.values()))
+    fields.index = pd.Index(list(records))
+    for name in fields.columns:
+        fields[name] = _nullable(_ints(fields[name], records.values(), name))
+    return fields
 
 
 def decode_registry_keys(frame: pd.DataFrame, decode: Callable[[], Callable[[Any], Any] | None]) -> pd.DataFrame:
@@ -115,27 +129,34 @@ def decode_registry_values(
     decoder = decode()
     if decoder is None:
         return frame
-    records: dict[Any, dict[str, Any]] = {}
-    scalars: dict[Any, Any] = {}
-    errors: dict[Any, str] = {}
-    for index, payload in frame.loc[mask, VALUE].items():
-        try:
-            value = decoder(payload)
-        except StreamlabError as exc:
-            errors[index] = str(exc)
-            continue
-        if isinstance(value, dict):
-            records[index] = value
-        else:
-            scalars[index] = value
-    out = frame.copy()
-    decoded = pd.Index(list(records) + list(scalars))
+    labels = frame.index[mask.to_numpy()]
+    if isinstance(decoder, ConfluentCodec):  # the lab's registry: each schema id's payloads at once
+        rows = decoder.decode_rows(frame.loc[mask, VALUE].tolist())
+        fields = [part.set_axis(labels.take(part.index.to_numpy())) for part in rows.fields]
+        records = {labels[p]: r for p, r in rows.records.items()}
+        scalars = {labels[p]: v for p, v in rows.scalars.items()}
+        errors = {labels[p]: e for p, e in rows.errors.items()}
+    else:
+        fields, records, scalars, errors = [], {}, {}, {}
+        for index, payload in frame.loc[mask, VALUE].items():
+            try:
+                value = decoder(payload)
+            except StreamlabError as exc:
+                errors[index] = str(exc)
+                continue
+            if isinstance(value, dict):
+                records[index] = value
+            else:
+                scalars[index] = value
     if records:
-        fields = pd.json_normalize(list(records.values()))
-        fields.index = pd.Index(list(records))
+        fields.append(_inferred(records))
+    out = frame.copy()
+    decoded = labels[~labels.isin(list(errors))]
+    if fields:
+        typed = fields[0] if len(fields) == 1 else pd.concat(fields)  # schema versions: columns united
         position = list(out.columns).index(VALUE)  # new field columns go before value
-        for name in fields.columns:
-            column = _nullable(_ints(fields[name], records.values(), name)).reindex(out.index)
+        for name in typed.columns:
+            column = typed[name].reindex(out.index)
             if name in out.columns:
                 out[name] = column.combine_first(out[name])
             else:
@@ -145,7 +166,7 @@ def decode_registry_values(
     for index, value in scalars.items():
         out.at[index, VALUE] = value
     if not raw:
-        out.loc[out.index.isin(list(records)), VALUE] = None
+        out.loc[out.index.isin(decoded) & ~out.index.isin(list(scalars)), VALUE] = None
     if ERROR in out.columns or errors:
         error = out[ERROR].astype("string") if ERROR in out.columns else pd.Series(pd.NA, out.index, dtype="string")
         error = error.mask(error.index.isin(decoded))

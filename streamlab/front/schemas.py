@@ -72,7 +72,7 @@ class Schemas:
             if importlib.util.find_spec(needed) is None:
                 raise ModuleNotFoundError(f"lab.schemas needs {needed}: pip install 'streamlab[registry]'", name=needed)
         self.port = port
-        self._codec = ConfluentCodec(port.schema, port.resolve)
+        self.codec = ConfluentCodec(port.schema, port.resolve)  # decode_rows: replay's many payloads at once
 
     def __repr__(self) -> str:
         return f"<streamlab.Schemas {len(self.subjects())} subject(s)>"
@@ -144,9 +144,9 @@ class Schemas:
     def decode(self, payload: bytes) -> Any:
         """The value in a Confluent-framed ``payload`` (magic byte 0, schema id, Avro or JSON
         or Protobuf): dicts for records. Raises SchemaDecodeError, SchemaNotFoundError."""
-        return self._codec.decode(payload)
+        return self.codec.decode(payload)
 
     def encode(self, value: Any, schema_id: int) -> bytes:
         """``value`` in Confluent's wire format under registered schema ``schema_id`` (Avro
         with fastavro; JSON Schema validated with jsonschema). Raises SchemaDecodeError."""
-        return self._codec.encode(value, schema_id)
+        return self.codec.encode(value, schema_id)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
@@ -150,6 +151,66 @@ def test_replay_decodes_protobuf_from_the_serializer_and_from_proto_text(
         assert frame["user"].tolist() == ["ada", "bob"] and frame["n"].tolist() == [3, -1]
         assert frame["page.path"].tolist()[0] == "/home"
         assert frame["tags.ab"].tolist()[0] == "b"  # a map spreads as a record does
-        assert frame["at"].tolist()[0] == "2026-01-05T00:00:00Z"  # protobuf's JSON mapping of a Timestamp
+        assert frame["at"].tolist()[0] == pd.Timestamp("2026-01-05", tz="UTC")  # a Timestamp as a datetime
         assert "value_error" not in frame.columns
         assert lab.schemas.get(text_id).schema == CLICK_V1.strip()  # stored as registered (trimmed)
+
+
+TYPED = """
+syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/duration.proto";
+import "google/protobuf/wrappers.proto";
+
+message Order {
+  int64 id = 1;
+  uint64 big = 2;
+  google.protobuf.Timestamp at = 3;
+  google.protobuf.Duration took = 4;
+  google.protobuf.Int64Value maybe = 5;
+  Status status = 6;
+  bytes blob = 7;
+  Address ship_to = 8;
+  repeated string tags = 9;
+  enum Status { NEW = 0; PAID = 1; }
+  message Address { string city = 1; }
+}
+"""
+
+
+def test_protobuf_fields_replay_with_real_dtypes(
+    served: tuple[ServerProcess, str], client: SchemaRegistryClient
+) -> None:
+    from google.protobuf import message_factory
+
+    server, url = served
+    topic = f"orders-{uuid.uuid4().hex[:8]}"
+    pool, _ = descriptor_pool(StoredSchema(TYPED, "PROTOBUF"), resolve=lambda ref: pytest.fail(str(ref)))
+    order = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+    first = order(id=2**62, big=2**64 - 1, status=1, blob=b"\x00\xff", tags=["a", "b"])
+    first.at.seconds, first.at.nanos = 1_767_571_200, 250_000_000
+    first.took.seconds = 90
+    first.maybe.value = -7
+    first.ship_to.city = "Oslo"
+    second = order(id=-1)  # every other field unset: defaults, or NA where protobuf knows "unset"
+    producer = Producer({"bootstrap.servers": server.bootstrap})
+    serialize = ProtobufSerializer(order, client, {"use.deprecated.format": False})
+    for message in (first, second):
+        producer.produce(topic, value=serialize(message, SerializationContext(topic, MessageField.VALUE)))
+    assert producer.flush(10) == 0
+    del producer
+    with streamlab.connect(f"kafka://{server.bootstrap}", schema_registry=url) as lab:
+        frame = lab.replay(topic)
+    assert str(frame["id"].dtype) == "Int64" and frame["id"].tolist() == [2**62, -1]  # exact, not text
+    assert str(frame["big"].dtype) == "UInt64" and frame["big"].tolist() == [2**64 - 1, 0]
+    assert str(frame["at"].dtype).startswith("datetime64") and frame["at"].dt.tz is not None
+    assert frame["at"][0] == pd.Timestamp("2026-01-05 00:00:00.25", tz="UTC") and pd.isna(frame["at"][1])
+    assert str(frame["took"].dtype).startswith("timedelta64") and frame["took"][0] == pd.Timedelta(seconds=90)
+    assert pd.isna(frame["took"][1])
+    assert str(frame["maybe"].dtype) == "Int64" and frame["maybe"][0] == -7 and pd.isna(frame["maybe"][1])
+    assert str(frame["status"].dtype) == "string" and frame["status"].tolist() == ["PAID", "NEW"]
+    assert frame["blob"].tolist() == [b"\x00\xff", b""]
+    assert frame["ship_to.city"].tolist()[0] == "Oslo" and pd.isna(frame["ship_to.city"][1])
+    assert frame["tags"].tolist() == [["a", "b"], []]
+    assert "value_error" not in frame.columns

@@ -6,19 +6,23 @@ through ``jsonschema`` (encoding validates, decoding parses), Protobuf through t
 ``protobuf`` package (decoding only), from the base64 FileDescriptorProto confluent-kafka
 registers or from .proto text (:mod:`streamlab.model.schemas.proto`). Decoded values are plain Python:
 Avro records as dicts (logical types as fastavro gives them: timestamps as tz-aware
-datetimes, decimals as Decimal), Protobuf messages as dicts of their JSON mapping.
+datetimes, decimals as Decimal), Protobuf messages as dicts of real Python values
+(:mod:`streamlab.model.schemas.proto_values`: int64 as int, Timestamps as datetimes).
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pandas as pd
 
-from streamlab.errors import InvalidSchemaError, SchemaDecodeError
+from streamlab.errors import InvalidSchemaError, SchemaDecodeError, StreamlabError
+from streamlab.model.schemas.avro_columns import AvroColumns
 from streamlab.model.schemas.parse import Resolve, fastavro_schema, json_schema
 from streamlab.model.schemas.types import Schema, SchemaReference
 
@@ -47,14 +51,30 @@ def _no_references(ref: SchemaReference) -> Schema:
     raise SchemaDecodeError(f"the schema references {ref.name} ({ref.subject} v{ref.version}); pass resolve=")
 
 
+@dataclass(slots=True)
+class DecodedRows:
+    """Many Confluent-framed payloads decoded (:meth:`ConfluentCodec.decode_rows`), by
+    their position in the list given: ``fields`` are typed columns of the records of the
+    schemas whose columns follow from the schema (Avro), one frame per schema id;
+    ``records`` the records of the others, as dicts; ``scalars`` values that are no record;
+    ``errors`` why a payload did not decode."""
+
+    fields: list[pd.DataFrame] = field(default_factory=list)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    scalars: dict[int, Any] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+
+
 class ConfluentCodec:
-    """Decodes and encodes Confluent-framed payloads, parsing each schema id's schema once."""
+    """Decodes and encodes Confluent-framed payloads, parsing each schema id's schema once.
+    Called with a payload, it decodes it (:meth:`decode`)."""
 
     def __init__(self, lookup: SchemaLookup, resolve: Resolve | None = None) -> None:
         self._lookup = lookup
         self._resolve = resolve or _no_references
         self._parsed: dict[int, tuple[Schema, Any]] = {}
         self._validators: dict[int, Any] = {}  # JSON Schema validators by schema id
+        self._columns: dict[int, AvroColumns] = {}  # Avro schemas' column builders by schema id
 
     def _schema(self, sid: int) -> tuple[Schema, Any]:
         cached = self._parsed.get(sid)
@@ -90,6 +110,67 @@ class ConfluentCodec:
             raise SchemaDecodeError(
                 f"payload of schema id {sid} does not decode as {schema.schema_type}: {exc}"
             ) from None
+
+    __call__ = decode
+
+    def decode_rows(self, payloads: Sequence[bytes]) -> DecodedRows:
+        """Every payload of ``payloads`` (each Confluent-framed) decoded, those of one schema
+        id together: Avro records straight into typed columns (see
+        :mod:`streamlab.model.schemas.avro_columns`). A payload that does not decode is in
+        ``errors`` with what :meth:`decode` would have raised."""
+        out = DecodedRows()
+        heads = [payload[1:5] for payload in payloads]
+        by_id: dict[int, list[int]] = {}
+        if len(set(heads)) == 1:  # the usual topic: one schema id
+            by_id[int.from_bytes(heads[0], "big")] = list(range(len(payloads)))
+        else:
+            for position, head in enumerate(heads):
+                by_id.setdefault(int.from_bytes(head, "big"), []).append(position)
+        for sid, positions in by_id.items():
+            try:
+                schema, parsed = self._schema(sid)
+            except StreamlabError as exc:  # an unknown id; a schema that does not parse
+                out.errors.update(dict.fromkeys(positions, str(exc)))
+                continue
+            if schema.schema_type == "AVRO":
+                self._avro_rows(sid, parsed, payloads, positions, out)
+                continue
+            for position in positions:
+                try:
+                    value = self.decode(payloads[position])
+                except StreamlabError as exc:
+                    out.errors[position] = str(exc)
+                    continue
+                if isinstance(value, dict):
+                    out.records[position] = value
+                else:
+                    out.scalars[position] = value
+        return out
+
+    def _avro_rows(self, sid: int, parsed: Any, payloads: Sequence[bytes], positions: list[int],
+                   out: DecodedRows) -> None:  # fmt: skip
+        columns = self._columns.get(sid)
+        if columns is None:
+            columns = self._columns[sid] = AvroColumns(parsed)
+        import fastavro
+
+        read, reader_schema, body = fastavro.schemaless_reader, columns.reader_schema, io.BytesIO
+        values: list[Any] = []
+        decoded: list[int] = []
+        for position in positions:
+            try:
+                payload = body(payloads[position])  # no copy of the bytes
+                payload.seek(HEADER.size)
+                values.append(read(payload, reader_schema, None))
+            except Exception as exc:  # fastavro: EOFError, ValueError...
+                out.errors[position] = f"payload of schema id {sid} does not decode as AVRO: {exc}"
+                continue
+            decoded.append(position)
+        if columns.is_record:
+            if decoded:  # no record: no columns, as when decoding one at a time
+                out.fields.append(columns.frame(values, decoded))
+        else:
+            out.scalars.update(zip(decoded, values, strict=True))
 
     def encode(self, value: Any, sid: int) -> bytes:
         """``value`` framed under schema ``sid`` (Avro and JSON Schema; JSON is validated first)."""
@@ -154,7 +235,9 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _decode_protobuf(body: bytes, parsed: Any) -> Any:
-    from google.protobuf import json_format, message_factory
+    from google.protobuf import message_factory
+
+    from streamlab.model.schemas.proto_values import message_values
 
     pool, proto = parsed
 
@@ -171,4 +254,4 @@ def _decode_protobuf(body: bytes, parsed: Any) -> Any:
     for index in indexes[1:]:
         descriptor = descriptor.nested_types[index]
     message = message_factory.GetMessageClass(descriptor).FromString(body[pos:])
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return message_values(message)
