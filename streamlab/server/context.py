@@ -3,7 +3,7 @@
 Handlers (``streamlab/server/handlers/<api>.py``) have the signature
 ``async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo)`` and
 return the kio response body for ``request.api_version`` (or None when the request gets
-no response, as a Produce with ``acks=0``).
+no response, as a Produce with ``acks=0``), or a :class:`Deferred` body.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamlab.broker import Broker
 from streamlab.broker.transactions import TransactionCoordinator, shared_coordinator
@@ -45,6 +47,17 @@ class CloseConnection(Exception):
     Kafka does this when a Produce with ``acks=0`` fails: the client gets no response to
     learn the error from, so the closed connection tells it to refresh its metadata.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A response body still being completed, whose wait may overlap the connection's next
+    requests: a Produce with ``acks=all`` returns it once its records are appended, while
+    they are made durable. The server reads and appends the connection's next Produce
+    meanwhile, so consecutive requests share fsync rounds instead of waiting for one each,
+    and answers in request order as Kafka requires."""
+
+    body: Awaitable[Any]
 
 
 class DataSignal:
