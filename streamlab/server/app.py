@@ -70,6 +70,7 @@ from streamlab.protocol.framing import (
 from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
 from streamlab.server.handlers import HANDLERS
 from streamlab.server.limits import ServerLimits
+from streamlab.server.produce_lane import Lane
 from streamlab.server.requests import parse
 from streamlab.server.retention_schedule import DEFAULT_CHECK_INTERVAL_MS, RetentionSchedule, check_interval
 from streamlab.server.security import Security, Session
@@ -118,6 +119,7 @@ class _Connection:
     moved_at: float = 0.0  # when the last byte of the current frame or response moved
     unsent: int = 0  # bytes of the response in the transport and the kernel when last looked
     session: Session = field(default_factory=Session)  # who the client is (SASL)
+    lane: Lane = field(default_factory=Lane)  # where its Produce requests are stored, in order
 
 
 def _unsent(writer: asyncio.StreamWriter) -> int:
@@ -425,7 +427,7 @@ class KafkaServer:
             raise _Close
         if not self._admitted(conn, request.api_key):
             raise _Close
-        info = ConnectionInfo(request.client_id or "", conn.host, conn.port, conn.session)
+        info = ConnectionInfo(request.client_id or "", conn.host, conn.port, conn.session, conn.lane)
         return await self._encoded(conn, request, handler(self.ctx, request, info))
 
     async def _encoded(self, conn: _Connection, request: ParsedRequest, body: Awaitable[Any]) -> _Answer:

@@ -23,6 +23,7 @@ from streamlab.broker.transactions import TransactionCoordinator, shared_coordin
 from streamlab.server.idempotence import ProducerStates
 from streamlab.server.limits import ServerLimits
 from streamlab.server.memory import MemoryBudget
+from streamlab.server.produce_lane import Lane
 from streamlab.server.security import Operation, ResourceType, Security, Session
 from streamlab.server.security.acls import Authorizer
 from streamlab.server.share_sessions import ShareSessions
@@ -39,6 +40,7 @@ class ConnectionInfo:
     host: str
     port: int
     session: Session = field(default_factory=Session)  # shared by the connection's requests
+    lane: Lane = field(default_factory=Lane)  # its Produce requests' way to storage, likewise
 
 
 class CloseConnection(Exception):

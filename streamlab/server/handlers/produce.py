@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import struct
@@ -282,22 +281,29 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     denied = frozenset(
         t.name for t in body.topic_data if not ctx.authorize(conn, Operation.WRITE, ResourceType.TOPIC, t.name)
     )
-    # Appending (and with acks=-1 fsyncing) blocks: off the event loop.
     touched: dict[int, Callable[[], None]] = {}
-    appended = await asyncio.to_thread(_append_all, ctx, body, denied, touched)
-    if body.acks == 0:
-        if any(r.code for _, parts in appended for _, r, _ in parts):
-            raise CloseConnection("a Produce with acks=0 failed")
-        return None
-    if body.acks == 1 or not touched:
-        return _response(request, _answers(appended, {}))
+    acks = body.acks
 
-    async def durable() -> Any:
-        return _response(request, await asyncio.to_thread(_made_durable, appended, touched))
+    def append() -> _Appended:
+        return _append_all(ctx, body, denied, touched)
 
-    # acks=all: the records are appended (in request order); the server may read and
-    # append the connection's next Produce while these are fsynced (see Deferred).
-    return Deferred(durable())
+    def answers(appended: _Appended) -> _Answers:
+        return _made_durable(appended, touched) if acks == -1 else _answers(appended, {})
+
+    # Appending (and with acks=-1 fsyncing) blocks: off the event loop, in the connection's
+    # lane, which stores its requests in order and lets the waiting ones share a turn.
+    stored = conn.lane.run(append, answers)
+
+    async def answer() -> Any:
+        results: _Answers = await stored
+        if acks == 0:
+            if any(r.code for _, parts in results for _, r in parts):
+                raise CloseConnection("a Produce with acks=0 failed")
+            return None
+        return _response(request, results)
+
+    # The server reads (and queues) the connection's next Produce meanwhile (see Deferred).
+    return Deferred(answer())
 
 
 def _response(request: ParsedRequest, results: _Answers) -> Any:
