@@ -4,11 +4,12 @@ Each connection reads size-prefixed request frames and answers them in the order
 arrived, which is what Kafka guarantees and what pipelining clients (up to five Produce
 requests in flight for an idempotent producer) rely on. A client may send requests ahead;
 they wait in its socket until their turn. Requests are handled one at a time, except that
-while an ``acks=all`` Produce waits for its fsync (a :class:`~.context.Deferred` body) the
-next requests are read and, if they are Produce requests too, appended, up to
-:data:`MAX_DEFERRED` of them: consecutive requests then share fsync rounds, so a producer
-sending many small requests (librdkafka sends one per ``linger.ms``) is not held to one
-fsync per request, one after another. What goes wrong stays with one connection:
+while a Produce is being stored (a :class:`~.context.Deferred` body) the next requests are
+read and, if they are Produce requests too, queued behind it, up to :data:`MAX_DEFERRED`
+answers pending: consecutive requests then share a storage turn and an fsync round, so a
+producer sending many small requests (librdkafka sends one per ``linger.ms``) is not held
+to two thread hand-offs and one fsync per request, one after another; anything else waits
+for the Produce requests before it. What goes wrong stays with one connection:
 
 * a frame size over ``socket.request.max.bytes`` (100 MiB), a malformed frame, or an
   unsupported version of anything but ApiVersions closes that connection, as Kafka does;

@@ -54,10 +54,10 @@ class CloseConnection(Exception):
 @dataclass(frozen=True, slots=True)
 class Deferred:
     """A response body still being completed, whose wait may overlap the connection's next
-    requests: a Produce with ``acks=all`` returns it once its records are appended, while
-    they are made durable. The server reads and appends the connection's next Produce
-    meanwhile, so consecutive requests share fsync rounds instead of waiting for one each,
-    and answers in request order as Kafka requires."""
+    requests: a Produce returns it once its records are queued on the connection's lane
+    (:mod:`streamlab.server.produce_lane`). The server reads and queues the connection's
+    next Produce meanwhile, so consecutive requests share a turn and an fsync round instead
+    of one each, and still answers in request order, as Kafka requires."""
 
     body: Awaitable[Any]
 
