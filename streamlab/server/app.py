@@ -1,10 +1,15 @@
 """The asyncio TCP server: Kafka's framing, dispatch to the handlers, connection lifecycle.
 
-Each connection reads size-prefixed request frames and answers them one at a time, in
-the order they arrived, which is what Kafka guarantees and what pipelining clients (up to
-five Produce requests in flight for an idempotent producer) rely on. A client may send
-requests ahead; they wait in its socket until their turn. What goes wrong stays with one
-connection:
+Each connection reads size-prefixed request frames and answers them in the order they
+arrived, which is what Kafka guarantees and what pipelining clients (up to five Produce
+requests in flight for an idempotent producer) rely on. A client may send requests ahead;
+they wait in its socket until their turn. Requests are handled one at a time, except that
+while a Produce is being stored (a :class:`~.context.Deferred` body) the next requests are
+read and, if they are Produce requests too, queued behind it, up to :data:`MAX_DEFERRED`
+answers pending: consecutive requests then share a storage turn and an fsync round, so a
+producer sending many small requests (librdkafka sends one per ``linger.ms``) is not held
+to two thread hand-offs and one fsync per request, one after another; anything else waits
+for the Produce requests before it. What goes wrong stays with one connection:
 
 * a frame size over ``socket.request.max.bytes`` (100 MiB), a malformed frame, or an
   unsupported version of anything but ApiVersions closes that connection, as Kafka does;
@@ -42,11 +47,12 @@ import struct
 import termios
 import threading
 import traceback
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
@@ -56,14 +62,16 @@ from streamlab.protocol.framing import (
     API_NAMES,
     SUPPORTED_APIS,
     InvalidRequestError,
+    ParsedRequest,
     ProtocolError,
     UnsupportedVersionError,
     api_versions_response,
     encode_response,
 )
-from streamlab.server.context import CloseConnection, ConnectionInfo, ServerContext
+from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
 from streamlab.server.handlers import HANDLERS
 from streamlab.server.limits import ServerLimits
+from streamlab.server.produce_lane import Lane
 from streamlab.server.requests import parse
 from streamlab.server.retention_schedule import DEFAULT_CHECK_INTERVAL_MS, RetentionSchedule, check_interval
 from streamlab.server.security import Security, Session
@@ -81,13 +89,19 @@ WORKER_THREADS = 64
 LISTEN_BACKLOG = 512  # a burst of connecting clients must not wait out SYN retries
 STALL_S = 2.0  # no byte moved for this long, while others wait for memory: the connection is closed
 _SWEEP_S = 0.5
+# Produce requests of one connection whose fsync may still be running while the next is
+# read: enough for a producer's burst of small requests to share one fsync round.
+MAX_DEFERRED = 8
 _CHUNK = 1024 * 1024  # frames are read and responses written in pieces of this size
 _SMALL_FRAME = 64 * 1024  # read at once; larger ones piece by piece, noting progress
 _API_VERSIONS = 18
 SASL_MAX_RECEIVE_BYTES = 512 * 1024  # Kafka's sasl.server.max.receive.size: frames before authentication
 _BEFORE_AUTHENTICATION = frozenset({_API_VERSIONS, 17, 36})  # + SaslHandshake, SaslAuthenticate
 _SIZE = struct.Struct(">i")
+_API_KEY = struct.Struct(">h")  # a request header's first field
+_PRODUCE = 0
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
+_Answer = bytes | None | asyncio.Future[bytes | None]  # a response, none, or one being completed
 
 
 class _Close(Exception):
@@ -106,6 +120,7 @@ class _Connection:
     moved_at: float = 0.0  # when the last byte of the current frame or response moved
     unsent: int = 0  # bytes of the response in the transport and the kernel when last looked
     session: Session = field(default_factory=Session)  # who the client is (SASL)
+    lane: Lane = field(default_factory=Lane)  # where its Produce requests are stored, in order
 
 
 def _unsent(writer: asyncio.StreamWriter) -> int:
@@ -246,35 +261,80 @@ class KafkaServer:
             writer.transport.abort()
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
+        # Deferred answers in request order: each is written before anything read after it.
+        deferred: deque[asyncio.Future[bytes | None]] = deque()
+        header: asyncio.Future[bytes] | None = None
+        try:
+            while deferred or not self._stopping:
+                if header is None:
+                    header = asyncio.ensure_future(asyncio.wait_for(reader.readexactly(4), IDLE_TIMEOUT_S))
+                if deferred:  # write the oldest answer as soon as it is ready, or read on meanwhile
+                    await asyncio.wait((header, deferred[0]), return_when=asyncio.FIRST_COMPLETED)
+                    if deferred[0].done() or self._stopping:  # at shutdown: answer, read no more
+                        await self._answer(conn, deferred.popleft())
+                        conn.busy = bool(deferred)
+                        continue
+                (size,) = _SIZE.unpack(await header)
+                header = None
+                if not await self._serve_frame(conn, reader, size, deferred):
+                    return
+        finally:
+            pending = [f for f in (header, *deferred) if f is not None]
+            for future in pending:
+                future.cancel()
+            # Retrieved, so that a cancelled read or a failed answer is not reported as lost.
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _serve_frame(
+        self, conn: _Connection, reader: asyncio.StreamReader, size: int, deferred: deque[asyncio.Future[bytes | None]]
+    ) -> bool:
+        """Read and answer (or defer) one request of ``size`` bytes; False: close the connection."""
         limit = self.ctx.limits.socket_request_max_bytes
-        while not self._stopping:
-            (size,) = _SIZE.unpack(await asyncio.wait_for(reader.readexactly(4), IDLE_TIMEOUT_S))
-            if size > SASL_MAX_RECEIVE_BYTES and self.ctx.security.sasl_enabled and not conn.session.authenticated:
-                log.warning(
-                    "%s:%d: a %d-byte request before SASL authentication (sasl.server.max.receive.size is %d); "
-                    "closing the connection", conn.host, conn.port, size, SASL_MAX_RECEIVE_BYTES,
-                )  # fmt: skip
-                return
-            if not 0 <= size <= limit:
-                log.warning(
-                    "%s:%d: request size %d is outside 0..%d (socket.request.max.bytes); closing the connection",
-                    conn.host, conn.port, size, limit,
-                )  # fmt: skip
-                return
-            # Until the frame fits in the budget this socket is not read: the client's
-            # sends wait (queued.max.request.bytes).
-            await self.ctx.memory.acquire(size)
-            conn.held += size
-            frame = await asyncio.wait_for(self._read_frame(conn, reader, size), IDLE_TIMEOUT_S)
-            conn.busy = True
-            try:
-                response = await self._respond(conn, frame)
-                del frame
-                self._give_back(conn, size)
-                if response is not None:
-                    await self._write(conn, response)
-            finally:
-                conn.busy = False
+        if size > SASL_MAX_RECEIVE_BYTES and self.ctx.security.sasl_enabled and not conn.session.authenticated:
+            log.warning(
+                "%s:%d: a %d-byte request before SASL authentication (sasl.server.max.receive.size is %d); "
+                "closing the connection", conn.host, conn.port, size, SASL_MAX_RECEIVE_BYTES,
+            )  # fmt: skip
+            return False
+        if not 0 <= size <= limit:
+            log.warning(
+                "%s:%d: request size %d is outside 0..%d (socket.request.max.bytes); closing the connection",
+                conn.host, conn.port, size, limit,
+            )  # fmt: skip
+            return False
+        # Until the frame fits in the budget this socket is not read: the client's
+        # sends wait (queued.max.request.bytes).
+        await self.ctx.memory.acquire(size)
+        conn.held += size
+        frame = await asyncio.wait_for(self._read_frame(conn, reader, size), IDLE_TIMEOUT_S)
+        conn.busy = True
+        try:
+            if size < 2 or _API_KEY.unpack_from(frame)[0] != _PRODUCE:
+                # Anything but a Produce is handled once the Produce requests before it are
+                # durable and answered (an EndTxn, a ListOffsets, ...), as if one at a time.
+                while deferred:
+                    await self._answer(conn, deferred.popleft())
+            answer = await self._respond(conn, frame)
+            del frame
+            self._give_back(conn, size)
+            if isinstance(answer, asyncio.Future):
+                deferred.append(answer)
+                # Past the bound (or at shutdown) the oldest is answered before reading on.
+                while deferred and (len(deferred) >= MAX_DEFERRED or self._stopping):
+                    await self._answer(conn, deferred.popleft())
+                return True
+            while deferred:  # a Produce with acks=0 or 1: answered after those before it
+                await self._answer(conn, deferred.popleft())
+            if answer is not None:
+                await self._write(conn, answer)
+        finally:
+            conn.busy = bool(deferred)
+        return True
+
+    async def _answer(self, conn: _Connection, answer: asyncio.Future[bytes | None]) -> None:
+        response = await answer
+        if response is not None:
+            await self._write(conn, response)
 
     @staticmethod
     async def _read_frame(conn: _Connection, reader: asyncio.StreamReader, size: int) -> bytes:
@@ -341,7 +401,7 @@ class KafkaServer:
                     conn.writer.transport.abort()
                     self._cancel(conn)
 
-    async def _respond(self, conn: _Connection, frame: bytes) -> bytes | None:
+    async def _respond(self, conn: _Connection, frame: bytes) -> _Answer:
         try:
             request = parse(frame)
         except UnsupportedVersionError as exc:
@@ -368,12 +428,18 @@ class KafkaServer:
             raise _Close
         if not self._admitted(conn, request.api_key):
             raise _Close
-        info = ConnectionInfo(request.client_id or "", conn.host, conn.port, conn.session)
+        info = ConnectionInfo(request.client_id or "", conn.host, conn.port, conn.session, conn.lane)
+        return await self._encoded(conn, request, handler(self.ctx, request, info))
+
+    async def _encoded(self, conn: _Connection, request: ParsedRequest, body: Awaitable[Any]) -> _Answer:
+        """The handler's answer to ``request``, encoded; a Deferred body as a future of it."""
         try:
-            body = await handler(self.ctx, request, info)
-            if body is None:
+            answer = await body
+            if isinstance(answer, Deferred):
+                return asyncio.ensure_future(self._completed(conn, request, answer.body))
+            if answer is None:
                 return None
-            return encode_response(request.api_key, request.api_version, request.correlation_id, body)
+            return encode_response(request.api_key, request.api_version, request.correlation_id, answer)
         except CloseConnection as exc:
             log.info("%s:%d: %s; closing the connection", conn.host, conn.port, exc)
             raise _Close from None
@@ -383,6 +449,11 @@ class KafkaServer:
             log.exception("%s:%d: %s v%d failed", conn.host, conn.port,
                           API_NAMES[request.api_key], request.api_version)  # fmt: skip
             raise _Close from None
+
+    async def _completed(self, conn: _Connection, request: ParsedRequest, body: Awaitable[Any]) -> bytes | None:
+        answer = await self._encoded(conn, request, body)
+        assert not isinstance(answer, asyncio.Future), "a Deferred body is the complete answer"
+        return answer
 
     def _admitted(self, conn: _Connection, api_key: int) -> bool:
         """With SASL on, only the handshake is served before authentication (Kafka closes too)."""

@@ -3,7 +3,7 @@
 Handlers (``streamlab/server/handlers/<api>.py``) have the signature
 ``async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo)`` and
 return the kio response body for ``request.api_version`` (or None when the request gets
-no response, as a Produce with ``acks=0``).
+no response, as a Produce with ``acks=0``), or a :class:`Deferred` body.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import contextlib
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamlab.broker import Broker
 from streamlab.broker.transaction_registry import shared_coordinator
@@ -22,6 +24,7 @@ from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.server.idempotence import ProducerStates
 from streamlab.server.limits import ServerLimits
 from streamlab.server.memory import MemoryBudget
+from streamlab.server.produce_lane import Lane
 from streamlab.server.security import Operation, ResourceType, Security, Session
 from streamlab.server.security.acls import Authorizer
 from streamlab.server.share_sessions import ShareSessions
@@ -38,6 +41,7 @@ class ConnectionInfo:
     host: str
     port: int
     session: Session = field(default_factory=Session)  # shared by the connection's requests
+    lane: Lane = field(default_factory=Lane)  # its Produce requests' way to storage, likewise
 
 
 class CloseConnection(Exception):
@@ -46,6 +50,17 @@ class CloseConnection(Exception):
     Kafka does this when a Produce with ``acks=0`` fails: the client gets no response to
     learn the error from, so the closed connection tells it to refresh its metadata.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A response body still being completed, whose wait may overlap the connection's next
+    requests: a Produce returns it once its records are queued on the connection's lane
+    (:mod:`streamlab.server.produce_lane`). The server reads and queues the connection's
+    next Produce meanwhile, so consecutive requests share a turn and an fsync round instead
+    of one each, and still answers in request order, as Kafka requires."""
+
+    body: Awaitable[Any]
 
 
 class DataSignal:

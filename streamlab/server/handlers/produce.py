@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import struct
@@ -38,7 +37,7 @@ from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, KEY_FORMAT_HEAD
 from streamlab.protocol.batch_columns import RecordColumns, decode_batches_columns
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.protocol.record_batch import RecordBatch, WireRecord
-from streamlab.server.context import CloseConnection, ConnectionInfo, ServerContext
+from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 from streamlab.server.security import Operation, ResourceType
 
@@ -218,18 +217,16 @@ def _produce_partition(
         return _Result(KAFKA_STORAGE_ERROR, message=str(exc))
 
 
-def _produce_all(
-    ctx: ServerContext, body: Any, sync: bool, denied: frozenset[str] = frozenset()
-) -> list[tuple[str, list[tuple[int, _Result]]]]:
-    """Append every partition, then (``acks=-1``) make them durable before answering.
+_Appended = list[tuple[str, list[tuple[int, _Result, int | None]]]]  # per topic: partition, result, id(log)
+_Answers = list[tuple[str, list[tuple[int, _Result]]]]
 
-    The partition logs and the producer-state file are fsynced in parallel, each in a
-    round shared with every concurrent request that appended to the same file (group
-    commit, see storage/active.py), so a busy server does one fsync per file per round
-    instead of one per partition per request, one after another.
-    """
-    results: list[tuple[str, list[tuple[int, _Result, int | None]]]] = []
-    touched: dict[int, Callable[[], None]] = {}  # id(log) or _PRODUCER_STATE -> its sync
+
+def _append_all(
+    ctx: ServerContext, body: Any, denied: frozenset[str], touched: dict[int, Callable[[], None]]
+) -> _Appended:
+    """Append every partition in request order; what they touched goes into ``touched``
+    (id(log) or _PRODUCER_STATE -> its sync)."""
+    results: _Appended = []
     for topic in body.topic_data:
         parts: list[tuple[int, _Result, int | None]] = []
         for p in topic.partition_data:
@@ -241,10 +238,26 @@ def _produce_all(
             logs = set(touched) - before - {_PRODUCER_STATE}
             parts.append((p.index, result, logs.pop() if logs else None))
         results.append((topic.name, parts))
+    return results
+
+
+def _made_durable(results: _Appended, touched: dict[int, Callable[[], None]]) -> _Answers:
+    """Fsync what ``results`` appended, then the answers: a partition whose log or the
+    producer-state file failed to sync gets KAFKA_STORAGE_ERROR.
+
+    The partition logs and the producer-state file are fsynced in parallel, each in a
+    round shared with every concurrent request that appended to the same file (group
+    commit, see storage/active.py), so a busy server does one fsync per file per round
+    instead of one per partition per request, one after another.
+    """
     failed: dict[int, BaseException] = {}
-    if sync and touched:
+    if touched:
         outcomes = sync_all(list(touched.values()))
         failed = {key: exc for key, exc in zip(touched, outcomes, strict=True) if exc is not None}
+    return _answers(results, failed)
+
+
+def _answers(results: _Appended, failed: dict[int, BaseException]) -> _Answers:
     out = []
     for name, parts in results:
         answered = []
@@ -261,19 +274,39 @@ def _produce_all(
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     if body.acks not in (-1, 0, 1):
-        results = [
+        invalid = [
             (t.name, [(p.index, _Result(INVALID_REQUIRED_ACKS)) for p in t.partition_data]) for t in body.topic_data
         ]
-    else:
-        # Appending (and with acks=-1 fsyncing) blocks: off the event loop.
-        denied = frozenset(
-            t.name for t in body.topic_data if not ctx.authorize(conn, Operation.WRITE, ResourceType.TOPIC, t.name)
-        )
-        results = await asyncio.to_thread(_produce_all, ctx, body, body.acks == -1, denied)
-    if body.acks == 0:
-        if any(r.code for _, parts in results for _, r in parts):
-            raise CloseConnection("a Produce with acks=0 failed")
-        return None
+        return _response(request, invalid)
+    denied = frozenset(
+        t.name for t in body.topic_data if not ctx.authorize(conn, Operation.WRITE, ResourceType.TOPIC, t.name)
+    )
+    touched: dict[int, Callable[[], None]] = {}
+    acks = body.acks
+
+    def append() -> _Appended:
+        return _append_all(ctx, body, denied, touched)
+
+    def answers(appended: _Appended) -> _Answers:
+        return _made_durable(appended, touched) if acks == -1 else _answers(appended, {})
+
+    # Appending (and with acks=-1 fsyncing) blocks: off the event loop, in the connection's
+    # lane, which stores its requests in order and lets the waiting ones share a turn.
+    stored = conn.lane.run(append, answers)
+
+    async def answer() -> Any:
+        results: _Answers = await stored
+        if acks == 0:
+            if any(r.code for _, parts in results for _, r in parts):
+                raise CloseConnection("a Produce with acks=0 failed")
+            return None
+        return _response(request, results)
+
+    # The server reads (and queues) the connection's next Produce meanwhile (see Deferred).
+    return Deferred(answer())
+
+
+def _response(request: ParsedRequest, results: _Answers) -> Any:
     t = types_for(API_KEY, request.api_version)
     return build(
         t.ProduceResponse,
