@@ -25,6 +25,7 @@ from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame
 from streamlab.model.views import Bounds
 from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
 from streamlab.port.history import KEEP_MS, HistoryStore
+from streamlab.port.producer_base import ProducerSettings
 from streamlab.port.schemas import SchemaRegistryPort
 
 _open: dict[Path, tuple[Broker, int]] = {}
@@ -102,7 +103,7 @@ class EmbeddedBackend:
 
     # clients ----------------------------------------------------------------------------
     def producer(self, **config: Any) -> Producer:
-        return Producer(self.broker, **config)
+        return Producer(self.broker, ProducerSettings(**config))
 
     def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> Consumer:
         return Consumer(self.broker, topics, **config)
