@@ -1,7 +1,8 @@
-"""The producer: ``send`` one record, ``send_many`` a DataFrame.
+"""The embedded producer: ``send`` one record, ``send_many`` a DataFrame.
 
-``send`` serialises and validates in the caller's thread (bad input raises at once) and
-appends the record's bytes to its partition's queue, column by column (one bytearray of
+``send`` serialises and validates in the caller's thread (bad input raises at once; that
+half is :class:`~streamlab.port.producer_base.ProducerBase`, shared with ``kafka://``) and
+this engine appends the record's bytes to its partition's queue, column by column (one bytearray of
 keys, one of values, arrays of offsets, formats and timestamps): no object per record
 but its future. A sender thread takes whole queues, turns each into an Arrow batch
 without touching the records one by one, appends it and fsyncs once per partition before

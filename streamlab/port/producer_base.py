@@ -203,13 +203,14 @@ class ProducerBase(ABC):
         or ``connect(..., schema_registry=)``'s), as confluent-kafka's serializers do;
         ``key_format``/``key_schema`` likewise for the key (see
         :mod:`streamlab.port.schema_values`)."""
-        # This is the per-record hot path: the common cases (a dict value, a str key) are
-        # inlined, everything else goes through serde.encode.
+        # This is the per-record hot path: the common cases (a dict value, a str key, a
+        # record within the size limit) are inlined, everything else goes through
+        # serde.encode and limits.check_record_size.
         if self._closed:
             raise ClosedError(CLOSED)
-        limit, partitions = self._topic_limits(topic)
-        if self._transactional:
+        if self._transactional:  # before the topic, which a first send may create
             self._check_in_transaction("send")
+        limit, partitions = self._topic_limits(topic)
         if key_format is not None or value_format is not None:
             key, value = self._formats.record(topic, key, value, key_format=key_format, key_schema=key_schema,
                                               value_format=value_format, value_schema=value_schema)  # fmt: skip
@@ -222,17 +223,22 @@ class ProducerBase(ABC):
         else:
             value_bytes, value_fmt = encode(value)
         if type(key) is str:
-            key_bytes: bytes | None = encode_str(key, what="key")
+            try:
+                key_bytes: bytes | None = key.encode()
+            except UnicodeEncodeError:
+                key_bytes = encode_str(key, what="key")  # raises SerializationError
             key_fmt = FMT_STR
         else:
             key_bytes, key_fmt = encode(key, what="key")
-        check_record_size(record_size(key_bytes, value_bytes), limit, topic=topic)
+        size = record_size(key_bytes, value_bytes)
+        if size > limit:
+            check_record_size(size, limit, topic=topic)
         if partition is None:
             partitioner = self._partitioner
             partition = UNASSIGNED if partitioner is None else partitioner(key_bytes, partitions)
         elif isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < partitions:
             self._check_partition(topic, partition, partitions)
-        ts = int(time.time() * 1000) if timestamp is None else record_timestamp(timestamp)
+        ts = time.time_ns() // 1_000_000 if timestamp is None else record_timestamp(timestamp)
         header_list = encode_headers(headers) if headers else None
         return self._enqueue(topic, partition, key_bytes, key_fmt, value_bytes, value_fmt, ts, header_list)
 
@@ -274,9 +280,9 @@ class ProducerBase(ABC):
         by itself)."""
         if self._closed:
             raise ClosedError(CLOSED)
-        limit, partitions = self._topic_limits(topic)
-        if self._transactional:
+        if self._transactional:  # before the topic, which a first send may create
             self._check_in_transaction("send")
+        limit, partitions = self._topic_limits(topic)
         rows = self._formats.frame_rows(topic, df, key=key, timestamp=timestamp, value_format=value_format,
                                         value_schema=value_schema)  # fmt: skip
         if partition is not None and (
