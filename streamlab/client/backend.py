@@ -26,6 +26,7 @@ from streamlab.model.views import Bounds
 from streamlab.port.backend import OffsetRow, ShareGroupSnapshot, TopicRow
 from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import KEEP_MS, HistoryStore
+from streamlab.port.producer_base import ProducerSettings
 from streamlab.port.schemas import SchemaRegistryPort
 
 _open: dict[Path, tuple[Broker, int]] = {}
@@ -103,7 +104,7 @@ class EmbeddedBackend:
 
     # clients ----------------------------------------------------------------------------
     def producer(self, **config: Any) -> Producer:
-        return Producer(self.broker, **config)
+        return Producer(self.broker, ProducerSettings(**config))
 
     def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> Consumer:
         settings, rest = split_consumer_options(config)

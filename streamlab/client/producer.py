@@ -1,7 +1,8 @@
-"""The producer: ``send`` one record, ``send_many`` a DataFrame.
+"""The embedded producer: ``send`` one record, ``send_many`` a DataFrame.
 
-``send`` serialises and validates in the caller's thread (bad input raises at once) and
-appends the record's bytes to its partition's queue, column by column (one bytearray of
+``send`` serialises and validates in the caller's thread (bad input raises at once; that
+half is :class:`~streamlab.port.producer_base.ProducerBase`, shared with ``kafka://``) and
+this engine appends the record's bytes to its partition's queue, column by column (one bytearray of
 keys, one of values, arrays of offsets, formats and timestamps): no object per record
 but its future. A sender thread takes whole queues, turns each into an Arrow batch
 without touching the records one by one, appends it and fsyncs once per partition before
@@ -16,12 +17,10 @@ import threading
 import time
 import warnings
 from array import array
-from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -29,37 +28,25 @@ from streamlab.broker import Broker
 from streamlab.broker.produce import append, sync_all, sync_error
 from streamlab.broker.topics import use_topic
 from streamlab.client.futures import BatchOutcome, RecordFuture
-from streamlab.client.transaction import DEFAULT_TIMEOUT_MS, ProducerTransaction
-from streamlab.errors import (
-    ClosedError,
-    ConfigError,
-    NoGroupError,
-    OperationTimeoutError,
-    ProducerFencedError,
-    RetentionWarning,
-    UnknownPartitionError,
-)
-from streamlab.model.limits import RECORD_OVERHEAD, check_record_size, record_size
-from streamlab.model.partitioner import PARTITIONERS, partition_for_key
+from streamlab.client.transaction import ProducerTransaction
+from streamlab.errors import OperationTimeoutError, ProducerFencedError, RetentionWarning
+from streamlab.model.frames import FrameRows
+from streamlab.model.partitioner import PARTITIONERS
 from streamlab.model.schema import build_batch
-from streamlab.model.serde import _OPTIONS as _JSON_OPTIONS
-from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, encode, encode_headers, encode_str
-from streamlab.model.timeparse import record_timestamp
+from streamlab.model.serde import FMT_NULL
 from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition
 from streamlab.model.views import FIELDS_COLUMN
-from streamlab.port.schema_values import ProducerFormats, SchemaArg
+from streamlab.port.producer_base import Headers, ProducerBase, ProducerSettings, Progress, encoded_keys
+from streamlab.port.schema_values import ProducerFormats
 from streamlab.port.schemas import SchemaRegistryPort
 from streamlab.storage.base import PartitionLog
 
 if TYPE_CHECKING:
     from streamlab import api
 
-Acks = Literal["all", -1, 0, 1]
-
 # A queue's keys or values past this many bytes start a new queue for the partition, so
 # the int32 offsets of Arrow's binary type never overflow.
 _MAX_QUEUE_BYTES = 1 << 30
-_dumps = orjson.dumps
 
 
 class _Queue:
@@ -101,7 +88,7 @@ def _binary(n: int, data: bytearray, ends: array[int], formats: array[int]) -> p
     )
 
 
-class Producer:
+class Producer(ProducerBase):
     """Sends records to an embedded broker. Use as a context manager, or call :meth:`close`.
 
     ``acks="all"`` (default) acknowledges a record once it is fsynced; ``acks=1`` once it
@@ -110,28 +97,13 @@ class Producer:
     records before writing; ``batch_size`` is how many queued records wake it early.
     """
 
-    def __init__(
-        self,
-        broker: Broker,
-        *,
-        acks: Acks = "all",
-        linger_ms: float = 5,
-        batch_size: int = 10_000,
-        partitioner: str = "murmur2",
-        client_id: str = "streamlab-producer",
-        transactional_id: str | None = None,
-        transaction_timeout_ms: int = DEFAULT_TIMEOUT_MS,
-    ) -> None:
-        if acks not in ("all", -1, 0, 1):
-            raise ConfigError(f"acks must be 'all', -1, 0 or 1, got {acks!r}")
-        if partitioner not in PARTITIONERS:
-            raise ConfigError(f"partitioner must be one of {sorted(PARTITIONERS)}, got {partitioner!r}")
+    def __init__(self, broker: Broker, settings: ProducerSettings) -> None:
+        super().__init__(settings, formats=ProducerFormats(lambda: _schema_store(broker)),
+                         partitioner=PARTITIONERS[settings.partitioner]())  # fmt: skip
         self._broker = broker
-        self._sync = acks in ("all", -1)
-        self._linger = linger_ms / 1000
-        self._batch_size = max(int(batch_size), 1)
-        self._partitioner = PARTITIONERS[partitioner]()
-        self.client_id = client_id
+        self._sync = settings.durable
+        self._linger = settings.linger_ms / 1000
+        self._batch_size = max(int(settings.batch_size), 1)
         self._lock = threading.Lock()  # guards the queues; send() takes it once per record
         self._wake = threading.Condition(self._lock)  # the sender waits on it for records
         self._idle = threading.Condition(self._lock)  # flush() waits on it for the sender
@@ -140,98 +112,49 @@ class Producer:
         self._queued = 0
         self._in_flight = 0
         self._done = threading.Condition()  # shared by this producer's futures (futures.py)
-        self._closed = False
-        self._formats = ProducerFormats(lambda: _schema_store(broker))  # key_format/value_format
         # Transactions (client/transaction.py): None for a plain producer.
         self._txn = (
             None
-            if transactional_id is None
-            else ProducerTransaction(broker, transactional_id, timeout_ms=transaction_timeout_ms)
+            if settings.transactional_id is None
+            else ProducerTransaction(broker, settings.transactional_id, timeout_ms=settings.transaction_timeout_ms)
         )
-        self._sender = threading.Thread(target=self._run, name=f"{client_id}-sender", daemon=True)
+        self._sender = threading.Thread(target=self._run, name=f"{self.client_id}-sender", daemon=True)
         self._sender.start()
 
     # sending ----------------------------------------------------------------------------
-    def send(
-        self,
-        topic: str,
-        value: Any = None,
-        key: Any = None,
-        headers: Mapping[str, str | bytes] | list[tuple[str, str | bytes]] | None = None,
-        timestamp: Any = None,
-        partition: int | None = None,
-        *,
-        key_format: str | None = None,
-        key_schema: SchemaArg = None,
-        value_format: str | None = None,
-        value_schema: SchemaArg = None,
-    ) -> Future[RecordMetadata]:
-        """Queue one record; the future resolves to its :class:`RecordMetadata` once stored.
-
-        ``timestamp`` (default: now) is a datetime, ISO string or int milliseconds from
-        1970-01-01 to 9999-12-31 UTC, what replay can represent; others raise
-        :class:`~streamlab.errors.InvalidTimestampError` (Kafka's INVALID_TIMESTAMP).
-
-        ``value_format="avro"`` or ``"jsonschema"`` writes the value in Confluent's wire
-        format under ``value_schema`` (its text or a dict; default: the latest version of
-        subject ``<topic>-value``), registered in the directory's Schema Registry, as
-        confluent-kafka's serializers do; ``key_format``/``key_schema`` likewise for the key
-        (see :mod:`streamlab.port.schema_values`)."""
-        # This is the per-record hot path: the common cases (a dict value, a str key) are
-        # inlined, everything else goes through serde.encode.
+    def _topic_limits(self, topic: str) -> tuple[int, int]:
         broker = self._broker
         state = broker.topics.get(topic) if type(topic) is str else None
-        if state is None or broker.closed or self._closed:
-            if self._closed:
-                raise ClosedError("this producer is closed; create a new one with lab.producer()")
+        if state is None or broker.closed:
             state = use_topic(broker, topic)  # created if auto.create.topics.enable, else the right error
+        return state.config["max.message.bytes"], len(state.logs)
+
+    def _check_in_transaction(self, what: str) -> None:
         if self._txn is not None:
-            self._txn.check_send()
-        if key_format is not None or value_format is not None:
-            key, value = self._formats.record(topic, key, value, key_format=key_format, key_schema=key_schema,
-                                              value_format=value_format, value_schema=value_schema)  # fmt: skip
-        if type(value) is dict:
-            try:
-                value_bytes: bytes | None = _dumps(value, option=_JSON_OPTIONS)
-                value_fmt = FMT_JSON
-            except (TypeError, ValueError):
-                value_bytes, value_fmt = encode(value)  # raises SerializationError
-        else:
-            value_bytes, value_fmt = encode(value)
-        if type(key) is str:
-            key_bytes: bytes | None = encode_str(key, what="key")
-            key_fmt = FMT_STR
-        else:
-            key_bytes, key_fmt = encode(key, what="key")
-        check_record_size(record_size(key_bytes, value_bytes), state.config["max.message.bytes"], topic=topic)
-        partitions = len(state.logs)
-        if partition is None:
-            partition = self._partitioner(key_bytes, partitions)
-        elif isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < partitions:
-            raise UnknownPartitionError(
-                f"topic {topic!r} has partitions 0..{partitions - 1}; there is no partition {partition!r}",
-                topic=topic,
-            )
-        ts = int(time.time() * 1000) if timestamp is None else record_timestamp(timestamp)
-        header_list = encode_headers(headers) if headers else None
+            self._txn.check_send(what)
+
+    def _enqueue(
+        self, topic: str, partition: int, key: bytes | None, key_format: int, value: bytes | None,
+        value_format: int, timestamp: int, headers: Headers | None,
+    ) -> Future[RecordMetadata]:  # fmt: skip
         with self._lock:
             q = self._queues.get((topic, partition))
             if q is None:
                 q = self._queues[(topic, partition)] = _Queue(topic, partition, self._done)
             index = len(q.timestamps)
-            q.timestamps.append(ts)
-            if key_bytes is not None:
-                q.keys += key_bytes
+            q.timestamps.append(timestamp)
+            if key is not None:
+                q.keys += key
             q.key_ends.append(len(q.keys))
-            q.key_formats.append(key_fmt)
-            if value_bytes is not None:
-                q.values += value_bytes
+            q.key_formats.append(key_format)
+            if value is not None:
+                q.values += value
             q.value_ends.append(len(q.values))
-            q.value_formats.append(value_fmt)
-            if header_list is not None:
+            q.value_formats.append(value_format)
+            if headers is not None:
                 if q.headers is None:
                     q.headers = {}
-                q.headers[index] = header_list
+                q.headers[index] = headers
             if len(q.values) >= _MAX_QUEUE_BYTES or len(q.keys) >= _MAX_QUEUE_BYTES:
                 self._full.append(self._queues.pop((topic, partition)))
             self._queued += 1
@@ -294,100 +217,59 @@ class Producer:
                 self._idle.wait(left)
 
     # bulk -------------------------------------------------------------------------------
-    def send_many(
-        self,
-        topic: str,
-        df: pd.DataFrame,
-        *,
-        key: str | None = None,
-        timestamp: str | None = None,
-        partition: int | None = None,
-        progress: bool | None = None,
-        chunk_size: int = 100_000,
-        key_format: str | None = None,
-        key_schema: SchemaArg = None,
-        value_format: str | None = None,
-        value_schema: SchemaArg = None,
-    ) -> pd.DataFrame:
-        """One record per row of ``df``: ``key`` and ``timestamp`` name columns, the other
-        columns become the JSON-object value (a null value when none is left).
-
-        ``value_format="avro"`` or ``"jsonschema"``: the other columns become one record in
-        Confluent's wire format instead, under ``value_schema`` or, without one, a schema
-        derived from the dtypes (:mod:`streamlab.model.schemas.derive` says how), registered
-        under subject ``<topic>-value``; ``key_format``/``key_schema`` likewise for the key
-        column (``<topic>-key``).
-
-        Times, as for ``send``, from 1970 to 9999: datetimes (naive ones taken as UTC), ISO
-        strings, or integers of epoch **milliseconds**, Kafka's unit. Other units are
-        converted first: ``df["ts"] = pd.to_datetime(df["ts"], unit="s")`` (or "us", "ns").
-        Dtypes come back from ``replay``: ``Int64`` with its NAs, bool, float, str,
-        datetimes as ``datetime64[us, UTC]``, categoricals as their values; a column JSON
-        cannot hold (Python objects, bytes, timedelta) raises :class:`SerializationError`
-        naming it (see :mod:`streamlab.model.frames`). Returns, aligned with ``df``'s index, the
-        ``partition`` and ``offset`` each row was stored at. Durable (per ``acks``) when it
-        returns; validates every row before writing any."""
-        if self._closed:
-            raise ClosedError("this producer is closed; create a new one with lab.producer()")
-        state = use_topic(self._broker, topic)  # created if auto.create.topics.enable
-        if self._txn is not None:
-            self._txn.check_send()
-        n = len(df)
-        frame = self._formats.frame_rows(topic, df, key=key, timestamp=timestamp, value_format=value_format,
-                                         value_schema=value_schema)  # fmt: skip
-        values, ts = frame.values, frame.timestamps
-        key_column = None if key is None else self._formats.key_column(topic, df[key], key_format, key_schema)
-        keys, key_formats, parts = self._keys_and_partitions(key_column, n, state.partitions)
-        if partition is not None:
-            self._broker.log(topic, partition)
-            parts = np.full(n, partition, dtype=np.int64)
-        check_record_size(frame.largest + RECORD_OVERHEAD, state.config["max.message.bytes"], topic=topic, what="a row")
-        _warn_if_past_retention(topic, ts, state.config["retention.ms"])
-        offsets = np.zeros(n, dtype=np.int64)
-        show = progress if progress is not None else n >= 200_000
-        from tqdm.auto import tqdm
-
-        with tqdm(total=n, disable=not show, desc=f"send_many → {topic}", unit="rec") as bar:
-            for p in np.unique(parts):
-                rows = np.flatnonzero(parts == p)
-                for start in range(0, len(rows), chunk_size):
-                    chunk = rows[start : start + chunk_size]
-                    idx = pa.array(chunk)
-                    batch = build_batch(
-                        base_offset=0,
-                        timestamps=pa.array(ts[chunk]),
-                        keys=keys.take(idx),
-                        key_formats=key_formats.take(idx),
-                        values=values.take(idx),
-                        value_formats=pa.array(np.full(len(chunk), frame.value_format, dtype=np.int8)),
-                    )
-                    if frame.fields is not None:  # kept typed to the sealed segment (model.frames)
-                        batch = batch.append_column(FIELDS_COLUMN, frame.fields.take(idx))
-                    last = start + chunk_size >= len(rows)
-                    base = self._append(topic, int(p), batch, sync=self._sync and last)
-                    offsets[chunk] = np.arange(base, base + len(chunk))
-                    bar.update(len(chunk))
-        return pd.DataFrame({"partition": parts.astype(np.int32), "offset": offsets}, index=df.index)
+    def _send_rows(
+        self, topic: str, rows: FrameRows, keys: pd.Series | None, partition: int | None, partitions: int,
+        chunk_size: int, bar: Progress,
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        ts = rows.timestamps
+        key_values, key_formats, parts = self._keys_and_partitions(keys, len(ts), partitions, partition)
+        _warn_if_past_retention(topic, ts, self._broker.topic(topic).config["retention.ms"])
+        offsets = np.zeros(len(ts), dtype=np.int64)
+        for p in np.unique(parts):
+            placed = np.flatnonzero(parts == p)
+            for start in range(0, len(placed), chunk_size):
+                chunk = placed[start : start + chunk_size]
+                idx = pa.array(chunk)
+                batch = build_batch(
+                    base_offset=0,
+                    timestamps=pa.array(ts[chunk]),
+                    keys=key_values.take(idx),
+                    key_formats=key_formats.take(idx),
+                    values=rows.values.take(idx),
+                    value_formats=pa.array(np.full(len(chunk), rows.value_format, dtype=np.int8)),
+                )
+                if rows.fields is not None:  # kept typed to the sealed segment (model.frames)
+                    batch = batch.append_column(FIELDS_COLUMN, rows.fields.take(idx))
+                last = start + chunk_size >= len(placed)
+                base = self._append(topic, int(p), batch, sync=self._sync and last)
+                offsets[chunk] = np.arange(base, base + len(chunk))
+                bar.update(len(chunk))
+        return parts, offsets
 
     def _keys_and_partitions(
-        self, column: pd.Series | None, n: int, partitions: int
+        self, column: pd.Series | None, n: int, partitions: int, partition: int | None
     ) -> tuple[pa.Array, pa.Array, np.ndarray]:
+        """Each row's key (bytes and format) and partition."""
+        place = self._partitioner
+        assert place is not None  # the embedded producer places every record itself
         if column is None:
-            parts = np.array([self._partitioner(None, partitions) for _ in range(n)], dtype=np.int64)
-            return pa.nulls(n, pa.binary()), pa.array(np.zeros(n, dtype=np.int8)), parts
-        codes, uniques = pd.factorize(column, use_na_sentinel=True)
-        encoded = [encode(None if pd.isna(u) else u, what="key") for u in uniques]
-        unique_parts = np.array(
-            [self._partitioner(b, partitions) if b is not None else 0 for b, _ in encoded] + [0],
-            dtype=np.int64,
-        )
-        code_index = pa.array(np.where(codes < 0, len(uniques), codes))
-        key_values = pa.array([b for b, _ in encoded] + [None], pa.binary()).take(code_index)
-        key_formats = pa.array([f for _, f in encoded] + [0], pa.int8()).take(code_index)
-        parts = unique_parts[np.where(codes < 0, len(uniques), codes)]
-        if (codes < 0).any():  # rows without a key are spread like unkeyed sends
-            parts[codes < 0] = [self._partitioner(None, partitions) for _ in range(int((codes < 0).sum()))]
-        return key_values, key_formats, parts
+            keys, formats = pa.nulls(n, pa.binary()), pa.array(np.zeros(n, dtype=np.int8))
+            keyless = np.ones(n, dtype=bool)
+            parts = np.zeros(n, dtype=np.int64)
+        else:
+            index, encoded = encoded_keys(column)
+            at = pa.array(index)
+            keys = pa.array([b for b, _ in encoded], pa.binary()).take(at)
+            formats = pa.array([f for _, f in encoded], pa.int8()).take(at)
+            keyless = index == len(encoded) - 1
+            if partition is None:
+                by_key = [place(b, partitions) if b is not None else 0 for b, _ in encoded]
+                parts = np.array(by_key, dtype=np.int64)[index]
+        if partition is not None:
+            return keys, formats, np.full(n, partition, dtype=np.int64)
+        if keyless.any():  # rows without a key are spread like unkeyed sends
+            parts[keyless] = [place(None, partitions) for _ in range(int(keyless.sum()))]
+        return keys, formats, parts
 
     def _append(self, topic: str, partition: int, batch: pa.RecordBatch, *, sync: bool) -> int:
         if self._txn is None:
@@ -396,78 +278,41 @@ class Producer:
 
     # transactions -----------------------------------------------------------------------
     def _transaction(self) -> ProducerTransaction:
-        if self._closed:
-            raise ClosedError("this producer is closed; create a new one with lab.producer()")
-        if self._txn is None:
-            raise ConfigError("transactions need a transactional producer: lab.producer(transactional_id='...')")
+        assert self._txn is not None  # ProducerBase checked that this producer is transactional
         return self._txn
 
-    def init_transactions(self, timeout: float = 30.0) -> None:
-        """Become the current producer of the transactional id: a producer that had it
-        before is fenced (its next call raises :class:`~streamlab.errors.ProducerFencedError`)
-        and the transaction it left open is aborted. Implied by the first ``begin_transaction``.
-        (``timeout``, as in Kafka's clients, is for a remote coordinator: this one answers at once.)"""
+    def _init_transactions(self, timeout: float) -> None:
         self._transaction().init()
 
-    def begin_transaction(self) -> None:
-        """Start a transaction: records sent from now until the commit are visible to
-        ``read_committed`` consumers, replay and SQL only if it commits."""
+    def _begin_transaction(self) -> None:
         self._transaction().begin()
 
-    def send_offsets_to_transaction(
-        self,
-        offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
-        group_metadata: str | api.Consumer,
-        timeout: float = 30.0,
-    ) -> None:
-        """Commit ``offsets`` (the next offset to read, per partition) for the group (its
-        name, or a consumer of it) with the transaction: they land if it commits, never if
-        it aborts (consume-transform-produce, exactly once)."""
-        group = group_metadata if isinstance(group_metadata, str) else group_metadata.group
-        if group is None:
-            raise NoGroupError("send_offsets_to_transaction needs a group: the consumer was made without group='...'")
+    def _send_offsets(
+        self, offsets: dict[TopicPartition, OffsetAndMetadata], group: str, group_metadata: str | api.Consumer,
+        timeout: float,
+    ) -> None:  # fmt: skip
         self._transaction().send_offsets(offsets, group)
 
-    def commit_transaction(self, timeout: float = 30.0) -> None:
-        """Store every record sent in the transaction, then commit it (markers written,
-        offsets committed) before returning. If a record failed, raises: abort instead."""
+    def _end_transaction(self, *, commit: bool, timeout: float) -> None:
         txn = self._transaction()
-        txn.check_send("commit_transaction")
+        txn.check_send("commit_transaction" if commit else "abort_transaction")
         self.flush(timeout)
-        txn.end(commit=True)
-
-    def abort_transaction(self, timeout: float = 30.0) -> None:
-        """Abort the transaction: its records stay in the log (offsets are never reused)
-        but ``read_committed`` readers never see them, and its offsets are not committed."""
-        txn = self._transaction()
-        txn.check_send("abort_transaction")
-        self.flush(timeout)
-        txn.end(commit=False)
+        txn.end(commit=commit)
 
     # lifecycle --------------------------------------------------------------------------
-    def close(self, timeout: float | None = 30) -> None:
-        """Send what is queued, then stop (a transaction still open is aborted). Safe to call twice."""
-        if self._closed:
-            return
-        try:
-            self.flush(timeout)
-            if self._txn is not None and self._txn.state == "in_transaction" and not self._broker.closed:
-                with contextlib.suppress(ProducerFencedError):  # then the newer producer aborted it
-                    self._txn.end(commit=False)
-        finally:
-            with self._lock:
-                self._closed = True
-                self._wake.notify_all()
-            self._sender.join(timeout)
+    def _drain(self, timeout: float | None) -> None:
+        self.flush(timeout)
+        if self._txn is not None and self._txn.state == "in_transaction" and not self._broker.closed:
+            with contextlib.suppress(ProducerFencedError):  # then the newer producer aborted it
+                self._txn.end(commit=False)
 
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _stop(self, timeout: float | None) -> None:
+        with self._lock:
+            self._wake.notify_all()
+        self._sender.join(timeout)
 
 
-__all__ = ["Producer", "partition_for_key"]
+__all__ = ["Producer"]
 
 
 def _schema_store(broker: Broker) -> SchemaRegistryPort:
@@ -490,5 +335,5 @@ def _warn_if_past_retention(topic: str, timestamps: np.ndarray, retention_ms: in
                 f"reopens. For historical data, create the topic with config={{'retention.ms': -1}} or alter it "
                 f"with lab.alter_topic_config({topic!r}, {{'retention.ms': -1}})."
             ),
-            stacklevel=3,
+            stacklevel=4,
         )

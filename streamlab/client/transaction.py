@@ -25,7 +25,6 @@ from streamlab.broker import Broker
 from streamlab.broker.transaction_registry import coordinator
 from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.errors import (
-    ConfigError,
     InvalidProducerEpochError,
     InvalidTxnStateError,
     ProducerFencedError,
@@ -34,17 +33,13 @@ from streamlab.model.names import validate_group_id
 from streamlab.model.types import OffsetAndMetadata, TopicPartition, committable
 
 State = Literal["uninitialized", "ready", "in_transaction", "fenced"]
-DEFAULT_TIMEOUT_MS = 60_000  # Kafka's transaction.timeout.ms
 
 
 class ProducerTransaction:
     """The transactional id, producer id, epoch and current transaction of one producer."""
 
-    def __init__(self, broker: Broker, transactional_id: str, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
-        if not isinstance(transactional_id, str) or not transactional_id:
-            raise ConfigError(f"transactional_id must be a non-empty str, got {transactional_id!r}")
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
-            raise ConfigError(f"transaction_timeout_ms must be a positive int, got {timeout_ms!r}")
+    def __init__(self, broker: Broker, transactional_id: str, *, timeout_ms: int) -> None:
+        """``transactional_id`` and ``timeout_ms`` come checked (``port.producer_base.ProducerSettings``)."""
         self._broker = broker
         self.transactional_id = transactional_id
         self.timeout_ms = timeout_ms

@@ -39,7 +39,7 @@ import dataclasses
 import itertools
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import confluent_kafka as ck
@@ -74,6 +74,7 @@ from streamlab.model.views import Bounds, quote, view_sql
 from streamlab.port.backend import ShareGroupSnapshot
 from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import MemoryHistory
+from streamlab.port.producer_base import ProducerSettings
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
 CONNECT_TIMEOUT_S = 5.0  # how long connect() waits for a first answer from the cluster
@@ -281,8 +282,9 @@ class KafkaBackend:
         raise UnsupportedOperationError("segments are rolled by the Kafka brokers (segment.bytes, segment.ms)")
 
     # clients ----------------------------------------------------------------------------
-    def producer(self, **config: Any) -> KafkaProducer:
-        return KafkaProducer(self, **config)
+    def producer(self, *, kafka_config: Mapping[str, Any] | None = None, **config: Any) -> KafkaProducer:
+        """``kafka_config`` takes any other librdkafka setting."""
+        return KafkaProducer(self, ProducerSettings(**config), kafka_config=kafka_config)
 
     def consumer(self, topics: Iterable[str] | str | None, **config: Any) -> KafkaConsumer:
         settings, rest = split_consumer_options({**self.consumer_defaults, **config})

@@ -46,7 +46,7 @@ def header_format(raw: bytes | None) -> int | None:
 # orjson is several times faster than the standard library both ways, and both ways are hot
 # paths (one send per record, one decode per consumed record). Like JavaScript's
 # JSON.stringify and pandas' to_json, it writes NaN and infinities as null.
-_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _dumps = orjson.dumps
 loads = orjson.loads
 
@@ -73,7 +73,7 @@ def encode(obj: Any, *, what: str = "value") -> tuple[bytes | None, int]:
 def dumps_value(obj: Any) -> bytes:
     """``obj`` as compact JSON, as :func:`encode` writes a dict, list or number (raises
     ``TypeError`` for what JSON cannot hold)."""
-    return _dumps(obj, option=_OPTIONS)
+    return _dumps(obj, option=JSON_OPTIONS)
 
 
 def encode_str(text: str, *, what: str) -> bytes:
