@@ -1,6 +1,6 @@
 """Producing in Confluent's wire format: what both producers (embedded and ``kafka://``)
 share for ``send(..., value_format="avro", value_schema=...)`` and ``send_many(df,
-value_format="avro" | "jsonschema")``.
+value_format="avro" | "jsonschema" | "protobuf")``.
 
 The schema is registered under the topic's subject (TopicNameStrategy: ``<topic>-value``,
 ``<topic>-key``) in the lab's Schema Registry, so the subject's compatibility level decides
@@ -8,12 +8,15 @@ whether it may evolve (an incompatible schema raises
 :class:`~streamlab.errors.IncompatibleSchemaError` before anything is sent); each value is
 then written as magic byte 0, the schema id, and the payload encoded by
 :class:`~streamlab.model.schemas.wire.ConfluentCodec` (fastavro; JSON validated by
-jsonschema), as confluent-kafka's AvroSerializer and JSONSerializer write them. Such
+jsonschema; Protobuf through a message class built from the schema's descriptor, after the
+message indexes), as confluent-kafka's AvroSerializer, JSONSerializer and
+ProtobufSerializer write them. Such
 records are stored as bytes; ``replay`` decodes them through the registry.
 
 Without ``value_schema``: ``send`` uses the subject's latest registered version, and
 ``send_many`` derives one from the DataFrame's dtypes (:mod:`streamlab.model.schemas.derive`).
-Protobuf is decoded but not produced here (it needs generated message classes).
+A Protobuf schema is .proto text (or a ``lab.schemas`` Schema); a value is a dict of its
+first message's fields (datetimes for Timestamps), and so is a key.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from streamlab.model.schemas.derive import (
     avro_type_for,
     json_schema_for,
     json_type_for,
+    proto_schema_for,
     python_column,
     python_records,
     record_name,
@@ -51,25 +55,22 @@ from streamlab.model.schemas.wire import ConfluentCodec, frame
 from streamlab.model.serde import FMT_BYTES
 from streamlab.port.schemas import SchemaRegistryPort
 
-RegistryFormat = Literal["avro", "jsonschema"]
+RegistryFormat = Literal["avro", "jsonschema", "protobuf"]
 SchemaArg = str | Mapping[str, Any] | list[Any] | Schema | None
-_TYPES: dict[str, SchemaType] = {"avro": "AVRO", "jsonschema": "JSON"}
+_TYPES: dict[str, SchemaType] = {"avro": "AVRO", "jsonschema": "JSON", "protobuf": "PROTOBUF"}
 
 
 def registry_format(fmt: str | None, which: str) -> RegistryFormat | None:
     """The registry format asked for (None: streamlab's own serialisation)."""
     if fmt is None or fmt == "auto":
         return None
-    if fmt == "protobuf":
-        raise UnsupportedOperationError(
-            f"{which}='protobuf' is decoded but not produced by streamlab (Protobuf needs the generated "
-            "message class): produce with confluent-kafka's ProtobufSerializer, or use 'avro' or 'jsonschema'"
-        )
     if fmt == "avro":
         return "avro"
     if fmt == "jsonschema":
         return "jsonschema"
-    raise ConfigError(f"{which} must be None, 'auto', 'avro' or 'jsonschema', got {fmt!r}")
+    if fmt == "protobuf":
+        return "protobuf"
+    raise ConfigError(f"{which} must be None, 'auto', 'avro', 'jsonschema' or 'protobuf', got {fmt!r}")
 
 
 def _schema(schema: SchemaArg, fmt: RegistryFormat) -> Schema | None:
@@ -82,9 +83,10 @@ def _schema(schema: SchemaArg, fmt: RegistryFormat) -> Schema | None:
         return schema
     if isinstance(schema, str):
         return Schema(schema, kind)
-    if isinstance(schema, Mapping | list):
+    if isinstance(schema, Mapping | list) and fmt != "protobuf":
         return Schema(json.dumps(schema), kind)
-    raise ConfigError(f"a schema is its text (str), a dict, or a lab.schemas Schema; got {type(schema).__name__}")
+    raise ConfigError(f"a {fmt} schema is its text (str), a dict (not for Protobuf: .proto text), or a "
+                      f"lab.schemas Schema; got {type(schema).__name__}")
 
 
 class RegistryEncoder:
@@ -104,7 +106,7 @@ class RegistryEncoder:
                 port = self._registry_of()
             except UnsupportedOperationError as exc:
                 raise ConfigError(
-                    f"producing Avro or JSON Schema registers the schema in a Schema Registry: {exc}"
+                    f"producing Avro, JSON Schema or Protobuf registers the schema in a Schema Registry: {exc}"
                 ) from None
             self._codec = ConfluentCodec(port.schema, port.resolve)
             self._port = port
@@ -156,7 +158,8 @@ class RegistryEncoder:
         derived = schema is None
         if schema is None:
             name = record_name(topic, "value")
-            schema = avro_schema_for(df, columns, name) if fmt == "avro" else json_schema_for(df, columns, name)
+            derive = {"avro": avro_schema_for, "jsonschema": json_schema_for, "protobuf": proto_schema_for}[fmt]
+            schema = derive(df, columns, name)
         sid = self.schema_id(topic, "value", fmt, schema)
         rows = python_records(df, columns, iso_times=fmt == "jsonschema")
         if derived and fmt == "jsonschema":
@@ -167,10 +170,15 @@ class RegistryEncoder:
 
     def frame_keys(self, topic: str, column: pd.Series, fmt: RegistryFormat, schema: SchemaArg) -> list[bytes | None]:
         """Each key of ``column`` framed (a null key stays null)."""
-        if schema is None:
+        keys = python_column(column, iso_times=fmt == "jsonschema")
+        if fmt == "protobuf":  # a Protobuf key is a message: of one field, named after the column
+            if schema is None:
+                schema = proto_schema_for(column.to_frame(), [column.name], record_name(topic, "key"))
+            keys = [None if k is None else {column.name: k} for k in keys]
+        elif schema is None:
             schema = avro_type_for(column, column.name) if fmt == "avro" else json_type_for(column, column.name)
         sid = self.schema_id(topic, "key", fmt, schema)
-        return self._encode_all(python_column(column, iso_times=fmt == "jsonschema"), sid, "key")
+        return self._encode_all(keys, sid, "key")
 
     def _encode_all(self, values: list[Any], sid: int, what: str) -> list[bytes | None]:
         _, codec = self._registry()

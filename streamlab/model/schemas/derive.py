@@ -1,6 +1,6 @@
-"""Avro and JSON Schema derived from a DataFrame's dtypes, for ``send_many(df,
-value_format="avro" | "jsonschema")`` without a schema, and the rows as the plain Python
-values the codecs (fastavro, jsonschema) take. No I/O.
+"""Avro, JSON Schema and Protobuf derived from a DataFrame's dtypes, for ``send_many(df,
+value_format="avro" | "jsonschema" | "protobuf")`` without a schema, and the rows as the
+plain Python values the codecs (fastavro, jsonschema, protobuf) take. No I/O.
 
 How a column's type is chosen, from its dtype alone (never from the rows of one batch, so
 every batch of the same frame shape derives the same schema and registers no new version):
@@ -26,6 +26,15 @@ dtypes, strings, categoricals, datetimes) is a union with ``"null"`` first and
 so float columns are nullable in JSON Schema. Other dtypes (timedelta, bytes, mixed object
 columns) are refused with a :class:`~streamlab.errors.SerializationError` naming the
 column: pass a schema instead.
+
+Protobuf: a proto3 file, package ``streamlab``, with one message (named as the Avro record)
+and one field per column, numbered 1, 2, ... in column order: ints → ``int64``, floats →
+``double``, bools → ``bool``, str/categoricals → ``string``, datetimes →
+``google.protobuf.Timestamp`` (unset for NaT). A scalar column whose dtype can hold NA is
+an ``optional`` field, so NA is "not set" and replays as NA (a plain proto3 scalar cannot
+tell unset from 0 or ""); a numpy float column's NaN is a double NaN. Because numbers follow column order, a
+frame whose columns come in another order derives an incompatible schema: keep the order,
+or pass one. A key column derives a message of one field named after the column.
 
 Names: the Avro record is named after the topic and what it holds (``clicks`` value →
 ``clicks_value``; characters outside ``[A-Za-z0-9_]`` become ``_``, a leading digit gets a
@@ -149,6 +158,23 @@ def json_schema_for(df: pd.DataFrame, columns: list[Any], name: str) -> dict[str
 def json_type_for(column: pd.Series, name: Any) -> dict[str, Any]:
     kind, nullable = _kind(column, name)
     return {"$schema": "http://json-schema.org/draft-07/schema#", **_json_property(kind, nullable)}
+
+
+_PROTO_TYPES = {"long": "int64", "double": "double", "boolean": "bool", "string": "string",
+                "timestamp": "google.protobuf.Timestamp"}  # fmt: skip
+
+
+def proto_schema_for(df: pd.DataFrame, columns: list[Any], name: str) -> str:
+    """A proto3 file (.proto text) whose one message has a field per column of ``df[columns]``."""
+    _check_names(columns)
+    lines: list[str] = []
+    for number, column in enumerate(columns, start=1):
+        kind, nullable = _kind(df[column], column)
+        optional = "optional " if nullable and kind != "timestamp" else ""  # a Timestamp has presence
+        lines.append(f"  {optional}{_PROTO_TYPES[kind]} {column} = {number};")
+    imports = 'import "google/protobuf/timestamp.proto";\n' if any("Timestamp" in line for line in lines) else ""
+    body = "\n".join(lines)
+    return f'syntax = "proto3";\npackage {NAMESPACE};\n{imports}\nmessage {name} {{\n{body}\n}}\n'
 
 
 def python_column(column: pd.Series, *, iso_times: bool) -> list[Any]:

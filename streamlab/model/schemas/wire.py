@@ -3,8 +3,12 @@ payload (Avro binary, JSON text, or Protobuf message indexes and message bytes).
 
 Avro goes through fastavro (``schemaless_reader``/``schemaless_writer``), JSON Schema
 through ``jsonschema`` (encoding validates, decoding parses), Protobuf through the
-``protobuf`` package (decoding only), from the base64 FileDescriptorProto confluent-kafka
-registers or from .proto text (:mod:`streamlab.model.schemas.proto`). Decoded values are plain Python:
+``protobuf`` package, from the base64 FileDescriptorProto confluent-kafka registers or from
+.proto text (:mod:`streamlab.model.schemas.proto`): the message class is built at runtime
+from the descriptor (no generated code), encoding fills it from a dict with protobuf's JSON
+mapping (datetimes into Timestamps) and frames it as confluent-kafka's ProtobufSerializer
+does, always as the schema's first message (message indexes ``[0]``, the single byte 0).
+Decoded values are plain Python:
 Avro records as dicts (logical types as fastavro gives them: timestamps as tz-aware
 datetimes, decimals as Decimal), Protobuf messages as dicts of real Python values
 (:mod:`streamlab.model.schemas.proto_values`: int64 as int, Timestamps as datetimes).
@@ -12,7 +16,10 @@ datetimes, decimals as Decimal), Protobuf messages as dicts of real Python value
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import io
+import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -173,8 +180,11 @@ class ConfluentCodec:
             out.scalars.update(zip(decoded, values, strict=True))
 
     def encode(self, value: Any, sid: int) -> bytes:
-        """``value`` framed under schema ``sid`` (Avro and JSON Schema; JSON is validated first)."""
+        """``value`` framed under schema ``sid`` (JSON is validated first; a Protobuf value
+        is a dict of the first message's fields)."""
         schema, parsed = self._schema(sid)
+        if schema.schema_type == "PROTOBUF":
+            return frame(sid, _FIRST_MESSAGE + _encode_protobuf(value, parsed, sid))
         try:
             if schema.schema_type == "AVRO":
                 import fastavro
@@ -194,8 +204,7 @@ class ConfluentCodec:
             raise SchemaDecodeError(
                 f"value does not encode with schema id {sid} ({schema.schema_type}): {exc}"
             ) from None
-        raise SchemaDecodeError("encoding Protobuf needs the generated message class: use confluent-kafka's "
-                                "ProtobufSerializer")  # fmt: skip
+        raise SchemaDecodeError(f"schema id {sid} is of type {schema.schema_type}, which streamlab does not encode")
 
 
 def decode_confluent(payload: bytes, lookup: SchemaLookup, resolve: Resolve | None = None) -> Any:
@@ -232,6 +241,55 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if not byte & 0x80:
             return (result >> 1) ^ -(result & 1), pos  # zigzag, as Confluent writes them
         shift += 7
+
+
+# Message indexes [0] (the file's first message), written as confluent-kafka's
+# ProtobufSerializer writes them: the single byte 0 instead of a count and the index.
+_FIRST_MESSAGE = b"\x00"
+
+
+def _first_message(parsed: Any) -> Any:
+    pool, proto = parsed
+    if not proto.message_type:
+        raise SchemaDecodeError(f"the Protobuf schema {proto.name} declares no message")
+    top = proto.message_type[0].name
+    return pool.FindMessageTypeByName(f"{proto.package}.{top}" if proto.package else top)
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` in the shape protobuf's JSON parser takes: datetimes as RFC 3339 UTC text
+    (Timestamps; naive ones taken as UTC), bytes as base64, NaN and infinities as their
+    names (a float NaN is refused otherwise)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (math.inf, -math.inf)):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dt.datetime):
+        utc = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    return value
+
+
+def _encode_protobuf(value: Any, parsed: Any, sid: int) -> bytes:
+    from google.protobuf import json_format, message_factory
+
+    descriptor = _first_message(parsed)
+    if not isinstance(value, dict):
+        raise SchemaDecodeError(
+            f"a Protobuf value is a dict of {descriptor.full_name}'s fields, got {type(value).__name__}"
+        )
+    message = message_factory.GetMessageClass(descriptor)()
+    try:
+        json_format.ParseDict(_json_ready(value), message)
+    except Exception as exc:  # json_format.ParseError names the field: "Failed to parse n field: ..."
+        raise SchemaDecodeError(
+            f"value does not encode with schema id {sid} (PROTOBUF {descriptor.full_name}): {exc}"
+        ) from None
+    return bytes(message.SerializeToString())
 
 
 def _decode_protobuf(body: bytes, parsed: Any) -> Any:
