@@ -11,7 +11,9 @@ fsynced) run in the server's thread pool, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
 import functools
 import importlib
 import logging
@@ -25,6 +27,7 @@ from aiohttp import web
 from streamlab.broker import Broker
 from streamlab.broker.schema_registry import SchemaStore, schema_store
 from streamlab.errors import SchemaRegistryError, StreamlabError
+from streamlab.model.schemas.proto import file_proto, is_text
 from streamlab.model.schemas.registry import check_subject, parse_version
 from streamlab.model.schemas.types import SCHEMA_TYPES, Schema
 
@@ -92,10 +95,18 @@ async def schema_types(request: web.Request) -> web.Response:
     return _reply(list(SCHEMA_TYPES))
 
 
+def _as_asked(request: web.Request, schema: Schema) -> Schema:
+    """``?format=serialized`` (Confluent's): a Protobuf schema stored as .proto text given as
+    the base64 FileDescriptorProto that confluent-kafka's Protobuf serializers parse."""
+    if request.query.get("format") != "serialized" or schema.schema_type != "PROTOBUF" or not is_text(schema.schema):
+        return schema
+    return dataclasses.replace(schema, schema=base64.b64encode(file_proto(schema).SerializeToString()).decode())
+
+
 @routes.get("/schemas/ids/{id}")
 async def schema_by_id(request: web.Request) -> web.Response:
     schema = await _run(request, functools.partial(_store(request).schema, _schema_id(request)))
-    return _reply(schema.to_json())
+    return _reply(_as_asked(request, schema).to_json())
 
 
 @routes.get("/schemas/ids/{id}/schema")
@@ -145,7 +156,7 @@ async def version(request: web.Request) -> web.Response:
     found = await _run(request, functools.partial(
         _store(request).version, request.match_info["subject"], parse_version(request.match_info["version"]),
         deleted=_flag(request, "deleted")))  # fmt: skip
-    return _reply(found.to_json())
+    return _reply(dataclasses.replace(found, schema=_as_asked(request, found.schema)).to_json())
 
 
 @routes.get("/subjects/{subject}/versions/{version}/schema")

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from harness import ServerProcess, free_port
 
@@ -135,3 +136,38 @@ def test_kafka_lab_without_a_registry_refuses_registry_formats(registry: tuple[S
         lab.create_topic(topic)
         with lab.producer() as producer, pytest.raises(ConfigError, match="schema_registry="):
             producer.send_many(topic, frame(), value_format="avro")
+
+
+def test_confluent_protobuf_deserializer_reads_what_a_kafka_lab_wrote(registry: tuple[ServerProcess, str]) -> None:
+    from google.protobuf import message_factory
+
+    from streamlab.model.schemas.proto import descriptor_pool
+    from streamlab.model.schemas.types import Schema
+
+    server, url = registry
+    topic = f"p-{uuid.uuid4().hex[:8]}"
+    with streamlab.connect(f"kafka://{server.bootstrap}", schema_registry=url) as lab:
+        lab.create_topic(topic)
+        with lab.producer() as producer:
+            producer.send_many(topic, frame(), key="who", value_format="protobuf", key_format="protobuf")
+            producer.send(topic, {"user": "dee", "n": 4}, value_format="protobuf").result(10)  # the latest version
+            with pytest.raises(IncompatibleSchemaError):  # field 2 from int64 to string breaks BACKWARD
+                producer.send_many(topic, pd.DataFrame({"user": ["x"], "n": ["y"]}), value_format="protobuf")
+        back = lab.replay(topic)
+        assert back["user"].fillna("-").tolist() == ["ada", "bob", "-", "dee"] and back["n"].dtype == "Int64"
+        assert back["n"].isna().tolist() == [False, True, False, False]
+        assert back["at"][0] == pd.Timestamp(1_700_000_000_000, unit="ms", tz="UTC") and pd.isna(back["at"][3])
+        text = lab.schemas.latest(f"{topic}-value").schema.schema
+    # the class an application generates from the registered .proto
+    pool, _ = descriptor_pool(Schema(text, "PROTOBUF"), resolve=lambda ref: pytest.fail(str(ref)))
+    click = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"streamlab.{topic.replace('-', '_')}_value"))
+    client = SchemaRegistryClient({"url": url})
+    try:
+        deserialize = ProtobufDeserializer(click, {"use.deprecated.format": False}, client)
+        messages = consume(server.bootstrap, topic, 4)
+        values = [deserialize(m.value(), SerializationContext(topic, MessageField.VALUE)) for m in messages]
+    finally:
+        client.close()
+    assert [v.user for v in values] == ["ada", "bob", "", "dee"] and not values[2].HasField("user")
+    assert [v.n for v in values] == [1, 0, 3, 4] and not values[1].HasField("n")
+    assert values[0].at.ToMilliseconds() == 1_700_000_000_000
