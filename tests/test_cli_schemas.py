@@ -77,8 +77,29 @@ def test_registry_format_errors(data: Path, tmp_path: Path, capsys: pytest.Captu
     assert main([*base, "--schema", str(tmp_path / "x.avsc")]) == 2
     assert "give --value-format too" in capsys.readouterr().err
     assert main([*base, "--value-format", "protobuf"]) == 2
-    assert "ProtobufSerializer" in capsys.readouterr().err
+    assert "has no schema yet" in capsys.readouterr().err
     assert main([*base, "--value-format", "avro"]) == 2
     assert "has no schema yet" in capsys.readouterr().err
     with streamlab.connect(data) as lab:
         assert lab.offsets("t")["high_watermark"].sum() == 0
+
+
+def test_produce_as_protobuf_with_a_proto_file_and_with_a_derived_schema(data: Path, tmp_path: Path) -> None:
+    setup_topic(data, "clicks")
+    setup_topic(data, "events")
+    proto = tmp_path / "click.proto"
+    proto.write_text('syntax = "proto3";\npackage shop;\nmessage Click { string user = 1; int64 n = 2; }\n')
+    lines = tmp_path / "in.json"
+    lines.write_text('{"user": "ada", "n": 1}\n{"user": "bob", "n": 2}\n')
+    assert main(["--data", str(data), "produce", "clicks", "--file", str(lines), "--format", "json",
+                 "--value-format", "protobuf", "--schema", str(proto)]) == 0  # fmt: skip
+    csv = tmp_path / "events.csv"
+    pd.DataFrame({"user": ["u1", "u2"], "amount": [2.5, 9.75]}).to_csv(csv, index=False)
+    assert main(["--data", str(data), "produce", "events", "--format", "csv", "--file", str(csv),
+                 "--key-field", "user", "--value-format", "protobuf"]) == 0  # fmt: skip
+    with streamlab.connect(data) as lab:
+        assert lab.schemas.latest("clicks-value").schema.schema_type == "PROTOBUF"
+        clicks = lab.replay("clicks")
+        assert clicks["user"].tolist() == ["ada", "bob"] and clicks["n"].tolist() == [1, 2]
+        assert "double amount = 1;" in lab.schemas.latest("events-value").schema.schema
+        assert lab.replay("events")["amount"].tolist() == [2.5, 9.75]

@@ -174,9 +174,9 @@ def _registry_formats(args: argparse.Namespace) -> dict[str, Any]:
     """``--value-format``/``--schema`` and ``--key-format``/``--key-schema`` as the
     producers' keyword arguments (none when not given)."""
     if args.schema is not None and args.value_format is None:
-        raise CliError("--schema is the schema of --value-format avro or jsonschema; give --value-format too")
+        raise CliError("--schema is the schema of --value-format avro, jsonschema or protobuf; give --value-format too")
     if args.key_schema is not None and args.key_format is None:
-        raise CliError("--key-schema is the schema of --key-format avro or jsonschema; give --key-format too")
+        raise CliError("--key-schema is the schema of --key-format avro, jsonschema or protobuf; give --key-format too")
     out: dict[str, Any] = {}
     if args.value_format is not None:
         out.update(value_format=args.value_format, value_schema=_schema_file(args.schema))
@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     prod.add_argument("--value-format", choices=["avro", "jsonschema", "protobuf"],
                       help="write values in Confluent's wire format, the schema registered under <topic>-value "
                            "in the directory's Schema Registry")  # fmt: skip
-    prod.add_argument("--schema", metavar="FILE", help="the value schema (.avsc, or a JSON Schema); default: "
+    prod.add_argument("--schema", metavar="FILE", help="the value schema (.avsc, a JSON Schema or a .proto); default: "
                       "derived from the columns (csv, jsonl, parquet) or the subject's latest version")  # fmt: skip
     prod.add_argument("--key-format", choices=["avro", "jsonschema", "protobuf"], help="as --value-format, for keys")
     prod.add_argument("--key-schema", metavar="FILE", help="the key schema (subject <topic>-key)")
