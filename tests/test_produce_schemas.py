@@ -278,7 +278,7 @@ def test_protobuf_evolution_is_checked_and_bad_values_name_the_field(
             producer.send_many(topic, pd.DataFrame({"user": ["b"], "n": ["two"]}), value_format="protobuf")
         with pytest.raises(SerializationError, match="n field"):
             producer.send(topic, {"user": "c", "n": "seven"}, value_format="protobuf")
-        with pytest.raises(SerializationError, match="row 0: .*user field"):
+        with pytest.raises(SerializationError, match=r"row 0: .*user field"):
             producer.send_many(topic, pd.DataFrame({"user": [5], "n": [1]}), value_format="protobuf",
                                value_schema=lab.schemas.latest(f"{topic}-value").schema)  # fmt: skip
         # a new field is a compatible evolution: version 2

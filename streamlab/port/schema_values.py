@@ -85,8 +85,10 @@ def _schema(schema: SchemaArg, fmt: RegistryFormat) -> Schema | None:
         return Schema(schema, kind)
     if isinstance(schema, Mapping | list) and fmt != "protobuf":
         return Schema(json.dumps(schema), kind)
-    raise ConfigError(f"a {fmt} schema is its text (str), a dict (not for Protobuf: .proto text), or a "
-                      f"lab.schemas Schema; got {type(schema).__name__}")
+    raise ConfigError(
+        f"a {fmt} schema is its text (str), a dict (not for Protobuf: .proto text), or a "
+        f"lab.schemas Schema; got {type(schema).__name__}"
+    )
 
 
 class RegistryEncoder:
@@ -158,8 +160,12 @@ class RegistryEncoder:
         derived = schema is None
         if schema is None:
             name = record_name(topic, "value")
-            derive = {"avro": avro_schema_for, "jsonschema": json_schema_for, "protobuf": proto_schema_for}[fmt]
-            schema = derive(df, columns, name)
+            if fmt == "avro":
+                schema = avro_schema_for(df, columns, name)
+            elif fmt == "jsonschema":
+                schema = json_schema_for(df, columns, name)
+            else:
+                schema = proto_schema_for(df, columns, name)
         sid = self.schema_id(topic, "value", fmt, schema)
         rows = python_records(df, columns, iso_times=fmt == "jsonschema")
         if derived and fmt == "jsonschema":
