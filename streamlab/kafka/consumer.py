@@ -27,6 +27,7 @@ Reading messages (decoding, batches, errors) is shared with the other readers in
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 _ASSIGNORS = {"range": "eager", "roundrobin": "eager", "cooperative-sticky": "cooperative"}
 # What a KIP-848 broker assigns with (group.remote.assignor).
 _REMOTE_ASSIGNORS = ("uniform", "range")
+# How long close() serves the revocation after unsubscribing, then waits for librdkafka's
+# own close (which leaves the group) before giving up on it.
+_LEAVE_WAIT_S = 10.0
+_CLOSE_WAIT_S = 30.0
 
 
 def assignment_strategy(assignor: str | Sequence[str]) -> tuple[str, bool]:
@@ -307,8 +312,37 @@ class KafkaConsumer(ConsumerBase):
             log.warning("commit on close failed: %s", exc)
         finally:
             self._positions.clear()  # committed above: the revocation on the way out has nothing to do
-            self._consumer.close()  # leaves the group
+            self._shut_down()
             self._lab._release(self)
+
+    def _shut_down(self) -> None:
+        """Leave the group and close librdkafka's handle, in bounded time.
+
+        librdkafka's close can hang for good when a rebalance lands while it closes
+        (librdkafka#4884, #4527). So the subscription is dropped first and its revocation
+        served here, by polling until nothing is assigned, as librdkafka's maintainers
+        advise; then the handle is closed on a helper thread, and a close that still
+        hangs is abandoned with a warning rather than blocking the notebook cell.
+        """
+        if self.group is not None and self._subscription and not self._manual:
+            deadline = time.monotonic() + _LEAVE_WAIT_S
+            try:
+                self._consumer.unsubscribe()
+                while self._consumer.assignment() and time.monotonic() < deadline:
+                    self._consumer.consume(num_messages=500, timeout=0.1)  # serves the revocation
+            except (ck.KafkaException, RuntimeError) as exc:  # the close below still leaves the group
+                log.warning("leaving group %r before closing failed: %s", self.group, exc)
+        closer = threading.Thread(target=self._close_handle, name="streamlab-consumer-close", daemon=True)
+        closer.start()
+        closer.join(_CLOSE_WAIT_S)
+        if closer.is_alive():
+            log.warning("librdkafka's consumer close did not finish within %s s; abandoning it", _CLOSE_WAIT_S)
+
+    def _close_handle(self) -> None:
+        try:
+            self._consumer.close()
+        except (ck.KafkaException, RuntimeError) as exc:
+            log.warning("closing the consumer of group %r: %s", self.group, exc)
 
     @property
     def member_id(self) -> str | None:
