@@ -12,9 +12,12 @@ leader's SyncGroup when it is a wire client. Eager assignors revoke everything u
 ``cooperative-sticky`` revokes only what moves and asks for a follow-up rebalance.
 Heartbeat, LeaveGroup and the offset-commit check keep members in it, and
 :meth:`Group.tick` enforces every timeout (session, poll interval, rejoin and SyncGroup
-deadlines) so that each parked future resolves within the rebalance timeout. The
-assignment decisions are plain functions in :mod:`.rebalance`; :mod:`.history` turns each
-generation's assignment into the ownership changes recorded.
+deadlines) so that each parked future resolves within the rebalance timeout.
+
+This class is the state machine; around it are plain functions: the assignment decisions
+in :mod:`.rebalance`, the ownership changes recorded in :mod:`.history`, what the group
+refuses in :mod:`.request_checks`, members made and compared in :mod:`.members`, and its
+answers (JoinGroup, DescribeGroups, resolving a parked request) in :mod:`.answers`.
 """
 
 from __future__ import annotations
@@ -23,40 +26,41 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from concurrent.futures import Future
 
 from streamlab.errors import (
     FencedInstanceError,
     GroupError,
     IllegalGenerationError,
-    InconsistentProtocolError,
     RebalanceInProgressError,
     UnknownMemberError,
 )
+from streamlab.groups.answers import answer, describe_group, join_result
 from streamlab.groups.assignors import choose_protocol
-from streamlab.groups.consumer_protocol import (
-    encode_assignment,
-)
 from streamlab.groups.history import ownership_changes, revocations
+from streamlab.groups.members import Joining, let_go, new_member, out_of_time, unchanged, update_member, with_reason
 from streamlab.groups.rebalance import (
     decoded_assignment,
+    hand_out,
     leader_assignment,
+    subscribed,
     subscribed_topics,
-    subscription,
-    update_member,
-    with_reason,
+)
+from streamlab.groups.request_checks import (
+    check_commit_generation,
+    check_not_fenced,
+    check_protocols,
+    check_sync_protocol,
+    leaving_member,
 )
 from streamlab.groups.state import (
     VALID_PREVIOUS,
     GroupDescription,
     GroupEvent,
     GroupState,
-    JoinedMember,
     JoinRequest,
     JoinResult,
     Member,
-    MemberDescription,
     MemberIdRequiredError,
     SyncResult,
 )
@@ -65,19 +69,6 @@ from streamlab.model.types import TopicPartition
 Recorder = Callable[[str, list[GroupEvent]], None]
 PartitionCounter = Callable[[Sequence[str]], dict[str, int]]
 Clock = Callable[[], float]
-
-
-def answer(waiter: Future[Any] | None, result: object = None, error: BaseException | None = None) -> None:
-    """Answer a waiting request unless it is gone (answered, or cancelled by its client)."""
-    if waiter is None or waiter.done():
-        return
-    try:
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(result)
-    except InvalidStateError:  # cancelled in between
-        pass
 
 
 class Group:
@@ -127,20 +118,10 @@ class Group:
     def describe(self) -> GroupDescription:
         """Kafka's DescribeGroups view: metadata and assignments only while Stable."""
         with self.cv:
-            stable = self.state == GroupState.STABLE
-            members = tuple(
-                MemberDescription(
-                    m.member_id,
-                    m.group_instance_id,
-                    m.client_id,
-                    m.host,
-                    m.metadata(self.protocol, self.generation) if stable else b"",
-                    m.assignment_bytes if stable else b"",
-                )
-                for m in self.members.values()
-            )
-            protocol = (self.protocol or "") if stable else ""
-            return GroupDescription(self.group_id, self.state, self.protocol_type or "", protocol, members)
+            return describe_group(
+                self.group_id, self.state, self.members.values(), generation=self.generation,
+                protocol_type=self.protocol_type, protocol=self.protocol,
+            )  # fmt: skip
 
     def _member(self, member_id: str) -> Member:
         member = self.members.get(member_id)
@@ -149,17 +130,14 @@ class Group:
         return member
 
     def _checked_member(self, member_id: str, group_instance_id: str | None) -> Member:
-        if group_instance_id is not None and self._static.get(group_instance_id, member_id) != member_id:
-            raise FencedInstanceError(f"group.instance.id {group_instance_id!r} is now used by another member")
+        check_not_fenced(self._static, group_instance_id, member_id)
         return self._member(member_id)
 
     def _remove(self, member_id: str, reason: str) -> None:
         member = self.members.pop(member_id)
         if member.group_instance_id is not None and self._static.get(member.group_instance_id) == member_id:
             del self._static[member.group_instance_id]
-        gone = UnknownMemberError(f"member {member_id!r} was removed from group {self.group_id!r}: {reason}")
-        answer(member.join_waiter, error=gone)
-        answer(member.sync_waiter, error=gone)
+        let_go(member, UnknownMemberError(f"member {member_id!r} was removed from group {self.group_id!r}: {reason}"))
         self._pending_sync.discard(member_id)
         if self.leader == member_id:
             self.leader = next(iter(self.members), None)
@@ -225,8 +203,7 @@ class Group:
         if self.leader not in self.members:
             self.leader = next(iter(self.members))
         self._set_state(GroupState.COMPLETING_REBALANCE)
-        topics = sorted({t for m in self.members.values() for t in m.topics})
-        self._known_partitions = self._partitions_of(topics)
+        self._known_partitions = self._partitions_of(subscribed(self.members.values()))
         for member in self.members.values():
             member.assignment_bytes = b""
             answer(member.join_waiter, self._join_result(member))
@@ -235,18 +212,15 @@ class Group:
         self._sync_deadline = self._clock() + self._rebalance_timeout()
         if not self.members[self.leader or ""].external:
             assert self.protocol is not None
-            subs = [subscription(m, self.protocol, self.generation - 1) for m in self.members.values()]
-            assignment, self._follow_up = leader_assignment(self.protocol, subs, self._known_partitions)
+            assignment, self._follow_up = leader_assignment(
+                self.protocol, self.members.values(), self.generation - 1, self._known_partitions
+            )
             self._install(assignment, None)
         self.cv.notify_all()
 
     def _install(self, new: Mapping[str, Sequence[TopicPartition]], raw: Mapping[str, bytes] | None) -> None:
         events = ownership_changes(self.generation, self._reason, self._last_assignment, new, self.members)
-        for member_id, member in self.members.items():
-            given = tuple(new.get(member_id, ()))
-            member.assignment = given
-            member.assignment_bytes = raw.get(member_id, b"") if raw is not None else encode_assignment(given)
-        self._last_assignment = {m.member_id: m.assignment for m in self.members.values()}
+        self._last_assignment = hand_out(self.members, new, raw)
         self._record(self.group_id, events)
         self._set_state(GroupState.STABLE)
         for member in self.members.values():
@@ -257,18 +231,9 @@ class Group:
         self.cv.notify_all()
 
     def _join_result(self, member: Member, *, skip_assignment: bool = False) -> JoinResult:
-        leader = member.member_id == self.leader
-        members = (
-            tuple(
-                JoinedMember(m.member_id, m.group_instance_id, m.metadata(self.protocol, self.generation - 1))
-                for m in self.members.values()
-            )
-            if leader
-            else ()
-        )
-        return JoinResult(
-            member.member_id, self.generation, self.protocol_type, self.protocol, self.leader or "", members,
-            skip_assignment and leader,
+        return join_result(
+            member, self.members.values(), generation=self.generation, protocol_type=self.protocol_type,
+            protocol=self.protocol, leader=self.leader, skip_assignment=skip_assignment,
         )  # fmt: skip
 
     def _sync_result(self, member: Member) -> SyncResult:
@@ -294,7 +259,7 @@ class Group:
             group_instance_id=group_instance_id,
         )  # fmt: skip
         with self.cv:
-            return self._join(member_id or "", request, tuple(topics), external=False, require_known=False)
+            return self._join(member_id or "", Joining(request, tuple(topics), external=False), require_known=False)
 
     def join_wire(self, member_id: str, request: JoinRequest, *, require_known_member_id: bool) -> Future[JoinResult]:
         """Kafka's JoinGroup. The future resolves when the next generation opens (or with
@@ -302,102 +267,59 @@ class Group:
         waiter: Future[JoinResult] = Future()
         with self.cv:
             try:
-                self._join(
-                    member_id, request, subscribed_topics(request.protocols), external=True,
-                    require_known=require_known_member_id, waiter=waiter,
-                )  # fmt: skip
+                joining = Joining(request, subscribed_topics(request.protocols), external=True, waiter=waiter)
+                self._join(member_id, joining, require_known=require_known_member_id)
             except GroupError as exc:
                 answer(waiter, error=exc)
         return waiter
 
-    def _join(
-        self,
-        member_id: str,
-        request: JoinRequest,
-        topics: tuple[str, ...],
-        *,
-        external: bool,
-        require_known: bool,
-        waiter: Future[JoinResult] | None = None,
-    ) -> str:
-        names = tuple(name for name, _ in request.protocols)
-        if not names or not request.protocol_type:
-            raise InconsistentProtocolError("a member must name a protocol type and at least one protocol")
+    def _join(self, member_id: str, joining: Joining, *, require_known: bool) -> str:
+        request = joining.request
         others = [m for m in self.members.values() if m.member_id != member_id]
-        if others:
-            if request.protocol_type != self.protocol_type:
-                raise InconsistentProtocolError(
-                    f"group {self.group_id!r} has protocol type {self.protocol_type!r}, not {request.protocol_type!r}"
-                )
-            common = set(others[0].protocols).intersection(*(m.protocols for m in others[1:]))
-            if not set(names) & common:
-                raise InconsistentProtocolError(
-                    f"group {self.group_id!r} uses {self.protocol or sorted(others[0].protocols)!r}; "
-                    f"this member supports only {list(names)}"
-                )
+        check_protocols(self.group_id, self.protocol_type, self.protocol, others, request)
         instance = request.group_instance_id
         if not member_id:
             if instance is not None and instance in self._static:
-                return self._replace_static(instance, request, topics, external, waiter)
+                return self._replace_static(instance, joining)
             new_id = f"{instance or request.client_id}-{uuid.uuid4()}"
             if require_known and instance is None:
                 self._pending[new_id] = self._clock() + request.session_timeout_ms / 1000
                 raise MemberIdRequiredError(new_id)
-            return self._add(new_id, request, topics, external, waiter)
-        if instance is not None and self._static.get(instance, member_id) != member_id:
-            raise FencedInstanceError(f"group.instance.id {instance!r} is now used by another member")
+            return self._add(new_id, joining)
+        check_not_fenced(self._static, instance, member_id)
         member = self.members.get(member_id)
         if member is None:
-            if self._pending.pop(member_id, None) is not None or not external:
-                return self._add(member_id, request, topics, external, waiter)
+            if self._pending.pop(member_id, None) is not None or not joining.external:
+                return self._add(member_id, joining)
             raise UnknownMemberError(f"member {member_id!r} is not in group {self.group_id!r} (expired or left)")
-        return self._rejoin(member, request, topics, waiter)
+        return self._rejoin(member, joining)
 
-    def _add(
-        self,
-        member_id: str,
-        request: JoinRequest,
-        topics: tuple[str, ...],
-        external: bool,
-        waiter: Future[JoinResult] | None,
-    ) -> str:
+    def _add(self, member_id: str, joining: Joining) -> str:
         now = self._clock()
-        member = Member(member_id, request.client_id, request.host, topics, (), 0, 0, request.group_instance_id)
-        update_member(member, request, topics, external)
-        member.last_heartbeat = member.last_poll = now
+        member = new_member(member_id, joining, now)
         if not self.members:
-            self.protocol_type = request.protocol_type
+            self.protocol_type = joining.request.protocol_type
         self.members[member_id] = member
         if member.group_instance_id is not None:
             self._static[member.group_instance_id] = member_id
         if self.leader is None:
             self.leader = member_id
         was_empty = self.state == GroupState.EMPTY
-        self._begin_rebalance(with_reason(f"member {member_id} joined", request))
-        if was_empty and external and self._initial_delay > 0:
+        self._begin_rebalance(with_reason(f"member {member_id} joined", joining.request))
+        if was_empty and joining.external and self._initial_delay > 0:
             self._initial_phase = True
         if self._initial_phase:  # each new member may bring more: wait a little longer
             limit = self._rebalance_started + self._rebalance_timeout()
             self._not_before = min(now + self._initial_delay, limit)
-        self._mark_joined(member, waiter)
+        self._mark_joined(member, joining.waiter)
         self._maybe_complete()
         return member_id
 
-    def _replace_static(
-        self,
-        instance: str,
-        request: JoinRequest,
-        topics: tuple[str, ...],
-        external: bool,
-        waiter: Future[JoinResult] | None,
-    ) -> str:
+    def _replace_static(self, instance: str, joining: Joining) -> str:
         """A static member restarted: it takes over its old identity, fencing the old id."""
         old_id = self._static[instance]
         member = self.members.pop(old_id)
-        fenced = FencedInstanceError(f"group.instance.id {instance!r} rejoined as a new member")
-        answer(member.join_waiter, error=fenced)
-        answer(member.sync_waiter, error=fenced)
-        member.join_waiter = member.sync_waiter = None
+        let_go(member, FencedInstanceError(f"group.instance.id {instance!r} rejoined as a new member"))
         new_id = f"{instance}-{uuid.uuid4()}"
         member.member_id = new_id
         self.members[new_id] = member
@@ -410,40 +332,33 @@ class Group:
         if old_id in self._last_assignment:
             self._last_assignment[new_id] = self._last_assignment.pop(old_id)
         member.last_heartbeat = member.last_poll = self._clock()
-        update_member(member, request, topics, external)
+        update_member(member, joining.request, joining.topics, joining.external)
         if self.state == GroupState.STABLE:
             if choose_protocol([m.protocols for m in self.members.values()]) == self.protocol:
-                answer(waiter, self._join_result(member, skip_assignment=new_id == self.leader))
+                answer(joining.waiter, self._join_result(member, skip_assignment=new_id == self.leader))
                 return new_id
             self._begin_rebalance(f"static member {instance} rejoined with other protocols")
         elif self.state == GroupState.COMPLETING_REBALANCE:
             self._begin_rebalance(f"static member {instance} rejoined while the assignment was pending")
-        self._mark_joined(member, waiter)
+        self._mark_joined(member, joining.waiter)
         self._maybe_complete()
         return new_id
 
-    def _rejoin(
-        self, member: Member, request: JoinRequest, topics: tuple[str, ...], waiter: Future[JoinResult] | None
-    ) -> str:
+    def _rejoin(self, member: Member, joining: Joining) -> str:
         member.last_heartbeat = member.last_poll = self._clock()
-        if member.external:
-            same = member.protocol_metadata == dict(request.protocols) and list(member.protocol_metadata) == [
-                name for name, _ in request.protocols
-            ]
-        else:
-            same = member.topics == topics and member.protocols == tuple(n for n, _ in request.protocols)
+        same = unchanged(member, joining)
         if self.state == GroupState.STABLE and same and not (member.external and member.member_id == self.leader):
-            answer(waiter, self._join_result(member))  # nothing changed: here is the current generation
+            answer(joining.waiter, self._join_result(member))  # nothing changed: here is the current generation
             return member.member_id
         if self.state == GroupState.COMPLETING_REBALANCE and same:
-            answer(waiter, self._join_result(member))  # it missed our answer: answer again
+            answer(joining.waiter, self._join_result(member))  # it missed our answer: answer again
             return member.member_id
-        subscription_changed = member.topics != topics
-        update_member(member, request, topics, member.external)
+        subscription_changed = member.topics != joining.topics
+        update_member(member, joining.request, joining.topics, member.external)
         if self.state != GroupState.PREPARING_REBALANCE:
             what = "changed subscription" if subscription_changed else "rejoined"
-            self._begin_rebalance(with_reason(f"member {member.member_id} {what}", request))
-        self._mark_joined(member, waiter)
+            self._begin_rebalance(with_reason(f"member {member.member_id} {what}", joining.request))
+        self._mark_joined(member, joining.waiter)
         self._maybe_complete()
         return member.member_id
 
@@ -474,13 +389,7 @@ class Group:
                 member = self._checked_member(member_id, group_instance_id)
                 if generation != self.generation:
                     raise IllegalGenerationError(f"generation {generation} is not the current {self.generation}")
-                if (protocol_type is not None and protocol_type != self.protocol_type) or (
-                    protocol_name is not None and protocol_name != self.protocol
-                ):
-                    raise InconsistentProtocolError(
-                        f"group {self.group_id!r} runs {self.protocol_type}/{self.protocol}, "
-                        f"not {protocol_type}/{protocol_name}"
-                    )
+                check_sync_protocol(self.group_id, (self.protocol_type, self.protocol), (protocol_type, protocol_name))
                 if self.state == GroupState.PREPARING_REBALANCE:
                     raise RebalanceInProgressError(f"group {self.group_id!r} is rebalancing; rejoin")
                 member.last_heartbeat = self._clock()
@@ -528,12 +437,7 @@ class Group:
         alone); returns the member id that left."""
         with self.cv:
             if group_instance_id is not None:
-                current = self._static.get(group_instance_id)
-                if current is None:
-                    raise UnknownMemberError(f"no member with group.instance.id {group_instance_id!r}")
-                if member_id and member_id != current:
-                    raise FencedInstanceError(f"group.instance.id {group_instance_id!r} belongs to another member")
-                member_id = current
+                member_id = leaving_member(self._static, group_instance_id, member_id)
             elif self._pending.pop(member_id, None) is not None:
                 self._maybe_complete()
                 return member_id
@@ -558,19 +462,7 @@ class Group:
         with self.cv:
             if generation >= 0 or member_id or group_instance_id is not None:
                 member = self._checked_member(member_id, group_instance_id)
-                if generation != self.generation and not member.external and self.state != GroupState.STABLE:
-                    # An embedded member whose generation is being replaced: Kafka's client
-                    # raises RebalanceInProgress here (the application polls, rejoins, and
-                    # its next commit lands); the broker's ILLEGAL_GENERATION is for the wire.
-                    raise RebalanceInProgressError(
-                        f"group {self.group_id!r} is rebalancing (generation {generation} is being replaced); "
-                        "poll again, then commit"
-                    )
-                if generation != self.generation:
-                    raise IllegalGenerationError(
-                        f"commit from generation {generation} rejected: group {self.group_id!r} is at "
-                        f"generation {self.generation}",
-                    )
+                check_commit_generation(self.group_id, member, generation, self.generation, self.state)
                 member.last_heartbeat = self._clock()
             elif self.members:
                 raise UnknownMemberError(f"group {self.group_id!r} has members: only they may commit")
@@ -589,14 +481,11 @@ class Group:
             for member in list(self.members.values()):
                 if member.awaiting():  # a request is parked with us: it is alive
                     member.last_heartbeat = member.last_poll = now
-                elif now - member.last_heartbeat > member.session_timeout_ms / 1000:
-                    self._remove(member.member_id, f"member {member.member_id} timed out (session.timeout.ms)")
-                elif not member.external and now - member.last_poll > member.rebalance_timeout_ms / 1000:
-                    self._remove(member.member_id, f"member {member.member_id} left: max.poll.interval.ms exceeded")
-            if self.state == GroupState.STABLE:
-                topics = sorted({t for m in self.members.values() for t in m.topics})
-                if self._partitions_of(topics) != self._known_partitions:
-                    self._begin_rebalance("partitions added")
+                elif (why := out_of_time(member, now)) is not None:
+                    self._remove(member.member_id, why)
+            stable = self.state == GroupState.STABLE
+            if stable and self._partitions_of(subscribed(self.members.values())) != self._known_partitions:
+                self._begin_rebalance("partitions added")
             if self._pending_sync and now > self._sync_deadline and self.state != GroupState.PREPARING_REBALANCE:
                 for member_id in sorted(self._pending_sync):
                     self._remove(member_id, f"member {member_id} did not send SyncGroup in time")

@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from streamlab.groups.assignors import Subscription, assign, cooperative_assignment
-from streamlab.groups.consumer_protocol import ConsumerProtocolError, decode_assignment, decode_subscription
-from streamlab.groups.state import COOPERATIVE, JoinRequest, Member
+from streamlab.groups.consumer_protocol import (
+    ConsumerProtocolError,
+    decode_assignment,
+    decode_subscription,
+    encode_assignment,
+)
+from streamlab.groups.state import COOPERATIVE, Member
 from streamlab.model.types import TopicPartition
 
 
@@ -24,6 +29,11 @@ def subscribed_topics(protocols: Sequence[tuple[str, bytes]]) -> tuple[str, ...]
         except ConsumerProtocolError:
             continue
     return ()
+
+
+def subscribed(members: Iterable[Member]) -> list[str]:
+    """Every topic some member subscribes to, sorted."""
+    return sorted({t for m in members for t in m.topics})
 
 
 def subscription(member: Member, protocol: str | None, generation: int) -> Subscription:
@@ -40,10 +50,12 @@ def subscription(member: Member, protocol: str | None, generation: int) -> Subsc
 
 
 def leader_assignment(
-    protocol: str, subs: list[Subscription], partitions: Mapping[str, int]
+    protocol: str, members: Iterable[Member], owned_generation: int, partitions: Mapping[str, int]
 ) -> tuple[dict[str, list[TopicPartition]], bool]:
-    """What the embedded leader's client would compute, and whether a cooperative
-    follow-up rebalance must hand out partitions revoked this round."""
+    """What the embedded leader's client would compute (``members`` owned their partitions
+    in ``owned_generation``), and whether a cooperative follow-up rebalance must hand out
+    partitions revoked this round."""
+    subs = [subscription(m, protocol, owned_generation) for m in members]
     if protocol in COOPERATIVE:
         new = cooperative_assignment(subs, partitions)
         full = assign(protocol, subs, partitions)
@@ -70,18 +82,13 @@ def decoded_assignment(
     return decoded, follow_up
 
 
-def update_member(member: Member, request: JoinRequest, topics: tuple[str, ...], external: bool) -> None:
-    """Take what a JoinGroup says about ``member`` (client, timeouts, protocols, topics)."""
-    member.client_id, member.host = request.client_id, request.host
-    member.session_timeout_ms = request.session_timeout_ms
-    member.rebalance_timeout_ms = request.rebalance_timeout_ms
-    member.protocols = tuple(name for name, _ in request.protocols)
-    member.protocol_type = request.protocol_type
-    member.topics = topics
-    member.external = external
-    member.protocol_metadata = dict(request.protocols) if external else {}
-
-
-def with_reason(reason: str, request: JoinRequest) -> str:
-    """``reason``, with the client's own (KIP-800) when it gave one."""
-    return f"{reason} ({request.reason})" if request.reason else reason
+def hand_out(
+    members: Mapping[str, Member], new: Mapping[str, Sequence[TopicPartition]], raw: Mapping[str, bytes] | None
+) -> dict[str, tuple[TopicPartition, ...]]:
+    """Give each member its partitions of ``new``, with the bytes its SyncGroup answer
+    carries (the wire leader's ``raw`` ones, else encoded here); returns who owns what now."""
+    for member_id, member in members.items():
+        given = tuple(new.get(member_id, ()))
+        member.assignment = given
+        member.assignment_bytes = raw.get(member_id, b"") if raw is not None else encode_assignment(given)
+    return {m.member_id: m.assignment for m in members.values()}
