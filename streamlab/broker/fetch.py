@@ -1,5 +1,6 @@
-"""Reading records from a partition: for the embedded consumer (:func:`fetch`) and for the
-wire Fetch (:func:`bounds`, :func:`read`), which answers markers and isolation levels."""
+"""Reading records from a partition: for the embedded consumer (:func:`fetch`, and
+:func:`fetch_committed` for ``read_committed``) and for the wire Fetch (:func:`bounds`,
+:func:`read`), which answers markers and isolation levels."""
 
 from __future__ import annotations
 
@@ -9,17 +10,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.broker.core import Broker
-from streamlab.broker.transaction_markers import stable_visible
+from streamlab.broker.transaction_markers import read_visible, stable_visible
 from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.errors import OffsetOutOfRangeError
 from streamlab.model.serde import FMT_CONTROL
+from streamlab.storage.base import PartitionLog
 
 
-def fetch(broker: Broker, topic: str, partition: int, offset: int, max_records: int) -> tuple[pa.Table, int]:
-    """Records from ``offset`` on, and the offset to read from next; raises if ``offset``
-    lies outside the retained log. Transaction markers (written by `streamlab serve`'s
-    transaction coordinator) take offsets but are never records: they are left out, and
-    the next offset is past them."""
+def _retained(broker: Broker, topic: str, partition: int, offset: int) -> tuple[PartitionLog, int]:
+    """The partition's log and high watermark; raises if ``offset`` lies outside the retained log."""
     log = broker.log(topic, partition)
     start, end = log.log_start_offset, log.high_watermark
     if offset < start or offset > end:
@@ -29,6 +28,15 @@ def fetch(broker: Broker, topic: str, partition: int, offset: int, max_records: 
             partition=partition,
             offset=offset,
         )
+    return log, end
+
+
+def fetch(broker: Broker, topic: str, partition: int, offset: int, max_records: int) -> tuple[pa.Table, int]:
+    """Records from ``offset`` on, and the offset to read from next; raises if ``offset``
+    lies outside the retained log. Transaction markers (written by `streamlab serve`'s
+    transaction coordinator) take offsets but are never records: they are left out, and
+    the next offset is past them."""
+    log, end = _retained(broker, topic, partition, offset)
     if offset == end:
         return log.read(offset, 0), offset
     table = log.read(offset, max_records)
@@ -39,6 +47,22 @@ def fetch(broker: Broker, topic: str, partition: int, offset: int, max_records: 
     if pc.any(markers).as_py():
         table = table.filter(pc.invert(markers))
     return table, next_offset
+
+
+def fetch_committed(
+    broker: Broker, transactions: TransactionCoordinator, topic: str, partition: int, offset: int, max_records: int
+) -> tuple[pa.Table, int]:
+    """What a ``read_committed`` consumer at ``offset`` gets (as Fetch answers it over the
+    wire): up to ``max_records`` records below the last stable offset, none of an aborted
+    transaction, no markers; and the offset to read from next. Stretches of aborted
+    records are stepped over here, so the rows are empty only at the last stable offset.
+    Raises :class:`OffsetOutOfRangeError` for an offset outside the retained log."""
+    log, _ = _retained(broker, topic, partition, offset)
+    while True:
+        table, next_offset = read_visible(log, transactions, topic, partition, offset, max_records, committed=True)
+        if table.num_rows or next_offset == offset:
+            return table, next_offset
+        offset = next_offset  # only aborted records and markers: look further
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from streamlab.broker.transaction_state import Range, TransactionIndex
+from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.storage.base import PartitionLog
 
@@ -25,6 +26,29 @@ CONTROL_COMMIT: Final = 1
 PRODUCER_HEADER: Final = "streamlab.txn.producer"  # "<producer id>:<epoch>" on a marker row
 CONTROL_KEY = struct.Struct(">hh")  # version 0, type
 CONTROL_VALUE = struct.Struct(">hi")  # version 0, coordinator epoch
+
+
+class IndexView(Protocol):
+    """What a reader asks of the transaction index: a :class:`TransactionIndex`, or the
+    coordinator's live one (read under its lock)."""
+
+    def last_stable_offset(self, topic: str, partition: int, high_watermark: int) -> int: ...
+
+    def aborted_in(self, topic: str, partition: int, start: int, end: int) -> list[Range]: ...
+
+
+def marker_batch(producer_id: int, epoch: int, kind: int, now_ms: int) -> pa.RecordBatch:
+    """The row of one marker (``kind``: :data:`CONTROL_COMMIT` or :data:`CONTROL_ABORT`)
+    that ends ``producer_id``'s transaction in a partition."""
+    return build_batch(
+        base_offset=0,
+        timestamps=[now_ms],
+        keys=[CONTROL_KEY.pack(0, kind)],
+        key_formats=[FMT_CONTROL],
+        values=[CONTROL_VALUE.pack(0, 0)],
+        value_formats=[FMT_CONTROL],
+        headers=[[(PRODUCER_HEADER, f"{producer_id}:{epoch}".encode())]],
+    )
 
 
 def visible_filter_sql(aborted: Sequence[Range] = (), *, stable_offset: int | None = None) -> str:
@@ -80,7 +104,7 @@ def marker_producer(headers: list[dict[str, Any]] | None) -> tuple[int, int]:
 
 
 def read_visible(
-    log: PartitionLog, index: TransactionIndex, topic: str, partition: int, offset: int, max_records: int, *,
+    log: PartitionLog, index: IndexView, topic: str, partition: int, offset: int, max_records: int, *,
     committed: bool,
 ) -> tuple[pa.Table, int]:  # fmt: skip
     """What a consumer at ``offset`` gets: up to ``max_records`` stored rows without markers

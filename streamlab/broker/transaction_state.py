@@ -150,6 +150,16 @@ def clear(txn: Transaction) -> None:
     txn.partitions, txn.marked, txn.groups, txn.offsets = set(), set(), set(), {}
 
 
+def unfinished(txn: Transaction) -> bool:
+    """Whether ``txn`` is ongoing or completing (neither Empty nor Complete*)."""
+    return txn.state != "Empty" and not txn.state.startswith("Complete")
+
+
+def init_line(txn: Transaction) -> dict[str, Any]:
+    """The line that gives ``txn``'s transactional id its producer id, epoch and timeout."""
+    return {"k": "init", "id": txn.transactional_id, "pid": txn.producer_id, "e": txn.epoch, "to": txn.timeout_ms}
+
+
 # Writing the file ------------------------------------------------------------------------------
 def drop_unstored(index: TransactionIndex, high_watermark: Callable[[TP], int]) -> None:
     """Forget batch lines whose data never reached the log (a crash between line and
@@ -176,9 +186,8 @@ def state_docs(
             continue
         docs.extend({"k": "a", "t": tp[0], "p": tp[1], "o": o, "n": e - o} for o, e in ranges if e > start)
     for txn in txns.values():
-        docs.append({"k": "init", "id": txn.transactional_id, "pid": txn.producer_id, "e": txn.epoch,
-                     "to": txn.timeout_ms})  # fmt: skip
-        if txn.state == "Empty" or txn.state.startswith("Complete"):
+        docs.append(init_line(txn))
+        if not unfinished(txn):
             continue
         tid = txn.transactional_id
         docs.extend({"k": "add", "id": tid, "t": t, "p": p, "ts": txn.started_ms} for t, p in txn.partitions)

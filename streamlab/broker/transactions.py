@@ -27,8 +27,10 @@ producers cannot know what was lost, and read-committed consumers must not wait 
 producer that may never come back. The file is rewritten compactly on open.
 
 The state file and the index are in :mod:`.transaction_state`, the markers and what
-readers see around them in :mod:`.transaction_markers`; this module is the coordinator,
-one per open broker: :mod:`.transaction_registry` makes it and hands it out.
+readers see around them in :mod:`.transaction_markers` (a read-committed consumer's
+fetch in :func:`.fetch.fetch_committed`), timeouts in :mod:`.transaction_expiry`; this
+module is the coordinator's state transitions, one coordinator per open broker:
+:mod:`.transaction_registry` makes it and hands it out.
 """
 
 from __future__ import annotations
@@ -42,20 +44,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
-import numpy as np
 import pyarrow as pa
 
 from streamlab.broker import produce
 from streamlab.broker.core import Broker
 from streamlab.broker.offsets import commit as commit_offsets
-from streamlab.broker.transaction_markers import (
-    CONTROL_ABORT,
-    CONTROL_COMMIT,
-    CONTROL_KEY,
-    CONTROL_VALUE,
-    PRODUCER_HEADER,
-    visible_mask,
-)
+from streamlab.broker.transaction_expiry import ExpiryTimer, overdue, timed_out
+from streamlab.broker.transaction_markers import CONTROL_ABORT, CONTROL_COMMIT, marker_batch
 from streamlab.broker.transaction_state import (
     FILE_NAME,
     TP,
@@ -65,8 +60,10 @@ from streamlab.broker.transaction_state import (
     TransactionIndex,
     clear,
     drop_unstored,
+    init_line,
     replay_state,
     state_docs,
+    unfinished,
 )
 from streamlab.errors import (
     ConcurrentTransactionsError,
@@ -74,12 +71,9 @@ from streamlab.errors import (
     InvalidProducerIdMappingError,
     InvalidTransactionTimeoutError,
     InvalidTxnStateError,
-    OffsetOutOfRangeError,
     ProducerFencedError,
     StreamlabError,
 )
-from streamlab.model.schema import build_batch
-from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
 from streamlab.storage.active import AppendFile
 
@@ -128,14 +122,13 @@ class TransactionCoordinator:
         drop_unstored(self.index, self._high_watermark)
         self._state = StateFile(self.path, owner=f"the transaction coordinator of {broker.data_dir}")
         self._rewrite()
-        self._timer: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._timer: ExpiryTimer | None = None
         self._holders = 1
         self._on_shutdown = on_shutdown
         on_open(self)  # before recovering: the markers it writes may look the coordinator up
         try:
             for txn in list(self._txns.values()):
-                if txn.state != "Empty" and not txn.state.startswith("Complete"):
+                if unfinished(txn):
                     log.warning("transaction %r was open at shutdown: completing it", txn.transactional_id)
                     with txn.lock:
                         self._complete(txn, commit=txn.state == "PrepareCommit", bump=txn.state == "Ongoing")
@@ -196,8 +189,7 @@ class TransactionCoordinator:
                 self._by_pid[pid] = transactional_id
         with txn.lock:
             if created:
-                self._write_durably({"k": "init", "id": transactional_id, "pid": txn.producer_id, "e": txn.epoch,
-                                     "to": timeout_ms})  # fmt: skip
+                self._write_durably(init_line(txn))
                 return txn.producer_id, txn.epoch
             if producer_id >= 0 and (producer_id, epoch) != (txn.producer_id, txn.epoch):
                 raise ProducerFencedError(
@@ -208,8 +200,7 @@ class TransactionCoordinator:
                 self._complete(txn, commit=txn.state == "PrepareCommit", bump=False)
             self._bump(txn)
             txn.timeout_ms = timeout_ms
-            self._write_durably({"k": "init", "id": transactional_id, "pid": txn.producer_id, "e": txn.epoch,
-                                 "to": timeout_ms})  # fmt: skip
+            self._write_durably(init_line(txn))
             return txn.producer_id, txn.epoch
 
     def _bump(self, txn: Transaction) -> None:
@@ -340,22 +331,13 @@ class TransactionCoordinator:
         file.sync()
         if bump:
             self._bump(txn)
-            self._write_durably({"k": "init", "id": tid, "pid": txn.producer_id, "e": txn.epoch, "to": txn.timeout_ms})
+            self._write_durably(init_line(txn))
         log.info("transaction %r of producer %d epoch %d %s", tid, pid, epoch, "committed" if commit else "aborted")
         self._maybe_compact()
 
     def _write_marker(self, topic: str, partition: int, pid: int, epoch: int, kind: int, now_ms: int) -> None:
-        row = build_batch(
-            base_offset=0,
-            timestamps=[now_ms],
-            keys=[CONTROL_KEY.pack(0, kind)],
-            key_formats=[FMT_CONTROL],
-            values=[CONTROL_VALUE.pack(0, 0)],
-            value_formats=[FMT_CONTROL],
-            headers=[[(PRODUCER_HEADER, f"{pid}:{epoch}".encode())]],
-        )
         with self._partition_lock(topic, partition):
-            produce.append(self._broker, topic, partition, row, sync=True)
+            produce.append(self._broker, topic, partition, marker_batch(pid, epoch, kind, now_ms), sync=True)
 
     # the produce path ---------------------------------------------------------------------
     def before_append(self, topic: str, partition: int, producer_id: int, epoch: int, base: int, count: int) -> None:
@@ -421,34 +403,6 @@ class TransactionCoordinator:
                 {tp: {pid: list(r) for pid, r in by_pid.items()} for tp, by_pid in self.index.open.items()},
             )
 
-    def read_committed(self, topic: str, partition: int, offset: int, max_records: int) -> tuple[pa.Table, int]:
-        """What a ``read_committed`` consumer at ``offset`` gets (as Fetch answers it over the
-        wire): up to ``max_records`` records below the last stable offset, none of an aborted
-        transaction, no markers; and the offset to read from next. Stretches of aborted
-        records are stepped over here, so the rows are empty only at the last stable offset.
-        Raises :class:`OffsetOutOfRangeError` for an offset outside the retained log."""
-        log = self._broker.log(topic, partition)
-        start, high = log.log_start_offset, log.high_watermark
-        if offset < start or offset > high:
-            raise OffsetOutOfRangeError(
-                f"offset {offset} is outside {topic}[{partition}]'s retained range {start}..{high}",
-                topic=topic, partition=partition, offset=offset,
-            )  # fmt: skip
-        while True:
-            end = self.last_stable_offset(topic, partition, log.high_watermark)
-            if offset >= end:
-                return log.read(offset, 0), offset
-            table = log.read(offset, max_records)
-            if not table.num_rows:
-                return table, offset
-            offsets = np.asarray(table.column("offset").to_numpy())
-            keep = offsets < end
-            next_offset = int(offsets[keep][-1]) + 1 if keep.any() else offset
-            keep &= visible_mask(table, self.aborted_in(topic, partition, offset, next_offset))
-            if keep.any() or next_offset in (offset, end):
-                return (table if keep.all() else table.filter(pa.array(keep))), next_offset
-            offset = next_offset  # only aborted records and markers: look further
-
     # admin ----------------------------------------------------------------------------------
     def describe(self, transactional_id: str) -> Transaction | None:
         with self._lock:
@@ -475,12 +429,7 @@ class TransactionCoordinator:
         """Partitions with offsets of ``group`` in a transaction not yet complete (an
         OffsetFetch with ``require_stable`` answers UNSTABLE_OFFSET_COMMIT for them)."""
         with self._lock:
-            return frozenset(
-                tp
-                for txn in self._txns.values()
-                if txn.state != "Empty" and not txn.state.startswith("Complete")
-                for tp in txn.offsets.get(group, {})
-            )
+            return frozenset(tp for txn in self._txns.values() if unfinished(txn) for tp in txn.offsets.get(group, {}))
 
     def forget_topic(self, topic: str) -> None:
         """A deleted topic's index must not apply to a new topic of that name."""
@@ -497,11 +446,7 @@ class TransactionCoordinator:
         and finish any whose completion failed half-way (a marker that could not be written)."""
         now_ms = int(self._clock() * 1000)
         with self._lock:
-            due = [
-                t
-                for t in self._txns.values()
-                if t.state.startswith("Prepare") or (t.state == "Ongoing" and now_ms - t.started_ms > t.timeout_ms)
-            ]
+            due = [t for t in self._txns.values() if overdue(t, now_ms)]
         done = []
         for txn in due:
             if not txn.lock.acquire(blocking=False):
@@ -510,7 +455,7 @@ class TransactionCoordinator:
                 if txn.state.startswith("Prepare"):
                     log.warning("transaction %r: finishing its %s", txn.transactional_id, txn.state)
                     self._complete(txn, commit=txn.state == "PrepareCommit", bump=False)
-                elif txn.state == "Ongoing" and now_ms - txn.started_ms > txn.timeout_ms:
+                elif timed_out(txn, now_ms):
                     log.warning("transaction %r timed out after %d ms: aborting", txn.transactional_id, txn.timeout_ms)
                     self._complete(txn, commit=False, bump=True)
                 else:
@@ -522,18 +467,8 @@ class TransactionCoordinator:
 
     def start_timer(self, interval_s: float = 0.5) -> None:
         """Check for expired transactions every ``interval_s`` in a daemon thread."""
-        if self._timer is not None:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    self.abort_expired()
-                except Exception:  # keep checking: one failure (a full disk) must not end timeouts
-                    log.exception("aborting expired transactions failed")
-
-        self._timer = threading.Thread(target=run, name="streamlab-txn-timeouts", daemon=True)
-        self._timer.start()
+        if self._timer is None:
+            self._timer = ExpiryTimer(self.abort_expired, interval_s)
 
     def acquire(self) -> TransactionCoordinator:
         """One more holder (see :func:`.transaction_registry.shared_coordinator`); each
@@ -553,9 +488,8 @@ class TransactionCoordinator:
     def shutdown(self) -> None:
         """Stop now, whoever still holds it (the broker is closing)."""
         self._on_shutdown(self)
-        self._stop.set()
         if self._timer is not None:
-            self._timer.join(timeout=5)
+            self._timer.stop()
             self._timer = None
         with self._lock:
             self._state.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from streamlab.broker import Broker
 from streamlab.broker.consumer_groups import check_not_consumer_protocol, consumer_groups
-from streamlab.broker.fetch import fetch
+from streamlab.broker.fetch import fetch, fetch_committed
 from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share_registry import check_not_share
 from streamlab.broker.transaction_registry import coordinator
@@ -183,7 +183,9 @@ class Consumer(ConsumerBase):
                 if txns is None:
                     table, next_position = fetch(self._broker, tp.topic, tp.partition, position, limit - len(out))
                 else:
-                    table, next_position = txns.read_committed(tp.topic, tp.partition, position, limit - len(out))
+                    table, next_position = fetch_committed(
+                        self._broker, txns, tp.topic, tp.partition, position, limit - len(out)
+                    )
             except OffsetOutOfRangeError:
                 if self._reset == "none":
                     raise
