@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from streamlab.broker.core import Broker
 from streamlab.broker.group_configs import group_config
+from streamlab.broker.per_broker import PerBroker
 from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError, StorageError
 from streamlab.groups.consumer_group import ConsumerGroup
 from streamlab.groups.consumer_member import ConsumerGroupConfig, ConsumerGroupDescription
@@ -220,18 +220,12 @@ class GroupStateFile:
         self._lines = len(groups)
 
 
-_registries: weakref.WeakKeyDictionary[Broker, ConsumerGroupRegistry] = weakref.WeakKeyDictionary()
-_registries_lock = threading.Lock()
+_registries = PerBroker(ConsumerGroupRegistry)
 
 
 def consumer_groups(broker: Broker) -> ConsumerGroupRegistry:
     """The broker's consumer-protocol group registry, created on first use."""
-    broker.check_open()
-    with _registries_lock:
-        registry = _registries.get(broker)
-        if registry is None:
-            registry = _registries[broker] = ConsumerGroupRegistry(broker)
-        return registry
+    return _registries.get(broker)
 
 
 def check_not_consumer_protocol(broker: Broker, group_id: str) -> None:

@@ -80,6 +80,14 @@ class ShareGroup:
         }
         self.lock = threading.RLock()
 
+    def reconfigure(self, config: ShareGroupConfig) -> None:
+        """Take ``config`` (every share-partition too) for what happens next, and store it;
+        hold :attr:`lock`."""
+        self.config = config
+        for sp in self.partitions.values():
+            sp.config = config
+        share.save_group(self._store, self.group_id, config)
+
     # members ------------------------------------------------------------------------------
     def join(
         self, *, client_id: str, topics: Sequence[str], session_timeout_ms: int, member_id: str | None = None
@@ -196,11 +204,7 @@ class ShareGroup:
     def acknowledge(self, member_id: str, tp: TopicPartition, offsets: Sequence[int], kind: AckType) -> list[int]:
         """Apply ``kind`` to ``offsets``; returns the offsets ``member_id`` does not hold."""
         with self.lock:
-            now = self._clock.time_ms()
-            self._sweep(now)
-            if member_id in self.members:
-                self._touch(member_id)
-            sp = self.partitions.get(tp)
+            now, sp = self._swept_partition(member_id, tp)
             if sp is None:
                 return list(offsets)
             refused, dead = sp.acknowledge(member_id, offsets, kind, now_ms=now)
@@ -212,12 +216,17 @@ class ShareGroup:
     def renew(self, member_id: str, tp: TopicPartition, offsets: Sequence[int], lock_ms: int) -> list[int]:
         """Extend the locks ``member_id`` holds on ``offsets``; returns the ones it does not hold."""
         with self.lock:
-            now = self._clock.time_ms()
-            self._sweep(now)
-            if member_id in self.members:
-                self._touch(member_id)
-            sp = self.partitions.get(tp)
+            now, sp = self._swept_partition(member_id, tp)
             return list(offsets) if sp is None else sp.renew(member_id, offsets, lock_ms, now_ms=now)
+
+    def _swept_partition(self, member_id: str, tp: TopicPartition) -> tuple[int, SharePartition | None]:
+        """Now, after expired locks and members are swept (``member_id`` kept alive), and
+        ``tp``'s share-partition if the group has one; hold :attr:`lock`."""
+        now = self._clock.time_ms()
+        self._sweep(now)
+        if member_id in self.members:
+            self._touch(member_id)
+        return now, self.partitions.get(tp)
 
     # views -----------------------------------------------------------------------------------
     def state_rows(self) -> list[dict[str, Any]]:

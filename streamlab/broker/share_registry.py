@@ -10,12 +10,12 @@ catalog, so share-group state survives a broker restart. Separate from
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups
 from streamlab.broker.core import Broker
+from streamlab.broker.per_broker import PerBroker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.topics import create_topic
 from streamlab.errors import ConfigError, GroupTypeError
@@ -71,10 +71,7 @@ class ShareGroupRegistry:
             dlq = merged.dead_letter_topic
             if dlq is not None and dlq not in self._broker.topics:
                 create_topic(self._broker, dlq, 1)
-            group.config = merged
-            for sp in group.partitions.values():
-                sp.config = merged
-            share.save_group(self.store, group_id, merged)
+            group.reconfigure(merged)
             return merged
 
     def get(self, group_id: str) -> ShareGroup | None:
@@ -108,25 +105,16 @@ class ShareGroupRegistry:
                         f"share group {group_id!r} has {len(group.members)} members using {group.config}; "
                         f"a new member asked for {config}. Use the same settings, or close the members first"
                     )
-                group.config = config
-                for sp in group.partitions.values():
-                    sp.config = config
-                share.save_group(self.store, group_id, config)
+                group.reconfigure(config)
         return group
 
 
-_registries: weakref.WeakKeyDictionary[Broker, ShareGroupRegistry] = weakref.WeakKeyDictionary()
-_registries_lock = threading.Lock()
+_registries = PerBroker(ShareGroupRegistry)
 
 
 def share_groups(broker: Broker) -> ShareGroupRegistry:
     """The broker's share-group registry, created (and loaded from the catalog) on first use."""
-    broker.check_open()
-    with _registries_lock:
-        registry = _registries.get(broker)
-        if registry is None:
-            registry = _registries[broker] = ShareGroupRegistry(broker)
-        return registry
+    return _registries.get(broker)
 
 
 def check_not_classic(broker: Broker, group_id: str) -> None:
