@@ -16,7 +16,10 @@ from streamlab.errors import ConfigError
 DAY_MS = 86_400_000
 
 
-def _int(min_value: int, *, max_value: int | None = None) -> Any:
+def integer_config(low: int, high: int | None = None, *, bounds: str = "") -> Any:
+    """A config validator, ``check(name, value) -> int``, for integers from ``low`` (to
+    ``high``; ``bounds`` says what sets the range); one for topic and group configs."""
+
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
@@ -24,16 +27,17 @@ def _int(min_value: int, *, max_value: int | None = None) -> Any:
             number = int(value)
         except ValueError as exc:
             raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
-        if number < min_value:
-            raise ConfigError(f"{key} must be >= {min_value}, got {number}")
-        if max_value is not None and number > max_value:
-            raise ConfigError(f"{key} must be <= {max_value} (streamlab is one broker), got {number}")
+        if number < low or (high is not None and number > high):
+            allowed = f">= {low}" if high is None else str(low) if low == high else f"from {low} to {high}"
+            raise ConfigError(f"{key} must be {allowed}{f' ({bounds})' if bounds else ''}, got {number}")
         return number
 
     return check
 
 
-def _choice(*choices: str) -> Any:
+def choice_config(*choices: str) -> Any:
+    """A config validator, ``check(name, value) -> str``, for one of ``choices``."""
+
     def check(key: str, value: Any) -> str:
         if value not in choices:
             raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
@@ -55,26 +59,26 @@ VALUE_FORMAT_CONFIG = "streamlab.value.format"
 # from the segment's first append (broker/segment_timer.py); raise it for topics a
 # long-running producer trickles into, which would otherwise get a file a minute.
 TOPIC_CONFIGS: dict[str, tuple[Any, Any]] = {
-    "retention.ms": (7 * DAY_MS, _int(-1)),
-    "retention.bytes": (-1, _int(-1)),
-    "cleanup.policy": ("delete", _choice("delete", "compact", "compact,delete", "delete,compact")),
-    "max.message.bytes": (1_048_588, _int(0)),
-    "segment.bytes": (64 * 1024 * 1024, _int(1024)),
-    "segment.ms": (60_000, _int(1)),
-    "delete.retention.ms": (DAY_MS, _int(0)),
-    "min.compaction.lag.ms": (0, _int(0)),
-    "message.timestamp.type": ("CreateTime", _choice("CreateTime", "LogAppendTime")),
+    "retention.ms": (7 * DAY_MS, integer_config(-1)),
+    "retention.bytes": (-1, integer_config(-1)),
+    "cleanup.policy": ("delete", choice_config("delete", "compact", "compact,delete", "delete,compact")),
+    "max.message.bytes": (1_048_588, integer_config(0)),
+    "segment.bytes": (64 * 1024 * 1024, integer_config(1024)),
+    "segment.ms": (60_000, integer_config(1)),
+    "delete.retention.ms": (DAY_MS, integer_config(0)),
+    "min.compaction.lag.ms": (0, integer_config(0)),
+    "message.timestamp.type": ("CreateTime", choice_config("CreateTime", "LogAppendTime")),
     # Stored and shown; batches are kept and served as their producer compressed them
     # (no broker-side recompression yet), which is what "producer" means.
-    "compression.type": ("producer", _choice("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
+    "compression.type": ("producer", choice_config("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
     # One broker holds the only replica: 1 is the one value acks=all can honour.
-    "min.insync.replicas": (1, _int(1, max_value=1)),
+    "min.insync.replicas": (1, integer_config(1, 1, bounds="streamlab is one broker")),
     # How replay, sql, poll, browse, the CLI and the widgets read this topic's keys and
     # values when a call does not say (streamlab.front.replay_frame). Kept among the
     # topic's configs so they live with the topic in the data directory and are seen
     # through `streamlab serve`; other Kafka clients show them and ignore them.
-    KEY_FORMAT_CONFIG: ("auto", _choice(*RECORD_FORMATS)),
-    VALUE_FORMAT_CONFIG: ("auto", _choice(*RECORD_FORMATS)),
+    KEY_FORMAT_CONFIG: ("auto", choice_config(*RECORD_FORMATS)),
+    VALUE_FORMAT_CONFIG: ("auto", choice_config(*RECORD_FORMATS)),
 }
 
 LIST_CONFIGS = frozenset({"cleanup.policy"})  # configs whose value is a comma-separated list

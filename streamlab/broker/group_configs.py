@@ -17,45 +17,33 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamlab.broker.core import Broker
+from streamlab.config import choice_config, integer_config
 from streamlab.errors import ConfigError, StorageError
 from streamlab.storage import manifest
 
 FILE = "group_configs.json"
 
 
-def _int_range(low: int, high: int, bounds: str) -> Any:
-    def check(name: str, value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError as exc:
-            raise ConfigError(f"group config {name} must be an integer, got {value!r}") from exc
-        if not low <= number <= high:
-            raise ConfigError(f"group config {name} must be from {low} to {high} ({bounds}), got {number}")
-        return number
-
-    return check
-
-
-def _choice(*choices: str) -> Any:
-    def check(name: str, value: str) -> str:
-        if value not in choices:
-            raise ConfigError(f"group config {name} must be one of {list(choices)}, got {value!r}")
-        return value
-
-    return check
-
-
 # name -> (Kafka's default, validator); the bounds are Kafka's broker defaults
 # (group.consumer.min/max.session.timeout.ms, ...).
 GROUP_CONFIGS: dict[str, tuple[Any, Any]] = {
-    "consumer.session.timeout.ms": (45_000, _int_range(45_000, 60_000, "group.consumer.min/max.session.timeout.ms")),
+    "consumer.session.timeout.ms": (
+        45_000,
+        integer_config(45_000, 60_000, bounds="group.consumer.min/max.session.timeout.ms"),
+    ),
     "consumer.heartbeat.interval.ms": (
         5_000,
-        _int_range(5_000, 15_000, "group.consumer.min/max.heartbeat.interval.ms"),
+        integer_config(5_000, 15_000, bounds="group.consumer.min/max.heartbeat.interval.ms"),
     ),
-    "share.session.timeout.ms": (45_000, _int_range(45_000, 60_000, "group.share.min/max.session.timeout.ms")),
-    "share.heartbeat.interval.ms": (5_000, _int_range(5_000, 15_000, "group.share.min/max.heartbeat.interval.ms")),
-    "share.isolation.level": ("read_uncommitted", _choice("read_uncommitted", "read_committed")),
+    "share.session.timeout.ms": (
+        45_000,
+        integer_config(45_000, 60_000, bounds="group.share.min/max.session.timeout.ms"),
+    ),
+    "share.heartbeat.interval.ms": (
+        5_000,
+        integer_config(5_000, 15_000, bounds="group.share.min/max.heartbeat.interval.ms"),
+    ),
+    "share.isolation.level": ("read_uncommitted", choice_config("read_uncommitted", "read_committed")),
 }
 
 _lock = threading.Lock()
@@ -82,7 +70,7 @@ def group_config(broker: Broker, group_id: str) -> dict[str, tuple[Any, bool]]:
 def check(name: str, value: str) -> Any:
     if name not in GROUP_CONFIGS:
         raise ConfigError(f"unknown group config {name!r}")
-    return GROUP_CONFIGS[name][1](name, value)
+    return GROUP_CONFIGS[name][1](f"group config {name}", value)
 
 
 def alter(broker: Broker, group_id: str, sets: Mapping[str, str], deletes: list[str], *, validate_only: bool) -> None:
