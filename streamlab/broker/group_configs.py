@@ -26,23 +26,15 @@ FILE = "group_configs.json"
 
 # name -> (Kafka's default, validator); the bounds are Kafka's broker defaults
 # (group.consumer.min/max.session.timeout.ms, ...).
+_CONSUMER, _SHARE = "group.consumer.min/max", "group.share.min/max"
 GROUP_CONFIGS: dict[str, tuple[Any, Any]] = {
-    "consumer.session.timeout.ms": (
-        45_000,
-        integer_config(45_000, 60_000, bounds="group.consumer.min/max.session.timeout.ms"),
-    ),
+    "consumer.session.timeout.ms": (45_000, integer_config(45_000, 60_000, bounds=f"{_CONSUMER}.session.timeout.ms")),
     "consumer.heartbeat.interval.ms": (
         5_000,
-        integer_config(5_000, 15_000, bounds="group.consumer.min/max.heartbeat.interval.ms"),
+        integer_config(5_000, 15_000, bounds=f"{_CONSUMER}.heartbeat.interval.ms"),
     ),
-    "share.session.timeout.ms": (
-        45_000,
-        integer_config(45_000, 60_000, bounds="group.share.min/max.session.timeout.ms"),
-    ),
-    "share.heartbeat.interval.ms": (
-        5_000,
-        integer_config(5_000, 15_000, bounds="group.share.min/max.heartbeat.interval.ms"),
-    ),
+    "share.session.timeout.ms": (45_000, integer_config(45_000, 60_000, bounds=f"{_SHARE}.session.timeout.ms")),
+    "share.heartbeat.interval.ms": (5_000, integer_config(5_000, 15_000, bounds=f"{_SHARE}.heartbeat.interval.ms")),
     "share.isolation.level": ("read_uncommitted", choice_config("read_uncommitted", "read_committed")),
 }
 
