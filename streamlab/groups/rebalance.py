@@ -3,7 +3,8 @@
 :class:`~streamlab.groups.group.Group` calls these when a generation opens: what each
 member subscribes to and owns, the assignment the embedded leader's client would compute
 (and whether a cooperative follow-up round is needed), and what a wire leader's
-SyncGroup hands out. They read members and return values; the group applies them.
+SyncGroup hands out. They read members and return values; :func:`hand_out` alone
+writes, giving each member the assignment the group installs.
 """
 
 from __future__ import annotations
