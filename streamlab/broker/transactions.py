@@ -81,7 +81,7 @@ from streamlab.errors import (
 from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
-from streamlab.storage.active import AppendFile
+from streamlab.storage.append_file import AppendFile
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class TransactionCoordinator:
     def _write_durably(self, *docs: dict[str, Any]) -> None:
         with self._lock:
             file = self._write(*docs)
-        file.sync()  # outside the lock: a shared fsync round (storage/active.py)
+        file.sync()  # outside the lock: a shared fsync round (storage/append_file.py)
 
     def _maybe_compact(self) -> None:
         with self._lock:

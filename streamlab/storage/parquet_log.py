@@ -57,7 +57,8 @@ from streamlab.model.fields import combine_typed_fields, expand_json_objects
 from streamlab.model.schema import BASE_COLUMNS, RECORD_SCHEMA, with_base_offset
 from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.views import FIELDS_COLUMN
-from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
+from streamlab.storage.active import Scan, encode_frame, scan
+from streamlab.storage.append_file import AppendFile
 from streamlab.storage.base import Damage, LogSnapshot, PartitionLog
 from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
@@ -111,7 +112,7 @@ class ParquetPartitionLog:
         # Memory only: after a restart the text is parsed, which gives the same types.
         self._active_fields: list[pa.StructArray | None] = []
         self._active_since_ms: int | None = None  # clock time of the first active append (segment.ms)
-        self._active_file: ActiveSegmentFile | None = None
+        self._active_file: AppendFile | None = None
         self.damage: list[Damage] = []
         self._closed = False
         self._discarded = False  # the topic was deleted: the files go once no reader holds them
@@ -212,7 +213,7 @@ class ParquetPartitionLog:
                 for batch in kept:
                     self._write_frame(batch, sync=True)
             else:
-                self._active_file = ActiveSegmentFile(path, valid_length=found.valid_length)
+                self._active_file = AppendFile(path, valid_length=found.valid_length)
             for batch in kept:
                 self._active_bases.append(batch.column(0)[0].as_py())
                 self._active_batches.append(batch)
@@ -290,7 +291,7 @@ class ParquetPartitionLog:
         return base
 
     def sync(self) -> None:
-        """Make every record appended so far durable (a shared fsync round, see active.py)."""
+        """Make every record appended so far durable (a shared fsync round, see append_file.py)."""
         with self._lock:
             active = self._active_file
         if active is not None:
@@ -300,7 +301,7 @@ class ParquetPartitionLog:
         if self._active_file is None:
             base = batch.column(0)[0].as_py()
             try:
-                self._active_file = ActiveSegmentFile(self.dir / _name(base, ".log"))
+                self._active_file = AppendFile(self.dir / _name(base, ".log"))
                 fsync_dir(self.dir)
             except OSError as exc:
                 raise StorageError(f"could not create an active segment in {self.dir}: {exc.strerror or exc}") from exc
@@ -718,7 +719,7 @@ class ParquetPartitionLog:
                         os.fsync(fh.fileno())
                     os.replace(tmp, path)
                     fsync_dir(self.dir)
-                    self._active_file = ActiveSegmentFile(path)
+                    self._active_file = AppendFile(path)
                     done.append(f"{where}: cut the damaged bytes from {path.name}; the original is {aside / path.name}")
                 else:
                     left.append(damage)
