@@ -6,6 +6,7 @@ frame at the tail; :func:`scan` keeps every whole frame and the log cuts the fil
 the last one, so nothing half-written is ever visible and nothing acknowledged is lost
 (acknowledgement happens only after the whole frame was written, and fsynced when asked).
 Damage in the middle of the file is told apart from a torn tail: valid frames follow it.
+:class:`ActiveSegment` keeps the batches in memory beside the file, for reads and the seal.
 """
 
 from __future__ import annotations
