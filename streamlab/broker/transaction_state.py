@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from streamlab.errors import ClosedError
-from streamlab.storage.active import AppendFile
+from streamlab.storage.append_file import AppendFile
 from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
 FILE_NAME: Final = "transactions.log"

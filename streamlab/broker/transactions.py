@@ -75,7 +75,7 @@ from streamlab.errors import (
     StreamlabError,
 )
 from streamlab.model.types import OffsetAndMetadata, TopicPartition
-from streamlab.storage.active import AppendFile
+from streamlab.storage.append_file import AppendFile
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class TransactionCoordinator:
     def _write_durably(self, *docs: dict[str, Any]) -> None:
         with self._lock:
             file = self._write(*docs)
-        file.sync()  # outside the lock: a shared fsync round (storage/active.py)
+        file.sync()  # outside the lock: a shared fsync round (storage/append_file.py)
 
     def _maybe_compact(self) -> None:
         with self._lock:

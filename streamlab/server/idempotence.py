@@ -36,7 +36,7 @@ from typing import Any
 
 from streamlab.broker import Broker
 from streamlab.errors import InvalidProducerEpochError, StreamlabError
-from streamlab.storage.active import AppendFile
+from streamlab.storage.append_file import AppendFile
 from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
 log = logging.getLogger(__name__)

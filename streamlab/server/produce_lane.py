@@ -8,7 +8,7 @@ wait milliseconds for the CPU and the GIL: a connection then falls behind its pr
 its requests queue up by the second. Here a request is queued on its connection's lane; one
 worker takes every request waiting, appends them in order, then makes them durable (the
 first fsync of a file covers every append before it, so the others find it done, see
-``storage/active.py``) and hands all the answers back to the event loop at once. The busier
+``storage/append_file.py``) and hands all the answers back to the event loop at once. The busier
 the connection, the more requests share one turn.
 """
 

@@ -6,13 +6,16 @@ frame at the tail; :func:`scan` keeps every whole frame and the log cuts the fil
 the last one, so nothing half-written is ever visible and nothing acknowledged is lost
 (acknowledgement happens only after the whole frame was written, and fsynced when asked).
 Damage in the middle of the file is told apart from a torn tail: valid frames follow it.
+:class:`ActiveSegment` keeps the batches in memory beside the file, for reads and the seal.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
+import shutil
 import struct
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,11 @@ import crc32c
 import pyarrow as pa
 
 from streamlab.errors import StorageError
+from streamlab.model.fields import combine_typed_fields
 from streamlab.model.schema import RECORD_SCHEMA
+from streamlab.storage.append_file import AppendFile
+from streamlab.storage.base import Damage
+from streamlab.storage.state_lines import fsync_dir
 
 MAGIC = b"SLB1"
 _HEADER = struct.Struct("<4sII")
@@ -55,21 +62,34 @@ class Scan:
     damaged_tail_offsets: tuple[int, int] | None = None  # [first, end) of the damaged frame
 
 
-def _frame_at(data: bytes, pos: int) -> pa.RecordBatch | None:
-    """The batch of a whole, checksum-valid frame starting at ``pos``, else None."""
+def _payload_at(data: bytes, pos: int) -> tuple[bytes, int] | None:
+    """The payload of a whole frame starting at ``pos`` and the crc32c its header gives,
+    else None (no frame there, or one cut short: a torn write)."""
     if pos + _HEADER.size > len(data):
         return None
     magic, length, crc = _HEADER.unpack_from(data, pos)
     start, end = pos + _HEADER.size, pos + _HEADER.size + length
     if magic != MAGIC or end > len(data):
         return None
-    payload = data[start:end]
-    if crc32c.crc32c(payload) != crc:
-        return None
+    return data[start:end], crc
+
+
+def _batch_of(payload: bytes, *, validate: bool) -> pa.RecordBatch | None:
     try:
-        return pa.ipc.read_record_batch(pa.py_buffer(payload), RECORD_SCHEMA)
+        batch = pa.ipc.read_record_batch(pa.py_buffer(payload), RECORD_SCHEMA)
+        if validate:
+            batch.validate(full=True)
     except (pa.ArrowException, ValueError):
-        return None  # a valid checksum over a payload that is not ours
+        return None  # a payload that is not ours (under a valid checksum, or none checked)
+    return batch
+
+
+def _frame_at(data: bytes, pos: int) -> pa.RecordBatch | None:
+    """The batch of a whole, checksum-valid frame starting at ``pos``, else None."""
+    frame = _payload_at(data, pos)
+    if frame is None or crc32c.crc32c(frame[0]) != frame[1]:
+        return None
+    return _batch_of(frame[0], validate=False)
 
 
 def scan(path: Path) -> Scan:
@@ -116,18 +136,8 @@ def _batch_end(batch: pa.RecordBatch) -> int:
 
 def _unchecked_frame_at(data: bytes, pos: int) -> pa.RecordBatch | None:
     """The batch of a whole frame at ``pos`` whose payload parses, checksum unchecked."""
-    if pos + _HEADER.size > len(data):
-        return None
-    magic, length, _ = _HEADER.unpack_from(data, pos)
-    start, end = pos + _HEADER.size, pos + _HEADER.size + length
-    if magic != MAGIC or end > len(data):
-        return None  # incomplete: a torn write
-    try:
-        batch = pa.ipc.read_record_batch(pa.py_buffer(data[start:end]), RECORD_SCHEMA)
-        batch.validate(full=True)
-    except (pa.ArrowException, ValueError):
-        return None
-    return batch
+    frame = _payload_at(data, pos)
+    return None if frame is None else _batch_of(frame[0], validate=True)
 
 
 def _frame_end(data: bytes, pos: int) -> int:
@@ -145,108 +155,164 @@ def _next_valid_frame(data: bytes, pos: int) -> int | None:
         pos += 1
 
 
-class AppendFile:
-    """An append-only file whose appends become durable in shared ``fdatasync`` rounds.
+def _tail_offset(found: Scan, file_base: int) -> int:
+    return _batch_end(found.batches[-1]) if found.batches else file_base
 
-    :meth:`sync` returns once every append made before the call is on stable storage.
-    Callers that ask while a round is running wait for it and then, if it started before
-    their data was written, start the next one together: however many threads append and
-    sync, a file sees at most one ``fdatasync`` at a time and each covers every append
-    before it (group commit). The fsync releases the GIL and no other lock is held, so
-    appends go on meanwhile and syncs of different files run in parallel.
-    """
 
-    def __init__(self, path: Path, *, valid_length: int | None = None, flags: int = os.O_RDWR) -> None:
-        self.path = path
-        self._fd = os.open(path, flags | os.O_CREAT | os.O_APPEND, 0o644)
-        if valid_length is not None and os.fstat(self._fd).st_size != valid_length:
-            os.ftruncate(self._fd, valid_length)  # cut a torn tail found by scan()
-            os.fsync(self._fd)
-        self.size = os.fstat(self._fd).st_size
-        self._cv = threading.Condition(threading.Lock())
-        self._written = 0  # appends so far
-        self._synced = 0  # appends known durable
-        self._syncing = False
-        self._offline: str | None = None
+class ActiveSegment:
+    """The records of one partition appended since the last seal: their batches in memory
+    (what reads, snapshots and the seal use) and the frames file that makes them durable.
+    The partition log calls it under its lock."""
 
-    def append(self, data: bytes) -> None:
-        """Append ``data`` whole, or leave the file as it was and raise :class:`StorageError`.
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.batches: list[pa.RecordBatch] = []
+        self._bases: list[int] = []
+        # Per batch, its values' fields as the producer had them typed (send_many), or None:
+        # the segment is sealed with them instead of parsing the JSON text back. Memory
+        # only: after a restart the text is parsed, which gives the same types.
+        self._fields: list[pa.StructArray | None] = []
+        self.since_ms: int | None = None  # clock time of the first append (segment.ms)
+        self._file: AppendFile | None = None
 
-        A write cut short (disk full, I/O error) is truncated back to the last whole append
-        before the error is raised, so later appends never land behind a torn frame (which
-        recovery would cut, and everything after it). If even the truncation fails the file
-        goes offline: every later append and sync is refused until it is reopened.
-        """
-        with self._cv:
-            if self._offline is not None:
-                raise StorageError(f"{self.path} is offline after a failed write ({self._offline}); reopen to recover")
+    def recover(self, next_offset: int, report: Callable[[str], None]) -> tuple[int, list[Damage]]:
+        """Take back what the ``.log`` files of the directory hold from ``next_offset`` on
+        (below it: sealed already), cutting torn tails and reporting damage. Returns the
+        offset the next record gets and the damaged offsets found."""
+        damage: list[Damage] = []
+        for path in sorted(self.dir.glob("*.log")):
+            found = scan(path)
+            file_base = int(path.name[:20])
+            for rng, first_after in zip(found.damaged, found.after_damage, strict=True):
+                start = _batch_end(found.batches[first_after - 1]) if first_after else file_base
+                end = _first(found.batches[first_after])
+                if end > start:
+                    damage.append(Damage(start, end, path.name, f"bytes {rng.start}..{rng.end - 1} are damaged"))
+                report(
+                    f"{path.name}: bytes {rng.start}..{rng.end - 1} are damaged (offsets {start}..{end - 1}); "
+                    "the valid batches after them are kept"
+                )
+            if found.damaged_tail is not None and found.damaged_tail_offsets is not None:
+                rng, (start, end) = found.damaged_tail, found.damaged_tail_offsets
+                damage.append(Damage(start, end, path.name, f"bytes {rng.start}..{rng.end - 1} are damaged"))
+                report(
+                    f"{path.name}: the last batch (bytes {rng.start}..{rng.end - 1}, offsets {start}..{end - 1}) "
+                    "fails its checksum"
+                )
+            if found.torn_tail:
+                at = _tail_offset(found, file_base)
+                report(
+                    f"{path.name}: cut a torn tail of {found.torn_tail} bytes at offset {at} "
+                    "(a write a crash cut short; it was never acknowledged)"
+                )
+            kept = [b for b in found.batches if b.num_rows and _first(b) >= next_offset]
+            damaged = bool(found.damaged) or found.damaged_tail is not None
+            if not kept and not damaged:
+                path.unlink()  # sealed already (crash before the .log was removed) or empty
+                continue
+            if len(kept) != len(found.batches) and not damaged:
+                path.unlink()
+                self._file = None
+                for batch in kept:
+                    self._write_frame(batch, sync=True)
+            else:
+                self._file = AppendFile(path, valid_length=found.valid_length)
+            for batch in kept:
+                self._remember(_first(batch), batch, None)
+                next_offset = max(next_offset, _batch_end(batch))
+            if found.damaged_tail_offsets is not None:  # acknowledged offsets: never reuse them
+                next_offset = max(next_offset, found.damaged_tail_offsets[1])
+        return next_offset, damage
+
+    def append(self, batch: pa.RecordBatch, *, base: int, fields: pa.StructArray | None, now_ms: int | None) -> None:
+        """Write ``batch`` (its offsets from ``base`` on) as a frame and keep it, with its
+        typed ``fields``; ``now_ms`` starts the segment's age at its first record."""
+        self._write_frame(batch, sync=False)
+        if not self.batches or self.since_ms is None:
+            self.since_ms = now_ms
+        self._remember(base, batch, fields)
+
+    def _remember(self, base: int, batch: pa.RecordBatch, fields: pa.StructArray | None) -> None:
+        self._bases.append(base)
+        self.batches.append(batch)
+        self._fields.append(fields)
+
+    def _write_frame(self, batch: pa.RecordBatch, *, sync: bool) -> None:
+        if self._file is None:
             try:
-                written = os.write(self._fd, data)
-                while written < len(data):  # os.write may write less on signals / huge frames
-                    written += os.write(self._fd, data[written:])
+                self._file = AppendFile(self.dir / f"{_first(batch):020d}.log")
+                fsync_dir(self.dir)
             except OSError as exc:
-                self._undo_partial_write(exc)
-                raise StorageError(f"could not write to {self.path}: {exc.strerror or exc}") from exc
-            self.size += len(data)
-            self._written += 1
+                raise StorageError(f"could not create an active segment in {self.dir}: {exc.strerror or exc}") from exc
+        self._file.append(encode_frame(batch))
+        if sync:
+            self._file.sync()
 
-    def _undo_partial_write(self, exc: OSError) -> None:
-        try:
-            os.ftruncate(self._fd, self.size)
-        except OSError as again:
-            self._offline = f"{exc.strerror or exc}; truncating back failed too: {again.strerror or again}"
+    @property
+    def file(self) -> AppendFile | None:
+        """The frames file, to sync outside the log's lock (None while nothing is active)."""
+        return self._file
 
-    def sync(self) -> None:
-        """Make every append so far durable (shared with concurrent callers)."""
-        with self._cv:
-            target = self._written
-            while self._synced < target and self._fd >= 0:
-                if self._offline is not None:
-                    raise StorageError(f"could not make {self.path} durable: {self._offline}")
-                if self._syncing:
-                    self._cv.wait()
-                    continue
-                self._syncing = True
-                goal, fd = self._written, self._fd
-                self._cv.release()
-                try:
-                    os.fdatasync(fd)
-                except OSError as exc:
-                    # After a failed fsync the page cache can no longer be trusted to
-                    # reach the disk (the "fsyncgate" lesson): nothing more goes to this file.
-                    self._offline = f"fsync failed: {exc.strerror or exc}"
-                    raise StorageError(f"could not make {self.path} durable: {exc.strerror or exc}") from exc
-                finally:
-                    self._cv.acquire()
-                    self._syncing = False
-                    self._cv.notify_all()
-                self._synced = max(self._synced, goal)
-            # A closed file was either synced by close() or sealed durably elsewhere.
+    @property
+    def base_offset(self) -> int | None:
+        return self._bases[0] if self._bases else None
 
-    def truncate(self) -> None:
-        """Empty the file durably (its content is safe elsewhere)."""
-        with self._cv:
-            while self._syncing:
-                self._cv.wait()
-            os.ftruncate(self._fd, 0)
-            os.fsync(self._fd)
-            self.size = 0
-            self._synced = self._written
-            self._offline = None  # an empty file has no torn frame left to fear
+    @property
+    def size(self) -> int:
+        return self._file.size if self._file is not None else 0
 
-    def close(self, *, durable_elsewhere: bool = False) -> None:
-        """Close the file; unless its data is ``durable_elsewhere``, sync what is pending."""
-        with self._cv:
-            while self._syncing:
-                self._cv.wait()
-            if self._fd < 0:
-                return
-            if self._synced < self._written and not durable_elsewhere:
-                os.fdatasync(self._fd)
-            self._synced = self._written
-            os.close(self._fd)
-            self._fd = -1
-            self._cv.notify_all()
+    def read(self, offset: int, stop: int, wanted: int) -> list[pa.RecordBatch]:
+        """Up to ``wanted`` records from ``offset``, none from ``stop`` on."""
+        pieces: list[pa.RecordBatch] = []
+        j = max(bisect.bisect_right(self._bases, offset) - 1, 0)
+        for base, batch in zip(self._bases[j:], self.batches[j:], strict=True):
+            if wanted <= 0 or base >= stop:
+                break
+            if base + batch.num_rows <= offset:
+                continue
+            piece = batch.slice(max(offset - base, 0), wanted)
+            pieces.append(piece)
+            wanted -= piece.num_rows
+        return pieces
 
+    def table(self) -> pa.Table:
+        return pa.Table.from_batches(self.batches, schema=RECORD_SCHEMA)
 
-ActiveSegmentFile = AppendFile  # the active segment: frames appended by the log
+    def typed_fields(self) -> pa.StructArray | None:
+        """The values' fields as their producers typed them, if every batch has them."""
+        return combine_typed_fields(self._fields)
+
+    def forget_sealed(self) -> None:
+        """Forget the records and remove the file: a durable segment holds them now."""
+        assert self._file is not None
+        self._file.close(durable_elsewhere=True)
+        self._file.path.unlink()
+        self._file = None
+        self.batches, self._bases, self._fields = [], [], []
+        self.since_ms = None
+
+    def holds(self, file_name: str) -> bool:
+        return self._file is not None and self._file.path.name == file_name
+
+    def cut_damage(self, aside: Path) -> str:
+        """Rewrite the file with its valid frames only, keeping the original under
+        ``aside``; says what was done."""
+        assert self._file is not None
+        path = self._file.path
+        aside.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, aside / path.name)
+        self._file.close()
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            for batch in self.batches:
+                fh.write(encode_frame(batch))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.dir)
+        self._file = AppendFile(path)
+        return f"cut the damaged bytes from {path.name}; the original is {aside / path.name}"
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import crc32c
 
-from streamlab.storage.active import AppendFile
+from streamlab.storage.append_file import AppendFile
 from streamlab.storage.state_lines import encode_line
 
 CHECKPOINT_BYTES = 1 << 20

@@ -1,9 +1,12 @@
-"""The default engine: an active segment file per partition, sealed into Parquet.
+"""The default engine: an active segment file per partition, sealed into Parquet. A
+partition log composes its :class:`ActiveSegment` (``active.py``) and its
+:class:`SealedSegments` (``sealed.py``), and owns what spans both: offsets, the lock,
+damage, sealing, and applying retention and compaction (decided in ``cleanup.py``).
 
 Layout under the data directory::
 
     topics/<topic>/<partition>/<base offset, 20 digits>.log       active segment (active.py)
-    topics/<topic>/<partition>/<base offset, 20 digits>.parquet   sealed segments
+    topics/<topic>/<partition>/<base offset, 20 digits>.parquet   sealed segments (sealed.py)
     topics/<topic>/<partition>/<base offset>.<n>.parquet           a compacted segment
 
 The catalog's segment index is the single truth of which files hold the log; every change
@@ -31,65 +34,31 @@ snapshot holding it is released.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import dataclasses
 import logging
-import os
-import re
 import shutil
 import threading
 import time
 import warnings
-from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import crc32c
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from streamlab.errors import ClosedError, CorruptSegmentError, OffsetOutOfRangeError, RecoveryWarning, StorageError
-from streamlab.model.fields import combine_typed_fields, expand_json_objects
+from streamlab.errors import ClosedError, OffsetOutOfRangeError, RecoveryWarning, StorageError
 from streamlab.model.schema import BASE_COLUMNS, RECORD_SCHEMA, with_base_offset
-from streamlab.model.serde import FMT_CONTROL
 from streamlab.model.views import FIELDS_COLUMN
-from streamlab.storage.active import ActiveSegmentFile, Scan, encode_frame, scan
+from streamlab.storage.active import ActiveSegment
 from streamlab.storage.base import Damage, LogSnapshot, PartitionLog
 from streamlab.storage.catalog import Catalog, SegmentInfo
+from streamlab.storage.cleanup import compacted, expired_segments
 from streamlab.storage.faults import crash_point
 from streamlab.storage.manifest import TOPIC_MANIFEST
-from streamlab.storage.state_lines import fsync_dir
+from streamlab.storage.sealed import SealedSegments, segment_name
 
 log = logging.getLogger("streamlab.storage")
-
-ROW_GROUP_SIZE = 64 * 1024
-_SEGMENT_NAME = re.compile(r"[0-9]{20}(\.[0-9a-f]+)?\.parquet")
-_CACHE_SEGMENTS = 4
-
-
-def _in_ranges(offsets: pa.ChunkedArray, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Which ``offsets`` fall in one of the sorted, disjoint ``[start, end)`` ``ranges``."""
-    values = offsets.to_numpy()
-    starts = np.fromiter((r[0] for r in ranges), dtype=np.int64, count=len(ranges))
-    ends = np.fromiter((r[1] for r in ranges), dtype=np.int64, count=len(ranges))
-    i = np.searchsorted(starts, values, side="right") - 1
-    return np.asarray((i >= 0) & (values < ends[np.clip(i, 0, None)]))
-
-
-def _name(base_offset: int, suffix: str) -> str:
-    return f"{base_offset:020d}{suffix}"
-
-
-def read_verified(path: Path, checksum: int | None) -> bytes:
-    """The bytes of a sealed segment, checked against the crc32c it was indexed with."""
-    data = path.read_bytes()  # FileNotFoundError: the caller reports the segment missing
-    if checksum is not None and crc32c.crc32c(data) != checksum:
-        raise ValueError(f"checksum mismatch (crc32c {crc32c.crc32c(data):#010x}, indexed {checksum:#010x})")
-    return data
 
 
 class ParquetPartitionLog:
@@ -100,144 +69,28 @@ class ParquetPartitionLog:
         self._catalog = catalog
         self._lock = threading.RLock()
         self.segment_bytes = segment_bytes
-        self._cache: OrderedDict[str, pa.Table] = OrderedDict()
-        self._verified: set[str] = set()  # sealed files whose checksum this process checked
-        self._pins: Counter[str] = Counter()  # files held by reader snapshots
-        self._unpinned_deletes: set[str] = set()  # files to remove when their last reader is done
-        self._active_batches: list[pa.RecordBatch] = []
-        self._active_bases: list[int] = []
-        # Per active batch, its values' fields as the producer had them typed (send_many),
-        # or None: the segment is sealed with them instead of parsing the JSON text back.
-        # Memory only: after a restart the text is parsed, which gives the same types.
-        self._active_fields: list[pa.StructArray | None] = []
-        self._active_since_ms: int | None = None  # clock time of the first active append (segment.ms)
-        self._active_file: ActiveSegmentFile | None = None
-        self.damage: list[Damage] = []
         self._closed = False
-        self._discarded = False  # the topic was deleted: the files go once no reader holds them
         self._log_start = catalog.log_start_offset(topic, partition)
-        self._indexed_end = self._log_start
-        self._segments = self._reconcile_segments()
-        self._next = self._indexed_end  # past a missing last segment too: its offsets are never reused
-        self._recover_active()
+        self._sealed = SealedSegments(
+            self.dir, catalog, topic, partition, lock=self._lock, record_damage=self._record_damage
+        )
+        indexed_end, self.damage = self._sealed.reconcile(self._log_start, self._report)
+        self._active = ActiveSegment(self.dir)
+        # Past a missing last segment too: its offsets are never reused.
+        self._next, active_damage = self._active.recover(indexed_end, self._report)
+        self.damage.extend(active_damage)
+        self._next = max(self._next, self._log_start)
 
-    # recovery ---------------------------------------------------------------------------
     def _report(self, message: str) -> None:
         # A warning, not a log line: a notebook shows it under the cell, and `streamlab
         # serve` routes warnings into its log (logging.captureWarnings).
         warnings.warn(RecoveryWarning(f"{self.topic}/{self.partition}: {message}"), stacklevel=2)
 
-    def _reconcile_segments(self) -> list[SegmentInfo]:
-        indexed = []
-        for seg in sorted(self._catalog.segments(self.topic, self.partition), key=lambda s: s.base_offset):
-            if _SEGMENT_NAME.fullmatch(seg.path):
-                indexed.append(seg)
-            else:  # names read back are checked like names we make: never a path elsewhere
-                self._report(f"dropped a catalog row naming {seg.path!r}, which is not a segment file name")
-                self._catalog.replace_segments([seg], [], self._log_start)
-        names = {s.path for s in indexed}
-        for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink()  # a seal or compaction that crashed before its rename
-        last_indexed = indexed[-1].last_offset if indexed else self._log_start - 1
-        for path in sorted(self.dir.glob("*.parquet")):
-            if path.name in names:
-                continue
-            try:
-                first = pc.min(pq.read_table(path, columns=["offset"]).column("offset")).as_py()
-            except (pa.ArrowException, OSError) as exc:
-                self._report(f"removed {path.name}, an unindexed file that cannot be read ({exc})")
-                path.unlink()
-                continue
-            if first is not None and first > last_indexed and first >= self._log_start:
-                # Sealed, then the crash came before indexing: the .log still has the same
-                # records and is dropped below as already sealed.
-                table = pq.read_table(path, columns=["offset", "timestamp"])
-                data = path.read_bytes()
-                info = self._segment_info(path.name, table, len(data), crc32c.crc32c(data))
-                self._catalog.add_segment(info)
-                indexed.append(info)
-                last_indexed = info.last_offset
-            else:
-                # Left behind by a compaction or retention interrupted around its commit:
-                # its records are either in the index already or deleted on purpose.
-                path.unlink()
-        present = []
-        self._indexed_end = indexed[-1].last_offset + 1 if indexed else self._log_start
-        for seg in indexed:
-            if (self.dir / seg.path).exists():
-                present.append(seg)
-            elif seg.last_offset < self._log_start:
-                self._catalog.replace_segments([seg], [], self._log_start)  # deleted by retention
-            else:
-                missing = Damage(seg.base_offset, seg.last_offset + 1, seg.path, "the segment file is missing")
-                self.damage.append(missing)
-                self._report(f"segment {seg.path} (offsets {seg.base_offset}..{seg.last_offset}) is missing")
-        return present
-
-    def _recover_active(self) -> None:
-        for path in sorted(self.dir.glob("*.log")):
-            found = scan(path)
-            file_base = int(path.name[:20])
-            for rng, first_after in zip(found.damaged, found.after_damage, strict=True):
-                before = found.batches[first_after - 1] if first_after else None
-                start = file_base if before is None else before.column(0)[0].as_py() + before.num_rows
-                end = found.batches[first_after].column(0)[0].as_py()
-                if end > start:
-                    self.damage.append(Damage(start, end, path.name, f"bytes {rng.start}..{rng.end - 1} are damaged"))
-                self._report(
-                    f"{path.name}: bytes {rng.start}..{rng.end - 1} are damaged (offsets {start}..{end - 1}); "
-                    "the valid batches after them are kept"
-                )
-            if found.damaged_tail is not None and found.damaged_tail_offsets is not None:
-                rng, (start, end) = found.damaged_tail, found.damaged_tail_offsets
-                self.damage.append(Damage(start, end, path.name, f"bytes {rng.start}..{rng.end - 1} are damaged"))
-                self._report(
-                    f"{path.name}: the last batch (bytes {rng.start}..{rng.end - 1}, offsets {start}..{end - 1}) "
-                    "fails its checksum"
-                )
-            if found.torn_tail:
-                at = self._tail_offset(found, file_base)
-                self._report(
-                    f"{path.name}: cut a torn tail of {found.torn_tail} bytes at offset {at} "
-                    "(a write a crash cut short; it was never acknowledged)"
-                )
-            kept = [b for b in found.batches if b.num_rows and b.column(0)[0].as_py() >= self._next]
-            damaged = bool(found.damaged) or found.damaged_tail is not None
-            if not kept and not damaged:
-                path.unlink()  # sealed already (crash before the .log was removed) or empty
-                continue
-            if len(kept) != len(found.batches) and not damaged:
-                path.unlink()
-                self._active_file = None
-                for batch in kept:
-                    self._write_frame(batch, sync=True)
-            else:
-                self._active_file = ActiveSegmentFile(path, valid_length=found.valid_length)
-            for batch in kept:
-                self._active_bases.append(batch.column(0)[0].as_py())
-                self._active_batches.append(batch)
-                self._active_fields.append(None)
-                self._next = max(self._next, self._active_bases[-1] + batch.num_rows)
-            if found.damaged_tail_offsets is not None:  # acknowledged offsets: never reuse them
-                self._next = max(self._next, found.damaged_tail_offsets[1])
-        self._next = max(self._next, self._log_start)
-
-    @staticmethod
-    def _tail_offset(found: Scan, file_base: int) -> int:
-        if not found.batches:
-            return file_base
-        last = found.batches[-1]
-        return int(last.column(0)[0].as_py()) + last.num_rows
-
-    def _segment_info(self, name: str, table: pa.Table, size: int, checksum: int) -> SegmentInfo:
-        """The index entry of segment file ``name`` holding ``table`` (offset and timestamp
-        columns at least), ``size`` bytes with crc32c ``checksum``."""
-        ts = table.column("timestamp").cast(pa.int64())
-        offsets = table.column("offset")
-        return SegmentInfo(
-            self.topic, self.partition, int(name[:20]), pc.max(offsets).as_py(), table.num_rows,
-            pc.min(ts).as_py(), pc.max(ts).as_py(), size, name, checksum,
-        )  # fmt: skip
+    def _record_damage(self, damage: Damage) -> None:
+        with self._lock:
+            if damage not in self.damage:
+                self.damage.append(damage)
+                log.error("%s/%d: %s: %s", self.topic, self.partition, damage.path, damage.reason)
 
     # PartitionLog -----------------------------------------------------------------------
     @property
@@ -271,42 +124,25 @@ class ParquetPartitionLog:
                 batch = batch.select(BASE_COLUMNS)
             base = self._next
             batch = with_base_offset(batch, base)
-            self._write_frame(batch, sync=False)
-            if not self._active_batches or self._active_since_ms is None:
-                self._active_since_ms = now_ms
-            self._active_bases.append(base)
-            self._active_batches.append(batch)
-            self._active_fields.append(fields)
+            self._active.append(batch, base=base, fields=fields, now_ms=now_ms)
             self._next = base + batch.num_rows
-            if self._active_file is not None and self._active_file.size >= self.segment_bytes:
+            if self._active.size >= self.segment_bytes:
                 try:
                     self.roll()
                 except StorageError as exc:
                     log.warning("%s/%d: sealing the active segment failed, will retry: %s",
                                 self.topic, self.partition, exc)  # fmt: skip
-            active = self._active_file
+            active = self._active.file
         if sync and active is not None:
             active.sync()  # outside the lock: appends go on, concurrent syncs are shared
         return base
 
     def sync(self) -> None:
-        """Make every record appended so far durable (a shared fsync round, see active.py)."""
+        """Make every record appended so far durable (a shared fsync round, see append_file.py)."""
         with self._lock:
-            active = self._active_file
+            active = self._active.file
         if active is not None:
             active.sync()  # a file rolled meanwhile was sealed into a durable segment
-
-    def _write_frame(self, batch: pa.RecordBatch, *, sync: bool) -> None:
-        if self._active_file is None:
-            base = batch.column(0)[0].as_py()
-            try:
-                self._active_file = ActiveSegmentFile(self.dir / _name(base, ".log"))
-                fsync_dir(self.dir)
-            except OSError as exc:
-                raise StorageError(f"could not create an active segment in {self.dir}: {exc.strerror or exc}") from exc
-        self._active_file.append(encode_frame(batch))
-        if sync:
-            self._active_file.sync()
 
     def read(self, offset: int, max_records: int) -> pa.Table:
         """Up to ``max_records`` records from ``offset``. Reading stops before damaged
@@ -314,33 +150,9 @@ class ParquetPartitionLog:
         with self._lock:
             offset = max(offset, self._log_start)
             stop = self._damage_stop(offset)
-            pieces: list[pa.Table | pa.RecordBatch] = []
-            wanted = max_records
-            i = bisect.bisect_right([s.base_offset for s in self._segments], offset) - 1
-            for seg in self._segments[max(i, 0) :]:
-                if wanted <= 0 or seg.base_offset >= stop:
-                    break
-                if seg.last_offset < offset:
-                    continue
-                try:
-                    table = self._load(seg)
-                except CorruptSegmentError:
-                    if pieces:
-                        break  # serve what comes before the damage; the next read raises
-                    raise
-                start = self._row_of(table, seg.base_offset, offset)
-                piece = table.slice(start, wanted)
-                pieces.append(piece)
-                wanted -= piece.num_rows
-            j = max(bisect.bisect_right(self._active_bases, offset) - 1, 0)
-            for base, batch in zip(self._active_bases[j:], self._active_batches[j:], strict=True):
-                if wanted <= 0 or base >= stop:
-                    break
-                if base + batch.num_rows <= offset:
-                    continue
-                piece = batch.slice(max(offset - base, 0), wanted)
-                pieces.append(piece)
-                wanted -= piece.num_rows
+            pieces: list[pa.Table | pa.RecordBatch] = list(self._sealed.read(offset, stop, max_records))
+            wanted = max_records - sum(p.num_rows for p in pieces)
+            pieces.extend(self._active.read(offset, stop, wanted))
         if not pieces:
             return RECORD_SCHEMA.empty_table()
         table = pa.Table.from_batches(
@@ -362,65 +174,18 @@ class ParquetPartitionLog:
                 stop = min(stop, damage.start)
         return stop
 
-    @staticmethod
-    def _row_of(table: pa.Table, base: int, offset: int) -> int:
-        """Row of the first record at or after ``offset`` in a sealed segment."""
-        if offset <= base:
-            return 0
-        offsets = table.column("offset")
-        guess = offset - base  # dense unless compacted
-        if guess < table.num_rows and offsets[guess].as_py() == offset:
-            return guess
-        return int(pc.sum(pc.less(offsets, offset)).as_py() or 0)  # offsets are sorted
-
-    def _load(self, seg: SegmentInfo) -> pa.Table:
-        table = self._cache.get(seg.path)
-        if table is None:
-            data = self.verify(seg)
-            try:
-                table = pq.read_table(pa.BufferReader(data), columns=BASE_COLUMNS, schema=None)
-                table = table.select(BASE_COLUMNS).cast(RECORD_SCHEMA).combine_chunks()
-            except (pa.ArrowException, OSError) as exc:
-                raise self._damaged(seg, f"it cannot be read as Parquet ({exc})") from exc
-            self._cache[seg.path] = table
-            while len(self._cache) > _CACHE_SEGMENTS:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(seg.path)
-        return table
-
-    def verify(self, seg: SegmentInfo) -> bytes:
-        """The segment's bytes, checked against its indexed checksum; a mismatch or a
-        missing file marks the segment damaged and raises :class:`CorruptSegmentError`."""
-        try:
-            data = read_verified(self.dir / seg.path, seg.checksum)
-        except FileNotFoundError as exc:
-            raise self._damaged(seg, "the segment file is missing") from exc
-        except ValueError as exc:
-            raise self._damaged(seg, str(exc)) from exc
-        self._verified.add(seg.path)
-        return data
-
     def verify_once(self, seg: SegmentInfo) -> None:
-        """:meth:`verify` unless this process already verified the (immutable) file."""
-        if seg.path not in self._verified:
-            self.verify(seg)
-
-    def _damaged(self, seg: SegmentInfo, reason: str) -> CorruptSegmentError:
-        damage = Damage(seg.base_offset, seg.last_offset + 1, seg.path, reason)
-        with self._lock:
-            if damage not in self.damage:
-                self.damage.append(damage)
-                log.error("%s/%d: %s: %s", self.topic, self.partition, seg.path, reason)
-        return damage.error(self.topic, self.partition)
+        """Check a sealed segment's checksum unless this process already did (the file is
+        immutable); damage is recorded."""
+        self._sealed.verify_once(seg)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         target = pa.scalar(timestamp_ms, pa.int64())
         with self._lock:
             tables: list[pa.Table | pa.RecordBatch] = [
-                self._load(s) for s in self._segments if s.max_timestamp >= timestamp_ms
+                self._sealed.load(s) for s in self._sealed.segments if s.max_timestamp >= timestamp_ms
             ]
-            tables.extend(self._active_batches)
+            tables.extend(self._active.batches)
         for table in tables:
             hits = pc.greater_equal(table.column("timestamp").cast(pa.int64()), target)
             index = pc.index(hits, True).as_py()
@@ -430,74 +195,39 @@ class ParquetPartitionLog:
 
     def sealed_segments(self) -> list[SegmentInfo]:
         with self._lock:
-            return list(self._segments)
+            return list(self._sealed.segments)
 
     def segment_path(self, seg: SegmentInfo) -> Path:
         return self.dir / seg.path
 
     def active_table(self) -> pa.Table:
         with self._lock:
-            return pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA)
+            return self._active.table()
 
     def snapshot(self) -> LogSnapshot:
         """Sealed segments and active records of one instant, the files pinned until
         :meth:`LogSnapshot.release` (call it, or use it in a ``try/finally``)."""
         with self._lock:
-            segments = list(self._segments)
-            for seg in segments:
-                self._pins[seg.path] += 1
+            segments = self._sealed.pin()
             snap = LogSnapshot(
-                segments, [self.dir / s.path for s in segments],
-                pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA),
-                list(self.damage), self._log_start, combine_typed_fields(self._active_fields),
+                segments, [self.dir / s.path for s in segments], self._active.table(),
+                list(self.damage), self._log_start, self._active.typed_fields(),
             )  # fmt: skip
-        snap._release = lambda: self._unpin([s.path for s in segments])
+        snap._release = lambda: self._sealed.unpin([s.path for s in segments])
         return snap
-
-    def _unpin(self, names: list[str]) -> None:
-        with self._lock:
-            for name in names:
-                self._pins[name] -= 1
-                if self._pins[name] <= 0:
-                    del self._pins[name]
-                    if name in self._unpinned_deletes:
-                        self._unpinned_deletes.discard(name)
-                        (self.dir / name).unlink(missing_ok=True)
-            if self._discarded and not self._pins:
-                self._remove_folder()
-
-    def _remove_file(self, name: str) -> None:
-        """Remove a segment file no longer indexed, now or when its last reader is done."""
-        self._cache.pop(name, None)
-        self._verified.discard(name)
-        if self._pins.get(name):
-            self._unpinned_deletes.add(name)
-        else:
-            (self.dir / name).unlink(missing_ok=True)
 
     def size_bytes(self) -> int:
         with self._lock:
-            active = self._active_file.size if self._active_file else 0
-            return active + sum(s.bytes for s in self._segments)
+            return self._active.size + self._sealed.size_bytes
 
     # sealing, retention, compaction -----------------------------------------------------
     def roll(self) -> None:
         with self._lock:
-            if not self._active_batches:
+            if not self._active.batches:
                 return
-            table = pa.Table.from_batches(self._active_batches, schema=RECORD_SCHEMA)
-            fields = combine_typed_fields(self._active_fields)
-            seg = self._write_segment(table, _name(table.column("offset")[0].as_py(), ".parquet"), fields=fields)
-            crash_point("seal.before-index")
-            self._catalog.add_segment(seg)
-            self._segments.append(seg)
+            self._sealed.seal(self._active.table(), self._active.typed_fields())
             crash_point("seal.before-unlink-active")
-            assert self._active_file is not None
-            self._active_file.close(durable_elsewhere=True)  # the fsynced segment has it all
-            self._active_file.path.unlink()
-            self._active_file = None
-            self._active_batches, self._active_bases, self._active_fields = [], [], []
-            self._active_since_ms = None
+            self._active.forget_sealed()  # the fsynced segment has it all
 
     def roll_if_older(self, segment_ms: int, now_ms: int) -> bool:
         """Seal the active segment when its first record was appended ``segment_ms`` or
@@ -505,62 +235,25 @@ class ParquetPartitionLog:
         the append rather than, as Kafka does, from the first record's timestamp, which
         for historical data would seal at every append. Whether it sealed."""
         with self._lock:
-            if self._closed or not self._active_batches:
+            if self._closed or not self._active.batches:
                 return False
-            if self._active_since_ms is None:  # recovered at open: its age starts now
-                self._active_since_ms = now_ms
-            if now_ms - self._active_since_ms < segment_ms:
+            if self._active.since_ms is None:  # recovered at open: its age starts now
+                self._active.since_ms = now_ms
+            if now_ms - self._active.since_ms < segment_ms:
                 return False
             self.roll()
             return True
 
-    def _write_segment(self, table: pa.Table, name: str, *, fields: pa.StructArray | None = None) -> SegmentInfo:
-        """Write ``table`` durably as the segment file ``name`` (temporary name, fsync,
-        rename, fsync of the directory); nothing is left behind if that fails. ``fields``:
-        the values' fields typed already (else the JSON text is parsed)."""
-        if fields is None:
-            fields = expand_json_objects(table)
-        if fields is not None:
-            table = table.append_column(FIELDS_COLUMN, fields)
-        sink = pa.BufferOutputStream()
-        pq.write_table(
-            table, sink, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=True,
-            write_page_checksum=True,
-        )  # fmt: skip
-        data = sink.getvalue()
-        tmp = self.dir / (name + ".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            crash_point("seal.before-rename")
-            os.replace(tmp, self.dir / name)
-            fsync_dir(self.dir)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(f"could not write segment {self.dir / name}: {exc.strerror or exc}") from exc
-        self._verified.add(name)
-        return self._segment_info(name, table, data.size, crc32c.crc32c(data))
-
     def apply_retention(self, config: dict[str, Any], now_ms: int) -> int:
         if "delete" not in config["cleanup.policy"]:
             return 0
-        retention_ms, retention_bytes = config["retention.ms"], config["retention.bytes"]
+        retention_ms = config["retention.ms"]
         with self._lock:
-            if retention_ms >= 0 and self._active_batches:
-                newest = pc.max(self.active_table().column("timestamp").cast(pa.int64())).as_py()
+            if retention_ms >= 0 and self._active.batches:
+                newest = pc.max(self._active.table().column("timestamp").cast(pa.int64())).as_py()
                 if newest < now_ms - retention_ms:
                     self.roll()  # everything active has expired: seal so it can be deleted
-            doomed: list[SegmentInfo] = []
-            total = self.size_bytes()
-            for seg in self._segments:
-                expired = retention_ms >= 0 and seg.max_timestamp < now_ms - retention_ms
-                too_big = retention_bytes >= 0 and total - seg.bytes >= retention_bytes
-                if not (expired or too_big):
-                    break
-                doomed.append(seg)
-                total -= seg.bytes
+            doomed = expired_segments(self._sealed.segments, self.size_bytes(), config, now_ms)
             if doomed:
                 self._swap_segments(doomed, [], doomed[-1].last_offset + 1, point="retention.after-commit")
             return len(doomed)
@@ -583,11 +276,12 @@ class ParquetPartitionLog:
                 )  # fmt: skip
             if offset <= self._log_start:
                 return self._log_start
-            if self._active_batches and offset > self._active_bases[0]:
+            active_base = self._active.base_offset
+            if active_base is not None and offset > active_base:
                 # Recovery takes what the active file holds below the log start as sealed
                 # already: seal it now, so the log start always falls in a sealed segment.
                 self.roll()
-            doomed = [s for s in self._segments if s.last_offset < offset]
+            doomed = [s for s in self._sealed.segments if s.last_offset < offset]
             if doomed:
                 self._swap_segments(doomed, [], offset, point="delete-records.after-commit")
             else:
@@ -598,15 +292,9 @@ class ParquetPartitionLog:
 
     def _swap_segments(self, old: list[SegmentInfo], new: list[SegmentInfo], log_start: int, *, point: str) -> None:
         """Replace ``old`` by ``new`` in the index (the commit point), then drop the files."""
-        self._catalog.replace_segments(old, new, log_start)
-        crash_point(point)
-        gone = {s.path for s in old}
-        self._segments = sorted([s for s in self._segments if s.path not in gone] + new,
-                                key=lambda s: s.base_offset)  # fmt: skip
+        self._sealed.replace(old, new, log_start, point=point)
         self._log_start = max(self._log_start, log_start)
         self.damage = [d for d in self.damage if d.end > self._log_start]
-        for name in gone - {n.path for n in new}:
-            self._remove_file(name)
 
     def compact(
         self, config: dict[str, Any], now_ms: int, *, aborted: Sequence[tuple[int, int]] = (),
@@ -620,42 +308,23 @@ class ParquetPartitionLog:
         if "compact" not in config["cleanup.policy"]:
             return 0
         with self._lock:
-            if not self._segments:
+            old = list(self._sealed.segments)
+            if not old:
                 return 0
             if self.damage:
                 log.warning("%s/%d: not compacted while it has damaged offsets (see `streamlab check`)",
                             self.topic, self.partition)  # fmt: skip
                 return 0
-            sealed = pa.concat_tables([self._load(s) for s in self._segments])
-            everything = pa.concat_tables([sealed, self.active_table()])
-            settled = everything if stable_offset is None else everything.filter(
-                pc.less(everything.column("offset"), stable_offset))  # fmt: skip
-            keyed = pc.and_(pc.is_valid(settled.column("key")), pc.not_equal(settled.column("key_format"), FMT_CONTROL))
-            if aborted:
-                keyed = pc.and_(keyed, pa.array(~_in_ranges(settled.column("offset"), aborted)))
-            latest = settled.filter(keyed).group_by("key").aggregate([("offset", "max")])
-            keep = pc.or_(
-                pc.is_in(sealed.column("offset"), latest.column("offset_max")),
-                pc.or_(pc.is_null(sealed.column("key")), pc.equal(sealed.column("key_format"), FMT_CONTROL)),
-            )
-            if stable_offset is not None:
-                keep = pc.or_(keep, pc.greater_equal(sealed.column("offset"), stable_offset))
-            if aborted:
-                keep = pc.and_(keep, pa.array(~_in_ranges(sealed.column("offset"), aborted)))
-            old_tombstone = pc.and_(
-                pc.is_null(sealed.column("value")),
-                pc.less(sealed.column("timestamp").cast(pa.int64()), now_ms - config["delete.retention.ms"]),
-            )
-            kept = sealed.filter(pc.and_(keep, pc.invert(old_tombstone)))
+            sealed = pa.concat_tables([self._sealed.load(s) for s in old])
+            kept = compacted(sealed, self._active.table(), config, now_ms, aborted=aborted, stable_offset=stable_offset)
             removed = sealed.num_rows - kept.num_rows
             if removed == 0:
                 return 0
-            old = list(self._segments)
             # The output gets a name no file has had, so until the index swap commits the
             # old segments are untouched and a crash leaves the log as it was.
             new = []
             if kept.num_rows:
-                seg = self._write_segment(kept, _name(old[0].base_offset, f".{time.time_ns():x}.parquet"))
+                seg = self._sealed.write(kept, segment_name(old[0].base_offset, f".{time.time_ns():x}"))
                 new = [dataclasses.replace(seg, last_offset=old[-1].last_offset)]
             crash_point("compact.before-commit")
             # With nothing left, the log starts past the old segments, so their offsets are
@@ -668,16 +337,7 @@ class ParquetPartitionLog:
     def check(self) -> list[Damage]:
         """Verify every sealed segment (checksum, then a full Parquet decode with page
         checksums) and return all damage known, including what recovery found."""
-        with self._lock:
-            segments = list(self._segments)
-        for seg in segments:
-            try:
-                data = self.verify(seg)
-                pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
-            except CorruptSegmentError:
-                pass  # recorded in self.damage by verify()
-            except (pa.ArrowException, OSError) as exc:
-                self._damaged(seg, f"it cannot be read as Parquet ({exc})")
+        self._sealed.check()
         with self._lock:
             return list(self.damage)
 
@@ -689,37 +349,16 @@ class ParquetPartitionLog:
         was done, one line each."""
         done: list[str] = []
         with self._lock:
-            indexed = {s.path: s for s in self._catalog.segments(self.topic, self.partition)}
+            indexed = self._sealed.indexed()
             aside = quarantine / self.topic / str(self.partition)
             left: list[Damage] = []
             for damage in self.damage:
                 where = f"{self.topic}/{self.partition} offsets {damage.start}..{damage.end - 1}"
                 if damage.path in indexed:
                     seg = indexed.pop(damage.path)
-                    self._catalog.replace_segments([seg], [], self._log_start)
-                    self._segments = [s for s in self._segments if s.path != seg.path]
-                    self._cache.pop(seg.path, None)
-                    if (self.dir / seg.path).exists():
-                        aside.mkdir(parents=True, exist_ok=True)
-                        os.replace(self.dir / seg.path, aside / seg.path)
-                        done.append(f"{where}: removed {seg.path} ({damage.reason}); kept it as {aside / seg.path}")
-                    else:
-                        done.append(f"{where}: removed the missing segment {seg.path} from the index")
-                elif self._active_file is not None and self._active_file.path.name == damage.path:
-                    aside.mkdir(parents=True, exist_ok=True)
-                    path = self._active_file.path
-                    shutil.copyfile(path, aside / path.name)
-                    self._active_file.close()
-                    tmp = path.with_name(path.name + ".tmp")
-                    with open(tmp, "wb") as fh:
-                        for batch in self._active_batches:
-                            fh.write(encode_frame(batch))
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.replace(tmp, path)
-                    fsync_dir(self.dir)
-                    self._active_file = ActiveSegmentFile(path)
-                    done.append(f"{where}: cut the damaged bytes from {path.name}; the original is {aside / path.name}")
+                    done.append(f"{where}: {self._sealed.quarantine(seg, damage.reason, aside, self._log_start)}")
+                elif self._active.holds(damage.path):
+                    done.append(f"{where}: {self._active.cut_damage(aside)}")
                 else:
                     left.append(damage)
                     done.append(f"{where}: {damage.path} is damaged and was left as it is")
@@ -729,33 +368,20 @@ class ParquetPartitionLog:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._active_file is not None:
-                self._active_file.close()
-            self._cache.clear()
+            self._active.close()
+            self._sealed.close()
 
     def discard(self) -> None:
         """Remove the files of this closed log (its topic was deleted). Segments a reader's
         snapshot still holds stay until that reader is done: a replay or query that began
         before the deletion reads what it began with."""
         with self._lock:
-            self._discarded = True
-            if not self._pins:
-                self._remove_folder()
-                return
-            for path in self.dir.iterdir():
-                if path.name not in self._pins:
-                    path.unlink(missing_ok=True)
+            self._sealed.discard()
 
     @property
     def pinned(self) -> bool:
         """Whether a reader's snapshot still holds files of this log."""
-        with self._lock:
-            return bool(self._pins)
-
-    def _remove_folder(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        with contextlib.suppress(OSError):  # the topic's folder, once its last partition is gone
-            self.dir.parent.rmdir()
+        return self._sealed.pinned
 
 
 class ParquetLogEngine:

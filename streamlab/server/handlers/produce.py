@@ -247,7 +247,7 @@ def _made_durable(results: _Appended, touched: dict[int, Callable[[], None]]) ->
 
     The partition logs and the producer-state file are fsynced in parallel, each in a
     round shared with every concurrent request that appended to the same file (group
-    commit, see storage/active.py), so a busy server does one fsync per file per round
+    commit, see storage/append_file.py), so a busy server does one fsync per file per round
     instead of one per partition per request, one after another.
     """
     failed: dict[int, BaseException] = {}
