@@ -139,25 +139,14 @@ class Lab:
         decoder = TopicFormatDecoder(self._registry_decoder, formats, self._registry)
         return self.backend.consumer(topics, decoder=decoder, **config)
 
-    def share_consumer(
-        self,
-        topics: Iterable[str] | str,
-        *,
-        group: str,
-        lock_ms: int = 30_000,
-        dead_letter_topic: str | None = None,
-        delivery_count_limit: int = 5,
-        client_id: str = "streamlab-share-consumer",
-        **config: Any,
-    ) -> api.ShareConsumer:
+    def share_consumer(self, topics: Iterable[str] | str, *, group: str, **config: Any) -> api.ShareConsumer:
         """A member of share group ``group`` (KIP-932): records are handed out one member at
-        a time under a ``lock_ms`` lock and acknowledged one by one (accept, release,
-        reject). ``auto_offset_reset`` (default "latest", as in Kafka) and
-        ``acknowledgement_mode`` ("implicit" or "explicit") are among ``config``."""
-        return self.backend.share_consumer(
-            topics, group=group, lock_ms=lock_ms, dead_letter_topic=dead_letter_topic,
-            delivery_count_limit=delivery_count_limit, client_id=client_id, **config,
-        )  # fmt: skip
+        a time under a ``lock_ms`` lock (default 30,000) and acknowledged one by one (accept,
+        release, reject). ``config`` (:class:`~streamlab.port.share_base.ShareConsumerConfig`):
+        ``lock_ms``, ``dead_letter_topic`` (default None), ``delivery_count_limit`` (5),
+        ``auto_offset_reset`` (default "latest", as in Kafka), ``acknowledgement_mode``
+        ("implicit", the default, or "explicit"), ``max_poll_records`` (500) and ``client_id``."""
+        return self.backend.share_consumer(topics, group=group, **config)
 
     def share_state(self, group: str) -> pd.DataFrame:
         """One row per in-flight record of share group ``group``: topic, partition, offset,

@@ -75,6 +75,7 @@ from streamlab.port.backend import ShareGroupSnapshot
 from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import MemoryHistory
 from streamlab.port.producer_base import ProducerSettings
+from streamlab.port.share_base import split_share_consumer_options
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
 CONNECT_TIMEOUT_S = 5.0  # how long connect() waits for a first answer from the cluster
@@ -292,7 +293,8 @@ class KafkaBackend:
 
     def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> KafkaShareConsumer:
         """The group's settings become group configs on the cluster (see :mod:`streamlab.kafka.share_consumer`)."""
-        return KafkaShareConsumer(self, topics, **config)
+        settings, rest = split_share_consumer_options(config)
+        return KafkaShareConsumer(self, topics, settings, **rest)
 
     def share_state(self, group: str) -> pd.DataFrame:
         raise UnsupportedOperationError(
