@@ -359,12 +359,13 @@ class Lab:
         ``Application()`` reads when given none (its size is the metrics' state-store size;
         ``job.rerun(to="earliest")`` clears the group's part of it to reprocess, see
         :mod:`streamlab.front.reprocess`)."""
-        from streamlab.front.jobs import start_job
+        from streamlab.front.jobs import JobSpec, start_job
 
         if self._closed:
             raise ClosedError("this lab is closed; connect again with streamlab.connect()")
-        return start_job(self, script, args, python=python, group=group, env=env, name=name, cwd=cwd,
-                         timeout=timeout, max_records=max_records, outputs=outputs, state_dir=state_dir)  # fmt: skip
+        return start_job(self, JobSpec(script=script, args=args, python=python, group=group, env=env, name=name,
+                                       cwd=cwd, timeout=timeout, max_records=max_records, outputs=outputs,
+                                       state_dir=state_dir))  # fmt: skip
 
     def diff_topics(
         self,
