@@ -199,9 +199,8 @@ class ShareConsumer(ShareConsumerBase):
 
     def close(self) -> None:
         """Send the acknowledgements made so far, release every other record held, leave."""
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
         if self._broker.closed:
             return
         try:

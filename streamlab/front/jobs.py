@@ -119,8 +119,6 @@ class Job:
         self.argv = tuple(argv)
         self.spec = spec
         self._lab = lab
-        self._timeout = spec.timeout
-        self._max_records = spec.max_records
         self._lock = threading.Lock()
         self._ended_by: EndedBy | None = None
         self._consumed: int | None = None
@@ -325,14 +323,14 @@ class Job:
         next_progress = 0.0
         while self._proc.poll() is None and not self._lab.closed:
             now = time.monotonic()
-            if self._timeout is not None and now - self._started >= self._timeout:
+            if self.spec.timeout is not None and now - self._started >= self.spec.timeout:
                 self._terminate("timeout", 10.0)
                 break
             if now >= next_progress:
                 next_progress = now + _PROGRESS_S
                 self._update_progress()
                 self._sample()
-                if self._max_records is not None and (self._consumed or 0) >= self._max_records:
+                if self.spec.max_records is not None and (self._consumed or 0) >= self.spec.max_records:
                     self._terminate("max_records", 10.0)
                     break
             time.sleep(_WATCH_S)

@@ -190,9 +190,8 @@ class KafkaShareConsumer(ShareConsumerBase):
 
     def close(self) -> None:
         """Send the acknowledgements made so far and leave: the group releases the rest."""
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
         self._delivered.clear()
         self._buffer.clear()
         self._consumer.close()
