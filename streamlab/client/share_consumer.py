@@ -39,6 +39,7 @@ from streamlab.broker import Broker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.share_registry import join_share_group
 from streamlab.client.decode import to_records
+from streamlab.client.polling import fetch_until
 from streamlab.errors import InvalidRecordStateError, ShareGroupError, UnknownMemberError
 from streamlab.model.share import AckType
 from streamlab.model.types import Record, TopicPartition
@@ -92,13 +93,7 @@ class ShareConsumer(ShareConsumerBase):
             )
         self._send()
         deadline = time.monotonic() + max(timeout, 0)
-        while True:
-            records = self._fetch(limit)
-            left = deadline - time.monotonic()
-            if records or left <= 0:
-                return records
-            self._broker.wait_for_data(min(left, 0.05))
-            self._check_open()
+        return fetch_until(self._broker, deadline, lambda: self._fetch(limit), self._check_open, step=0.05)
 
     def _fetch(self, limit: int) -> list[Record]:
         try:

@@ -112,10 +112,7 @@ class Job:
         state_dir: Path | None, spec: JobSpec,
     ) -> None:  # fmt: skip
         group = spec.group
-        self.name = name
-        self.group = group
-        self.outputs = outputs
-        self.state_dir = state_dir
+        self.name, self.group, self.outputs, self.state_dir = name, group, outputs, state_dir
         self.argv = tuple(argv)
         self.spec = spec
         self._lab = lab
