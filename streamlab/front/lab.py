@@ -21,7 +21,6 @@ from streamlab.errors import (
     ConfigError,
     InvalidPartitionsError,
     UnknownGroupWarning,
-    UnknownPartitionError,
     UnsupportedOperationError,
 )
 from streamlab.front.history import History, check_names
@@ -34,6 +33,7 @@ from streamlab.front.user_sql import check_statement, query_errors
 from streamlab.model.dataframes import replay_dataframe, typed_frame
 from streamlab.model.names import MAX_PARTITIONS, validate_topic_name
 from streamlab.model.timeparse import to_ms
+from streamlab.model.types import unknown_partition
 from streamlab.model.views import Bounds
 from streamlab.port.backend import Backend
 
@@ -476,8 +476,5 @@ def _partitions(topic: str, partitions: Sequence[int] | int | None, count: int) 
     chosen: list[int] = [partitions] if isinstance(partitions, int) else list(partitions)
     for p in chosen:
         if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < count:
-            raise UnknownPartitionError(
-                f"topic {topic!r} has partitions 0..{count - 1}; there is no partition {p!r}",
-                topic=topic, partition=p if isinstance(p, int) else None,
-            )  # fmt: skip
+            raise unknown_partition(topic, p, count)
     return chosen
