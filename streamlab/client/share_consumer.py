@@ -192,10 +192,8 @@ class ShareConsumer(ShareConsumerBase):
     def _check_backend_open(self) -> None:
         self._broker.check_open()
 
-    def close(self) -> None:
+    def _leave(self) -> None:
         """Send the acknowledgements made so far, release every other record held, leave."""
-        if not self._mark_closed():
-            return
         if self._broker.closed:
             return
         try:

@@ -188,10 +188,8 @@ class KafkaShareConsumer(ShareConsumerBase):
     def _check_backend_open(self) -> None:
         self._lab._check_open()
 
-    def close(self) -> None:
+    def _leave(self) -> None:
         """Send the acknowledgements made so far and leave: the group releases the rest."""
-        if not self._mark_closed():
-            return
         self._delivered.clear()
         self._buffer.clear()
         self._consumer.close()

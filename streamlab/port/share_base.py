@@ -88,6 +88,16 @@ class ShareConsumerBase(ClientLifecycle):
             raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
         return limit
 
+    def close(self) -> None:
+        """Send the acknowledgements made so far and leave the group, which hands what this
+        consumer still held to other members. Safe to call twice."""
+        if self._mark_closed():
+            self._leave()
+
+    def _leave(self) -> None:
+        """The engine's part of :meth:`close`, run once."""
+        raise NotImplementedError
+
     def _acknowledging(self, records: Record | Iterable[Record], type: AckType) -> list[Record]:
         """The records an :meth:`acknowledge` call names, once the call is checked."""
         self._check_open()
