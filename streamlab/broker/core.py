@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from streamlab.config import BrokerSettings
-from streamlab.errors import ClosedError, InvalidTopicError, UnknownPartitionError, UnknownTopicError
+from streamlab.errors import ClosedError, InvalidTopicError, UnknownTopicError
 from streamlab.groups.coordinator import GroupCoordinator
 from streamlab.groups.state import GroupEvent
 from streamlab.model.clock import SYSTEM_CLOCK, Clock
 from streamlab.model.names import catalog_topic_ok
+from streamlab.model.types import unknown_partition
 from streamlab.storage.base import PartitionLog
 from streamlab.storage.engines import ENGINES
 from streamlab.storage.history_store import CatalogHistory
@@ -110,11 +111,7 @@ class Broker:
     def log(self, topic: str, partition: int) -> PartitionLog:
         state = self.topic(topic)
         if isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < state.partitions:
-            raise UnknownPartitionError(
-                f"topic {topic!r} has partitions 0..{state.partitions - 1}; there is no partition {partition!r}",
-                topic=topic,
-                partition=partition if isinstance(partition, int) else None,
-            )
+            raise unknown_partition(topic, partition, state.partitions)
         return state.logs[partition]
 
     def notify_data(self) -> None:

@@ -10,8 +10,8 @@ from streamlab.broker.offsets import commit, committed, offset_for_time
 from streamlab.broker.share_registry import list_share_groups
 from streamlab.errors import GroupIdNotFoundError, GroupNotEmptyError, GroupSubscribedToTopicError
 from streamlab.groups.state import GroupState
-from streamlab.model.group_offsets import lag_row, reset_plan
-from streamlab.model.types import OffsetAndMetadata, TopicPartition, check_offset
+from streamlab.model.group_offsets import lag_row, named_targets, reset_plan
+from streamlab.model.types import OffsetAndMetadata, TopicPartition
 
 
 def list_groups(broker: Broker) -> list[dict[str, Any]]:
@@ -107,10 +107,7 @@ def reset_offsets(
     chosen = topics or sorted({tp.topic for tp in current})
     targets: dict[TopicPartition, int] = {}
     if isinstance(to, dict):
-        for tp, offset in to.items():
-            check_offset(offset, what=f"offset for {tp}")
-            broker.log(tp.topic, tp.partition)
-            targets[tp] = offset
+        targets = named_targets(to, lambda tp: broker.log(tp.topic, tp.partition))
     else:
         for topic in chosen:
             for p, log in enumerate(broker.topic(topic).logs):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from streamlab.cli.arguments import offset_or_time, partition_list
 from streamlab.front.browse import TRANSACTION_COLUMNS
 from streamlab.front.lab import Lab
 
@@ -18,22 +19,11 @@ def _start(text: str) -> int | str:
     return int(text) if body.isascii() and body.isdigit() else text
 
 
-def _end(text: str) -> int | str:
-    return int(text) if text.isascii() and text.isdigit() else text
-
-
 def _after(text: str) -> tuple[int, int]:
     partition, found, offset = text.partition(":")
     if not (found and partition.isdigit() and offset.isdigit()):
         raise argparse.ArgumentTypeError(f"expected PARTITION:OFFSET, e.g. 0:99, got {text!r}")
     return int(partition), int(offset)
-
-
-def _partitions(text: str) -> list[int]:
-    try:
-        return [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated partition numbers, got {text!r}") from None
 
 
 def _cell(value: Any) -> Any:
@@ -83,8 +73,8 @@ def add_command(command: Any, commands: Any, with_lab: Any) -> None:
     sub.add_argument("--search", metavar="TEXT", help="case-insensitive text to find in the key or value")
     sub.add_argument("--start", type=_start, metavar="X",
                      help="offset, -N for the last N of each partition, or ISO time (inclusive)")  # fmt: skip
-    sub.add_argument("--end", type=_end, metavar="X", help="offset or ISO time (exclusive)")
-    sub.add_argument("--partitions", type=_partitions, metavar="P,P", help="e.g. 0,1 (default: all)")
+    sub.add_argument("--end", type=offset_or_time, metavar="X", help="offset or ISO time (exclusive)")
+    sub.add_argument("--partitions", type=partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
     sub.add_argument("--limit", type=int, default=20, metavar="N", help="rows per page (default 20)")
     sub.add_argument("--after", type=_after, metavar="P:O", help="the page after this partition:offset")
     sub.add_argument("--transactions", action="store_true",

@@ -20,6 +20,7 @@ import pandas as pd
 
 import streamlab
 from streamlab.cli import browse, check, demo, groups, serve
+from streamlab.cli.arguments import offset_or_time, partition_list
 from streamlab.config import RECORD_FORMATS
 from streamlab.errors import StreamlabError, UnknownPartitionError, UnknownTopicError
 from streamlab.model.limits import check_record_size, record_size
@@ -283,17 +284,6 @@ def consume(lab: streamlab.Lab, args: argparse.Namespace) -> int:
 
 
 # replay ---------------------------------------------------------------------------------
-def _offset_or_time(text: str) -> int | str:
-    return int(text) if text.isascii() and text.isdigit() else text
-
-
-def _partition_list(text: str) -> list[int]:
-    try:
-        return [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated partition numbers, got {text!r}") from None
-
-
 def _cell(value: Any) -> Any:
     if value is None or isinstance(value, str) or (isinstance(value, float) and pd.isna(value)):
         return value
@@ -408,9 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = command(commands, "replay", "write records to Parquet or CSV", _with_lab(replay, read_only=True), "topic")
     rep.add_argument("--out", required=True, metavar="FILE", help="a .parquet or .csv file")
-    rep.add_argument("--start", type=_offset_or_time, metavar="X", help="offset or ISO time (inclusive)")
-    rep.add_argument("--end", type=_offset_or_time, metavar="X", help="offset or ISO time (exclusive)")
-    rep.add_argument("--partitions", type=_partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
+    rep.add_argument("--start", type=offset_or_time, metavar="X", help="offset or ISO time (inclusive)")
+    rep.add_argument("--end", type=offset_or_time, metavar="X", help="offset or ISO time (exclusive)")
+    rep.add_argument("--partitions", type=partition_list, metavar="P,P", help="e.g. 0,1 (default: all)")
     _read_formats(rep)
 
     groups.add_commands(command, commands, _with_lab)

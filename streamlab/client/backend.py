@@ -28,6 +28,7 @@ from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import KEEP_MS, HistoryStore
 from streamlab.port.producer_base import ProducerSettings
 from streamlab.port.schemas import SchemaRegistryPort
+from streamlab.port.share_base import split_share_consumer_options
 
 _open: dict[Path, tuple[Broker, int]] = {}
 _open_lock = threading.Lock()
@@ -111,7 +112,8 @@ class EmbeddedBackend:
         return Consumer(self.broker, topics, config=settings, **rest)
 
     def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> ShareConsumer:
-        return ShareConsumer(self.broker, topics, **config)
+        settings, rest = split_share_consumer_options(config)
+        return ShareConsumer(self.broker, topics, settings, **rest)
 
     def share_state(self, group: str) -> pd.DataFrame:
         from streamlab.broker.share_registry import share_state

@@ -9,7 +9,6 @@ positions are looked at), re-checking a pattern subscription against the broker'
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Sequence
 
 from streamlab.broker import Broker
@@ -21,6 +20,7 @@ from streamlab.broker.transaction_registry import coordinator
 from streamlab.client.consumer_membership import ConsumerProtocolMembership
 from streamlab.client.decode import to_records
 from streamlab.client.membership import GroupMembership
+from streamlab.client.polling import fetch_until
 from streamlab.errors import ConfigError, OffsetOutOfRangeError
 from streamlab.groups.assignors import ASSIGNORS
 from streamlab.groups.server_assignors import SERVER_ASSIGNORS
@@ -157,14 +157,11 @@ class Consumer(ConsumerBase):
 
     # reading ----------------------------------------------------------------------------
     def _read(self, limit: int, deadline: float) -> list[Record]:
-        while True:
+        def fetch() -> list[Record]:
             self._sync_assignment()
-            records = self._fetch_once(limit)
-            left = deadline - time.monotonic()
-            if records or left <= 0:
-                return records
-            self._broker.wait_for_data(min(left, 0.1))
-            self._check_open()
+            return self._fetch_once(limit)
+
+        return fetch_until(self._broker, deadline, fetch, self._check_open, step=0.1)
 
     def _fetch_once(self, limit: int) -> list[Record]:
         tps = list(self._positions)

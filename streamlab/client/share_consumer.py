@@ -35,24 +35,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from streamlab.api import AcknowledgementMode
 from streamlab.broker import Broker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.share_registry import join_share_group
 from streamlab.client.decode import to_records
-from streamlab.errors import ConfigError, InvalidRecordStateError, ShareGroupError, UnknownMemberError
-from streamlab.model.share import ACK_TYPES, AckType, OffsetReset, ShareGroupConfig
+from streamlab.client.polling import fetch_until
+from streamlab.errors import InvalidRecordStateError, ShareGroupError, UnknownMemberError
+from streamlab.model.share import AckType
 from streamlab.model.types import Record, TopicPartition
-from streamlab.port.share_base import ShareConsumerBase
+from streamlab.port.share_base import ShareConsumerBase, ShareConsumerConfig, positive
 
 # Called once per partition whose acknowledgements were sent: (partition, offsets, error).
 AcknowledgementCallback = Callable[[TopicPartition, set[int], InvalidRecordStateError | None], None]
-
-
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class ShareConsumer(ShareConsumerBase):
@@ -64,48 +58,26 @@ class ShareConsumer(ShareConsumerBase):
         self,
         broker: Broker,
         topics: Iterable[str] | str,
+        config: ShareConsumerConfig,
         *,
-        group: str,
-        lock_ms: int = 30_000,
-        dead_letter_topic: str | None = None,
-        delivery_count_limit: int = 5,
-        auto_offset_reset: OffsetReset = "latest",
-        acknowledgement_mode: AcknowledgementMode = "implicit",
-        max_poll_records: int = 500,
         session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
-        client_id: str = "streamlab-share-consumer",
         on_acknowledged: AcknowledgementCallback | None = None,
     ) -> None:
-        if not isinstance(group, str) or not group:
-            raise ConfigError(f"a share consumer needs a group name, got {group!r}")
-        if acknowledgement_mode not in ("implicit", "explicit"):
-            raise ConfigError(f"acknowledgement_mode must be 'implicit' or 'explicit', got {acknowledgement_mode!r}")
+        super().__init__(topics, config)
         self._broker = broker
-        self.group = group
-        self.client_id = client_id
-        self.topics = [topics] if isinstance(topics, str) else list(topics)
-        self.lock_ms = _positive("lock_ms", lock_ms)
-        self._max_poll_records = _positive("max_poll_records", max_poll_records)
-        self._session_timeout_ms = _positive("session_timeout_ms", session_timeout_ms)
-        self._mode: AcknowledgementMode = acknowledgement_mode
+        self._session_timeout_ms = positive("session_timeout_ms", session_timeout_ms)
         self._on_acknowledged = on_acknowledged
-        self._config = ShareGroupConfig(
-            delivery_count_limit=delivery_count_limit,
-            dead_letter_topic=dead_letter_topic,
-            auto_offset_reset=auto_offset_reset,
-        )
         # Delivered and not yet sent back, per partition: offset -> acknowledgement (None: none yet),
         # and each such record's delivery count.
         self._delivered: dict[TopicPartition, dict[int, AckType | None]] = {}
         self._counts: dict[tuple[TopicPartition, int], int] = {}
-        self._closed = False
         self._group: ShareGroup
         self.member_id: str
         self._join()
 
     def _join(self) -> None:
         self._group, self.member_id = join_share_group(
-            self._broker, self.group, self.topics, self._config,
+            self._broker, self.group, self.topics, self._config.group_config,
             client_id=self.client_id, session_timeout_ms=self._session_timeout_ms,
         )  # fmt: skip
 
@@ -113,10 +85,7 @@ class ShareConsumer(ShareConsumerBase):
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
         """Up to ``max_records`` records, each now locked to this consumer for ``lock_ms``;
         waits at most ``timeout`` seconds for the first. Sends pending acknowledgements first."""
-        self._check_open()
-        limit = self._max_poll_records if max_records is None else max_records
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
+        limit = self._poll_limit(max_records)
         if self._mode == "explicit" and (waiting := self._unacknowledged()):
             raise ShareGroupError(
                 f"acknowledgement_mode='explicit': acknowledge the {waiting} records of the previous poll "
@@ -124,13 +93,7 @@ class ShareConsumer(ShareConsumerBase):
             )
         self._send()
         deadline = time.monotonic() + max(timeout, 0)
-        while True:
-            records = self._fetch(limit)
-            left = deadline - time.monotonic()
-            if records or left <= 0:
-                return records
-            self._broker.wait_for_data(min(left, 0.05))
-            self._check_open()
+        return fetch_until(self._broker, deadline, lambda: self._fetch(limit), self._check_open, step=0.05)
 
     def _fetch(self, limit: int) -> list[Record]:
         try:
@@ -159,10 +122,7 @@ class ShareConsumer(ShareConsumerBase):
     def acknowledge(self, records: Record | Iterable[Record], type: AckType = "accept") -> None:
         """Mark delivered records ``"accept"``, ``"release"`` or ``"reject"``; sent by the
         next :meth:`poll` or :meth:`commit`."""
-        self._check_open()
-        if type not in ACK_TYPES:
-            raise ConfigError(f"type must be one of {list(ACK_TYPES)}, got {type!r}")
-        chosen = [records] if isinstance(records, Record) else list(records)
+        chosen = self._acknowledging(records, type)
         for rec in chosen:
             held = self._delivered.get(rec.topic_partition, {})
             if rec.offset not in held or held[rec.offset] is not None:
@@ -232,11 +192,8 @@ class ShareConsumer(ShareConsumerBase):
     def _check_backend_open(self) -> None:
         self._broker.check_open()
 
-    def close(self) -> None:
+    def _leave(self) -> None:
         """Send the acknowledgements made so far, release every other record held, leave."""
-        if self._closed:
-            return
-        self._closed = True
         if self._broker.closed:
             return
         try:

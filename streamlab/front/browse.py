@@ -30,7 +30,7 @@ from streamlab.front.replay_frame import replay_bound
 from streamlab.front.user_sql import query_errors
 from streamlab.model.dataframes import replay_dataframe
 from streamlab.model.serde import FMT_JSON, FMT_STR
-from streamlab.model.views import Bounds, quote
+from streamlab.model.views import Bounds, quote, time_terms
 from streamlab.port.backend import Backend
 
 FIRST_WINDOW = 1_000  # offsets read first when a filter may drop rows
@@ -60,11 +60,7 @@ class _Filter:
         self.seen |= present
         missing = sorted(self.columns - present)
         nulls = "".join(f", NULL AS {quote(name)}" for name in missing)  # a field no record of the window has
-        terms = []
-        if self.start_ms is not None:
-            terms.append(f"epoch_ms(timestamp) >= {int(self.start_ms)}")
-        if self.end_ms is not None:
-            terms.append(f"epoch_ms(timestamp) < {int(self.end_ms)}")
+        terms = time_terms(self.start_ms, self.end_ms)
         if self.where is not None:
             terms.append(f"({self.where})")
         params: list[Any] = []

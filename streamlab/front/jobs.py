@@ -26,7 +26,7 @@ import venv
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -84,17 +84,23 @@ class JobStatus:
         return f"{head}\n{tail}" if tail else head
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobSpec:
-    """What :meth:`Lab.start_job` was given, so :meth:`Job.rerun` can start the job again."""
+    """What :meth:`Lab.start_job` was given. A started job's (``job.spec``) is the checked
+    form, its interpreter and state directory resolved, so :meth:`Job.rerun` can start the
+    job again as it was (with ``dataclasses.replace`` for what changes)."""
 
     script: str | Path
-    args: tuple[str, ...]
-    python: str
-    env: Mapping[str, str]
-    name: str | None
-    cwd: str | Path | None
-    state_dir: Path | None
+    args: Sequence[str] = ()
+    python: str | Path | None = None
+    group: str | None = None
+    env: Mapping[str, str] | None = None
+    name: str | None = None
+    cwd: str | Path | None = None
+    timeout: float | None = None
+    max_records: int | None = None
+    outputs: Sequence[str] | str = ()
+    state_dir: str | Path | None = None
 
 
 class Job:
@@ -102,19 +108,14 @@ class Job:
     blocks takes a timeout; the process is never left running by :meth:`Lab.close`."""
 
     def __init__(
-        self, lab: Lab, argv: Sequence[str], *, env: Mapping[str, str], name: str, group: str | None,
-        timeout: float | None, max_records: int | None, cwd: str | Path | None, spec: JobSpec,
-        outputs: tuple[str, ...] = (),
+        self, lab: Lab, argv: Sequence[str], *, env: Mapping[str, str], name: str, outputs: tuple[str, ...],
+        state_dir: Path | None, spec: JobSpec,
     ) -> None:  # fmt: skip
-        self.name = name
-        self.group = group
-        self.outputs = outputs
-        self.state_dir = spec.state_dir
+        group = spec.group
+        self.name, self.group, self.outputs, self.state_dir = name, group, outputs, state_dir
         self.argv = tuple(argv)
         self.spec = spec
         self._lab = lab
-        self._timeout = timeout
-        self._max_records = max_records
         self._lock = threading.Lock()
         self._ended_by: EndedBy | None = None
         self._consumed: int | None = None
@@ -130,7 +131,7 @@ class Job:
         self._ended: float | None = None
         try:
             self._proc = subprocess.Popen(
-                list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                list(argv), env=dict(env), cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
             )  # fmt: skip
         except OSError as exc:
@@ -245,11 +246,10 @@ class Job:
         new :class:`Job`; the bounds ``timeout``/``max_records`` are the new run's."""
         spec = self.spec
         self.reset(to, dry_run=False)
-        return start_job(
-            self._lab, spec.script if script is None else script, spec.args if args is None else args,
-            python=spec.python, group=self.group, env={**spec.env, **(env or {})}, name=spec.name, cwd=spec.cwd,
-            state_dir=spec.state_dir, timeout=timeout, max_records=max_records, outputs=self.outputs,
-        )  # fmt: skip
+        return start_job(self._lab, replace(
+            spec, script=spec.script if script is None else script, args=spec.args if args is None else args,
+            env={**(spec.env or {}), **(env or {})}, timeout=timeout, max_records=max_records,
+        ))  # fmt: skip
 
     # internals ----------------------------------------------------------------------------
     def _settled(self) -> JobStatus:
@@ -320,14 +320,14 @@ class Job:
         next_progress = 0.0
         while self._proc.poll() is None and not self._lab.closed:
             now = time.monotonic()
-            if self._timeout is not None and now - self._started >= self._timeout:
+            if self.spec.timeout is not None and now - self._started >= self.spec.timeout:
                 self._terminate("timeout", 10.0)
                 break
             if now >= next_progress:
                 next_progress = now + _PROGRESS_S
                 self._update_progress()
                 self._sample()
-                if self._max_records is not None and (self._consumed or 0) >= self._max_records:
+                if self.spec.max_records is not None and (self._consumed or 0) >= self.spec.max_records:
                     self._terminate("max_records", 10.0)
                     break
             time.sleep(_WATCH_S)
@@ -342,27 +342,15 @@ class Job:
                 self._consumed = self._progress()
 
 
-def start_job(
-    lab: Lab,
-    script: str | Path,
-    args: Sequence[str] = (),
-    *,
-    python: str | Path | None = None,
-    group: str | None = None,
-    env: Mapping[str, str] | None = None,
-    name: str | None = None,
-    cwd: str | Path | None = None,
-    timeout: float | None = None,
-    max_records: int | None = None,
-    outputs: Sequence[str] | str = (),
-    state_dir: str | Path | None = None,
-) -> Job:
-    """Start ``script`` (a .py file, or a module run with ``-m``) in ``python``; see :meth:`Lab.start_job`."""
-    outputs = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+def start_job(lab: Lab, spec: JobSpec) -> Job:
+    """Start ``spec.script`` (a .py file, or a module run with ``-m``) in ``spec.python``; see :meth:`Lab.start_job`."""
+    script, args, group, env, timeout, max_records = (spec.script, spec.args, spec.group, spec.env, spec.timeout,
+                                                      spec.max_records)  # fmt: skip
+    outputs = (spec.outputs,) if isinstance(spec.outputs, str) else tuple(spec.outputs)
     if not all(isinstance(t, str) and t for t in outputs):
         raise ConfigError(f"outputs must be topic names, got {outputs!r}")
-    if state_dir is not None and not isinstance(state_dir, str | Path):
-        raise ConfigError(f"state_dir must be a directory path, got {state_dir!r}")
+    if spec.state_dir is not None and not isinstance(spec.state_dir, str | Path):
+        raise ConfigError(f"state_dir must be a directory path, got {spec.state_dir!r}")
     if timeout is not None:
         timeout = _seconds("timeout", timeout)
     if max_records is not None and (isinstance(max_records, bool) or not isinstance(max_records, int)
@@ -374,7 +362,7 @@ def start_job(
         raise ConfigError(f"group must be a non-empty string, got {group!r}")
     if env is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise ConfigError("env must map strings to strings")
-    interpreter = jobs_python(python)
+    interpreter = jobs_python(spec.python)
     path = Path(script)
     if path.suffix == ".py" or path.is_file():
         if not path.is_file():
@@ -395,14 +383,14 @@ def start_job(
     child.update({"STREAMLAB_BROKER": address, "Quix__Broker__Address": address, "PYTHONUNBUFFERED": "1"})
     if group is not None:
         child.update({"STREAMLAB_GROUP": group, "Quix__Consumer_Group": group})
-    state = None if state_dir is None else Path(state_dir).absolute()
-    if state is not None:  # Quix's Application() reads the platform's variable when given no state_dir
+    state = None if spec.state_dir is None else Path(spec.state_dir).absolute()
+    if state is not None:  # Quix's Application() reads the platform's variable when given none
         child.update({STATE_DIR_ENV: str(state), "Quix__Deployment__State__Path": str(state)})
     child.update(env or {})
-    spec = JobSpec(script=script, args=tuple(args), python=interpreter, env=dict(env or {}), name=name, cwd=cwd,
-                   state_dir=state)  # fmt: skip
-    return Job(lab, [*command, *args], env=child, name=name or default_name, group=group, timeout=timeout,
-               max_records=max_records, cwd=cwd, spec=spec, outputs=outputs)  # fmt: skip
+    checked = replace(spec, args=tuple(args), python=interpreter, env=dict(env or {}), timeout=timeout,
+                      outputs=outputs, state_dir=state)  # fmt: skip
+    return Job(lab, [*command, *args], env=child, name=spec.name or default_name, outputs=outputs, state_dir=state,
+               spec=checked)  # fmt: skip
 
 
 def jobs_python(python: str | Path | None = None) -> str:

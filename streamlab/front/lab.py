@@ -10,37 +10,30 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from streamlab import api
-from streamlab.config import KEY_FORMAT_CONFIG, VALUE_FORMAT_CONFIG
 from streamlab.errors import (
     ClosedError,
     ConfigError,
     InvalidPartitionsError,
     UnknownGroupWarning,
-    UnknownPartitionError,
     UnsupportedOperationError,
 )
 from streamlab.front.history import History, check_names
-from streamlab.front.record_formats import (
-    SchemaReader,
-    TopicFormatDecoder,
-    check_format,
-    needs_stored,
-    read_frame,
-    topic_formats,
-)
+from streamlab.front.record_formats import TopicFormats, needs_stored, topic_formats
 from streamlab.front.registry_sql import registry_sql
 from streamlab.front.replay_frame import replay_bound
 from streamlab.front.schemas import Schemas
+from streamlab.front.serving import LabEndpoint
 from streamlab.front.user_sql import check_statement, query_errors
 from streamlab.model.dataframes import replay_dataframe, typed_frame
 from streamlab.model.names import MAX_PARTITIONS, validate_topic_name
 from streamlab.model.timeparse import to_ms
+from streamlab.model.types import unknown_partition
 from streamlab.model.views import Bounds
 from streamlab.port.backend import Backend
 
@@ -48,7 +41,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from streamlab.front.jobs import Job
-    from streamlab.server.in_process import Endpoint
 
 PROGRESS_FROM_ROWS = 500_000  # replays at least this large show a progress bar unless progress=False
 
@@ -60,7 +52,8 @@ class Lab:
         self.backend = backend
         self._closed = False
         self._history: History | None = None  # start_history()
-        self._endpoint: Endpoint | None = None  # serve()
+        self._endpoint = LabEndpoint(backend, lambda: self._closed)  # serve()
+        self._formats = TopicFormats(backend, lambda: self.schemas)
 
     def __repr__(self) -> str:
         return f"<streamlab.Lab {self.backend.describe()}{' closed' if self._closed else ''}>"
@@ -127,37 +120,16 @@ class Lab:
         default: each topic's own, see :meth:`set_format`) choose how ``poll()`` and
         ``poll_frame()`` read keys and values: under "auto", those in Confluent's wire format
         are decoded through :attr:`schemas`; ``"bytes"`` leaves them the bytes they are."""
-        check_format("key_format", key_format)
-        check_format("value_format", value_format)
-        if key_format == value_format == "bytes" or (key_format is None and value_format == "bytes"):
-            return self.backend.consumer(topics, decoder=None, **config)
+        return self.backend.consumer(topics, decoder=self._formats.consumer_decoder(key_format, value_format), **config)
 
-        def formats(topic: str) -> tuple[str, str]:
-            own = topic_formats(self.backend, topic) if key_format is None or value_format is None else ("", "")
-            return key_format or own[0], value_format or own[1]
-
-        decoder = TopicFormatDecoder(self._registry_decoder, formats, self._registry)
-        return self.backend.consumer(topics, decoder=decoder, **config)
-
-    def share_consumer(
-        self,
-        topics: Iterable[str] | str,
-        *,
-        group: str,
-        lock_ms: int = 30_000,
-        dead_letter_topic: str | None = None,
-        delivery_count_limit: int = 5,
-        client_id: str = "streamlab-share-consumer",
-        **config: Any,
-    ) -> api.ShareConsumer:
+    def share_consumer(self, topics: Iterable[str] | str, *, group: str, **config: Any) -> api.ShareConsumer:
         """A member of share group ``group`` (KIP-932): records are handed out one member at
-        a time under a ``lock_ms`` lock and acknowledged one by one (accept, release,
-        reject). ``auto_offset_reset`` (default "latest", as in Kafka) and
-        ``acknowledgement_mode`` ("implicit" or "explicit") are among ``config``."""
-        return self.backend.share_consumer(
-            topics, group=group, lock_ms=lock_ms, dead_letter_topic=dead_letter_topic,
-            delivery_count_limit=delivery_count_limit, client_id=client_id, **config,
-        )  # fmt: skip
+        a time under a ``lock_ms`` lock (default 30,000) and acknowledged one by one (accept,
+        release, reject). ``config`` (:class:`~streamlab.port.share_base.ShareConsumerConfig`):
+        ``lock_ms``, ``dead_letter_topic`` (default None), ``delivery_count_limit`` (5),
+        ``auto_offset_reset`` (default "latest", as in Kafka), ``acknowledgement_mode``
+        ("implicit", the default, or "explicit"), ``max_poll_records`` (500) and ``client_id``."""
+        return self.backend.share_consumer(topics, group=group, **config)
 
     def share_state(self, group: str) -> pd.DataFrame:
         """One row per in-flight record of share group ``group``: topic, partition, offset,
@@ -231,7 +203,7 @@ class Lab:
         Records of transactions show once committed (``isolation_level="read_uncommitted"``:
         also those aborted or still open); transaction markers never do.
         """
-        key_format, value_format = self._formats(topic, key_format, value_format)
+        key_format, value_format = self._formats.resolve(topic, key_format, value_format)
         committed = _committed(isolation_level)
         count = self.backend.partition_count(topic)
         bounds = Bounds(partitions=_partitions(topic, partitions, count), **replay_bound("start", start),
@@ -248,7 +220,7 @@ class Lab:
                 bar.total = bar.n
                 bar.refresh()
         frame = replay_dataframe(table, raw=stored)
-        return self._read(topic, frame, key_format, value_format, raw=raw, decode_keys=not raw)
+        return self._formats.read(topic, frame, key_format, value_format, raw=raw, decode_keys=not raw)
 
     def set_format(self, topic: str, *, key_format: str | None = None, value_format: str | None = None) -> None:
         """Say once how ``topic``'s keys and/or values are read when a call does not say:
@@ -258,45 +230,12 @@ class Lab:
         ``streamlab.key.format``/``streamlab.value.format`` in the data directory (so
         ``streamlab serve`` and its Kafka clients see them too). Apache Kafka refuses config
         names it does not know: there, pass the formats per call."""
-        changes = {name: check_format(which, fmt) for name, which, fmt in (
-            (KEY_FORMAT_CONFIG, "key_format", key_format), (VALUE_FORMAT_CONFIG, "value_format", value_format),
-        ) if fmt is not None}  # fmt: skip
-        if not changes:
-            raise ConfigError("set_format needs key_format=, value_format= or both")
-        self.backend.alter_topic_config(topic, changes)
-        kept = self.backend.topic_config(topic)
-        if any(kept.get(name) != fmt for name, fmt in changes.items()):  # a cluster that drops unknown configs
-            raise UnsupportedOperationError(
-                f"this cluster does not keep the topic configs {sorted(changes)}: pass key_format=/value_format= "
-                "per call (replay, browse, consumer) instead"
-            )
+        self._formats.keep(topic, key_format, value_format)
 
     def formats(self, topic: str) -> dict[str, str]:
         """How ``topic``'s keys and values are read when a call does not say (see :meth:`set_format`)."""
         key, value = topic_formats(self.backend, topic)
         return {"key_format": key, "value_format": value}
-
-    def _formats(self, topic: str, key_format: str | None, value_format: str | None) -> tuple[str, str]:
-        key, value = check_format("key_format", key_format), check_format("value_format", value_format)
-        if key is None or value is None:
-            own = topic_formats(self.backend, topic)
-            key, value = key or own[0], value or own[1]
-        return key, value
-
-    def _read(
-        self, topic: str, frame: pd.DataFrame, key_format: str, value_format: str, *, raw: bool, decode_keys: bool
-    ) -> pd.DataFrame:
-        return read_frame(frame, key_format=key_format, value_format=value_format, raw=raw,
-                          registry=self._registry_decoder, decode_keys=decode_keys,
-                          reader=lambda side, fmt: SchemaReader(self._registry, topic, side, fmt))  # fmt: skip
-
-    def _registry(self) -> Schemas | None:
-        return self.schemas if self.backend.has_schema_registry() else None
-
-    def _registry_decoder(self) -> Callable[[bytes], Any] | None:
-        """Decodes Confluent-framed values through ``lab.schemas``; None when no registry is
-        in use (reading never creates one)."""
-        return self.schemas.codec if self.backend.has_schema_registry() else None
 
     @property
     def schemas(self) -> Schemas:
@@ -363,9 +302,9 @@ class Lab:
         page = browse(self.backend, topic, range(count) if chosen is None else chosen,
                       where=where, search=search, start=start, end=end, limit=limit, after=after,
                       transactions=transactions)  # fmt: skip
-        key_format, value_format = self._formats(topic, key_format, value_format)
+        key_format, value_format = self._formats.resolve(topic, key_format, value_format)
         # the filters saw the stored bytes; what the page shows is decoded
-        return self._read(topic, page, key_format, value_format, raw=True, decode_keys=True)
+        return self._formats.read(topic, page, key_format, value_format, raw=True, decode_keys=True)
 
     # the Kafka protocol endpoint -------------------------------------------------------
     def serve(
@@ -380,33 +319,13 @@ class Lab:
         ``schema_registry_port`` (0: a free one) also serves this directory's Schema Registry
         (Confluent's REST API, as ``streamlab serve --schema-registry-port``); its URL is then
         :attr:`schema_registry_url`."""
-        from streamlab.server.in_process import acquire  # the wire server loads only when served
-
-        if isinstance(port, bool) or not (port is None or (isinstance(port, int) and 0 <= port <= 65535)):
-            raise ConfigError(f"port must be an integer from 0 to 65535 (0 or None: a free one), got {port!r}")
-        if not isinstance(host, str) or not host:
-            raise ConfigError(f"host must be a host name or IP address, got {host!r}")
-        registry = schema_registry_port
-        if registry is not None and (isinstance(registry, bool) or not isinstance(registry, int)
-                                     or not 0 <= registry <= 65535):  # fmt: skip
-            raise ConfigError(
-                f"schema_registry_port must be an integer from 0 to 65535 (0: a free one), got {registry!r}"
-            )
-        if self._closed:
-            raise ClosedError("this lab is closed; connect again with streamlab.connect()")
-        if self._endpoint is not None and self._endpoint.running:
-            if not self._endpoint.matches(host, port, registry=registry is not None):
-                raise ConfigError(f"this lab already serves at {self._endpoint.address}; close it to serve elsewhere")
-            return self._endpoint.address
-        self._endpoint = acquire(self.backend.broker_to_serve(), host=host, port=port, schema_registry_port=registry)
-        return self._endpoint.address
+        return self._endpoint.serve(port, host=host, schema_registry_port=schema_registry_port)
 
     @property
     def schema_registry_url(self) -> str | None:
         """The URL of the Schema Registry :meth:`serve` serves (``serve(schema_registry_port=0)``),
         else None."""
-        endpoint = self._endpoint
-        return endpoint.registry_url if endpoint is not None and endpoint.running else None
+        return self._endpoint.registry_url
 
     # streaming jobs ---------------------------------------------------------------------
     def start_job(
@@ -440,12 +359,13 @@ class Lab:
         ``Application()`` reads when given none (its size is the metrics' state-store size;
         ``job.rerun(to="earliest")`` clears the group's part of it to reprocess, see
         :mod:`streamlab.front.reprocess`)."""
-        from streamlab.front.jobs import start_job
+        from streamlab.front.jobs import JobSpec, start_job
 
         if self._closed:
             raise ClosedError("this lab is closed; connect again with streamlab.connect()")
-        return start_job(self, script, args, python=python, group=group, env=env, name=name, cwd=cwd,
-                         timeout=timeout, max_records=max_records, outputs=outputs, state_dir=state_dir)  # fmt: skip
+        return start_job(self, JobSpec(script=script, args=args, python=python, group=group, env=env, name=name,
+                                       cwd=cwd, timeout=timeout, max_records=max_records, outputs=outputs,
+                                       state_dir=state_dir))  # fmt: skip
 
     def diff_topics(
         self,
@@ -529,11 +449,7 @@ class Lab:
 
             stop_jobs(self)  # a job must not outlive the endpoint it talks to
             try:
-                if self._endpoint is not None:
-                    from streamlab.server.in_process import release
-
-                    endpoint, self._endpoint = self._endpoint, None
-                    release(endpoint)
+                self._endpoint.stop()
             finally:
                 self.backend.close()
 
@@ -560,8 +476,5 @@ def _partitions(topic: str, partitions: Sequence[int] | int | None, count: int) 
     chosen: list[int] = [partitions] if isinstance(partitions, int) else list(partitions)
     for p in chosen:
         if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p < count:
-            raise UnknownPartitionError(
-                f"topic {topic!r} has partitions 0..{count - 1}; there is no partition {p!r}",
-                topic=topic, partition=p if isinstance(p, int) else None,
-            )  # fmt: skip
+            raise unknown_partition(topic, p, count)
     return chosen

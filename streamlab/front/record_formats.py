@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from streamlab.config import KEY_FORMAT_CONFIG, RECORD_FORMATS, VALUE_FORMAT_CONFIG
-from streamlab.errors import ConfigError, SchemaDecodeError, StreamlabError
+from streamlab.errors import ConfigError, SchemaDecodeError, StreamlabError, UnsupportedOperationError
 from streamlab.front.registry_frame import decode_registry_keys, decode_registry_values
 from streamlab.front.replay_frame import RAW_FORMATS, read_cell, spread_fields, with_formats
 from streamlab.model.schemas.wire import frame as confluent_frame
@@ -273,3 +273,64 @@ class TopicFormatDecoder:
         for topic, part in frame.groupby("topic", sort=False):
             parts.append(self._read_topic(str(topic), part.copy(), raw=raw))
         return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+class TopicFormats:
+    """A lab's side of all this: the formats it keeps for its topics (``lab.set_format``),
+    the formats a call reads with, and its Schema Registry (``schemas()``, used only when
+    the backend has one) put to work on replay's and browse's frames and on consumers."""
+
+    def __init__(self, backend: Backend, schemas: Callable[[], Schemas]) -> None:
+        self._backend, self._schemas = backend, schemas
+
+    def keep(self, topic: str, key_format: str | None, value_format: str | None) -> None:
+        """Store ``topic``'s own formats as its topic configs (see ``Lab.set_format``)."""
+        changes = {name: check_format(which, fmt) for name, which, fmt in (
+            (KEY_FORMAT_CONFIG, "key_format", key_format), (VALUE_FORMAT_CONFIG, "value_format", value_format),
+        ) if fmt is not None}  # fmt: skip
+        if not changes:
+            raise ConfigError("set_format needs key_format=, value_format= or both")
+        self._backend.alter_topic_config(topic, changes)
+        kept = self._backend.topic_config(topic)
+        if any(kept.get(name) != fmt for name, fmt in changes.items()):  # a cluster that drops unknown configs
+            raise UnsupportedOperationError(
+                f"this cluster does not keep the topic configs {sorted(changes)}: pass key_format=/value_format= "
+                "per call (replay, browse, consumer) instead"
+            )
+
+    def resolve(self, topic: str, key_format: str | None, value_format: str | None) -> tuple[str, str]:
+        """The (key, value) formats a call reads ``topic`` with: its own where it says None."""
+        key, value = check_format("key_format", key_format), check_format("value_format", value_format)
+        if key is None or value is None:
+            own = topic_formats(self._backend, topic)
+            key, value = key or own[0], value or own[1]
+        return key, value
+
+    def read(
+        self, topic: str, frame: pd.DataFrame, key_format: str, value_format: str, *, raw: bool, decode_keys: bool
+    ) -> pd.DataFrame:
+        """:func:`read_frame` with this lab's registry."""
+        return read_frame(frame, key_format=key_format, value_format=value_format, raw=raw,
+                          registry=self._registry_decoder, decode_keys=decode_keys,
+                          reader=lambda side, fmt: SchemaReader(self._registry, topic, side, fmt))  # fmt: skip
+
+    def consumer_decoder(self, key_format: str | None, value_format: str | None) -> TopicFormatDecoder | None:
+        """What ``Lab.consumer`` hands its consumer; None when both sides stay bytes."""
+        check_format("key_format", key_format)
+        check_format("value_format", value_format)
+        if key_format == value_format == "bytes" or (key_format is None and value_format == "bytes"):
+            return None
+
+        def formats(topic: str) -> tuple[str, str]:
+            own = topic_formats(self._backend, topic) if key_format is None or value_format is None else ("", "")
+            return key_format or own[0], value_format or own[1]
+
+        return TopicFormatDecoder(self._registry_decoder, formats, self._registry)
+
+    def _registry(self) -> Schemas | None:
+        return self._schemas() if self._backend.has_schema_registry() else None
+
+    def _registry_decoder(self) -> Callable[[bytes], Any] | None:
+        """Decodes Confluent-framed values through the lab's registry; None when no registry
+        is in use (reading never creates one)."""
+        return self._schemas().codec if self._backend.has_schema_registry() else None

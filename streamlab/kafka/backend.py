@@ -56,7 +56,6 @@ from streamlab.errors import (
     OperationTimeoutError,
     StreamlabError,
     TopicExistsError,
-    UnknownPartitionError,
     UnknownTopicError,
     UnsupportedOperationError,
 )
@@ -69,12 +68,13 @@ from streamlab.kafka.schemas import ConfluentRegistry
 from streamlab.kafka.share_consumer import KafkaShareConsumer
 from streamlab.kafka.topic_admin import KafkaTopicAdmin, TopicAdmin, TopicInfo
 from streamlab.model.names import validate_topic_name
-from streamlab.model.types import TopicPartition
+from streamlab.model.types import TopicPartition, unknown_partition
 from streamlab.model.views import Bounds, quote, view_sql
 from streamlab.port.backend import ShareGroupSnapshot
 from streamlab.port.consumer_base import split_consumer_options
 from streamlab.port.history import MemoryHistory
 from streamlab.port.producer_base import ProducerSettings
+from streamlab.port.share_base import split_share_consumer_options
 
 DEFAULT_MAX_MESSAGE_BYTES = TOPIC_CONFIGS["max.message.bytes"][0]
 CONNECT_TIMEOUT_S = 5.0  # how long connect() waits for a first answer from the cluster
@@ -155,11 +155,7 @@ class KafkaBackend:
             count = self._topic_info(topic, fresh=fresh).partitions
             if not isinstance(partition, bool) and isinstance(partition, int) and 0 <= partition < count:
                 return
-        raise UnknownPartitionError(
-            f"topic {topic!r} has partitions 0..{count - 1}; there is no partition {partition!r}",
-            topic=topic,
-            partition=partition if isinstance(partition, int) else None,
-        )
+        raise unknown_partition(topic, partition, count)
 
     # offsets, for this lab's consumers and group admin ----------------------------------
     def _watermarks(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
@@ -292,7 +288,8 @@ class KafkaBackend:
 
     def share_consumer(self, topics: Iterable[str] | str, **config: Any) -> KafkaShareConsumer:
         """The group's settings become group configs on the cluster (see :mod:`streamlab.kafka.share_consumer`)."""
-        return KafkaShareConsumer(self, topics, **config)
+        settings, rest = split_share_consumer_options(config)
+        return KafkaShareConsumer(self, topics, settings, **rest)
 
     def share_state(self, group: str) -> pd.DataFrame:
         raise UnsupportedOperationError(

@@ -302,9 +302,8 @@ class KafkaConsumer(ConsumerBase):
     # lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
         """Commit the positions (with auto commit), leave the group and stop. Safe to call twice."""
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
         try:
             if self._auto_commit and self._positions:
                 self._commit_positions(list(self._positions))

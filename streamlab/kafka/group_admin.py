@@ -18,9 +18,9 @@ import pandas as pd
 
 from streamlab.errors import GroupNotEmptyError, OperationTimeoutError, UnknownMemberError, UnsupportedOperationError
 from streamlab.kafka import translate
-from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame, lag_row, reset_plan
+from streamlab.model.group_offsets import RESET_COLUMNS, lag_frame, lag_row, named_targets, reset_plan
 from streamlab.model.timeparse import to_ms
-from streamlab.model.types import TopicPartition, check_offset
+from streamlab.model.types import TopicPartition
 
 if TYPE_CHECKING:
     from streamlab.kafka.backend import KafkaBackend
@@ -138,10 +138,7 @@ def reset_offsets(
     current = committed(lab, group, topics)
     targets: dict[TopicPartition, int] = {}
     if isinstance(to, dict):
-        for tp, offset in to.items():
-            check_offset(offset, what=f"offset for {tp}")
-            lab._check_partition(tp.topic, tp.partition)
-            targets[tp] = offset
+        targets = named_targets(to, lambda tp: lab._check_partition(tp.topic, tp.partition))
     else:
         chosen = topics or sorted({tp.topic for tp in current})
         tps = [TopicPartition(t, p) for t in chosen for p in range(lab._topic_info(t).partitions)]

@@ -148,6 +148,14 @@ class MockCluster:
             raise MockClusterError("this mock cluster is closed")
         return int(self._cluster)
 
+    def _set(self, *settings: tuple[Any, int | None]) -> None:
+        """Call each mock setter (cluster, value) whose value is given (None: left as it is)."""
+        with self._lock:
+            cluster = self._handle()
+            for setter, value in settings:
+                if value is not None:
+                    setter(cluster, value)
+
     # topics -----------------------------------------------------------------------------
     def create_topic(self, name: str, partitions: int = 1, replication: int = 1) -> None:
         """Create ``name`` with the leader of partition ``p`` on broker ``p % brokers + 1``.
@@ -187,14 +195,12 @@ class MockCluster:
     ) -> None:  # fmt: skip
         """Share-group settings of the mock, for all its share groups (it has no group configs)."""
         lib = _lib()
-        with self._lock:
-            cluster = self._handle()
-            if lock_ms is not None:
-                lib.rd_kafka_mock_sharegroup_set_record_lock_duration(cluster, lock_ms)
-            if delivery_count_limit is not None:
-                lib.rd_kafka_mock_sharegroup_set_max_delivery_attempts(cluster, delivery_count_limit)
-            if auto_offset_reset is not None:
-                lib.rd_kafka_mock_sharegroup_set_auto_offset_reset(cluster, int(auto_offset_reset == "earliest"))
+        self._set(
+            (lib.rd_kafka_mock_sharegroup_set_record_lock_duration, lock_ms),
+            (lib.rd_kafka_mock_sharegroup_set_max_delivery_attempts, delivery_count_limit),
+            (lib.rd_kafka_mock_sharegroup_set_auto_offset_reset,
+             None if auto_offset_reset is None else int(auto_offset_reset == "earliest")),
+        )  # fmt: skip
 
     # consumer groups of the KIP-848 protocol ----------------------------------------------
     def consumer_group_settings(
@@ -203,12 +209,10 @@ class MockCluster:
         """``group.consumer.session.timeout.ms`` and ``group.consumer.heartbeat.interval.ms`` of
         the mock, for all its consumer groups of the consumer protocol (KIP-848)."""
         lib = _lib()
-        with self._lock:
-            cluster = self._handle()
-            if session_timeout_ms is not None:
-                lib.rd_kafka_mock_set_group_consumer_session_timeout_ms(cluster, session_timeout_ms)
-            if heartbeat_interval_ms is not None:
-                lib.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(cluster, heartbeat_interval_ms)
+        self._set(
+            (lib.rd_kafka_mock_set_group_consumer_session_timeout_ms, session_timeout_ms),
+            (lib.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms, heartbeat_interval_ms),
+        )
 
     # brokers ----------------------------------------------------------------------------
     def broker_down(self, broker_id: int) -> None:

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import confluent_kafka as ck
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-from streamlab.api import AcknowledgementMode
-from streamlab.errors import ConfigError, InvalidRecordStateError, ShareGroupError, ShareOperationError
+from streamlab.errors import InvalidRecordStateError, ShareGroupError, ShareOperationError
 from streamlab.kafka import client_config, translate
 from streamlab.kafka import mock_cluster as mocks
 from streamlab.kafka.messages import check_message, to_record
-from streamlab.model.share import ACK_TYPES, AckType, OffsetReset, ShareGroupConfig
+from streamlab.model.share import AckType, ShareGroupConfig
 from streamlab.model.types import Record, TopicPartition
-from streamlab.port.share_base import ShareConsumerBase
+from streamlab.port.share_base import ShareConsumerBase, ShareConsumerConfig
 
 if TYPE_CHECKING:
     from streamlab.kafka.backend import KafkaBackend
@@ -69,39 +68,18 @@ class KafkaShareConsumer(ShareConsumerBase):
         self,
         lab: KafkaBackend,
         topics: Iterable[str] | str,
+        config: ShareConsumerConfig,
         *,
-        group: str,
-        lock_ms: int = 30_000,
-        dead_letter_topic: str | None = None,
-        delivery_count_limit: int = 5,
-        auto_offset_reset: OffsetReset = "latest",
-        acknowledgement_mode: AcknowledgementMode = "implicit",
-        max_poll_records: int = 500,
-        client_id: str = "streamlab-share-consumer",
         kafka_config: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(group, str) or not group:
-            raise ConfigError(f"a share consumer needs a group name, got {group!r}")
-        if acknowledgement_mode not in ("implicit", "explicit"):
-            raise ConfigError(f"acknowledgement_mode must be 'implicit' or 'explicit', got {acknowledgement_mode!r}")
-        for name, value in (("lock_ms", lock_ms), ("max_poll_records", max_poll_records)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        config = ShareGroupConfig(delivery_count_limit=delivery_count_limit, dead_letter_topic=dead_letter_topic,
-                                  auto_offset_reset=auto_offset_reset)  # fmt: skip
         lab._check_open()
+        super().__init__(topics, config)
         self._lab = lab
-        self.group = group
-        self.client_id = client_id
-        self.topics = [topics] if isinstance(topics, str) else list(topics)
         for topic in self.topics:
             lab._topic_info(topic)  # an unknown topic is an error here too
-        self.lock_ms = lock_ms
-        self._mode: AcknowledgementMode = acknowledgement_mode
-        self._max_poll_records = max_poll_records
-        configure_share_group(lab, group, config, lock_ms)
-        settings = {"group.id": group, "client.id": client_id, "share.acknowledgement.mode": "explicit",
-                    "max.poll.records": max_poll_records}  # fmt: skip
+        configure_share_group(lab, self.group, config.group_config, self.lock_ms)
+        settings = {"group.id": self.group, "client.id": self.client_id, "share.acknowledgement.mode": "explicit",
+                    "max.poll.records": self._max_poll_records}  # fmt: skip
         options = client_config(lab.bootstrap, {**lab.client_options, **(kafka_config or {})}, **settings)
         options.pop("allow.auto.create.topics", None)  # librdkafka's share consumer refuses the setting
         self._consumer = ck.ShareConsumer(options)
@@ -110,17 +88,13 @@ class KafkaShareConsumer(ShareConsumerBase):
         # Delivered and not yet sent back: (partition, offset) -> [message, acknowledgement or None]
         self._delivered: dict[tuple[TopicPartition, int], list[Any]] = {}
         self._buffer: list[Any] = []  # delivered by librdkafka beyond a poll's max_records
-        self._closed = False
         self._consumer.subscribe(self.topics)
 
     # reading ------------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[Record]:
         """Up to ``max_records`` records, each locked to this consumer for the group's lock
         duration; waits at most ``timeout`` seconds. Sends pending acknowledgements first."""
-        self._check_open()
-        limit = self._max_poll_records if max_records is None else max_records
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"max_records must be a positive integer, got {max_records!r}")
+        limit = self._poll_limit(max_records)
         waiting = sum(1 for _, kind in self._delivered.values() if kind is None)
         if self._mode == "explicit" and waiting > len(self._buffer):
             raise ShareGroupError(
@@ -153,10 +127,7 @@ class KafkaShareConsumer(ShareConsumerBase):
     def acknowledge(self, records: Record | Iterable[Record], type: AckType = "accept") -> None:
         """Mark delivered records ``"accept"``, ``"release"`` or ``"reject"``; sent by the
         next :meth:`poll` or :meth:`commit`."""
-        self._check_open()
-        if type not in ACK_TYPES:
-            raise ConfigError(f"type must be one of {list(ACK_TYPES)}, got {type!r}")
-        chosen = [records] if isinstance(records, Record) else list(records)
+        chosen = self._acknowledging(records, type)
         for rec in chosen:
             held = self._delivered.get((rec.topic_partition, rec.offset))
             if held is None or held[1] is not None:
@@ -217,11 +188,8 @@ class KafkaShareConsumer(ShareConsumerBase):
     def _check_backend_open(self) -> None:
         self._lab._check_open()
 
-    def close(self) -> None:
+    def _leave(self) -> None:
         """Send the acknowledgements made so far and leave: the group releases the rest."""
-        if self._closed:
-            return
-        self._closed = True
         self._delivered.clear()
         self._buffer.clear()
         self._consumer.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from streamlab.model.types import TopicPartition
+from streamlab.model.types import TopicPartition, check_offset
 
 LAG_COLUMNS = ["topic", "partition", "committed", "end_offset", "lag", "time_lag_ms"]
 RESET_COLUMNS = ["topic", "partition", "current", "new", "replayed", "skipped"]
@@ -39,6 +39,19 @@ def lag_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=LAG_COLUMNS)
     df["time_lag"] = pd.to_timedelta(df["time_lag_ms"], unit="ms")
     return df.drop(columns="time_lag_ms")
+
+
+def named_targets(
+    to: Mapping[TopicPartition, Any], check_partition: Callable[[TopicPartition], object]
+) -> dict[TopicPartition, int]:
+    """The targets of a reset to ``{tp: offset}``: each offset checked, each partition
+    checked to exist (``check_partition`` raises UnknownPartitionError)."""
+    targets: dict[TopicPartition, int] = {}
+    for tp, offset in to.items():
+        check_offset(offset, what=f"offset for {tp}")
+        check_partition(tp)
+        targets[tp] = offset
+    return targets
 
 
 def reset_plan(

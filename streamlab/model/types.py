@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from streamlab.errors import InvalidOffsetError, InvalidTimestampError
+from streamlab.errors import InvalidOffsetError, InvalidTimestampError, UnknownPartitionError
 from streamlab.model.serde import encode_str
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,6 +58,15 @@ def check_offset(offset: object, *, what: str = "offset") -> int:
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidOffsetError(f"{what} must be an integer from 0 to 2**63 - 1 (Kafka's int64), got {offset!r}")
     return offset
+
+
+def unknown_partition(topic: str, partition: object, count: int) -> UnknownPartitionError:
+    """The error for ``partition`` of ``topic`` outside 0..``count`` - 1 (or not an int)."""
+    return UnknownPartitionError(
+        f"topic {topic!r} has partitions 0..{count - 1}; there is no partition {partition!r}",
+        topic=topic,
+        partition=partition if isinstance(partition, int) else None,
+    )
 
 
 @dataclass(frozen=True, slots=True, order=True)

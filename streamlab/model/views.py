@@ -30,6 +30,16 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def time_terms(start_ms: int | None, end_ms: int | None) -> list[str]:
+    """SQL conditions keeping records from ``start_ms`` (inclusive) to ``end_ms`` (exclusive)."""
+    terms = []
+    if start_ms is not None:
+        terms.append(f"epoch_ms(timestamp) >= {int(start_ms)}")
+    if end_ms is not None:
+        terms.append(f"epoch_ms(timestamp) < {int(end_ms)}")
+    return terms
+
+
 @dataclass(frozen=True, slots=True)
 class Bounds:
     """Which records of a topic a query reads; None means unbounded."""
@@ -54,11 +64,7 @@ class Bounds:
             terms.append(f'"offset" >= {int(self.start_offset)}')
         if self.end_offset is not None:
             terms.append(f'"offset" < {int(self.end_offset)}')
-        if self.start_ms is not None:
-            terms.append(f"epoch_ms(timestamp) >= {int(self.start_ms)}")
-        if self.end_ms is not None:
-            terms.append(f"epoch_ms(timestamp) < {int(self.end_ms)}")
-        return " AND ".join(terms) or "true"
+        return " AND ".join(terms + time_terms(self.start_ms, self.end_ms)) or "true"
 
 
 def view_sql(

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import ipywidgets as w
-
 from streamlab.errors import ConfigError, StreamlabError
 from streamlab.front.lab import Lab
 from streamlab.notebook.group_widgets import OffsetsLag, RebalanceTimeline
 from streamlab.notebook.history_widgets import HistoryCharts
 from streamlab.notebook.topic_widgets import LiveTail, ProducerPanel, TopicBrowser
-from streamlab.notebook.widget_helpers import CompositeWidget, LiveWidget, half_box, title_html, wrap_row
+from streamlab.notebook.widget_helpers import CompositeWidget, LiveWidget, half_box, widget_repr, wrap_row
 
 __all__ = ["Dashboard"]
 
@@ -61,11 +59,10 @@ class Dashboard(CompositeWidget):
                                               self.browser)  # fmt: skip
         for part in (self.lag, self.timeline, self.producer, self.tail):  # side by side where there is room
             part.view.layout = half_box()
-        self.view = w.VBox([
-            w.HTML(title_html(f"streamlab dashboard: topic {topic}, group {group}")),
-            wrap_row([self.lag.view, self.timeline.view]), self.history.view,
-            wrap_row([self.producer.view, self.tail.view]), self.browser.view, self.status,
-        ])  # fmt: skip
+        self.view = self._titled(
+            f"streamlab dashboard: topic {topic}, group {group}", wrap_row([self.lag.view, self.timeline.view]),
+            self.history.view, wrap_row([self.producer.view, self.tail.view]), self.browser.view,
+        )  # fmt: skip
         self._begin()
 
     @property
@@ -97,4 +94,4 @@ class Dashboard(CompositeWidget):
         return "\n".join(part.summary() for part in parts)
 
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.Dashboard topic={self.lag.state.topic!r} group={self.lag.state.group!r}>"
+        return widget_repr(self, topic=self.lag.state.topic, group=self.lag.state.group)

@@ -16,13 +16,7 @@ from streamlab.front.lab import Lab
 from streamlab.notebook.consumer_pool import ConsumerPool
 from streamlab.notebook.group_state import LagState, RebalanceTimelineState
 from streamlab.notebook.state_helpers import colors_for, format_time_lag
-from streamlab.notebook.widget_helpers import (
-    LiveWidget,
-    escape,
-    table_html,
-    title_html,
-    update,
-)
+from streamlab.notebook.widget_helpers import StateWidget, escape, table_html, update, widget_repr
 
 __all__ = ["OffsetsLag", "RebalanceTimeline"]
 
@@ -38,18 +32,15 @@ def lag_bar(log_start: int, committed: int | None, end: int, scale: int) -> str:
     return f"<div style='display:flex;width:110px;height:14px;background:#f4f4f4'>{segs}</div>"
 
 
-class OffsetsLag(LiveWidget):
+class OffsetsLag(StateWidget[LagState]):
     """Per partition: log start, committed offset and end as bars, lag in records and time."""
 
     def __init__(self, lab: Lab, topic: str, group: str, *, interval: float = 1.0, autostart: bool = True) -> None:
         super().__init__(interval=interval, autostart=autostart)
         self.state = LagState(lab, topic, group)
         self.body = w.HTML()
-        self.view = w.VBox([w.HTML(title_html(f"Offsets and lag: {group} on {topic}")), self.body, self.status])
+        self.view = self._titled(f"Offsets and lag: {group} on {topic}", self.body)
         self._begin()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         rows = self.state.rows
@@ -65,15 +56,12 @@ class OffsetsLag(LiveWidget):
         total = f"<div>total lag: <b>{self.state.total_lag:,}</b> records</div>"
         update(self.body, value=table + f"<div style='font-size:11px;margin-top:4px'>{legend}</div>" + total)
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.OffsetsLag topic={self.state.topic!r} group={self.state.group!r}>"
+        return widget_repr(self, topic=self.state.topic, group=self.state.group)
 
 
 # rebalance timeline -----------------------------------------------------------------------
-class RebalanceTimeline(LiveWidget):
+class RebalanceTimeline(StateWidget[RebalanceTimelineState]):
     """A group's generations over time: who owned which partition and why it changed.
 
     The slider steps through generations; the buttons run consumers of the group inside
@@ -106,9 +94,8 @@ class RebalanceTimeline(LiveWidget):
         self.add.on_click(lambda _: self._act(self.state.add_consumer))
         self.stop_one.on_click(lambda _: self._act(self.state.stop_consumer))
         self.crash.on_click(lambda _: self._act(self.state.crash_consumer))
-        self.view = w.VBox([w.HTML(title_html(f"Rebalance timeline: {group}")), self.header, self.grid, self.slider,
-                            self.detail, w.HBox([self.add, self.stop_one, self.crash]), self.pool_view,
-                            self.status])  # fmt: skip
+        self.view = self._titled(f"Rebalance timeline: {group}", self.header, self.grid, self.slider, self.detail,
+                                 w.HBox([self.add, self.stop_one, self.crash]), self.pool_view)  # fmt: skip
         self._begin()
 
     @property
@@ -149,18 +136,11 @@ class RebalanceTimeline(LiveWidget):
         if self._rendering:
             return
         newest = change["new"] >= len(self.state.generations) - 1
-        with self._lock:
-            self.state.select(None if newest else change["new"])
-            self._render()
+        self._redraw_after(lambda: self.state.select(None if newest else change["new"]))
 
     def select(self, index: int | None) -> None:
         """Step to ``generations[index]`` (None: follow the newest)."""
-        with self._lock:
-            self.state.select(index)
-            self._render()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
+        self._redraw_after(lambda: self.state.select(index))
 
     def _render(self) -> None:
         s = self.state
@@ -221,8 +201,5 @@ class RebalanceTimeline(LiveWidget):
     def _close(self) -> None:
         self.state.close()
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.RebalanceTimeline group={self.state.group!r}>"
+        return widget_repr(self, group=self.state.group)

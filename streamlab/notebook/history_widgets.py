@@ -15,7 +15,7 @@ import pandas as pd
 from streamlab.front.lab import Lab
 from streamlab.notebook.history_state import HistoryState, Series
 from streamlab.notebook.state_helpers import PALETTE
-from streamlab.notebook.widget_helpers import LiveWidget, escape, title_html, update, wrap_row
+from streamlab.notebook.widget_helpers import StateWidget, escape, update, widget_repr, wrap_row
 
 __all__ = ["HistoryCharts", "line_chart_svg"]
 
@@ -79,7 +79,7 @@ def line_chart_svg(
     return head + f"<div style='max-width:100%;overflow-x:auto'>{svg}</div><div style='font-size:11px'>{legend}</div>"
 
 
-class HistoryCharts(LiveWidget):
+class HistoryCharts(StateWidget[HistoryState]):
     """Lag over time (records behind, per partition) and throughput over time (records/s
     appended to the topic and committed by the group), from the Lab's history samples.
 
@@ -102,11 +102,8 @@ class HistoryCharts(LiveWidget):
         self.lag_chart = w.HTML()
         self.rate_chart = w.HTML()
         charts = wrap_row([w.Box([self.lag_chart]), w.Box([self.rate_chart])])
-        self.view = w.VBox([w.HTML(title_html(f"History: {group} on {topic}")), charts, self.status])
+        self.view = self._titled(f"History: {group} on {topic}", charts)
         self._begin()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         s = self.state
@@ -117,8 +114,5 @@ class HistoryCharts(LiveWidget):
         update(self.rate_chart, value=line_chart_svg(rates, title="Throughput over time", unit="rec/s",
                                                      empty="rates need two samples"))  # fmt: skip
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.HistoryCharts topic={self.state.topic!r} group={self.state.group!r}>"
+        return widget_repr(self, topic=self.state.topic, group=self.state.group)

@@ -19,7 +19,7 @@ from streamlab.front.jobs import Job
 from streamlab.front.lab import Lab
 from streamlab.notebook.job_state import JobViewState, LatestTableState, TimeUnit, WindowSeriesState
 from streamlab.notebook.state_helpers import PALETTE
-from streamlab.notebook.widget_helpers import LiveWidget, escape, table_html, title_html, update
+from streamlab.notebook.widget_helpers import StateWidget, escape, table_html, update, widget_repr
 
 __all__ = ["JobView", "LivePlot", "LiveTable", "window_chart_svg"]
 
@@ -34,7 +34,7 @@ def _count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-class JobView(LiveWidget):
+class JobView(StateWidget[JobViewState]):
     """A running (or finished) job: state, return code and why it ended; its group's lag
     per partition; records in (committed) and out (written to its outputs) and per second;
     its state directory's size; late records dropped; error lines. ``job.metrics()`` gives
@@ -47,12 +47,8 @@ class JobView(LiveWidget):
         self.numbers = w.HTML()
         self.lag = w.HTML()
         self.errors = w.HTML()
-        self.view = w.VBox([w.HTML(title_html(f"Job: {job.name}")), self.header, self.numbers, self.lag,
-                            self.errors, self.status])  # fmt: skip
+        self.view = self._titled(f"Job: {job.name}", self.header, self.numbers, self.lag, self.errors)
         self._begin()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         m = self.state.metrics
@@ -89,14 +85,11 @@ class JobView(LiveWidget):
         return (f"<div><b style='color:{color}'>exited</b> with {m.returncode} after {m.runtime_s:,.1f} s "
                 f"(ended by {escape(m.ended_by)})</div>")  # fmt: skip
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.JobView job={self.state.job.name!r}>"
+        return widget_repr(self, job=self.state.job.name)
 
 
-class LiveTable(LiveWidget):
+class LiveTable(StateWidget[LatestTableState]):
     """``topic`` as a table updating while the cell is idle: the latest record per ``key``
     (the record key by default; a list of columns, e.g. ``["key", "start"]`` for one row
     per window). ``times`` names columns of epoch times in ``time_unit`` to show as UTC times
@@ -112,11 +105,8 @@ class LiveTable(LiveWidget):
         self.state = LatestTableState(lab, topic, key=key, times=times, time_unit=time_unit)
         self.columns, self.rows = (list(columns) if columns else None), rows
         self.body = w.HTML()
-        self.view = w.VBox([w.HTML(title_html(f"Live table: {topic}")), self.body, self.status])
+        self.view = self._titled(f"Live table: {topic}", self.body)
         self._begin()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         table = self.state.to_dataframe()
@@ -141,10 +131,10 @@ class LiveTable(LiveWidget):
         return self.state.summary(rows=self.rows, columns=self.columns)
 
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.LiveTable topic={self.state.topic!r} key={self.state.key!r}>"
+        return widget_repr(self, topic=self.state.topic, key=self.state.key)
 
 
-class LivePlot(LiveWidget):
+class LivePlot(StateWidget[WindowSeriesState]):
     """A windowed aggregation's output topic as lines updating while the cell is idle:
     ``y`` per window start ``x`` for each ``by`` (e.g. revenue per 5 minutes per page), the
     newest window of each line dashed as it fills. Quix Streams' window rows (``start``,
@@ -161,11 +151,8 @@ class LivePlot(LiveWidget):
         self.title = title or f"{y} per {x} by {by} ({topic})"
         self.unit, self.max_lines, self.max_windows = unit, max_lines, max_windows
         self.chart = w.HTML()
-        self.view = w.VBox([w.HTML(title_html(f"Live plot: {topic}")), self.chart, self.status])
+        self.view = self._titled(f"Live plot: {topic}", self.chart)
         self._begin()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         data = self.state.to_dataframe()
@@ -186,11 +173,8 @@ class LivePlot(LiveWidget):
     def _close(self) -> None:
         self.state.close()
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.LivePlot topic={self.state.topic!r} y={self.state.y!r} by={self.state.by!r}>"
+        return widget_repr(self, topic=self.state.topic, y=self.state.y, by=self.state.by)
 
 
 _W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 560, 190, 60, 12, 8, 20

@@ -26,11 +26,12 @@ from streamlab.notebook.share_state import (
 from streamlab.notebook.widget_helpers import (
     CompositeWidget,
     LiveWidget,
+    StateWidget,
     escape,
     half_box,
     table_html,
-    title_html,
     update,
+    widget_repr,
     wrap_row,
 )
 
@@ -77,7 +78,7 @@ def _legend() -> str:
     return f"<div style='font-size:11px;margin-top:4px'>{' &nbsp; '.join(items)}</div>"
 
 
-class ShareGroupView(LiveWidget):
+class ShareGroupView(StateWidget[ShareGroupState]):
     """Each in-flight record of share group ``group`` as a cell coloured by its state with
     its delivery count, per partition; a legend; the members and how many records each holds.
     ``topic`` narrows it to one of the group's topics; ``max_records`` caps the cells per
@@ -100,12 +101,8 @@ class ShareGroupView(LiveWidget):
         self.body = w.HTML()
         self.members = w.HTML()
         title = f"Share group {group}" + (f" on {topic}" if topic else "")
-        self.view = w.VBox([w.HTML(title_html(title)), self.header, self.body, w.HTML(_legend()), self.members,
-                            self.status])  # fmt: skip
+        self.view = self._titled(title, self.header, self.body, w.HTML(_legend()), self.members)
         self._begin()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         s = self.state
@@ -124,11 +121,8 @@ class ShareGroupView(LiveWidget):
         rows = [(m.label, f"{m.held:,}") for m in s.members]
         update(self.members, value=table_html(["member", "holds"], rows) if rows else "<i>no members</i>")
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.ShareGroupView group={self.state.group!r}>"
+        return widget_repr(self, group=self.state.group)
 
 
 class QueueVsStream(CompositeWidget):
@@ -154,11 +148,8 @@ class QueueVsStream(CompositeWidget):
         self.parts: tuple[LiveWidget, ...] = (self.share, self.stream)
         for part in self.parts:  # side by side where there is room, else one under the other
             part.view.layout = half_box()
-        self.view = w.VBox([
-            w.HTML(title_html(f"{topic} as a queue (share group {share_group}) and as a stream "
-                          f"(classic group {classic_group})")),
-            wrap_row([self.share.view, self.stream.view]), self.status,
-        ])  # fmt: skip
+        title = f"{topic} as a queue (share group {share_group}) and as a stream (classic group {classic_group})"
+        self.view = self._titled(title, wrap_row([self.share.view, self.stream.view]))
         self._begin()
 
     def summary(self) -> str:
@@ -166,5 +157,4 @@ class QueueVsStream(CompositeWidget):
 
     def __repr__(self) -> str:
         s = self.share.state
-        return (f"<streamlab.widgets.QueueVsStream topic={s.topic!r} share_group={s.group!r} "
-                f"classic_group={self.stream.state.group!r}>")  # fmt: skip
+        return widget_repr(self, topic=s.topic, share_group=s.group, classic_group=self.stream.state.group)

@@ -19,14 +19,15 @@ from streamlab.notebook.topic_state import TailState, TopicBrowserState
 from streamlab.notebook.widget_helpers import (
     CLOSED_MESSAGE,
     LiveWidget,
+    StateWidget,
     bound,
     escape,
     field_layout,
     keep_options,
     size_text,
     table_html,
-    title_html,
     update,
+    widget_repr,
     wrap_row,
 )
 
@@ -66,14 +67,14 @@ class ProducerPanel(LiveWidget):
         self.run_button.observe(self._toggle, names="value")
         # two fixed-width columns that wrap under one another when the panel is narrow; the
         # send result has a line of its own (beside the button it pushed into the next column)
-        self.view = w.VBox([
-            w.HTML(title_html(f"Produce to {topic}")),
+        self.view = self._titled(
+            f"Produce to {topic}",
             wrap_row([w.VBox([self.key, self.value, self.headers, self.send_button, self.result],
                               layout=w.Layout(width="290px")),
                        w.VBox([self.rate, self.limit, self.original_times, self.run_button, self.progress],
                               layout=w.Layout(width="230px"))], gap="4px 12px"),
-            self.recent, self.status,
-        ])  # fmt: skip
+            self.recent,
+        )  # fmt: skip
         self._begin()
 
     def send(self) -> None:
@@ -126,11 +127,11 @@ class ProducerPanel(LiveWidget):
         return self.state.summary()
 
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.ProducerPanel topic={self.state.topic!r}>"
+        return widget_repr(self, topic=self.state.topic)
 
 
 # live tail --------------------------------------------------------------------------------
-class LiveTail(LiveWidget):
+class LiveTail(StateWidget[TailState]):
     """The newest records of a topic, per partition, filtered on key and value."""
 
     def __init__(
@@ -153,16 +154,11 @@ class LiveTail(LiveWidget):
                              continuous_update=False)  # fmt: skip
         self.filter.observe(lambda ch: self._guarded(lambda: self._filter(ch["new"] or None)), names="value")
         self.body = w.HTML()
-        self.view = w.VBox([w.HTML(title_html(f"Live tail of {topic}")), self.filter, self.body, self.status])
+        self.view = self._titled(f"Live tail of {topic}", self.filter, self.body)
         self._begin()
 
     def _filter(self, text: str | None) -> None:
-        with self._lock:
-            self.state.set_filter(text)
-            self._render()
-
-    def _refresh(self) -> None:
-        self.state.refresh()
+        self._redraw_after(lambda: self.state.set_filter(text))
 
     def _render(self) -> None:
         blocks = []
@@ -189,11 +185,8 @@ class LiveTail(LiveWidget):
     def _close(self) -> None:
         self.state.close()
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.LiveTail topic={self.state.topic!r}>"
+        return widget_repr(self, topic=self.state.topic)
 
 
 # topic browser ----------------------------------------------------------------------------
@@ -204,7 +197,7 @@ def _key_text(key: Any) -> Any:
 ALL_PARTITIONS = -1  # the partition dropdown's "all" (a None value would show as no selection)
 
 
-class TopicBrowser(LiveWidget):
+class TopicBrowser(StateWidget[TopicBrowserState]):
     """Topics, partitions, offsets, sizes and retention; a slice of records to pandas."""
 
     def __init__(self, lab: Lab, topic: str | None = None, *, interval: float = 2.0, autostart: bool = True) -> None:
@@ -226,11 +219,10 @@ class TopicBrowser(LiveWidget):
         self.show.on_click(lambda _: self._guarded(self._select))
         self.topic.observe(lambda _: None if self._rendering else self._select(new_topic=True), names="value")
         self.export.on_click(lambda _: self._guarded(self.to_dataframe))
-        self.view = w.VBox([
-            w.HTML(title_html("Topics")), self.topics,
-            w.HBox([self.topic, self.partition]), w.HBox([self.start_at, self.end_at]),
-            w.HBox([self.show, self.export, self.exported]), self.partitions, self.preview, self.status,
-        ])  # fmt: skip
+        self.view = self._titled(
+            "Topics", self.topics, w.HBox([self.topic, self.partition]), w.HBox([self.start_at, self.end_at]),
+            w.HBox([self.show, self.export, self.exported]), self.partitions, self.preview,
+        )  # fmt: skip
         self._begin()
 
     def _select(self, *, new_topic: bool = False) -> None:
@@ -246,18 +238,13 @@ class TopicBrowser(LiveWidget):
         self, topic: str | None = None, partition: int | None = None, start: Any = None, end: Any = None
     ) -> None:
         """Choose the slice from code (the same as the dropdowns and text boxes)."""
-        with self._lock:
-            self.state.select(topic, partition, start, end)
-            self._render()
+        self._redraw_after(lambda: self.state.select(topic, partition, start, end))
 
     def to_dataframe(self) -> pd.DataFrame:
         """The selected slice as a DataFrame (also kept in ``.dataframe``)."""
         self.dataframe = self.state.to_dataframe()
         update(self.exported, value=f"<code>.dataframe</code>: {len(self.dataframe):,} rows")
         return self.dataframe
-
-    def _refresh(self) -> None:
-        self.state.refresh()
 
     def _render(self) -> None:
         s = self.state
@@ -286,8 +273,5 @@ class TopicBrowser(LiveWidget):
         shown = preview.to_html(index=False, max_cols=10, na_rep="", border=0) if len(preview) else ""
         update(self.preview, value=f"<div style='overflow-x:auto;max-width:100%;font-size:12px'>{shown}</div>")
 
-    def summary(self) -> str:
-        return self.state.summary()
-
     def __repr__(self) -> str:
-        return f"<streamlab.widgets.TopicBrowser topic={self.state.topic!r}>"
+        return widget_repr(self, topic=self.state.topic)

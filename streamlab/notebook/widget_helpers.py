@@ -1,5 +1,6 @@
-"""What every live widget shares: the :class:`LiveWidget` base (a state, a view, a ticker)
-and the small HTML and ipywidgets helpers the views are drawn with.
+"""What every live widget shares: the :class:`LiveWidget` base (a state, a view, a ticker),
+:class:`StateWidget` for one that draws one state object, and the small HTML and
+ipywidgets helpers the views are drawn with.
 
 Separate from the widgets so that :mod:`.topic_widgets`, :mod:`.group_widgets`,
 :mod:`.dashboard` and :mod:`.share_widgets` build on it without importing one another.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import ipywidgets as w
 
@@ -132,6 +133,16 @@ class LiveWidget:
         except StreamlabError as exc:
             self._failed(exc)
 
+    def _titled(self, title: str, *children: Any) -> Any:
+        """The view's usual shape: a title, ``children``, the status line."""
+        return w.VBox([w.HTML(title_html(title)), *children, self.status])
+
+    def _redraw_after(self, change: Callable[[], Any]) -> None:
+        """Change the state (a selection, a filter) and redraw without pulling from the Lab."""
+        with self._lock:
+            change()
+            self._render()
+
     def _lab_closed(self) -> bool:
         lab = getattr(getattr(self, "state", None), "lab", None)
         return getattr(lab, "closed", False) is True
@@ -207,3 +218,31 @@ class CompositeWidget(LiveWidget):
         super()._show_stopped()
         for part in self.parts:  # they ticked with this one
             part._show_stopped()
+
+
+class WidgetState(Protocol):
+    """What a :class:`StateWidget` draws: a state object of :mod:`.state`."""
+
+    def refresh(self) -> None: ...
+    def summary(self) -> str: ...
+
+
+S = TypeVar("S", bound=WidgetState)
+
+
+class StateWidget(LiveWidget, Generic[S]):
+    """A live widget drawing one state object (``state``): refreshing the widget refreshes
+    the state, and the widget's summary is the state's."""
+
+    state: S
+
+    def _refresh(self) -> None:
+        self.state.refresh()
+
+    def summary(self) -> str:
+        return self.state.summary()
+
+
+def widget_repr(widget: object, **fields: Any) -> str:
+    """``<streamlab.widgets.Name field=value ...>``: stable text, which nbval compares."""
+    return f"<streamlab.widgets.{type(widget).__name__} {' '.join(f'{k}={v!r}' for k, v in fields.items())}>"

@@ -25,6 +25,13 @@ class ClientLifecycle:
     def close(self) -> None:
         raise NotImplementedError
 
+    def _mark_closed(self) -> bool:
+        """Mark this client closed for good; False when it already was (close() twice is fine)."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
+
     def __enter__(self) -> Self:
         return self
 

@@ -23,13 +23,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from streamlab.errors import ClosedError, ConfigError, NoGroupError, UnknownPartitionError
+from streamlab.errors import ClosedError, ConfigError, NoGroupError
 from streamlab.model.frames import FrameRows
 from streamlab.model.limits import RECORD_OVERHEAD, check_record_size, record_size
 from streamlab.model.partitioner import PARTITIONERS, Partitioner
 from streamlab.model.serde import FMT_JSON, FMT_NULL, FMT_STR, JSON_OPTIONS, encode, encode_headers, encode_str
 from streamlab.model.timeparse import record_timestamp
-from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition, committable
+from streamlab.model.types import OffsetAndMetadata, RecordMetadata, TopicPartition, committable, unknown_partition
 from streamlab.port.schema_values import ProducerFormats, SchemaArg
 
 if TYPE_CHECKING:
@@ -166,11 +166,7 @@ class ProducerBase(ABC):
     def _check_partition(self, topic: str, partition: Any, partitions: int) -> None:
         """Called for a partition outside 0..``partitions``-1 (or not an int). An engine
         whose partition counts may be stale looks again before raising."""
-        raise UnknownPartitionError(
-            f"topic {topic!r} has partitions 0..{partitions - 1}; there is no partition {partition!r}",
-            topic=topic,
-            partition=partition if isinstance(partition, int) else None,
-        )
+        raise unknown_partition(topic, partition, partitions)
 
     def send(
         self,
