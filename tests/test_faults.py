@@ -381,6 +381,34 @@ def test_a_damaged_sealed_segment_leaves_the_ones_before_it_readable(tmp_path: P
         assert lab.replay("t", start=20)["value"].tolist() == list(range(20, 30))
 
 
+def test_damage_found_while_reading_stops_the_read_before_the_active_records(tmp_path: Path) -> None:
+    """A sealed segment found damaged in the middle of a read ends that read: the records
+    after it (here the unsealed ones) are not served, or the consumer would step over the
+    damaged offsets without an error."""
+    (tmp_path / "data").mkdir()
+    with streamlab.connect(tmp_path / "data") as lab:
+        lab.create_topic("t", config={"retention.ms": -1})
+        for rnd in range(3):
+            with lab.producer() as p:
+                for i in range(10):
+                    p.send("t", value=rnd * 10 + i)
+            if rnd < 2:
+                lab.roll("t")  # offsets 20..29 stay in the active segment
+    second = sorted((tmp_path / "data" / "topics" / "t" / "0").glob("*.parquet"))[1]
+    with streamlab.connect(tmp_path / "data") as lab:
+        tp = streamlab.TopicPartition("t", 0)
+        data = bytearray(second.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        second.write_bytes(bytes(data))  # damaged after the log opened: found by the read
+        with lab.consumer(auto_offset_reset="earliest") as c:
+            c.assign([tp])
+            assert [r.value for r in c.poll(timeout=5, max_records=100)] == list(range(10))
+            with pytest.raises(CorruptSegmentError, match=r"offsets 10\.\.19"):
+                c.poll(timeout=1)
+            c.seek(tp, 20)
+            assert [r.value for r in c.poll(timeout=5, max_records=100)] == list(range(20, 30))
+
+
 def test_a_deleted_segment_is_reported_not_a_silent_gap(tmp_path: Path) -> None:
     with streamlab.connect(tmp_path) as lab:
         lab.create_topic("t", config={"retention.ms": -1})

@@ -151,6 +151,9 @@ class ParquetPartitionLog:
             offset = max(offset, self._log_start)
             stop = self._damage_stop(offset)
             pieces: list[pa.Table | pa.RecordBatch] = list(self._sealed.read(offset, stop, max_records))
+            # Damage the sealed read just found bounds the rest: the active records after a
+            # damaged segment must not be served, or a consumer would step over the gap.
+            stop = min(stop, self._damage_stop(offset))
             wanted = max_records - sum(p.num_rows for p in pieces)
             pieces.extend(self._active.read(offset, stop, wanted))
         if not pieces:
