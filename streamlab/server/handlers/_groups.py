@@ -18,6 +18,7 @@ from typing import TypeVar
 from streamlab.groups.consumer_protocol import ConsumerProtocolError
 from streamlab.groups.group import Group
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 
 T = TypeVar("T")
 
@@ -59,6 +60,16 @@ def client_host(conn: ConnectionInfo) -> str:
 
 def existing_group(ctx: ServerContext, group_id: str) -> Group | None:
     return ctx.broker.groups.groups().get(group_id)
+
+
+def group_refusal(ctx: ServerContext, conn: ConnectionInfo, group_id: str) -> int:
+    """The error code refusing a member's request to a classic group (no group id, or no
+    READ on the group), or NONE."""
+    if not group_id:
+        return INVALID_GROUP_ID
+    if not group_allowed(ctx, conn, group_id):
+        return GROUP_AUTHORIZATION_FAILED
+    return NONE
 
 
 def warn_if_malformed(

@@ -19,20 +19,19 @@ from streamlab.groups.consumer_protocol import decode_subscription
 from streamlab.groups.state import JoinRequest, JoinResult, MemberIdRequiredError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import (
     CONSUMER_PROTOCOL,
-    INVALID_GROUP_ID,
     INVALID_SESSION_TIMEOUT,
     NONE,
     REBALANCE_IN_PROGRESS,
     answer,
     client_host,
+    group_refusal,
     millis_of,
     wait_limit,
     warn_if_malformed,
 )
-from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.responses import ZERO, build, build_from, error_code, error_of, types_for
 
 API_KEY = 11
 
@@ -56,20 +55,14 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             skip_assignment=result.skip_assignment if result is not None else False,
             member_id=result.member_id if result is not None else member_id,
             members=tuple(
-                build(
-                    t.JoinGroupResponseMember,
-                    member_id=m.member_id,
-                    group_instance_id=m.group_instance_id,
-                    metadata=m.metadata,
-                )
+                build_from(t.JoinGroupResponseMember, m, "member_id", "group_instance_id", "metadata")
                 for m in (result.members if result is not None else ())
             ),
         )
 
-    if not body.group_id:
-        return respond(INVALID_GROUP_ID)
-    if not group_allowed(ctx, conn, body.group_id):
-        return respond(GROUP_AUTHORIZATION_FAILED)
+    refused = group_refusal(ctx, conn, body.group_id)
+    if refused:
+        return respond(refused)
     session_ms = millis_of(body.session_timeout)
     rebalance_ms = millis_of(body.rebalance_timeout) if version >= 1 else session_ms
     if session_ms <= 0:

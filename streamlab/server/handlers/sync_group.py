@@ -17,15 +17,14 @@ from streamlab.groups.consumer_protocol import decode_assignment
 from streamlab.groups.state import SyncResult
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import (
     CONSUMER_PROTOCOL,
-    INVALID_GROUP_ID,
     NONE,
     REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
     answer,
     existing_group,
+    group_refusal,
     wait_limit,
     warn_if_malformed,
 )
@@ -48,10 +47,9 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             assignment=result.assignment if result is not None else b"",
         )
 
-    if not body.group_id:
-        return respond(INVALID_GROUP_ID)
-    if not group_allowed(ctx, conn, body.group_id):
-        return respond(GROUP_AUTHORIZATION_FAILED)
+    refused = group_refusal(ctx, conn, body.group_id)
+    if refused:
+        return respond(refused)
     group = existing_group(ctx, body.group_id)
     if group is None:
         return respond(UNKNOWN_MEMBER_ID)
