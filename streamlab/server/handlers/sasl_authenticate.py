@@ -16,11 +16,11 @@ from typing import Any
 from streamlab.errors import AuthenticationError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers.sasl_handshake import ILLEGAL_SASL_STATE
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
 API_KEY = 36
 
-ILLEGAL_SASL_STATE = 34
 # Kafka's connection.failed.authentication.delay.ms: a failure is answered this late, which
 # slows password guessing and clients reconnecting in a tight loop.
 FAILED_AUTHENTICATION_DELAY_S = 0.1
@@ -33,7 +33,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     session = conn.session
     auth = session.authenticator
     if auth is None or auth.done:
-        session.failed = not session.authenticated
+        session.fail()
         log.warning("%s:%d: SaslAuthenticate without a SaslHandshake first", conn.host, conn.port)
         return build(t.SaslAuthenticateResponse, error_code=error_code(ILLEGAL_SASL_STATE),
                      error_message="SaslAuthenticate must follow a SaslHandshake", auth_bytes=b"",
@@ -45,7 +45,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             raise AuthenticationError("re-authentication cannot change the principal")
     except AuthenticationError as exc:
         session.authenticator = None
-        session.failed = not session.authenticated
+        session.fail()
         log.warning("%s:%d: SASL %s authentication failed for user %r: %s",
                     conn.host, conn.port, auth.mechanism, auth.user, exc)  # fmt: skip
         await asyncio.sleep(FAILED_AUTHENTICATION_DELAY_S)
