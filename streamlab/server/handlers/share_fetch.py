@@ -71,7 +71,7 @@ async def _fetch(ctx: ServerContext, group: ShareGroup, member_id: str, body: An
         try:
             got = await asyncio.to_thread(group.fetch, member_id, limit, lock_ms, partitions, max_bytes=leased)
         finally:
-            ctx.memory.release(leased)  # from here app.py counts the encoded response
+            ctx.memory.release(leased)  # from here the connection counts the encoded response
         remaining = deadline - loop.time()
         if got or remaining <= 0 or ctx.shutting_down or not partitions:
             return got
