@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TypeVar
 
+from streamlab.errors import RebalanceInProgressError
 from streamlab.groups.consumer_protocol import ConsumerProtocolError
 from streamlab.groups.group import Group
 from streamlab.server.context import ConnectionInfo, ServerContext
@@ -32,7 +33,6 @@ ILLEGAL_GENERATION = 22
 INVALID_GROUP_ID = 24
 UNKNOWN_MEMBER_ID = 25
 INVALID_SESSION_TIMEOUT = 26
-REBALANCE_IN_PROGRESS = 27
 INVALID_REQUEST = 42
 
 # Past the rebalance timeout the coordinator has answered every wait; this is a safety net.
@@ -41,8 +41,12 @@ MAX_METADATA_CHARS = 4096  # Kafka's offset.metadata.max.bytes
 
 
 async def answer(future: Future[T], timeout_s: float) -> T:
-    """The coordinator's answer (or its error); TimeoutError after ``timeout_s``."""
-    return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    """The coordinator's answer (or its error); REBALANCE_IN_PROGRESS after ``timeout_s``,
+    which is never expected: the coordinator answers within the rebalance timeout."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    except TimeoutError:
+        raise RebalanceInProgressError(f"no answer from the group coordinator within {timeout_s:.0f}s") from None
 
 
 def wait_limit(group: Group, own_ms: int = 0) -> float:

@@ -34,21 +34,23 @@ def _grow(ctx: ServerContext, topic: Any, validate_only: bool) -> None:
         topics.create_partitions(ctx.broker, topic.name, topic.count)
 
 
+async def _outcome(
+    ctx: ServerContext, conn: ConnectionInfo, topic: Any, twice: frozenset[str], validate_only: bool
+) -> Outcome:
+    if topic.name in twice:
+        return NAMED_TWICE
+    if not topic_allowed(ctx, conn, topic.name, Operation.ALTER):
+        return TOPIC_AUTHORIZATION_FAILED, f"no ALTER on topic {topic.name!r}"
+    return await asyncio.to_thread(outcome, functools.partial(_grow, ctx, topic, validate_only))
+
+
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
-    t = types_for(API_KEY, request.api_version)
     twice = named_twice(body.topics)
-    results = []
-    for topic in body.topics:
-        result: Outcome
-        if topic.name in twice:
-            result = NAMED_TWICE
-        elif not topic_allowed(ctx, conn, topic.name, Operation.ALTER):
-            result = TOPIC_AUTHORIZATION_FAILED, f"no ALTER on topic {topic.name!r}"
-        else:
-            result = await asyncio.to_thread(outcome, functools.partial(_grow, ctx, topic, body.validate_only))
-        code, message = result
-        results.append(
-            build(t.CreatePartitionsTopicResult, name=topic.name, error_code=error_code(code), error_message=message)
-        )
-    return build(t.CreatePartitionsResponse, throttle_time=ZERO, results=tuple(results))
+    outcomes = [await _outcome(ctx, conn, topic, twice, body.validate_only) for topic in body.topics]
+    t = types_for(API_KEY, request.api_version)
+    results = tuple(
+        build(t.CreatePartitionsTopicResult, name=topic.name, error_code=error_code(code), error_message=message)
+        for topic, (code, message) in zip(body.topics, outcomes, strict=True)
+    )
+    return build(t.CreatePartitionsResponse, throttle_time=ZERO, results=results)

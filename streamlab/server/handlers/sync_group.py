@@ -20,7 +20,6 @@ from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._groups import (
     CONSUMER_PROTOCOL,
     NONE,
-    REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
     answer,
     existing_group,
@@ -33,26 +32,25 @@ from streamlab.server.responses import ZERO, build, error_code, error_of, types_
 API_KEY = 14
 
 
+def _answer(request: ParsedRequest, code: int, result: SyncResult | None = None) -> Any:
+    return build(
+        types_for(API_KEY, request.api_version).SyncGroupResponse,
+        throttle_time=ZERO,
+        error_code=error_code(code),
+        protocol_type=result.protocol_type if result is not None else None,
+        protocol_name=result.protocol if result is not None else None,
+        assignment=result.assignment if result is not None else b"",
+    )
+
+
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
-    t = types_for(API_KEY, request.api_version)
-
-    def respond(code: int, result: SyncResult | None = None) -> Any:
-        return build(
-            t.SyncGroupResponse,
-            throttle_time=ZERO,
-            error_code=error_code(code),
-            protocol_type=result.protocol_type if result is not None else None,
-            protocol_name=result.protocol if result is not None else None,
-            assignment=result.assignment if result is not None else b"",
-        )
-
     refused = group_refusal(ctx, conn, body.group_id)
     if refused:
-        return respond(refused)
+        return _answer(request, refused)
     group = existing_group(ctx, body.group_id)
     if group is None:
-        return respond(UNKNOWN_MEMBER_ID)
+        return _answer(request, UNKNOWN_MEMBER_ID)
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
     if group.protocol_type == CONSUMER_PROTOCOL:
         warn_if_malformed(conn, body.group_id, "assignment for member", assignments.items(), decode_assignment)
@@ -65,7 +63,5 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     try:
         result = await answer(pending, wait_limit(group))
     except StreamlabError as exc:
-        return respond(error_of(exc).value)
-    except TimeoutError:  # never expected: the coordinator answers within the rebalance timeout
-        return respond(REBALANCE_IN_PROGRESS)
-    return respond(NONE, result)
+        return _answer(request, error_of(exc).value)
+    return _answer(request, NONE, result)
