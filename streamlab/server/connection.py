@@ -78,6 +78,8 @@ def clear_frames(exc: BaseException | None) -> None:
 
 @dataclass(eq=False)
 class Connection:
+    """One client connection, from its first frame to its close."""
+
     host: str
     port: int
     writer: asyncio.StreamWriter
@@ -97,6 +99,8 @@ class Connection:
         return ConnectionInfo("", self.host, self.port, self.session, self.lane)
 
     async def serve(self, reader: asyncio.StreamReader) -> None:
+        """Answer the client's requests in order until it leaves or the server stops
+        (:class:`~.dispatch.Close` and connection errors end it early)."""
         # Deferred answers in request order: each is written before anything read after it.
         deferred: deque[asyncio.Future[bytes | None]] = deque()
         header: asyncio.Future[bytes] | None = None
