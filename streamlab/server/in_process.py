@@ -22,7 +22,8 @@ import threading
 
 from streamlab.broker import Broker
 from streamlab.errors import ConfigError, OperationTimeoutError
-from streamlab.server.app import CLOSE_TIMEOUT_S, SHUTDOWN_GRACE_S, run
+from streamlab.server.app import SHUTDOWN_GRACE_S, run
+from streamlab.server.connection import CLOSE_TIMEOUT_S
 
 log = logging.getLogger("streamlab.server")
 

@@ -21,7 +21,7 @@ from kio.schema.errors import ErrorCode
 
 from streamlab.errors import kafka_code_for
 
-__all__ = ["build", "error_code", "error_of", "millis", "types_for"]
+__all__ = ["build", "build_from", "error_code", "error_of", "millis", "types_for"]
 
 ZERO = datetime.timedelta(0)
 
@@ -41,6 +41,12 @@ def build(cls: Any, **fields: Any) -> Any:
     """``cls(**fields)`` without the fields this version of the schema does not have."""
     names = _field_names(cls)
     return cls(**{name: value for name, value in fields.items() if name in names})
+
+
+def build_from(cls: Any, source: Any, *same_names: str, **fields: Any) -> Any:
+    """:func:`build` with the fields ``same_names`` taken from the attributes of ``source``
+    that have the same names (a member, a transaction), and ``fields`` as given."""
+    return build(cls, **{name: getattr(source, name) for name in same_names}, **fields)
 
 
 def has_field(cls: Any, name: str) -> bool:

@@ -19,7 +19,7 @@ from kafka_wire import frame, kio_request
 
 import streamlab
 from streamlab.broker import Broker
-from streamlab.server import app
+from streamlab.server import app, connection
 from streamlab.server.context import ServerContext
 from streamlab.server.limits import ServerLimits
 from streamlab.server.memory import FETCH_FLOOR, MemoryBudget
@@ -84,7 +84,7 @@ def test_the_budget_comes_back_to_zero_when_hostile_connections_end(tmp_path: Pa
         await asyncio.sleep(1.0)
         # held: stuck responses and a frame; never much more than the budget
         assert ctx.memory.used > MiB
-        assert ctx.memory.used <= LIMITS.queued_max_request_bytes + 16 * (FETCH_FLOOR + 2 * app._CHUNK)
+        assert ctx.memory.used <= LIMITS.queued_max_request_bytes + 16 * (FETCH_FLOOR + 2 * connection.CHUNK)
         for writer in writers:
             writer.transport.abort()
         await until(lambda: ctx.memory.used == 0)

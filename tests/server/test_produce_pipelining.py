@@ -1,4 +1,4 @@
-"""Produce requests a client sends ahead on one connection (``server.app``'s deferred
+"""Produce requests a client sends ahead on one connection (``server.connection``'s deferred
 answers): while an ``acks=all`` Produce waits for its fsync the server reads and appends
 the next ones, and still answers every request in the order it was sent, with the records
 stored in that order; anything but a Produce sees the Produce requests before it done.

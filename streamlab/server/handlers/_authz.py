@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Iterable
+from typing import Any, Final
 
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.security import Operation, ResourceType
@@ -19,6 +20,7 @@ __all__ = [
     "Operation",
     "ResourceType",
     "config_refusal",
+    "denied_topics",
     "group_allowed",
     "topic_allowed",
 ]
@@ -33,6 +35,13 @@ def group_allowed(
 
 def topic_allowed(ctx: ServerContext, conn: ConnectionInfo, topic: str, operation: Operation) -> bool:
     return ctx.authorize(conn, operation, ResourceType.TOPIC, topic)
+
+
+def denied_topics(
+    ctx: ServerContext, conn: ConnectionInfo, topics: Iterable[Any], operation: Operation
+) -> frozenset[str]:
+    """The names of the requested ``topics`` the principal may not do ``operation`` on."""
+    return frozenset(topic.name for topic in topics if not topic_allowed(ctx, conn, topic.name, operation))
 
 
 # ConfigResource types of DescribeConfigs/IncrementalAlterConfigs -> the ACL resource

@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TypeVar
 
+from streamlab.errors import RebalanceInProgressError
 from streamlab.groups.consumer_protocol import ConsumerProtocolError
 from streamlab.groups.group import Group
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 
 T = TypeVar("T")
 
@@ -31,7 +33,6 @@ ILLEGAL_GENERATION = 22
 INVALID_GROUP_ID = 24
 UNKNOWN_MEMBER_ID = 25
 INVALID_SESSION_TIMEOUT = 26
-REBALANCE_IN_PROGRESS = 27
 INVALID_REQUEST = 42
 
 # Past the rebalance timeout the coordinator has answered every wait; this is a safety net.
@@ -40,8 +41,12 @@ MAX_METADATA_CHARS = 4096  # Kafka's offset.metadata.max.bytes
 
 
 async def answer(future: Future[T], timeout_s: float) -> T:
-    """The coordinator's answer (or its error); TimeoutError after ``timeout_s``."""
-    return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    """The coordinator's answer (or its error); REBALANCE_IN_PROGRESS after ``timeout_s``,
+    which is never expected: the coordinator answers within the rebalance timeout."""
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    except TimeoutError:
+        raise RebalanceInProgressError(f"no answer from the group coordinator within {timeout_s:.0f}s") from None
 
 
 def wait_limit(group: Group, own_ms: int = 0) -> float:
@@ -59,6 +64,16 @@ def client_host(conn: ConnectionInfo) -> str:
 
 def existing_group(ctx: ServerContext, group_id: str) -> Group | None:
     return ctx.broker.groups.groups().get(group_id)
+
+
+def group_refusal(ctx: ServerContext, conn: ConnectionInfo, group_id: str) -> int:
+    """The error code refusing a member's request to a classic group (no group id, or no
+    READ on the group), or NONE."""
+    if not group_id:
+        return INVALID_GROUP_ID
+    if not group_allowed(ctx, conn, group_id):
+        return GROUP_AUTHORIZATION_FAILED
+    return NONE
 
 
 def warn_if_malformed(

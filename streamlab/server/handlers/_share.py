@@ -4,7 +4,9 @@ ShareFetch and ShareAcknowledge both carry acknowledgements: batches of offsets
 ``first..last`` with either one type for the whole batch or one per offset (0 gap,
 1 accept, 2 release, 3 reject, 4 renew). :func:`apply_acks` applies them to the broker's
 share group and gives each partition its error code. Topic names come from topic IDs
-(:mod:`streamlab.server.topic_ids`), as these APIs name topics only by ID.
+(:mod:`streamlab.server.topic_ids`), as these APIs name topics only by ID. Both first find
+the member's group and share session (:func:`member_session`), and a refusal answers the
+whole request (:func:`refused`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from streamlab.broker.share_registry import share_groups
 from streamlab.errors import StreamlabError, kafka_code_for
 from streamlab.model.share import AckType
 from streamlab.model.types import TopicPartition
-from streamlab.server.context import ServerContext
+from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
+from streamlab.server.responses import ZERO, build, error_code
+from streamlab.server.share_sessions import SessionError, ShareSession
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 UNKNOWN_MEMBER_ID = 25
@@ -48,6 +53,52 @@ def group_of(ctx: ServerContext, group_id: str | None, member_id: str | None) ->
         return None
     group = share_groups(ctx.broker).get(group_id)
     return group if group is not None and member_id in group.members else None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a whole ShareFetch or ShareAcknowledge is refused."""
+
+    code: int
+    message: str
+
+
+def member_session(
+    ctx: ServerContext, conn: ConnectionInfo, body: Any, *, opening_allowed: bool = True, unknown_hint: str = ""
+) -> tuple[ShareGroup, ShareSession] | Refusal:
+    """The requesting member's share group and its share session (the request's epoch
+    counted), or why the request is refused (``unknown_hint`` ends the message to a member
+    the group does not know)."""
+    group = group_of(ctx, body.group_id, body.member_id)
+    if not group_allowed(ctx, conn, body.group_id):
+        return Refusal(GROUP_AUTHORIZATION_FAILED, f"no READ on group {body.group_id!r}")
+    if group is None:
+        unknown = f"member {body.member_id!r} is not in share group {body.group_id!r}{unknown_hint}"
+        return Refusal(UNKNOWN_MEMBER_ID, unknown)
+    try:
+        session = ctx.share_sessions.use(
+            body.group_id, body.member_id, body.share_session_epoch, opening_allowed=opening_allowed
+        )
+    except SessionError as exc:
+        return Refusal(exc.code, str(exc))
+    return group, session
+
+
+def refused(response_type: Any, code: int, message: str) -> Any:
+    """A ShareFetch or ShareAcknowledge response refusing the whole request."""
+    return build(response_type, throttle_time=ZERO, error_code=error_code(code), error_message=message,
+                 acquisition_lock_timeout=ZERO, responses=(), node_endpoints=())  # fmt: skip
+
+
+def by_topic_id(
+    ctx: ServerContext, results: dict[TopicPartition | tuple[Any, int], PartitionResult]
+) -> dict[Any, list[tuple[int, PartitionResult]]]:
+    """``results`` by topic id, each topic's partitions in index order, as responses list them."""
+    grouped: dict[Any, list[tuple[int, PartitionResult]]] = {}
+    for key, result in results.items():
+        topic_id, index = (ctx.topic_ids.id_for(key.topic), key.partition) if isinstance(key, TopicPartition) else key
+        grouped.setdefault(topic_id, []).append((index, result))
+    return {topic_id: sorted(parts, key=lambda item: item[0]) for topic_id, parts in grouped.items()}
 
 
 def resolve(ctx: ServerContext, topic_id: uuid.UUID | None, partition: int) -> tuple[TopicPartition | None, int]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Final
 
-from streamlab.errors import ProducerFencedError
+from streamlab.errors import ProducerFencedError, StreamlabError
+from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.responses import error_of
 from streamlab.server.security import Operation, ResourceType
 
@@ -28,3 +32,23 @@ def txn_error_code(exc: BaseException, api_key: int, api_version: int) -> int:
 def txn_allowed(ctx: ServerContext, conn: ConnectionInfo, transactional_id: str) -> bool:
     """Kafka wants WRITE on the transactional id for every transactional request."""
     return ctx.authorize(conn, Operation.WRITE, ResourceType.TRANSACTIONAL_ID, transactional_id)
+
+
+def txn_refusal(ctx: ServerContext, conn: ConnectionInfo, transactional_id: str, group_id: str | None = None) -> int:
+    """The error code refusing a transactional request (WRITE on the transactional id, and
+    READ on ``group_id`` for the requests that commit a group's offsets), or 0."""
+    if not txn_allowed(ctx, conn, transactional_id):
+        return TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    if group_id is not None and not group_allowed(ctx, conn, group_id):
+        return GROUP_AUTHORIZATION_FAILED
+    return 0
+
+
+async def coordinator_error(request: ParsedRequest, work: Callable[[], object]) -> int:
+    """Run a coordinator call in a worker thread (it writes and fsyncs): 0, or the error
+    code of its failure as ``request``'s API version spells it."""
+    try:
+        await asyncio.to_thread(work)
+    except StreamlabError as exc:
+        return txn_error_code(exc, request.api_key, request.api_version)
+    return 0

@@ -9,36 +9,33 @@ served by this API in Kafka either. ``validate_only`` checks without changing an
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from streamlab.broker.topics import alter_config
 from streamlab.config import topic_config
-from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._admin_outcomes import INVALID_REQUEST, Refused, outcome
 from streamlab.server.handlers._authz import Operation, config_refusal
 from streamlab.server.handlers._configs import overrides
-from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.responses import ZERO, build, error_code, types_for
 
 API_KEY = 33
 
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4
-INVALID_REQUEST = 42
 
 
-def _replace(ctx: ServerContext, resource: Any, validate_only: bool) -> tuple[int, str | None]:
+def _replace(ctx: ServerContext, resource: Any, validate_only: bool) -> None:
     if resource.resource_type == RESOURCE_BROKER:
-        return INVALID_REQUEST, "broker configs are set when `streamlab serve` starts; they cannot be altered"
+        raise Refused(INVALID_REQUEST, "broker configs are set when `streamlab serve` starts; they cannot be altered")
     if resource.resource_type != RESOURCE_TOPIC:
-        return INVALID_REQUEST, f"resource type {resource.resource_type} has no configs to alter with AlterConfigs"
-    try:
-        ctx.broker.topic(resource.resource_name)
-        full = topic_config(overrides((c.name, c.value) for c in resource.configs))
-        if not validate_only:
-            alter_config(ctx.broker, resource.resource_name, full)
-    except StreamlabError as exc:
-        return error_of(exc).value, str(exc)
-    return 0, None
+        unserved = f"resource type {resource.resource_type} has no configs to alter with AlterConfigs"
+        raise Refused(INVALID_REQUEST, unserved)
+    ctx.broker.topic(resource.resource_name)
+    full = topic_config(overrides((c.name, c.value) for c in resource.configs))
+    if not validate_only:
+        alter_config(ctx.broker, resource.resource_name, full)
 
 
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
@@ -47,12 +44,8 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     answers = []
     for resource in body.resources:
         refused = config_refusal(ctx, conn, resource.resource_type, resource.resource_name, Operation.ALTER_CONFIGS)
-        code: int
-        message: str | None
-        if refused is not None:
-            code, message = refused
-        else:
-            code, message = await asyncio.to_thread(_replace, ctx, resource, bool(body.validate_only))
+        replace = functools.partial(_replace, ctx, resource, bool(body.validate_only))
+        code, message = refused if refused is not None else await asyncio.to_thread(outcome, replace)
         answers.append(build(t.AlterConfigsResourceResponse, error_code=error_code(code), error_message=message,
                              resource_type=resource.resource_type, resource_name=resource.resource_name))  # fmt: skip
     return build(t.AlterConfigsResponse, throttle_time=ZERO, responses=tuple(answers))

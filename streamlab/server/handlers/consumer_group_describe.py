@@ -9,14 +9,13 @@ with DescribeGroups.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups
-from streamlab.groups.consumer_member import ConsumerGroupDescription
-from streamlab.model.types import TopicPartition
+from streamlab.groups.consumer_member import ConsumerGroupDescription, ConsumerMemberDescription
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._assignments import assignment
 from streamlab.server.handlers._authz import (
     GROUP_AUTHORIZATION_FAILED,
     Operation,
@@ -25,7 +24,7 @@ from streamlab.server.handlers._authz import (
     group_allowed,
 )
 from streamlab.server.handlers._groups import NONE
-from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.responses import ZERO, build, build_from, error_code, types_for
 
 API_KEY = 69
 
@@ -43,23 +42,11 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
 
-    def assignment(tps: Iterable[TopicPartition]) -> Any:
-        by_topic: dict[str, list[int]] = {}
-        for tp in tps:
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
-        return build(
-            t.Assignment,
-            topic_partitions=tuple(
-                build(
-                    t.TopicPartitions,
-                    topic_id=ctx.topic_ids.id_for(topic),
-                    topic_name=topic,
-                    partitions=tuple(sorted(parts)),
-                )
-                for topic, parts in sorted(by_topic.items())
-                if ctx.topic_ids.id_for(topic) is not None
-            ),
-        )
+    def member(m: ConsumerMemberDescription) -> Any:
+        return build_from(t.Member, m, "member_id", "instance_id", "rack_id", "client_id", member_epoch=m.epoch,
+                          client_host=m.host, subscribed_topic_names=m.topics, subscribed_topic_regex=m.regex,
+                          assignment=assignment(ctx, t, m.assigned + m.pending_revocation),
+                          target_assignment=assignment(ctx, t, m.target), member_type=CONSUMER_MEMBER)  # fmt: skip
 
     def group_answer(group_id: str, code: int, message: str | None, d: ConsumerGroupDescription | None) -> Any:
         return build(
@@ -71,23 +58,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             group_epoch=d.group_epoch if d else -1,
             assignment_epoch=d.assignment_epoch if d else -1,
             assignor_name=d.assignor if d else "",
-            members=tuple(
-                build(
-                    t.Member,
-                    member_id=m.member_id,
-                    instance_id=m.instance_id,
-                    rack_id=m.rack_id,
-                    member_epoch=m.epoch,
-                    client_id=m.client_id,
-                    client_host=m.host,
-                    subscribed_topic_names=m.topics,
-                    subscribed_topic_regex=m.regex,
-                    assignment=assignment(m.assigned + m.pending_revocation),
-                    target_assignment=assignment(m.target),
-                    member_type=CONSUMER_MEMBER,
-                )
-                for m in (d.members if d else ())
-            ),
+            members=tuple(member(m) for m in (d.members if d else ())),
             authorized_operations=authorized_operations(ctx, conn, ResourceType.GROUP, group_id)
             if d and body.include_authorized_operations
             else OPERATIONS_OMITTED,

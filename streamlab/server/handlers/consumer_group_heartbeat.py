@@ -29,6 +29,7 @@ from streamlab.groups.consumer_member import (
 from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._assignments import assignment
 from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import INVALID_REQUEST, client_host, millis_of
 from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
@@ -83,24 +84,12 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         member_id = new_member_id()
 
     def answer(code: int, message: str | None = None, result: HeartbeatResult | None = None) -> Any:
-        assignment = None
-        if result is not None and result.assignment is not None:
-            by_topic: dict[str, list[int]] = {}
-            for tp in result.assignment:
-                by_topic.setdefault(tp.topic, []).append(tp.partition)
-            assignment = build(
-                t.Assignment,
-                topic_partitions=tuple(
-                    build(t.TopicPartitions, topic_id=topic_id, partitions=tuple(sorted(parts)))
-                    for topic, parts in sorted(by_topic.items())
-                    if (topic_id := ctx.topic_ids.id_for(topic)) is not None
-                ),
-            )
+        owned = result.assignment if result is not None else None  # None: unchanged, not sent
         return build(
             t.ConsumerGroupHeartbeatResponse, throttle_time=ZERO, error_code=error_code(code), error_message=message,
             member_id=member_id or None, member_epoch=result.epoch if result is not None else -1,
             heartbeat_interval=millis(result.heartbeat_interval_ms if result is not None else 0),
-            assignment=assignment,
+            assignment=assignment(ctx, t, owned) if owned is not None else None,
         )  # fmt: skip
 
     if not body.group_id:

@@ -9,7 +9,6 @@ checks everything and creates nothing.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 from streamlab.broker import topics
@@ -19,6 +18,14 @@ from streamlab.model.names import validate_topic_name
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers import _configs
+from streamlab.server.handlers._admin_outcomes import (
+    INVALID_REPLICA_ASSIGNMENT,
+    INVALID_REQUEST,
+    NAMED_TWICE,
+    Refused,
+    check_replicas,
+    named_twice,
+)
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 from streamlab.server.security import Operation, ResourceType
 from streamlab.server.security.acls import CLUSTER_NAME
@@ -26,32 +33,23 @@ from streamlab.server.security.acls import CLUSTER_NAME
 API_KEY = 19
 
 DEFAULT_PARTITIONS = 1
-INVALID_REQUEST = 42
 TOPIC_AUTHORIZATION_FAILED = 29
 INVALID_REPLICATION_FACTOR = 38
-INVALID_REPLICA_ASSIGNMENT = 39
-
-
-class _Refused(StreamlabError):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _partitions(ctx: ServerContext, topic: Any) -> int:
     if topic.replication_factor not in (-1, 1):
-        raise _Refused(
+        raise Refused(
             INVALID_REPLICATION_FACTOR,
             f"replication factor {topic.replication_factor} is more than the 1 broker streamlab runs",
         )
     if topic.assignments:
         if topic.num_partitions != -1 or topic.replication_factor != -1:
-            raise _Refused(INVALID_REQUEST, "give either replica assignments or partitions and replication factor")
+            raise Refused(INVALID_REQUEST, "give either replica assignments or partitions and replication factor")
         indexes = sorted(a.partition_index for a in topic.assignments)
         if indexes != list(range(len(indexes))):
-            raise _Refused(INVALID_REPLICA_ASSIGNMENT, "replica assignments must number partitions 0..n-1")
-        if any(list(a.broker_ids) != [ctx.node_id] for a in topic.assignments):
-            raise _Refused(INVALID_REPLICA_ASSIGNMENT, f"every replica must be broker {ctx.node_id}")
+            raise Refused(INVALID_REPLICA_ASSIGNMENT, "replica assignments must number partitions 0..n-1")
+        check_replicas(ctx.node_id, topic.assignments)
         return len(indexes)
     return DEFAULT_PARTITIONS if topic.num_partitions == -1 else int(topic.num_partitions)
 
@@ -71,7 +69,7 @@ def _create(ctx: ServerContext, topic: Any, validate_only: bool) -> tuple[int, s
         else:
             topics.create_topic(ctx.broker, topic.name, partitions, config)
             full = ctx.broker.topic(topic.name).config
-    except _Refused as exc:
+    except Refused as exc:
         return exc.code, str(exc), -1, {}
     except StreamlabError as exc:
         return error_of(exc).value, str(exc), -1, {}
@@ -81,14 +79,14 @@ def _create(ctx: ServerContext, topic: Any, validate_only: bool) -> tuple[int, s
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
-    counts = Counter(topic.name for topic in body.topics)
+    twice = named_twice(body.topics)
     results = []
     for topic in body.topics:
         code: int
         message: str | None
         config: dict[str, Any]
-        if counts[topic.name] > 1:
-            code, message, partitions, config = INVALID_REQUEST, "topic named more than once in one request", -1, {}
+        if topic.name in twice:
+            (code, message), partitions, config = NAMED_TWICE, -1, {}
         elif not (
             ctx.authorize(conn, Operation.CREATE, ResourceType.CLUSTER, CLUSTER_NAME)
             or ctx.authorize(conn, Operation.CREATE, ResourceType.TOPIC, topic.name)

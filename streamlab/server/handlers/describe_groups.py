@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups, describe_consumer_group
-from streamlab.groups.state import CONSUMER, GroupDescription, GroupState
+from streamlab.groups.state import CONSUMER, GroupDescription, GroupState, MemberDescription
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._authz import (
@@ -25,7 +25,7 @@ from streamlab.server.handlers._authz import (
     group_allowed,
 )
 from streamlab.server.handlers._groups import NONE, existing_group
-from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.responses import ZERO, build, build_from, error_code, types_for
 
 API_KEY = 15
 
@@ -55,6 +55,11 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         else await asyncio.to_thread(_describe, ctx, group_id)
         for group_id in body.groups
     ]
+
+    def member(m: MemberDescription) -> Any:
+        return build_from(t.DescribedGroupMember, m, "member_id", "group_instance_id", "client_id",
+                          client_host=m.host, member_metadata=m.metadata, member_assignment=m.assignment)  # fmt: skip
+
     return build(
         t.DescribeGroupsResponse,
         throttle_time=ZERO,
@@ -66,18 +71,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
                 group_state=str(d.state),
                 protocol_type=d.protocol_type,
                 protocol_data=d.protocol,
-                members=tuple(
-                    build(
-                        t.DescribedGroupMember,
-                        member_id=m.member_id,
-                        group_instance_id=m.group_instance_id,
-                        client_id=m.client_id,
-                        client_host=m.host,
-                        member_metadata=m.metadata,
-                        member_assignment=m.assignment,
-                    )
-                    for m in d.members
-                ),
+                members=tuple(member(m) for m in d.members),
                 authorized_operations=authorized_operations(ctx, conn, ResourceType.GROUP, d.group_id)
                 if asked and d.group_id not in denied
                 else OPERATIONS_OMITTED,

@@ -13,8 +13,7 @@ from typing import Any
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
-from streamlab.server.handlers._groups import INVALID_GROUP_ID, NONE, UNKNOWN_MEMBER_ID, existing_group
+from streamlab.server.handlers._groups import UNKNOWN_MEMBER_ID, existing_group, group_refusal
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
 API_KEY = 12
@@ -23,15 +22,9 @@ API_KEY = 12
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
-    code = NONE
-    group = existing_group(ctx, body.group_id) if body.group_id else None
-    if not body.group_id:
-        code = INVALID_GROUP_ID
-    elif not group_allowed(ctx, conn, body.group_id):
-        code = GROUP_AUTHORIZATION_FAILED
-    elif group is None:
-        code = UNKNOWN_MEMBER_ID
-    else:
+    code = group_refusal(ctx, conn, body.group_id)
+    group = None if code else existing_group(ctx, body.group_id)
+    if group is not None:
         try:
             await asyncio.to_thread(
                 group.heartbeat, body.member_id, body.generation_id,
@@ -39,4 +32,6 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             )  # fmt: skip
         except StreamlabError as exc:
             code = error_of(exc).value
+    elif not code:
+        code = UNKNOWN_MEMBER_ID
     return build(t.HeartbeatResponse, throttle_time=ZERO, error_code=error_code(code))

@@ -22,8 +22,13 @@ from streamlab.server.security.acls import CLUSTER_NAME
 API_KEY = 22
 
 
-async def _transactional(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
+def _answer(request: ParsedRequest, code: int, producer_id: int = -1, epoch: int = -1) -> Any:
     t = types_for(API_KEY, request.api_version)
+    return build(t.InitProducerIdResponse, throttle_time=ZERO, error_code=error_code(code),
+                 producer_id=producer_id, producer_epoch=epoch)  # fmt: skip
+
+
+async def _transactional(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     pid, epoch, code = -1, -1, 0
     if not txn_allowed(ctx, conn, body.transactional_id):
@@ -41,12 +46,10 @@ async def _transactional(ctx: ServerContext, request: ParsedRequest, conn: Conne
             )
         except StreamlabError as exc:
             code = txn_error_code(exc, API_KEY, request.api_version)
-    return build(t.InitProducerIdResponse, throttle_time=ZERO, error_code=error_code(code),
-                 producer_id=pid, producer_epoch=epoch)  # fmt: skip
+    return _answer(request, code, pid, epoch)
 
 
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
-    t = types_for(API_KEY, request.api_version)
     body: Any = request.body
     if body.transactional_id is not None:
         return await _transactional(ctx, request, conn)
@@ -56,14 +59,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         authorizer.authorize(principal, conn.host, Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, CLUSTER_NAME)
         or authorizer.authorize_any(principal, conn.host, Operation.WRITE, ResourceType.TOPIC)
     ):
-        return build(t.InitProducerIdResponse, throttle_time=ZERO, error_code=error_code(CLUSTER_AUTHORIZATION_FAILED),
-                     producer_id=-1, producer_epoch=-1)  # fmt: skip
+        return _answer(request, CLUSTER_AUTHORIZATION_FAILED)
     # A new block of ids is reserved with an fsync now and then: off the event loop.
     producer_id, epoch = await asyncio.to_thread(ctx.producers.new_producer_id)
-    return build(
-        t.InitProducerIdResponse,
-        throttle_time=ZERO,
-        error_code=error_code(0),
-        producer_id=producer_id,
-        producer_epoch=epoch,
-    )
+    return _answer(request, 0, producer_id, epoch)

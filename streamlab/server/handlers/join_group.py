@@ -19,61 +19,55 @@ from streamlab.groups.consumer_protocol import decode_subscription
 from streamlab.groups.state import JoinRequest, JoinResult, MemberIdRequiredError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import (
     CONSUMER_PROTOCOL,
-    INVALID_GROUP_ID,
     INVALID_SESSION_TIMEOUT,
     NONE,
-    REBALANCE_IN_PROGRESS,
     answer,
     client_host,
+    group_refusal,
     millis_of,
     wait_limit,
     warn_if_malformed,
 )
-from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.responses import ZERO, build, build_from, error_code, error_of, types_for
 
 API_KEY = 11
+
+
+def _answer(request: ParsedRequest, code: int, result: JoinResult | None = None, member_id: str | None = None) -> Any:
+    """The response; ``member_id`` (else the request's) goes to a member without a result."""
+    t = types_for(API_KEY, request.api_version)
+    body: Any = request.body
+    protocol = result.protocol if result is not None else None
+    return build(
+        t.JoinGroupResponse,
+        throttle_time=ZERO,
+        error_code=error_code(code),
+        generation_id=result.generation if result is not None else -1,
+        protocol_type=result.protocol_type if result is not None else None,
+        # v7 made the protocol name nullable; before, "none" is the empty string
+        protocol_name=protocol if protocol is not None or request.api_version >= 7 else "",
+        leader=result.leader if result is not None else "",
+        skip_assignment=result.skip_assignment if result is not None else False,
+        member_id=result.member_id if result is not None else member_id if member_id is not None else body.member_id,
+        members=tuple(
+            build_from(t.JoinGroupResponseMember, m, "member_id", "group_instance_id", "metadata")
+            for m in (result.members if result is not None else ())
+        ),
+    )
 
 
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     version = request.api_version
-    t = types_for(API_KEY, version)
-
-    def respond(code: int, result: JoinResult | None = None, member_id: str = body.member_id) -> Any:
-        protocol = result.protocol if result is not None else None
-        return build(
-            t.JoinGroupResponse,
-            throttle_time=ZERO,
-            error_code=error_code(code),
-            generation_id=result.generation if result is not None else -1,
-            protocol_type=result.protocol_type if result is not None else None,
-            # v7 made the protocol name nullable; before, "none" is the empty string
-            protocol_name=protocol if protocol is not None or version >= 7 else "",
-            leader=result.leader if result is not None else "",
-            skip_assignment=result.skip_assignment if result is not None else False,
-            member_id=result.member_id if result is not None else member_id,
-            members=tuple(
-                build(
-                    t.JoinGroupResponseMember,
-                    member_id=m.member_id,
-                    group_instance_id=m.group_instance_id,
-                    metadata=m.metadata,
-                )
-                for m in (result.members if result is not None else ())
-            ),
-        )
-
-    if not body.group_id:
-        return respond(INVALID_GROUP_ID)
-    if not group_allowed(ctx, conn, body.group_id):
-        return respond(GROUP_AUTHORIZATION_FAILED)
+    refused = group_refusal(ctx, conn, body.group_id)
+    if refused:
+        return _answer(request, refused)
     session_ms = millis_of(body.session_timeout)
     rebalance_ms = millis_of(body.rebalance_timeout) if version >= 1 else session_ms
     if session_ms <= 0:
-        return respond(INVALID_SESSION_TIMEOUT)
+        return _answer(request, INVALID_SESSION_TIMEOUT)
     join = JoinRequest(
         client_id=request.client_id or conn.client_id,
         host=client_host(conn),
@@ -89,15 +83,13 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     try:  # a consumer-protocol (KIP-848) group with members takes no classic member
         await asyncio.to_thread(check_not_consumer_protocol, ctx.broker, body.group_id)
     except StreamlabError as exc:
-        return respond(error_of(exc).value)
+        return _answer(request, error_of(exc).value)
     group = ctx.broker.groups.group(body.group_id)
     pending = await asyncio.to_thread(group.join_wire, body.member_id, join, require_known_member_id=version >= 4)
     try:
         result = await answer(pending, wait_limit(group, join.rebalance_timeout_ms))
     except MemberIdRequiredError as exc:
-        return respond(exc.kafka_code, member_id=exc.member_id)
+        return _answer(request, exc.kafka_code, member_id=exc.member_id)
     except StreamlabError as exc:
-        return respond(error_of(exc).value)
-    except TimeoutError:  # never expected: the coordinator answers within the rebalance timeout
-        return respond(REBALANCE_IN_PROGRESS)
-    return respond(NONE, result)
+        return _answer(request, error_of(exc).value)
+    return _answer(request, NONE, result)

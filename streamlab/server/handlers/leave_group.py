@@ -13,8 +13,7 @@ from streamlab.errors import StreamlabError
 from streamlab.groups.group import Group
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
-from streamlab.server.handlers._groups import INVALID_GROUP_ID, NONE, UNKNOWN_MEMBER_ID, existing_group
+from streamlab.server.handlers._groups import NONE, UNKNOWN_MEMBER_ID, existing_group, group_refusal
 from streamlab.server.responses import ZERO, build, error_code, types_for
 
 API_KEY = 13
@@ -42,11 +41,9 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         leaving = [(body.member_id, None, None)]
     else:
         leaving = [(m.member_id, m.group_instance_id, getattr(m, "reason", None)) for m in body.members]
-    if not body.group_id:
-        return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(INVALID_GROUP_ID), members=())
-    if not group_allowed(ctx, conn, body.group_id):
-        return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(GROUP_AUTHORIZATION_FAILED),
-                     members=())  # fmt: skip
+    refused = group_refusal(ctx, conn, body.group_id)
+    if refused:
+        return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(refused), members=())
     codes = await asyncio.to_thread(_leave, existing_group(ctx, body.group_id), leaving)
     if request.api_version < 3:
         return build(t.LeaveGroupResponse, throttle_time=ZERO, error_code=error_code(codes[0]))

@@ -13,7 +13,8 @@ from streamlab.broker.list_offsets import list_offset
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
+from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, denied_topics
+from streamlab.server.handlers._topic_responses import topic_responses
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
 API_KEY = 2
@@ -47,27 +48,15 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     t = types_for(API_KEY, request.api_version)
     # Looking up by time may read Parquet segments: off the event loop.
     body: Any = request.body
-    denied = frozenset(t.name for t in body.topics if not topic_allowed(ctx, conn, t.name, Operation.DESCRIBE))
-    results = await asyncio.to_thread(_lookup_all, ctx, body, denied)
-    return build(
-        t.ListOffsetsResponse,
-        throttle_time=ZERO,
-        topics=tuple(
-            build(
-                t.ListOffsetsTopicResponse,
-                name=name,
-                partitions=tuple(
-                    build(
-                        t.ListOffsetsPartitionResponse,
-                        partition_index=index,
-                        error_code=error_code(code),
-                        timestamp=timestamp,
-                        offset=offset,
-                        leader_epoch=LEADER_EPOCH if code == 0 and offset >= 0 else -1,
-                    )
-                    for index, (code, offset, timestamp) in parts
-                ),
-            )
+    results = await asyncio.to_thread(_lookup_all, ctx, body, denied_topics(ctx, conn, body.topics, Operation.DESCRIBE))
+    topics = topic_responses(
+        t.ListOffsetsTopicResponse,
+        t.ListOffsetsPartitionResponse,
+        (
+            (name, [{"partition_index": index, "error_code": error_code(code), "timestamp": timestamp, "offset": offset,
+                     "leader_epoch": LEADER_EPOCH if code == 0 and offset >= 0 else -1}
+                    for index, (code, offset, timestamp) in parts])
             for name, parts in results
         ),
-    )
+    )  # fmt: skip
+    return build(t.ListOffsetsResponse, throttle_time=ZERO, topics=topics)

@@ -13,7 +13,7 @@ from typing import Any
 from streamlab.broker.transaction_state import STATES
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.responses import ZERO, build, build_from, error_code, types_for
 from streamlab.server.security import Operation, ResourceType
 
 API_KEY = 66
@@ -46,12 +46,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         error_code=error_code(0),
         unknown_state_filters=unknown,
         transaction_states=tuple(
-            build(
-                t.TransactionState,
-                transactional_id=x.transactional_id,
-                producer_id=x.producer_id,
-                transaction_state=x.state,
-            )
+            build_from(t.TransactionState, x, "transactional_id", "producer_id", transaction_state=x.state)
             for x in txns
             if ctx.authorize(conn, Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, x.transactional_id)
         ),

@@ -28,8 +28,8 @@ from streamlab.server.handlers._authz import (
     GROUP_AUTHORIZATION_FAILED,
     TOPIC_AUTHORIZATION_FAILED,
     Operation,
+    denied_topics,
     group_allowed,
-    topic_allowed,
 )
 from streamlab.server.handlers._groups import (
     ILLEGAL_GENERATION,
@@ -40,17 +40,23 @@ from streamlab.server.handlers._groups import (
     UNKNOWN_TOPIC_OR_PARTITION,
     existing_group,
 )
-from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.handlers._topic_responses import (
+    PartitionKey,
+    every_partition,
+    failing_the_rest,
+    partition_errors,
+)
+from streamlab.server.responses import ZERO, build, types_for
 
 API_KEY = 8
 
 
-def _commit(ctx: ServerContext, body: Any, denied: frozenset[str] = frozenset()) -> dict[tuple[str, int], int]:
+def _commit(ctx: ServerContext, body: Any, denied: frozenset[str] = frozenset()) -> dict[PartitionKey, int]:
     """The error code of every requested partition."""
     wanted = [(topic.name, p) for topic in body.topics for p in topic.partitions]
-    codes: dict[tuple[str, int], int] = {}
+    codes: dict[PartitionKey, int] = {}
     if not body.group_id:
-        return {(name, p.partition_index): INVALID_GROUP_ID for name, p in wanted}
+        return every_partition(body.topics, INVALID_GROUP_ID)
     generation = body.generation_id_or_member_epoch
     group = existing_group(ctx, body.group_id)
     offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -79,13 +85,13 @@ def _commit(ctx: ServerContext, body: Any, denied: frozenset[str] = frozenset())
             try:
                 consumer_group.check_member_epoch(body.member_id, generation)
             except StreamlabError as exc:
-                return {key: exc.kafka_code if code == NONE else code for key, code in codes.items()}
+                return failing_the_rest(codes, exc.kafka_code)
             if offsets:
                 commit(ctx.broker, body.group_id, offsets)
         return codes
     if group is None:
         if generation >= 0:  # a generation of a group we do not know: from before a restart
-            return {key: ILLEGAL_GENERATION if code == NONE else code for key, code in codes.items()}
+            return failing_the_rest(codes, ILLEGAL_GENERATION)
         if offsets:
             commit(ctx.broker, body.group_id, offsets)
         return codes
@@ -93,7 +99,7 @@ def _commit(ctx: ServerContext, body: Any, denied: frozenset[str] = frozenset())
         try:
             group.check_commit(body.member_id, generation, getattr(body, "group_instance_id", None))
         except StreamlabError as exc:
-            return {key: exc.kafka_code if code == NONE else code for key, code in codes.items()}
+            return failing_the_rest(codes, exc.kafka_code)
         if offsets:
             commit(ctx.broker, body.group_id, offsets)
     return codes
@@ -103,27 +109,10 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
     if body.group_id and not group_allowed(ctx, conn, body.group_id):
-        codes = {(topic.name, p.partition_index): GROUP_AUTHORIZATION_FAILED for topic in body.topics
-                 for p in topic.partitions}  # fmt: skip
+        codes = every_partition(body.topics, GROUP_AUTHORIZATION_FAILED)
     else:
-        denied = frozenset(t.name for t in body.topics if not topic_allowed(ctx, conn, t.name, Operation.READ))
+        denied = denied_topics(ctx, conn, body.topics, Operation.READ)
         codes = await asyncio.to_thread(_commit, ctx, body, denied)
-    return build(
-        t.OffsetCommitResponse,
-        throttle_time=ZERO,
-        topics=tuple(
-            build(
-                t.OffsetCommitResponseTopic,
-                name=topic.name,
-                partitions=tuple(
-                    build(
-                        t.OffsetCommitResponsePartition,
-                        partition_index=p.partition_index,
-                        error_code=error_code(codes[(topic.name, p.partition_index)]),
-                    )
-                    for p in topic.partitions
-                ),
-            )
-            for topic in body.topics
-        ),
-    )
+    topics = partition_errors(t.OffsetCommitResponseTopic, t.OffsetCommitResponsePartition, body.topics,
+                              codes.__getitem__)  # fmt: skip
+    return build(t.OffsetCommitResponse, throttle_time=ZERO, topics=topics)

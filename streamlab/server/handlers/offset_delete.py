@@ -19,9 +19,10 @@ from streamlab.server.handlers._authz import (
     GROUP_AUTHORIZATION_FAILED,
     TOPIC_AUTHORIZATION_FAILED,
     Operation,
+    denied_topics,
     group_allowed,
-    topic_allowed,
 )
+from streamlab.server.handlers._topic_responses import PartitionKey, partition_errors
 from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
 
 API_KEY = 47
@@ -36,30 +37,19 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     if not group_allowed(ctx, conn, body.group_id, Operation.DELETE):
         top = GROUP_AUTHORIZATION_FAILED
     else:
-        codes = {
-            tp: TOPIC_AUTHORIZATION_FAILED for tp in wanted if not topic_allowed(ctx, conn, tp.topic, Operation.READ)
-        }
+        denied = denied_topics(ctx, conn, body.topics, Operation.READ)
+        codes = {tp: TOPIC_AUTHORIZATION_FAILED for tp in wanted if tp.topic in denied}
         try:
             refused = await asyncio.to_thread(delete_offsets, ctx.broker, body.group_id,
                                               [tp for tp in wanted if tp not in codes])  # fmt: skip
             codes.update({tp: error_of(exc).value for tp, exc in refused.items()})
         except StreamlabError as exc:
             top = error_of(exc).value
-    topics = tuple(
-        build(
-            t.OffsetDeleteResponseTopic,
-            name=topic.name,
-            partitions=tuple(
-                build(
-                    t.OffsetDeleteResponsePartition,
-                    partition_index=p.partition_index,
-                    error_code=error_code(codes.get(TopicPartition(topic.name, p.partition_index), 0)),
-                )
-                for p in topic.partitions
-            ),
-        )
-        for topic in body.topics
-    )
+
+    def code_of(key: PartitionKey) -> int:
+        return codes.get(TopicPartition(*key), 0)
+
+    topics = partition_errors(t.OffsetDeleteResponseTopic, t.OffsetDeleteResponsePartition, body.topics, code_of)
     return build(
         t.OffsetDeleteResponse, error_code=error_code(top), throttle_time=ZERO, topics=topics if not top else ()
     )

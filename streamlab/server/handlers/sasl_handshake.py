@@ -31,7 +31,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     if security.users is None or request.api_version == 0:
         log.info("%s:%d: SaslHandshake v%d refused (%s)", conn.host, conn.port, request.api_version,
                  "SASL is not enabled" if security.users is None else "v0 raw tokens are not supported")  # fmt: skip
-        conn.session.failed = not conn.session.authenticated
+        conn.session.fail()
         return build(t.SaslHandshakeResponse, error_code=error_code(ILLEGAL_SASL_STATE), mechanisms=())
     try:
         conn.session.authenticator = authenticator_for(body.mechanism, security.users, security.mechanisms)

@@ -22,24 +22,21 @@ from streamlab.errors import StreamlabError
 from streamlab.model.types import TopicPartition
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import (
-    GROUP_AUTHORIZATION_FAILED,
-    TOPIC_AUTHORIZATION_FAILED,
-    Operation,
-    group_allowed,
-    topic_allowed,
-)
+from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
 from streamlab.server.handlers._share import (
-    UNKNOWN_MEMBER_ID,
     PartitionResult,
+    Refusal,
     apply_acks,
-    group_of,
+    by_topic_id,
+    member_session,
     ranges,
+    refused,
     resolve,
 )
+from streamlab.server.handlers._topic_responses import topic_responses
 from streamlab.server.handlers.fetch import encode_records
 from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
-from streamlab.server.share_sessions import FINAL_EPOCH, SessionError
+from streamlab.server.share_sessions import FINAL_EPOCH
 
 API_KEY = 78
 
@@ -74,7 +71,7 @@ async def _fetch(ctx: ServerContext, group: ShareGroup, member_id: str, body: An
         try:
             got = await asyncio.to_thread(group.fetch, member_id, limit, lock_ms, partitions, max_bytes=leased)
         finally:
-            ctx.memory.release(leased)  # from here app.py counts the encoded response
+            ctx.memory.release(leased)  # from here the connection counts the encoded response
         remaining = deadline - loop.time()
         if got or remaining <= 0 or ctx.shutting_down or not partitions:
             return got
@@ -84,22 +81,11 @@ async def _fetch(ctx: ServerContext, group: ShareGroup, member_id: str, body: An
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
-    group = group_of(ctx, body.group_id, body.member_id)
-
-    def top_level(code: Any, message: str) -> Any:
-        return build(t.ShareFetchResponse, throttle_time=ZERO, error_code=code, error_message=message,
-                     acquisition_lock_timeout=ZERO, responses=(), node_endpoints=())  # fmt: skip
-
-    if not group_allowed(ctx, conn, body.group_id):
-        return top_level(error_code(GROUP_AUTHORIZATION_FAILED), f"no READ on group {body.group_id!r}")
-    if group is None:
-        return top_level(error_code(UNKNOWN_MEMBER_ID), f"member {body.member_id!r} is not in share group "
-                         f"{body.group_id!r}: join it with ShareGroupHeartbeat")  # fmt: skip
+    opened = member_session(ctx, conn, body, unknown_hint=": join it with ShareGroupHeartbeat")
+    if isinstance(opened, Refusal):
+        return refused(t.ShareFetchResponse, opened.code, opened.message)
+    group, session = opened
     member_id: str = body.member_id
-    try:
-        session = ctx.share_sessions.use(body.group_id, member_id, body.share_session_epoch)
-    except SessionError as exc:
-        return top_level(error_code(exc.code), str(exc))
     results: dict[Any, PartitionResult] = {}
     closing = body.share_session_epoch == FINAL_EPOCH
     for topic in body.topics:
@@ -123,7 +109,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         else:
             _deliver(ctx, await _fetch(ctx, group, member_id, body, set(session.partitions)), results)
     except StreamlabError as exc:
-        return top_level(error_of(exc), str(exc))
+        return refused(t.ShareFetchResponse, error_of(exc).value, str(exc))
     return build(
         t.ShareFetchResponse,
         throttle_time=ZERO,
@@ -135,34 +121,18 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
 
 
 def _responses(ctx: ServerContext, t: Any, results: dict[Any, PartitionResult]) -> tuple[Any, ...]:
-    by_topic: dict[Any, list[tuple[int, PartitionResult]]] = {}
-    for key, result in results.items():
-        if isinstance(key, TopicPartition):
-            by_topic.setdefault(ctx.topic_ids.id_for(key.topic), []).append((key.partition, result))
-        else:
-            by_topic.setdefault(key[0], []).append((key[1], result))
     leader = build(t.LeaderIdAndEpoch, leader_id=ctx.node_id, leader_epoch=0)
-    return tuple(
-        build(
-            t.ShareFetchableTopicResponse,
-            topic_id=topic_id,
-            partitions=tuple(
-                build(
-                    t.PartitionData,
-                    partition_index=index,
-                    error_code=error_code(r.error),
-                    error_message=r.message,
-                    acknowledge_error_code=r.ack_error,
-                    acknowledge_error_message=r.ack_message,
-                    current_leader=leader,
-                    records=r.records,
-                    acquired_records=tuple(
-                        build(t.AcquiredRecords, first_offset=first, last_offset=last, delivery_count=n)
-                        for first, last, n in r.acquired
-                    ),
-                )
-                for index, r in sorted(parts, key=lambda item: item[0])
-            ),
-        )
-        for topic_id, parts in by_topic.items()
+
+    def fields(index: int, r: PartitionResult) -> dict[str, Any]:
+        acquired = tuple(build(t.AcquiredRecords, first_offset=first, last_offset=last, delivery_count=n)
+                         for first, last, n in r.acquired)  # fmt: skip
+        return {"partition_index": index, "error_code": error_code(r.error), "error_message": r.message,
+                "acknowledge_error_code": r.ack_error, "acknowledge_error_message": r.ack_message,
+                "current_leader": leader, "records": r.records, "acquired_records": acquired}  # fmt: skip
+
+    return topic_responses(
+        t.ShareFetchableTopicResponse,
+        t.PartitionData,
+        ((topic_id, [fields(index, r) for index, r in parts]) for topic_id, parts in by_topic_id(ctx, results).items()),
+        topic_field="topic_id",
     )

@@ -22,6 +22,7 @@ from streamlab.broker.share_registry import share_groups
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
+from streamlab.server.handlers._assignments import assignment
 from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._share import INVALID_REQUEST, UNKNOWN_MEMBER_ID
 from streamlab.server.responses import ZERO, build, error_code, error_of, millis, types_for
@@ -61,10 +62,10 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
 
-    def answer(code: Any, message: str | None = None, epoch: int = -1, assignment: Any = None) -> Any:
+    def answer(code: Any, message: str | None = None, epoch: int = -1, assigned: Any = None) -> Any:
         return build(t.ShareGroupHeartbeatResponse, throttle_time=ZERO, error_code=code, error_message=message,
                      member_id=body.member_id, member_epoch=epoch, heartbeat_interval=millis(HEARTBEAT_INTERVAL_MS),
-                     assignment=assignment)  # fmt: skip
+                     assignment=assigned)  # fmt: skip
 
     if not body.member_id or not body.group_id:
         return answer(error_code(INVALID_REQUEST), "group id and member id are required")
@@ -76,15 +77,4 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
         return answer(error_of(exc), str(exc))
     if code or member is None:
         return answer(error_code(code), message)  # an error, or a member that left: epoch -1
-    by_topic: dict[str, list[int]] = {}
-    for tp in member.assigned:
-        by_topic.setdefault(tp.topic, []).append(tp.partition)
-    assignment = build(
-        t.Assignment,
-        topic_partitions=tuple(
-            build(t.TopicPartitions, topic_id=topic_id, partitions=tuple(parts))
-            for topic, parts in sorted(by_topic.items())
-            if (topic_id := ctx.topic_ids.id_for(topic)) is not None
-        ),
-    )
-    return answer(error_code(0), None, epoch=member.epoch, assignment=assignment)
+    return answer(error_code(0), None, epoch=member.epoch, assigned=assignment(ctx, t, member.assigned))

@@ -17,15 +17,13 @@ from streamlab.groups.consumer_protocol import decode_assignment
 from streamlab.groups.state import SyncResult
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import GROUP_AUTHORIZATION_FAILED, group_allowed
 from streamlab.server.handlers._groups import (
     CONSUMER_PROTOCOL,
-    INVALID_GROUP_ID,
     NONE,
-    REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
     answer,
     existing_group,
+    group_refusal,
     wait_limit,
     warn_if_malformed,
 )
@@ -34,27 +32,25 @@ from streamlab.server.responses import ZERO, build, error_code, error_of, types_
 API_KEY = 14
 
 
+def _answer(request: ParsedRequest, code: int, result: SyncResult | None = None) -> Any:
+    return build(
+        types_for(API_KEY, request.api_version).SyncGroupResponse,
+        throttle_time=ZERO,
+        error_code=error_code(code),
+        protocol_type=result.protocol_type if result is not None else None,
+        protocol_name=result.protocol if result is not None else None,
+        assignment=result.assignment if result is not None else b"",
+    )
+
+
 async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInfo) -> Any:
     body: Any = request.body
-    t = types_for(API_KEY, request.api_version)
-
-    def respond(code: int, result: SyncResult | None = None) -> Any:
-        return build(
-            t.SyncGroupResponse,
-            throttle_time=ZERO,
-            error_code=error_code(code),
-            protocol_type=result.protocol_type if result is not None else None,
-            protocol_name=result.protocol if result is not None else None,
-            assignment=result.assignment if result is not None else b"",
-        )
-
-    if not body.group_id:
-        return respond(INVALID_GROUP_ID)
-    if not group_allowed(ctx, conn, body.group_id):
-        return respond(GROUP_AUTHORIZATION_FAILED)
+    refused = group_refusal(ctx, conn, body.group_id)
+    if refused:
+        return _answer(request, refused)
     group = existing_group(ctx, body.group_id)
     if group is None:
-        return respond(UNKNOWN_MEMBER_ID)
+        return _answer(request, UNKNOWN_MEMBER_ID)
     assignments = {a.member_id: bytes(a.assignment) for a in body.assignments}
     if group.protocol_type == CONSUMER_PROTOCOL:
         warn_if_malformed(conn, body.group_id, "assignment for member", assignments.items(), decode_assignment)
@@ -67,7 +63,5 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     try:
         result = await answer(pending, wait_limit(group))
     except StreamlabError as exc:
-        return respond(error_of(exc).value)
-    except TimeoutError:  # never expected: the coordinator answers within the rebalance timeout
-        return respond(REBALANCE_IN_PROGRESS)
-    return respond(NONE, result)
+        return _answer(request, error_of(exc).value)
+    return _answer(request, NONE, result)

@@ -14,30 +14,24 @@ from typing import Any
 from streamlab.errors import StreamlabError
 from streamlab.protocol.framing import ParsedRequest
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.handlers._authz import (
-    GROUP_AUTHORIZATION_FAILED,
-    TOPIC_AUTHORIZATION_FAILED,
-    Operation,
-    group_allowed,
-    topic_allowed,
-)
+from streamlab.server.handlers._authz import TOPIC_AUTHORIZATION_FAILED, Operation, topic_allowed
 from streamlab.server.handlers._groups import MAX_METADATA_CHARS, OFFSET_METADATA_TOO_LARGE
-from streamlab.server.handlers._txn import TRANSACTIONAL_ID_AUTHORIZATION_FAILED, txn_allowed, txn_error_code
-from streamlab.server.responses import ZERO, build, error_code, types_for
+from streamlab.server.handlers._topic_responses import PartitionKey, every_partition, failing_the_rest, partition_errors
+from streamlab.server.handlers._txn import txn_error_code, txn_refusal
+from streamlab.server.responses import ZERO, build, types_for
 
 API_KEY = 28
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
-def _commit(ctx: ServerContext, conn: ConnectionInfo, body: Any, version: int) -> dict[tuple[str, int], int]:
+def _commit(ctx: ServerContext, conn: ConnectionInfo, body: Any, version: int) -> dict[PartitionKey, int]:
     wanted = [(topic.name, p) for topic in body.topics for p in topic.partitions]
-    if not txn_allowed(ctx, conn, body.transactional_id):
-        return {(n, p.partition_index): TRANSACTIONAL_ID_AUTHORIZATION_FAILED for n, p in wanted}
-    if not group_allowed(ctx, conn, body.group_id):
-        return {(n, p.partition_index): GROUP_AUTHORIZATION_FAILED for n, p in wanted}
-    codes: dict[tuple[str, int], int] = {}
-    offsets: dict[tuple[str, int], tuple[int, str]] = {}
+    refused = txn_refusal(ctx, conn, body.transactional_id, body.group_id)
+    if refused:
+        return every_partition(body.topics, refused)
+    codes: dict[PartitionKey, int] = {}
+    offsets: dict[PartitionKey, tuple[int, str]] = {}
     for name, p in wanted:
         key = (name, p.partition_index)
         state = ctx.broker.topics.get(name)
@@ -56,8 +50,7 @@ def _commit(ctx: ServerContext, conn: ConnectionInfo, body: Any, version: int) -
                 body.transactional_id, body.producer_id, body.producer_epoch, body.group_id, offsets
             )
         except StreamlabError as exc:
-            code = txn_error_code(exc, API_KEY, version)
-            return {key: code if c == 0 else c for key, c in codes.items()}
+            return failing_the_rest(codes, txn_error_code(exc, API_KEY, version))
     return codes
 
 
@@ -65,22 +58,6 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     body: Any = request.body
     t = types_for(API_KEY, request.api_version)
     codes = await asyncio.to_thread(_commit, ctx, conn, body, request.api_version)
-    return build(
-        t.TxnOffsetCommitResponse,
-        throttle_time=ZERO,
-        topics=tuple(
-            build(
-                t.TxnOffsetCommitResponseTopic,
-                name=topic.name,
-                partitions=tuple(
-                    build(
-                        t.TxnOffsetCommitResponsePartition,
-                        partition_index=p.partition_index,
-                        error_code=error_code(codes[(topic.name, p.partition_index)]),
-                    )
-                    for p in topic.partitions
-                ),
-            )
-            for topic in body.topics
-        ),
-    )
+    topics = partition_errors(t.TxnOffsetCommitResponseTopic, t.TxnOffsetCommitResponsePartition, body.topics,
+                              codes.__getitem__)  # fmt: skip
+    return build(t.TxnOffsetCommitResponse, throttle_time=ZERO, topics=topics)

@@ -100,6 +100,11 @@ class Session:
     failed: bool = False  # SASL failed: the connection is closed at its next request
     authenticator: Authenticator | None = field(default=None, repr=False)
 
+    def fail(self) -> None:
+        """A SASL exchange failed or was out of order: the connection is closed at its next
+        request, unless it authenticated before (a failed re-authentication keeps it)."""
+        self.failed = not self.authenticated
+
 
 def is_loopback(host: str) -> bool:
     """Whether listening on ``host`` is reachable from this machine only."""

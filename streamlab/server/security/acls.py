@@ -113,6 +113,19 @@ def _enum(cls: type[IntEnum], value: int, what: str) -> Any:
         raise InvalidAclError(f"unknown {what} {value}") from None
 
 
+def _wire_enums(
+    resource_type: int, pattern_type: int, operation: int, permission: int
+) -> tuple[ResourceType, PatternType, Operation, Permission]:
+    """The enum fields of an ACL binding or filter from their wire codes (InvalidAclError
+    naming the first unknown one)."""
+    return (
+        _enum(ResourceType, resource_type, "resource type"),
+        _enum(PatternType, pattern_type, "pattern type"),
+        _enum(Operation, operation, "operation"),
+        _enum(Permission, permission, "permission type"),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AclBinding:
     """One ACL: who may (or may not) do what to which resources."""
@@ -129,15 +142,8 @@ class AclBinding:
     def of(cls, resource_type: int, resource_name: str, pattern_type: int, principal: str, host: str,
            operation: int, permission: int) -> AclBinding:  # fmt: skip
         """A binding from wire values, validated as Kafka's CreateAcls validates it."""
-        binding = cls(
-            _enum(ResourceType, resource_type, "resource type"),
-            resource_name,
-            _enum(PatternType, pattern_type, "pattern type"),
-            principal,
-            host,
-            _enum(Operation, operation, "operation"),
-            _enum(Permission, permission, "permission type"),
-        )
+        resource, pattern, op, allowed = _wire_enums(resource_type, pattern_type, operation, permission)
+        binding = cls(resource, resource_name, pattern, principal, host, op, allowed)
         binding.validate()
         return binding
 
@@ -208,15 +214,8 @@ class AclFilter:
     @classmethod
     def of(cls, resource_type: int, resource_name: str | None, pattern_type: int, principal: str | None,
            host: str | None, operation: int, permission: int) -> AclFilter:  # fmt: skip
-        found = cls(
-            _enum(ResourceType, resource_type, "resource type"),
-            resource_name,
-            _enum(PatternType, pattern_type, "pattern type"),
-            principal,
-            host,
-            _enum(Operation, operation, "operation"),
-            _enum(Permission, permission, "permission type"),
-        )
+        resource, pattern, op, allowed = _wire_enums(resource_type, pattern_type, operation, permission)
+        found = cls(resource, resource_name, pattern, principal, host, op, allowed)
         if found.pattern_type == PatternType.UNKNOWN or found.resource_type == ResourceType.UNKNOWN:
             raise InvalidAclError("an ACL filter cannot select UNKNOWN resource or pattern types")
         if found.operation == Operation.UNKNOWN or found.permission == Permission.UNKNOWN:
