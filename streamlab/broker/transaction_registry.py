@@ -29,7 +29,7 @@ IDS_FILE: Final = "producer-ids"
 class _ProducerIds:
     """Producer ids for a coordinator made without `streamlab serve`: reserved in blocks in
     ``<data>/server/producer-ids``, the file and format the server's producer state uses
-    (:mod:`streamlab.server.idempotence`), so an id handed out here is never handed out
+    (:mod:`streamlab.broker.producer_state`), so an id handed out here is never handed out
     again by a later server on the same directory."""
 
     def __init__(self, directory: Path) -> None:

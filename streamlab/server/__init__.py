@@ -1,9 +1,9 @@
 """``streamlab serve``: the broker behind the Kafka wire protocol.
 
 ``app`` is the asyncio TCP server (framing, dispatch, connection lifecycle); ``handlers``
-has one module per Kafka API; ``context`` is what handlers share; ``idempotence`` keeps
-idempotent producers' sequence state. This is another front on the broker services,
-beside the client API: it uses ``streamlab.broker`` and ``streamlab.protocol`` only.
+has one module per Kafka API; ``context`` is what handlers share. This is another front on
+the broker services, beside the client API: it uses ``streamlab.broker`` and
+``streamlab.protocol`` only.
 """
 
 from streamlab.server.app import KafkaServer, run, serve

@@ -17,10 +17,11 @@ acknowledging it receives that batch again from the retrying client. Before a ba
 appended, an entry naming the offsets it will get is written to
 ``<data>/server/producer-state.log``; on open, an entry counts only if its offsets are in
 the log (the high watermark is past them), so a crash between the two writes loses
-nothing and duplicates nothing. With ``acks=-1`` the entry is fsynced with the data (the
-Produce handler syncs both, in parallel and shared with concurrent requests, see
-:meth:`ProducerStates.sync`) before the acknowledgement. Producer ids are handed out from blocks recorded in
-``<data>/server/producer-ids`` so that no id is ever reused.
+nothing and duplicates nothing. With ``acks=-1`` the entry is fsynced with the data before the
+acknowledgement (:func:`streamlab.broker.produce.append_from_producer` names both files'
+syncs, which the Produce handler runs in parallel, shared with concurrent requests).
+Producer ids are handed out from blocks recorded in ``<data>/server/producer-ids`` so that
+no id is ever reused.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamlab.broker import Broker
-from streamlab.errors import InvalidProducerEpochError, StreamlabError
+from streamlab.broker.core import Broker
+from streamlab.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 from streamlab.storage.active import AppendFile
 from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
@@ -48,10 +49,6 @@ MAX_EPOCH = 2**15 - 1
 _COMPACT_AFTER_LINES = 100_000
 
 Key = tuple[int, str, int]  # producer id, topic, partition
-
-
-class OutOfOrderSequenceError(StreamlabError):
-    kafka_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
 @dataclass(frozen=True, slots=True)
