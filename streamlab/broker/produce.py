@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -156,8 +157,13 @@ def _check_timestamps(batch: pa.RecordBatch, topic: str, partition: int) -> None
     # producers, the wire server): a timestamp replay cannot represent is never stored.
     if not batch.num_rows:
         return
-    bounds = pc.min_max(batch.column("timestamp").cast(pa.int64()))
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    column = batch.column("timestamp")
+    if column.null_count:
+        bounds = pc.min_max(column.cast(pa.int64()))
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    else:  # its values as they are stored (int64 ms): cheaper than a cast and a compute call
+        stored = np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column), offset=8 * column.offset)
+        low, high = int(stored.min()), int(stored.max())
     if low < MIN_TIMESTAMP_MS or high > MAX_TIMESTAMP_MS:
         raise InvalidTimestampError(
             f"a record timestamp ({low if low < MIN_TIMESTAMP_MS else high} ms) is outside "

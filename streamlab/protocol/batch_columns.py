@@ -161,6 +161,22 @@ def _length_positions(body: bytes, pos: int, end: int, count: int) -> list[int] 
 
 def _varints(arr: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Zigzag varints starting at each position of ``at``: (values, positions after them)."""
+    # Most fields of most records take one or two bytes: those are read in a few numpy
+    # calls (their fixed cost is most of the work for a batch of a few hundred records).
+    first = arr.take(at, mode="clip")
+    if not len(first) or first.max() < 0x80:
+        u = first.astype(np.int64)
+        return (u >> 1) ^ -(u & 1), at + 1
+    two = first >= 0x80
+    second = arr.take(at + 1, mode="clip")
+    if not (two & (second >= 0x80)).any():
+        u = (first & 0x7F).astype(np.int64) | (second.astype(np.int64) << 7) * two
+        return (u >> 1) ^ -(u & 1), at + 1 + two
+    return _long_varints(arr, at)
+
+
+def _long_varints(arr: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_varints` for any length up to 10 bytes."""
     last = len(arr) - 1
     b = arr[np.minimum(at, last)].astype(np.uint64)
     result = b & np.uint64(0x7F)
@@ -193,8 +209,10 @@ def _slices(body: bytes, bounds: np.ndarray, valid: tuple[np.ndarray, ...]) -> l
     view = pa.Array.from_buffers(kind, len(flat) - 1, [None, pa.py_buffer(flat.astype(dtype)), pa.py_buffer(body)])
     out = []
     for j in range(k):
-        index = pa.array(np.arange(2 * j, 2 * k * n, 2 * k, dtype=np.int64), mask=~valid[j])
-        out.append(view.take(index).cast(pa.binary()))
+        positions = np.arange(2 * j, 2 * k * n, 2 * k, dtype=np.int64)
+        index = pa.array(positions) if valid[j].all() else pa.array(positions, mask=~valid[j])
+        taken = view.take(index)
+        out.append(taken if kind == pa.binary() else taken.cast(pa.binary()))
     return out
 
 
