@@ -147,7 +147,7 @@ def _length_steps() -> list[int]:
     u = np.where(first < 0x80, first, (first & 0x7F) | (second << 7))
     steps = np.where(first < 0x80, 1, 2) + ((u >> 1) ^ -(u & 1))
     steps[(first >= 0x80) & (second >= 0x80)] = 0
-    return steps.tolist()  # type: ignore[no-any-return]
+    return steps.tolist()
 
 
 _LENGTH_STEPS = _length_steps()

@@ -338,21 +338,22 @@ class KafkaServer:
 
     @staticmethod
     async def _read_frame(conn: _Connection, reader: asyncio.StreamReader, size: int) -> bytes:
-        """The frame, read in pieces into one buffer that grows as they come (a frame that
-        never arrives takes only what was sent; a large one is never copied whole)."""
+        """The frame, read in pieces joined at the end (a frame that never arrives takes
+        only what was sent)."""
         loop = asyncio.get_running_loop()
         conn.moving, conn.moved_at = "reading", loop.time()
         try:
             if size <= _SMALL_FRAME:
                 return await reader.readexactly(size)
-            frame = bytearray()
-            while len(frame) < size:
-                piece = await reader.read(min(_CHUNK, size - len(frame)))
+            pieces, got = [], 0
+            while got < size:
+                piece = await reader.read(min(_CHUNK, size - got))
                 if not piece:
                     raise asyncio.IncompleteReadError(b"", size)
-                frame += piece
+                pieces.append(piece)
+                got += len(piece)
                 conn.moved_at = loop.time()
-            return frame  # type: ignore[return-value]  # parse reads a bytearray as it reads bytes
+            return b"".join(pieces)  # bytes, as the parser wants them: one copy
         finally:
             conn.moving = ""
 
