@@ -67,6 +67,7 @@ from streamlab.protocol.framing import (
     UnsupportedVersionError,
     api_versions_response,
     encode_response,
+    encode_response_parts,
 )
 from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
 from streamlab.server.handlers import HANDLERS
@@ -101,7 +102,8 @@ _SIZE = struct.Struct(">i")
 _API_KEY = struct.Struct(">h")  # a request header's first field
 _PRODUCE = 0
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)
-_Answer = bytes | None | asyncio.Future[bytes | None]  # a response, none, or one being completed
+_Response = bytes | list[bytes]  # one buffer, or parts sent one after another
+_Answer = _Response | None | asyncio.Future[_Response | None]  # a response, none, or one being completed
 
 
 class _Close(Exception):
@@ -262,7 +264,7 @@ class KafkaServer:
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         # Deferred answers in request order: each is written before anything read after it.
-        deferred: deque[asyncio.Future[bytes | None]] = deque()
+        deferred: deque[asyncio.Future[_Response | None]] = deque()
         header: asyncio.Future[bytes] | None = None
         try:
             while deferred or not self._stopping:
@@ -286,7 +288,11 @@ class KafkaServer:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _serve_frame(
-        self, conn: _Connection, reader: asyncio.StreamReader, size: int, deferred: deque[asyncio.Future[bytes | None]]
+        self,
+        conn: _Connection,
+        reader: asyncio.StreamReader,
+        size: int,
+        deferred: deque[asyncio.Future[_Response | None]],
     ) -> bool:
         """Read and answer (or defer) one request of ``size`` bytes; False: close the connection."""
         limit = self.ctx.limits.socket_request_max_bytes
@@ -331,7 +337,7 @@ class KafkaServer:
             conn.busy = bool(deferred)
         return True
 
-    async def _answer(self, conn: _Connection, answer: asyncio.Future[bytes | None]) -> None:
+    async def _answer(self, conn: _Connection, answer: asyncio.Future[_Response | None]) -> None:
         response = await answer
         if response is not None:
             await self._write(conn, response)
@@ -357,21 +363,23 @@ class KafkaServer:
         finally:
             conn.moving = ""
 
-    async def _write(self, conn: _Connection, response: bytes) -> None:
+    async def _write(self, conn: _Connection, response: _Response) -> None:
         """Hand ``response`` to the kernel piece by piece; it counts against the memory
         budget until the last piece is taken, and only then is the next request read."""
         loop = asyncio.get_running_loop()
-        size = len(response)
+        parts = [response] if isinstance(response, bytes) else response
+        size = sum(len(part) for part in parts)
         self.ctx.memory.take(size)
         conn.held += size
         conn.moving, conn.moved_at = "writing", loop.time()
         try:
-            view = memoryview(response)
-            for start in range(0, size, _CHUNK):
-                conn.writer.write(view[start : start + _CHUNK])
-                conn.unsent = _unsent(conn.writer)
-                await asyncio.wait_for(conn.writer.drain(), IDLE_TIMEOUT_S)
-                conn.moved_at = loop.time()
+            for part in parts:
+                view = memoryview(part)
+                for start in range(0, len(view), _CHUNK):
+                    conn.writer.write(view[start : start + _CHUNK])
+                    conn.unsent = _unsent(conn.writer)
+                    await asyncio.wait_for(conn.writer.drain(), IDLE_TIMEOUT_S)
+                    conn.moved_at = loop.time()
         finally:
             conn.moving = ""
         self._give_back(conn, size)
@@ -440,7 +448,7 @@ class KafkaServer:
                 return asyncio.ensure_future(self._completed(conn, request, answer.body))
             if answer is None:
                 return None
-            return encode_response(request.api_key, request.api_version, request.correlation_id, answer)
+            return encode_response_parts(request.api_key, request.api_version, request.correlation_id, answer)
         except CloseConnection as exc:
             log.info("%s:%d: %s; closing the connection", conn.host, conn.port, exc)
             raise _Close from None
@@ -451,7 +459,7 @@ class KafkaServer:
                           API_NAMES[request.api_key], request.api_version)  # fmt: skip
             raise _Close from None
 
-    async def _completed(self, conn: _Connection, request: ParsedRequest, body: Awaitable[Any]) -> bytes | None:
+    async def _completed(self, conn: _Connection, request: ParsedRequest, body: Awaitable[Any]) -> _Response | None:
         answer = await self._encoded(conn, request, body)
         assert not isinstance(answer, asyncio.Future), "a Deferred body is the complete answer"
         return answer
