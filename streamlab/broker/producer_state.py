@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamlab.broker.core import Broker
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CACHED_BATCHES = 5  # Kafka's max.in.flight limit for idempotent producers
 ID_BLOCK = 1000
+IDS_FILE = "producer-ids"
 MAX_SEQUENCE = 2**31 - 1
 MAX_EPOCH = 2**15 - 1
 _COMPACT_AFTER_LINES = 100_000
@@ -65,6 +67,36 @@ class ProducerEntry:
     batches: deque[BatchMeta] = field(default_factory=lambda: deque(maxlen=CACHED_BATCHES))
 
 
+class ProducerIds:
+    """Producer ids reserved in blocks in ``<dir>/producer-ids``, so that no id is handed
+    out twice: by the server's producer state and by a transaction coordinator made
+    without a server (:mod:`streamlab.broker.transaction_registry`) alike."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / IDS_FILE
+        self._lock = threading.Lock()
+        self._next = self._block_end = self._read()
+
+    def _read(self) -> int:
+        try:
+            return int(self._path.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def new(self) -> tuple[int, int]:
+        """A producer id never handed out before, with epoch 0."""
+        with self._lock:
+            if self._next >= self._block_end:
+                # Reserve durably before use (a crash can only skip ids); past whatever the
+                # file says now, in case another holder in this process reserved meanwhile.
+                self._next = max(self._next, self._read())
+                self._block_end = self._next + ID_BLOCK
+                replace_durably(self._path, str(self._block_end).encode())
+            pid = self._next
+            self._next += 1
+            return pid, 0
+
+
 class ProducerStates:
     """Producer ids and per-partition sequence state, durable in the data directory."""
 
@@ -73,33 +105,19 @@ class ProducerStates:
         self.dir = broker.data_dir / "server"
         self.dir.mkdir(exist_ok=True)
         self._state_path = self.dir / "producer-state.log"
-        self._ids_path = self.dir / "producer-ids"
-        self._lock = threading.Lock()  # the state file, the id counter, the dicts below
+        self._lock = threading.Lock()  # the state file, the dicts below
         self._partition_locks: dict[tuple[str, int], threading.Lock] = {}
         self._entries: dict[Key, ProducerEntry] = {}
         self._pending: dict[tuple[Key, int], dict[str, Any]] = {}  # written, not yet appended
-        self._next_id = self._block_end = self._read_id_block()
+        self._ids = ProducerIds(self.dir)
         self._entries = self._recover()
         self._file: AppendFile | None = None
         self._rewrite()
 
     # producer ids -----------------------------------------------------------------------
-    def _read_id_block(self) -> int:
-        try:
-            return int(self._ids_path.read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
     def new_producer_id(self) -> tuple[int, int]:
         """A producer id never handed out before, with epoch 0."""
-        with self._lock:
-            if self._next_id >= self._block_end:
-                # Reserve a block durably before using it, so a crash can only skip ids.
-                self._block_end = self._next_id + ID_BLOCK
-                replace_durably(self._ids_path, str(self._block_end).encode())
-            pid = self._next_id
-            self._next_id += 1
-            return pid, 0
+        return self._ids.new()
 
     # recovery ---------------------------------------------------------------------------
     def _recover(self) -> dict[Key, ProducerEntry]:

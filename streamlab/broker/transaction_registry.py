@@ -12,48 +12,14 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import Final
 
 from streamlab.broker.core import Broker
+from streamlab.broker.producer_state import ProducerIds
 from streamlab.broker.transaction_state import FILE_NAME, Range, TransactionIndex, read_index
 from streamlab.broker.transactions import TransactionCoordinator
-from streamlab.storage.state_lines import replace_durably
 
 _registry: weakref.WeakKeyDictionary[Broker, TransactionCoordinator] = weakref.WeakKeyDictionary()
 _registry_lock = threading.RLock()
-_ID_BLOCK: Final = 1000
-IDS_FILE: Final = "producer-ids"
-
-
-class _ProducerIds:
-    """Producer ids for a coordinator made without `streamlab serve`: reserved in blocks in
-    ``<data>/server/producer-ids``, the file and format the server's producer state uses
-    (:mod:`streamlab.broker.producer_state`), so an id handed out here is never handed out
-    again by a later server on the same directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self._path = directory / IDS_FILE
-        self._lock = threading.Lock()
-        self._next = self._block_end = self._read()
-
-    def _read(self) -> int:
-        try:
-            return int(self._path.read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
-    def new(self) -> tuple[int, int]:
-        with self._lock:
-            if self._next >= self._block_end:
-                # Reserve durably before use (a crash can only skip ids); past whatever the
-                # file says now, in case a server in this process reserved meanwhile.
-                self._next = max(self._next, self._read())
-                self._block_end = self._next + _ID_BLOCK
-                replace_durably(self._path, str(self._block_end).encode())
-            pid = self._next
-            self._next += 1
-            return pid, 0
 
 
 @contextlib.contextmanager
@@ -79,7 +45,7 @@ def coordinator(broker: Broker, *, create: bool = True) -> TransactionCoordinato
         if not create and not (broker.data_dir / "server" / FILE_NAME).exists():
             return None
         (broker.data_dir / "server").mkdir(exist_ok=True)
-        ids = _ProducerIds(broker.data_dir / "server")
+        ids = ProducerIds(broker.data_dir / "server")
         return _open(broker, new_producer_id=ids.new, partition_lock=lambda t, p: _append_lock(broker, t, p))
 
 
