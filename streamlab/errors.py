@@ -323,6 +323,12 @@ class InvalidProducerEpochError(TransactionError):
     kafka_code = 47  # INVALID_PRODUCER_EPOCH
 
 
+class OutOfOrderSequenceError(StreamlabError):
+    """An idempotent producer's batch does not continue its sequence (a batch was lost)."""
+
+    kafka_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+
+
 class InvalidTxnStateError(TransactionError):
     kafka_code = 48  # INVALID_TXN_STATE
 

@@ -6,11 +6,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.broker.core import Broker, TopicState
+from streamlab.broker.producer_state import ProducerStates
 from streamlab.errors import (
     CorruptSegmentError,
     InvalidTimestampError,
@@ -20,6 +24,9 @@ from streamlab.errors import (
 )
 from streamlab.model.limits import RECORD_OVERHEAD, check_record_size
 from streamlab.model.types import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
+
+if TYPE_CHECKING:  # transactions appends its markers through this module
+    from streamlab.broker.transactions import TransactionCoordinator
 
 logger = logging.getLogger("streamlab.broker")
 
@@ -71,13 +78,92 @@ def append(broker: Broker, topic: str, partition: int, batch: pa.RecordBatch, *,
     return base
 
 
+def log_start_offset(broker: Broker, topic: str, partition: int) -> int:
+    """The partition's first retained offset; raises if there is no such partition."""
+    return broker.log(topic, partition).log_start_offset
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerBatch:
+    """A batch of an idempotent (or transactional) producer: who sent it, and its first
+    and last sequence numbers (the last wraps at 2**31 - 1)."""
+
+    producer_id: int
+    epoch: int
+    first_seq: int
+    last_seq: int
+    transactional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where :func:`append_from_producer` put a batch. It is not durable until every one of
+    ``syncs`` has run (the log's, and for a producer's batch the producer state's): the
+    caller runs them for all its appends at once, with :func:`sync_all`."""
+
+    base_offset: int
+    log_start_offset: int
+    syncs: tuple[Callable[[], None], ...]
+
+
+def append_from_producer(
+    broker: Broker, topic: str, partition: int, rows: pa.RecordBatch, *,
+    producer: ProducerBatch | None, producers: ProducerStates, transactions: TransactionCoordinator,
+) -> Stored:  # fmt: skip
+    """Append a batch a client sent (not yet durable, see :class:`Stored`). A producer's
+    batch is checked against its sequence (:mod:`streamlab.broker.producer_state`) and, if
+    transactional, against its transaction; a retry of a stored batch is dropped and
+    answered with its original offset (its ``syncs`` still count: the original may not be
+    durable yet)."""
+    log = broker.log(topic, partition)
+    syncs = (log.sync,) if producer is None else (log.sync, producers.sync)
+    # The log's append lock too: an embedded producer of an in-process Lab.serve appends to
+    # the same log without the server's partition lock, and must not land between the
+    # offsets noted below and this batch's append.
+    with producers.partition(topic, partition), log.append_lock:
+        if producer is None:
+            base = append(broker, topic, partition, rows, sync=False)
+        else:
+            base = _append_in_sequence(broker, topic, partition, rows, producer, producers, transactions)
+    return Stored(base, log.log_start_offset, syncs)
+
+
+def _append_in_sequence(
+    broker: Broker, topic: str, partition: int, rows: pa.RecordBatch,
+    producer: ProducerBatch, producers: ProducerStates, transactions: TransactionCoordinator,
+) -> int:  # fmt: skip
+    pid, epoch, seqs = producer.producer_id, producer.epoch, (producer.first_seq, producer.last_seq)
+    duplicate = producers.check(topic, partition, pid, epoch, *seqs)
+    if duplicate is not None:
+        logger.info("%s[%d]: dropped a retried batch of producer %d (offset %d)", topic, partition, pid, duplicate)
+        return duplicate
+    expected = broker.log(topic, partition).high_watermark
+    if producer.transactional:  # fenced or not in the transaction: raises before anything is written
+        transactions.before_append(topic, partition, pid, epoch, expected, rows.num_rows)
+    producers.begin(topic, partition, pid, epoch, seqs, expected, rows.num_rows)
+    try:
+        base = append(broker, topic, partition, rows, sync=False)
+    except BaseException:
+        producers.abort(topic, partition, pid, expected)
+        if producer.transactional:
+            transactions.append_failed(topic, partition, pid, expected, rows.num_rows)
+        raise
+    producers.commit(topic, partition, pid, expected, stored_at=base)
+    return base
+
+
 def _check_timestamps(batch: pa.RecordBatch, topic: str, partition: int) -> None:
     # Clients check one record at a time; this is the last line for every path (embedded
     # producers, the wire server): a timestamp replay cannot represent is never stored.
     if not batch.num_rows:
         return
-    bounds = pc.min_max(batch.column("timestamp").cast(pa.int64()))
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    column = batch.column("timestamp")
+    if column.null_count:
+        bounds = pc.min_max(column.cast(pa.int64()))
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    else:  # its values as they are stored (int64 ms): cheaper than a cast and a compute call
+        stored = np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column), offset=8 * column.offset)
+        low, high = int(stored.min()), int(stored.max())
     if low < MIN_TIMESTAMP_MS or high > MAX_TIMESTAMP_MS:
         raise InvalidTimestampError(
             f"a record timestamp ({low if low < MIN_TIMESTAMP_MS else high} ms) is outside "

@@ -3,8 +3,8 @@
 Ids are reserved in blocks of :data:`ID_BLOCK`: the end of the reserved block is written
 durably to ``<data>/server/producer-ids`` before an id from it is used, so a crash can
 only skip ids. The transaction coordinator of a directory opened without ``streamlab
-serve`` takes its ids here; the server's producer state (:mod:`streamlab.server.idempotence`)
-keeps the same file in the same format, so whichever comes later continues past the other.
+serve`` takes its ids here; the server's producer state (:mod:`streamlab.broker.producer_state`)
+takes them from the same file, so whichever comes later continues past the other.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ What Kafka's transaction coordinator and its per-partition producer-state do, fo
   reader must skip), and the *last stable offset* (LSO) is the first offset of the oldest
   transaction still open there (the high watermark if none).
 
-Durability follows :mod:`streamlab.server.idempotence`: every change is a checksummed line
+Durability follows :mod:`streamlab.broker.producer_state`: every change is a checksummed line
 in ``<data>/server/transactions.log``, written (and fsynced) before the action it
 announces. A transactional batch's line is fsynced before the batch is appended, so an
 aborted transaction can never leave a stored batch that the index does not know; on open,

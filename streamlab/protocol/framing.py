@@ -54,12 +54,11 @@ them.
 from __future__ import annotations
 
 import datetime
-import io
 import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import IO, Any, Final, cast
 
 from kio.index import load_request_schema, load_response_schema
 from kio.schema.errors import ErrorCode
@@ -282,8 +281,10 @@ def parse_request(frame: bytes | bytearray | memoryview) -> ParsedRequest:
     return ParsedRequest(api_key, api_version, correlation_id, header.client_id, body)
 
 
-def encode_response(api_key: int, api_version: int, correlation_id: int, body: ResponsePayload) -> bytes:
-    """Serialize a kio response with its size prefix and response header.
+def encode_response_parts(api_key: int, api_version: int, correlation_id: int, body: ResponsePayload) -> list[bytes]:
+    """Serialize a kio response with its size prefix and response header, as parts to
+    send one after another: large byte fields (a Fetch's records) are kept by reference
+    between them, never copied into one buffer.
 
     Raises :class:`ValueError` if ``body`` is not the response schema of
     ``api_key``/``api_version``: that is a broker bug, not a client error.
@@ -294,15 +295,44 @@ def encode_response(api_key: int, api_version: int, correlation_id: int, body: R
         or body.__version__ != api_version
     ):
         raise ValueError(f"{type(body).__name__} is not the response to api key {api_key} v{api_version}")
-    out = io.BytesIO()
-    out.write(b"\0\0\0\0")
-    out.write(_INT32.pack(correlation_id))
+    out = _Gather()
+    entity_writer(type(body))(cast(IO[bytes], out), body)  # kio's writers only call write()
+    parts = out.parts()
+    header = _INT32.pack(correlation_id)
     if body.__flexible__ and api_key != _API_VERSIONS_KEY:
-        out.write(b"\0")  # header v1: an empty tagged-field section
-    entity_writer(type(body))(out, body)
-    with out.getbuffer() as view:
-        _INT32.pack_into(view, 0, len(view) - 4)
-    return out.getvalue()
+        header += b"\0"  # header v1: an empty tagged-field section
+    size = len(header) + sum(len(part) for part in parts)
+    return [_INT32.pack(size) + header, *parts]
+
+
+def encode_response(api_key: int, api_version: int, correlation_id: int, body: ResponsePayload) -> bytes:
+    """:func:`encode_response_parts` as one buffer."""
+    return b"".join(encode_response_parts(api_key, api_version, correlation_id, body))
+
+
+_BY_REFERENCE: Final = 64 * 1024
+
+
+class _Gather:
+    """What kio's writers write, with writes of ``_BY_REFERENCE`` bytes or more kept as
+    they are (a reference, not a copy) between the small ones joined."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._small = bytearray()
+
+    def write(self, data: bytes) -> int:
+        if len(data) < _BY_REFERENCE:
+            self._small += data
+        else:
+            if self._small:
+                self._parts.append(bytes(self._small))
+                self._small.clear()
+            self._parts.append(data)
+        return len(data)
+
+    def parts(self) -> list[bytes]:
+        return [*self._parts, bytes(self._small)] if self._small else self._parts
 
 
 def api_versions_response(

@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from streamlab.server.context import ConnectionInfo, ServerContext
-from streamlab.server.dispatch import respond
+from streamlab.server.dispatch import Response, respond
 from streamlab.server.produce_lane import Lane
 from streamlab.server.security import Session
 
@@ -102,7 +102,7 @@ class Connection:
         """Answer the client's requests in order until it leaves or the server stops
         (:class:`~.dispatch.Close` and connection errors end it early)."""
         # Deferred answers in request order: each is written before anything read after it.
-        deferred: deque[asyncio.Future[bytes | None]] = deque()
+        deferred: deque[asyncio.Future[Response | None]] = deque()
         header: asyncio.Future[bytes] | None = None
         try:
             while deferred or not self.ctx.shutting_down:
@@ -126,7 +126,7 @@ class Connection:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _serve_frame(
-        self, reader: asyncio.StreamReader, size: int, deferred: deque[asyncio.Future[bytes | None]]
+        self, reader: asyncio.StreamReader, size: int, deferred: deque[asyncio.Future[Response | None]]
     ) -> bool:
         """Read and answer (or defer) one request of ``size`` bytes; False: close the connection."""
         limit = self.ctx.limits.socket_request_max_bytes
@@ -171,45 +171,48 @@ class Connection:
             self.busy = bool(deferred)
         return True
 
-    async def _answer(self, answer: asyncio.Future[bytes | None]) -> None:
+    async def _answer(self, answer: asyncio.Future[Response | None]) -> None:
         response = await answer
         if response is not None:
             await self._write(response)
 
     async def _read_frame(self, reader: asyncio.StreamReader, size: int) -> bytes:
-        """The frame, read in pieces into one buffer that grows as they come (a frame that
-        never arrives takes only what was sent; a large one is never copied whole)."""
+        """The frame, read in pieces joined at the end (a frame that never arrives takes
+        only what was sent)."""
         loop = asyncio.get_running_loop()
         self.moving, self.moved_at = "reading", loop.time()
         try:
             if size <= _SMALL_FRAME:
                 return await reader.readexactly(size)
-            frame = bytearray()
-            while len(frame) < size:
-                piece = await reader.read(min(CHUNK, size - len(frame)))
+            pieces, got = [], 0
+            while got < size:
+                piece = await reader.read(min(CHUNK, size - got))
                 if not piece:
                     raise asyncio.IncompleteReadError(b"", size)
-                frame += piece
+                pieces.append(piece)
+                got += len(piece)
                 self.moved_at = loop.time()
-            return frame  # type: ignore[return-value]  # parse reads a bytearray as it reads bytes
+            return b"".join(pieces)  # bytes, as the parser wants them: one copy
         finally:
             self.moving = ""
 
-    async def _write(self, response: bytes) -> None:
+    async def _write(self, response: Response) -> None:
         """Hand ``response`` to the kernel piece by piece; it counts against the memory
         budget until the last piece is taken, and only then is the next request read."""
         loop = asyncio.get_running_loop()
-        size = len(response)
+        parts = [response] if isinstance(response, bytes) else response
+        size = sum(len(part) for part in parts)
         self.ctx.memory.take(size)
         self.held += size
         self.moving, self.moved_at = "writing", loop.time()
         try:
-            view = memoryview(response)
-            for start in range(0, size, CHUNK):
-                self.writer.write(view[start : start + CHUNK])
-                self.unsent = unsent_bytes(self.writer)
-                await asyncio.wait_for(self.writer.drain(), IDLE_TIMEOUT_S)
-                self.moved_at = loop.time()
+            for part in parts:
+                view = memoryview(part)
+                for start in range(0, len(view), CHUNK):
+                    self.writer.write(view[start : start + CHUNK])
+                    self.unsent = unsent_bytes(self.writer)
+                    await asyncio.wait_for(self.writer.drain(), IDLE_TIMEOUT_S)
+                    self.moved_at = loop.time()
         finally:
             self.moving = ""
         self.give_back(size)

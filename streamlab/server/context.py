@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamlab.broker import Broker
+from streamlab.broker.producer_state import ProducerStates
 from streamlab.broker.transaction_registry import shared_coordinator
 from streamlab.broker.transactions import TransactionCoordinator
-from streamlab.server.idempotence import ProducerStates
 from streamlab.server.limits import ServerLimits
 from streamlab.server.memory import MemoryBudget
 from streamlab.server.produce_lane import Lane

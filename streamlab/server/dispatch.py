@@ -33,6 +33,7 @@ from streamlab.protocol.framing import (
     UnsupportedVersionError,
     api_versions_response,
     encode_response,
+    encode_response_parts,
 )
 from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
 from streamlab.server.handlers import HANDLERS
@@ -43,7 +44,8 @@ log = logging.getLogger("streamlab.server")
 
 _API_VERSIONS = 18
 _BEFORE_AUTHENTICATION = frozenset({_API_VERSIONS, 17, 36})  # + SaslHandshake, SaslAuthenticate
-Answer = bytes | None | asyncio.Future[bytes | None]  # a response, none, or one being completed
+Response = bytes | list[bytes]  # one buffer, or parts sent one after another
+Answer = Response | None | asyncio.Future[Response | None]  # a response, none, or one being completed
 
 
 class Close(Exception):
@@ -101,7 +103,7 @@ async def _encoded(peer: ConnectionInfo, request: ParsedRequest, body: Awaitable
             return asyncio.ensure_future(_completed(peer, request, answer.body))
         if answer is None:
             return None
-        return encode_response(request.api_key, request.api_version, request.correlation_id, answer)
+        return encode_response_parts(request.api_key, request.api_version, request.correlation_id, answer)
     except CloseConnection as exc:
         log.info("%s:%d: %s; closing the connection", peer.host, peer.port, exc)
         raise Close from None
@@ -111,7 +113,7 @@ async def _encoded(peer: ConnectionInfo, request: ParsedRequest, body: Awaitable
         raise Close from None
 
 
-async def _completed(peer: ConnectionInfo, request: ParsedRequest, body: Awaitable[Any]) -> bytes | None:
+async def _completed(peer: ConnectionInfo, request: ParsedRequest, body: Awaitable[Any]) -> Response | None:
     answer = await _encoded(peer, request, body)
     assert not isinstance(answer, asyncio.Future), "a Deferred body is the complete answer"
     return answer

@@ -23,7 +23,7 @@ import types
 import typing
 from typing import Any, NamedTuple
 
-from kio.index import load_request_schema
+from kio.index import load_request_schema as _load_request_schema
 from kio.serial import entity_reader
 
 from streamlab.protocol.framing import (
@@ -97,6 +97,10 @@ def _fields(cls: Any) -> tuple[_Field, ...]:
             raise TypeError(f"{cls.__name__}.{field.name}: {kafka_type or 'a nested entity'} is not handled")
         out.append(_Field(field.name, type(None) in parts, bool(arrays), entity, kafka_type, "tag" in field.metadata))
     return tuple(out)
+
+
+# kio resolves a schema by importing its module each time: once per API version is enough.
+load_request_schema = functools.cache(_load_request_schema)
 
 
 def _plan(cls: Any) -> tuple[_Field, ...]:

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from streamlab.broker import Broker, produce, topics
+from streamlab.broker.producer_state import ProducerStates
+from streamlab.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 from streamlab.model.schema import build_batch
-from streamlab.server.idempotence import InvalidProducerEpochError, OutOfOrderSequenceError, ProducerStates
 
 
 def rows(n: int) -> pa.RecordBatch:

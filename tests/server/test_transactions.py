@@ -21,13 +21,13 @@ from harness import ServerProcess
 from kafka_wire import RawClient, kio_request, records
 
 from streamlab.broker import Broker, topics
+from streamlab.broker.producer_state import ProducerStates
 from streamlab.broker.transaction_markers import read_visible, visible_filter_sql, visible_mask
 from streamlab.broker.transaction_state import read_index
 from streamlab.broker.transactions import TransactionCoordinator
 from streamlab.errors import InvalidTxnStateError, ProducerFencedError
 from streamlab.model.schema import build_batch
 from streamlab.protocol.record_batch import decode_batches
-from streamlab.server.idempotence import ProducerStates
 
 TIMEOUT = 10.0
 CONTROL_VALUE = struct.pack(">hi", 0, 0)  # a marker's value: version 0, coordinator epoch 0

@@ -215,32 +215,24 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             leased = 0
             await ctx.data.wait(generation, remaining)
     finally:
-        # From here the server counts the encoded response (app.py), before anything else runs.
+        # From here the server counts the encoded response (server.connection), before anything else runs.
         ctx.memory.release(leased)
+    answered = tuple(
+        build(t.FetchableTopicResponse, topic=topic, partitions=tuple(_partition_data(t, p) for p in partitions))
+        for topic, partitions in [*topics, *denied]
+    )
+    return build(t.FetchResponse, throttle_time=ZERO, error_code=error_code(0), session_id=0, responses=answered)
+
+
+def _partition_data(t: Any, p: _Partition) -> Any:
     return build(
-        t.FetchResponse,
-        throttle_time=ZERO,
-        error_code=error_code(0),
-        session_id=0,
-        responses=tuple(
-            build(
-                t.FetchableTopicResponse,
-                topic=topic,
-                partitions=tuple(
-                    build(
-                        t.PartitionData,
-                        partition_index=p.index,
-                        error_code=error_code(p.error),
-                        high_watermark=p.high_watermark,
-                        last_stable_offset=p.last_stable,
-                        log_start_offset=p.log_start,
-                        aborted_transactions=(),
-                        preferred_read_replica=-1,
-                        records=p.records,
-                    )
-                    for p in partitions
-                ),
-            )
-            for topic, partitions in [*topics, *denied]
-        ),
+        t.PartitionData,
+        partition_index=p.index,
+        error_code=error_code(p.error),
+        high_watermark=p.high_watermark,
+        last_stable_offset=p.last_stable,
+        log_start_offset=p.log_start,
+        aborted_transactions=(),
+        preferred_read_replica=-1,
+        records=p.records,
     )

@@ -13,7 +13,7 @@
   set the stored format and are removed; Fetch puts them back.
 * Records with no timestamp (-1) get the broker's time; so do all records of a topic with
   ``message.timestamp.type=LogAppendTime``.
-* Batches from idempotent producers go through :mod:`streamlab.server.idempotence`.
+* Batches from idempotent producers go through :mod:`streamlab.broker.producer_state`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from streamlab.server.security import Operation, ResourceType
 API_KEY = 0
 
 _BATCH_LENGTH = struct.Struct(">i")
-_PRODUCER_STATE = -1  # beside id(log) keys: the idempotent producers' state file
 INVALID_REQUIRED_ACKS = 21
 TOPIC_AUTHORIZATION_FAILED = 29
 INVALID_REQUEST = 42
@@ -139,43 +138,27 @@ def _batch_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def _append(ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch) -> int:
-    """Append (not yet durable: the caller syncs); a retried idempotent batch is dropped."""
-    states = ctx.producers
-    # The log's append lock too: an embedded producer of an in-process Lab.serve appends to
-    # the same log without the server's partition lock, and must not land between the
-    # offsets noted below and this batch's append.
-    with states.partition(topic, partition), ctx.broker.log(topic, partition).append_lock:
-        if batch.producer_id < 0 or batch.base_sequence < 0:
-            return produce.append(ctx.broker, topic, partition, rows, sync=False)
-        pid, epoch = batch.producer_id, batch.producer_epoch
-        seqs = (batch.base_sequence, (batch.base_sequence + batch.last_offset_delta) % 2**31)
-        duplicate = states.check(topic, partition, pid, epoch, *seqs)
-        if duplicate is not None:
-            log.info("%s[%d]: dropped a retried batch of producer %d (offset %d)", topic, partition, pid, duplicate)
-            return duplicate
-        expected = ctx.broker.log(topic, partition).high_watermark
-        if batch.is_transactional:  # fenced or not in the transaction: raises before anything is written
-            ctx.transactions.before_append(topic, partition, pid, epoch, expected, rows.num_rows)
-        states.begin(topic, partition, pid, epoch, seqs, expected, rows.num_rows)
-        try:
-            base = produce.append(ctx.broker, topic, partition, rows, sync=False)
-        except BaseException:
-            states.abort(topic, partition, pid, expected)
-            if batch.is_transactional:
-                ctx.transactions.append_failed(topic, partition, pid, expected, rows.num_rows)
-            raise
-        states.commit(topic, partition, pid, expected, stored_at=base)
-        return base
+def _producer(batch: RecordBatch) -> produce.ProducerBatch | None:
+    """Who sent ``batch``, if an idempotent producer did (its sequence is then checked)."""
+    if batch.producer_id < 0 or batch.base_sequence < 0:
+        return None
+    last = (batch.base_sequence + batch.last_offset_delta) % 2**31
+    return produce.ProducerBatch(
+        batch.producer_id, batch.producer_epoch, batch.base_sequence, last, batch.is_transactional
+    )
+
+
+_Sync = Callable[[], None]
 
 
 def _produce_partition(
-    ctx: ServerContext, topic: str, partition: int, data: bytes | None, touched: dict[int, Callable[[], None]]
-) -> _Result:
-    """Decode, check and append one partition's batches; the log goes into ``touched``
-    (also for a dropped retry: its original may not be durable yet)."""
+    ctx: ServerContext, topic: str, partition: int, data: bytes | None
+) -> tuple[_Result, set[_Sync]]:
+    """Decode, check and append one partition's batches; the result, and the syncs that make
+    them durable (also for a dropped retry: its original may not be durable yet)."""
+    syncs: set[_Sync] = set()
     try:
-        log_ = ctx.broker.log(topic, partition)
+        log_start = produce.log_start_offset(ctx.broker, topic, partition)  # raises if there is no such partition
         config = ctx.broker.topic(topic).config
         if not data:
             raise CorruptRecordError("the request carries no record batch", topic=topic, partition=partition)
@@ -195,53 +178,45 @@ def _produce_partition(
                 raise _Unsupported("a transactional batch needs a producer id and sequence numbers")
             if not len(decoded):
                 continue
-            touched[id(log_)] = log_.sync
-            if batch.producer_id >= 0 and batch.base_sequence >= 0:
-                touched[_PRODUCER_STATE] = ctx.producers.sync
             if decoded.columns is None:
                 rows = to_arrow(batch.records, now_ms, log_append_time)
             else:
                 rows = columns_to_arrow(decoded.columns, now_ms, log_append_time)
-            base = _append(ctx, topic, partition, batch, rows)
-            first = base if first is None else first
-        return _Result(
-            0,
-            -1 if first is None else first,
-            log_.log_start_offset,
-            now_ms if log_append_time else None,
-        )
+            stored = produce.append_from_producer(
+                ctx.broker, topic, partition, rows,
+                producer=_producer(batch), producers=ctx.producers, transactions=ctx.transactions,
+            )  # fmt: skip
+            syncs.update(stored.syncs)
+            first = stored.base_offset if first is None else first
+            log_start = stored.log_start_offset
+        return _Result(0, -1 if first is None else first, log_start, now_ms if log_append_time else None), syncs
     except StreamlabError as exc:
-        return _Result(error_of(exc).value, message=str(exc))
+        return _Result(error_of(exc).value, message=str(exc)), syncs
     except OSError as exc:
         log.error("storing to %s[%d] failed: %s", topic, partition, exc)
-        return _Result(KAFKA_STORAGE_ERROR, message=str(exc))
+        return _Result(KAFKA_STORAGE_ERROR, message=str(exc)), syncs
 
 
-_Appended = list[tuple[str, list[tuple[int, _Result, int | None]]]]  # per topic: partition, result, id(log)
+_Appended = list[tuple[str, list[tuple[int, _Result, set[_Sync]]]]]  # per topic: partition, result, its syncs
 _Answers = list[tuple[str, list[tuple[int, _Result]]]]
 
 
-def _append_all(
-    ctx: ServerContext, body: Any, denied: frozenset[str], touched: dict[int, Callable[[], None]]
-) -> _Appended:
-    """Append every partition in request order; what they touched goes into ``touched``
-    (id(log) or _PRODUCER_STATE -> its sync)."""
+def _append_all(ctx: ServerContext, body: Any, denied: frozenset[str]) -> _Appended:
+    """Append every partition in request order."""
     results: _Appended = []
     for topic in body.topic_data:
-        parts: list[tuple[int, _Result, int | None]] = []
+        parts: list[tuple[int, _Result, set[_Sync]]] = []
         for p in topic.partition_data:
-            before = set(touched)
             if topic.name in denied:  # no WRITE on the topic
-                parts.append((p.index, _Result(TOPIC_AUTHORIZATION_FAILED), None))
+                parts.append((p.index, _Result(TOPIC_AUTHORIZATION_FAILED), set()))
                 continue
-            result = _produce_partition(ctx, topic.name, p.index, p.records, touched)
-            logs = set(touched) - before - {_PRODUCER_STATE}
-            parts.append((p.index, result, logs.pop() if logs else None))
+            result, syncs = _produce_partition(ctx, topic.name, p.index, p.records)
+            parts.append((p.index, result, syncs))
         results.append((topic.name, parts))
     return results
 
 
-def _made_durable(results: _Appended, touched: dict[int, Callable[[], None]]) -> _Answers:
+def _made_durable(results: _Appended) -> _Answers:
     """Fsync what ``results`` appended, then the answers: a partition whose log or the
     producer-state file failed to sync gets KAFKA_STORAGE_ERROR.
 
@@ -250,19 +225,18 @@ def _made_durable(results: _Appended, touched: dict[int, Callable[[], None]]) ->
     commit, see storage/append_file.py), so a busy server does one fsync per file per round
     instead of one per partition per request, one after another.
     """
-    failed: dict[int, BaseException] = {}
-    if touched:
-        outcomes = sync_all(list(touched.values()))
-        failed = {key: exc for key, exc in zip(touched, outcomes, strict=True) if exc is not None}
+    # A log's (or the state file's) sync is one bound method however often it was noted.
+    syncs = list(dict.fromkeys(sync for _, parts in results for _, _, noted in parts for sync in noted))
+    failed = {sync: exc for sync, exc in zip(syncs, sync_all(syncs), strict=True) if exc is not None}
     return _answers(results, failed)
 
 
-def _answers(results: _Appended, failed: dict[int, BaseException]) -> _Answers:
+def _answers(results: _Appended, failed: dict[_Sync, BaseException]) -> _Answers:
     out = []
     for name, parts in results:
         answered = []
-        for index, result, key in parts:
-            error = None if key is None else failed.get(key) or failed.get(_PRODUCER_STATE)
+        for index, result, noted in parts:
+            error = next((failed[sync] for sync in noted if sync in failed), None)
             if error is not None and result.code == 0:
                 log.error("syncing %s[%d] failed: %s", name, index, error)
                 result = _Result(KAFKA_STORAGE_ERROR, message=str(error))
@@ -281,14 +255,13 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     denied = frozenset(
         t.name for t in body.topic_data if not ctx.authorize(conn, Operation.WRITE, ResourceType.TOPIC, t.name)
     )
-    touched: dict[int, Callable[[], None]] = {}
     acks = body.acks
 
     def append() -> _Appended:
-        return _append_all(ctx, body, denied, touched)
+        return _append_all(ctx, body, denied)
 
     def answers(appended: _Appended) -> _Answers:
-        return _made_durable(appended, touched) if acks == -1 else _answers(appended, {})
+        return _made_durable(appended) if acks == -1 else _answers(appended, {})
 
     # Appending (and with acks=-1 fsyncing) blocks: off the event loop, in the connection's
     # lane, which stores its requests in order and lets the waiting ones share a turn.
@@ -308,29 +281,24 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
 
 def _response(request: ParsedRequest, results: _Answers) -> Any:
     t = types_for(API_KEY, request.api_version)
+    topics = tuple(
+        build(t.TopicProduceResponse, name=name, partition_responses=tuple(_answer(t, i, r) for i, r in parts))
+        for name, parts in results
+    )
+    return build(t.ProduceResponse, responses=topics, throttle_time=ZERO)
+
+
+def _answer(t: Any, index: int, r: _Result) -> Any:
+    appended_at = r.log_append_time_ms
     return build(
-        t.ProduceResponse,
-        responses=tuple(
-            build(
-                t.TopicProduceResponse,
-                name=name,
-                partition_responses=tuple(
-                    build(
-                        t.PartitionProduceResponse,
-                        index=index,
-                        error_code=error_code(r.code),
-                        base_offset=r.base_offset,
-                        log_append_time=None
-                        if r.log_append_time_ms is None
-                        else datetime.datetime.fromtimestamp(r.log_append_time_ms / 1000, tz=datetime.UTC),
-                        log_start_offset=r.log_start_offset,
-                        record_errors=(),
-                        error_message=r.message,
-                    )
-                    for index, r in parts
-                ),
-            )
-            for name, parts in results
-        ),
-        throttle_time=ZERO,
+        t.PartitionProduceResponse,
+        index=index,
+        error_code=error_code(r.code),
+        base_offset=r.base_offset,
+        log_append_time=None
+        if appended_at is None
+        else datetime.datetime.fromtimestamp(appended_at / 1000, tz=datetime.UTC),
+        log_start_offset=r.log_start_offset,
+        record_errors=(),
+        error_message=r.message,
     )

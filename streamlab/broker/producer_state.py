@@ -17,10 +17,11 @@ acknowledging it receives that batch again from the retrying client. Before a ba
 appended, an entry naming the offsets it will get is written to
 ``<data>/server/producer-state.log``; on open, an entry counts only if its offsets are in
 the log (the high watermark is past them), so a crash between the two writes loses
-nothing and duplicates nothing. With ``acks=-1`` the entry is fsynced with the data (the
-Produce handler syncs both, in parallel and shared with concurrent requests, see
-:meth:`ProducerStates.sync`) before the acknowledgement. Producer ids are handed out from blocks recorded in
-``<data>/server/producer-ids`` so that no id is ever reused.
+nothing and duplicates nothing. With ``acks=-1`` the entry is fsynced with the data before the
+acknowledgement (:func:`streamlab.broker.produce.append_from_producer` names both files'
+syncs, which the Produce handler runs in parallel, shared with concurrent requests).
+Producer ids are handed out from blocks recorded in ``<data>/server/producer-ids`` so that
+no id is ever reused.
 """
 
 from __future__ import annotations
@@ -34,24 +35,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamlab.broker import Broker
-from streamlab.errors import InvalidProducerEpochError, StreamlabError
+from streamlab.broker.core import Broker
+from streamlab.broker.producer_ids import ProducerIds
+from streamlab.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 from streamlab.storage.append_file import AppendFile
 from streamlab.storage.state_lines import encode_line, parse_lines, replace_durably
 
 log = logging.getLogger(__name__)
 
 CACHED_BATCHES = 5  # Kafka's max.in.flight limit for idempotent producers
-ID_BLOCK = 1000
 MAX_SEQUENCE = 2**31 - 1
 MAX_EPOCH = 2**15 - 1
 _COMPACT_AFTER_LINES = 100_000
 
 Key = tuple[int, str, int]  # producer id, topic, partition
-
-
-class OutOfOrderSequenceError(StreamlabError):
-    kafka_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,33 +73,19 @@ class ProducerStates:
         self.dir = broker.data_dir / "server"
         self.dir.mkdir(exist_ok=True)
         self._state_path = self.dir / "producer-state.log"
-        self._ids_path = self.dir / "producer-ids"
-        self._lock = threading.Lock()  # the state file, the id counter, the dicts below
+        self._lock = threading.Lock()  # the state file, the dicts below
         self._partition_locks: dict[tuple[str, int], threading.Lock] = {}
         self._entries: dict[Key, ProducerEntry] = {}
         self._pending: dict[tuple[Key, int], dict[str, Any]] = {}  # written, not yet appended
-        self._next_id = self._block_end = self._read_id_block()
+        self._ids = ProducerIds(self.dir)
         self._entries = self._recover()
         self._file: AppendFile | None = None
         self._rewrite()
 
     # producer ids -----------------------------------------------------------------------
-    def _read_id_block(self) -> int:
-        try:
-            return int(self._ids_path.read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-
     def new_producer_id(self) -> tuple[int, int]:
         """A producer id never handed out before, with epoch 0."""
-        with self._lock:
-            if self._next_id >= self._block_end:
-                # Reserve a block durably before using it, so a crash can only skip ids.
-                self._block_end = self._next_id + ID_BLOCK
-                replace_durably(self._ids_path, str(self._block_end).encode())
-            pid = self._next_id
-            self._next_id += 1
-            return pid, 0
+        return self._ids.new()
 
     # recovery ---------------------------------------------------------------------------
     def _recover(self) -> dict[Key, ProducerEntry]:
