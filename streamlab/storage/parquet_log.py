@@ -63,6 +63,7 @@ from streamlab.storage.catalog import Catalog, SegmentInfo
 from streamlab.storage.faults import crash_point
 from streamlab.storage.manifest import TOPIC_MANIFEST
 from streamlab.storage.state_lines import fsync_dir
+from streamlab.storage.wire_batches import WireBatchStore
 
 log = logging.getLogger("streamlab.storage")
 
@@ -120,6 +121,7 @@ class ParquetPartitionLog:
         self._segments = self._reconcile_segments()
         self._next = self._indexed_end  # past a missing last segment too: its offsets are never reused
         self._recover_active()
+        self.wire_batches = WireBatchStore(self.dir, valid_below=self._next)  # producers' batches, for Fetch
 
     # recovery ---------------------------------------------------------------------------
     def _report(self, message: str) -> None:

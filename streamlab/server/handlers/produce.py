@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import struct
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from streamlab.broker import produce
+from streamlab.broker import batch_passthrough, produce
 from streamlab.broker.produce import sync_all
 from streamlab.errors import CorruptRecordError, RecordTooLargeError, SerializationError, StreamlabError
 from streamlab.model.schema import build_batch
@@ -139,15 +140,20 @@ def _batch_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def _append(ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch) -> int:
-    """Append (not yet durable: the caller syncs); a retried idempotent batch is dropped."""
+def _append(
+    ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, rows: pa.RecordBatch, wire: memoryview | None
+) -> int:
+    """Append (not yet durable: the caller syncs); a retried idempotent batch is dropped.
+    ``wire``: the producer's batch, kept for Fetch once its rows are appended."""
     states = ctx.producers
     # The log's append lock too: an embedded producer of an in-process Lab.serve appends to
     # the same log without the server's partition lock, and must not land between the
     # offsets noted below and this batch's append.
     with states.partition(topic, partition), ctx.broker.log(topic, partition).append_lock:
         if batch.producer_id < 0 or batch.base_sequence < 0:
-            return produce.append(ctx.broker, topic, partition, rows, sync=False)
+            base = produce.append(ctx.broker, topic, partition, rows, sync=False)
+            batch_passthrough.keep(ctx.broker.log(topic, partition), base, wire)
+            return base
         pid, epoch = batch.producer_id, batch.producer_epoch
         seqs = (batch.base_sequence, (batch.base_sequence + batch.last_offset_delta) % 2**31)
         duplicate = states.check(topic, partition, pid, epoch, *seqs)
@@ -166,6 +172,7 @@ def _append(ctx: ServerContext, topic: str, partition: int, batch: RecordBatch, 
                 ctx.transactions.append_failed(topic, partition, pid, expected, rows.num_rows)
             raise
         states.commit(topic, partition, pid, expected, stored_at=base)
+        batch_passthrough.keep(ctx.broker.log(topic, partition), base, wire)
         return base
 
 
@@ -181,13 +188,14 @@ def _produce_partition(
             raise CorruptRecordError("the request carries no record batch", topic=topic, partition=partition)
         batches = decode_batches_columns(data, verify_crc=True, allow_truncated=False)
         limit = config["max.message.bytes"]
-        for size in _batch_sizes(data):
+        sizes = _batch_sizes(data)
+        for size in sizes:
             if size > limit:
                 raise RecordTooLargeError(f"a batch of {size} bytes exceeds max.message.bytes={limit} of {topic!r}")
         log_append_time = config["message.timestamp.type"] == "LogAppendTime"
         now_ms = int(time.time() * 1000)
         first: int | None = None
-        for decoded in batches:
+        for decoded, start, size in zip(batches, itertools.accumulate(sizes, initial=0), sizes, strict=False):
             batch = decoded.batch
             if batch.is_control:  # markers are the coordinator's to write
                 raise _Unsupported("clients may not write control batches")
@@ -202,7 +210,8 @@ def _produce_partition(
                 rows = to_arrow(batch.records, now_ms, log_append_time)
             else:
                 rows = columns_to_arrow(decoded.columns, now_ms, log_append_time)
-            base = _append(ctx, topic, partition, batch, rows)
+            wire = batch_passthrough.wire_batch(data, start, size, decoded, config)
+            base = _append(ctx, topic, partition, batch, rows, wire)
             first = base if first is None else first
         return _Result(
             0,

@@ -1,0 +1,193 @@
+"""Batches as producers wrote them: kept by the wire Produce, served by Fetch.
+
+Produce keeps a batch (:func:`wire_batch`, then :func:`keep`) only when the stored rows
+are exactly its records, so that serving its bytes says the same as the rows: not under
+``message.timestamp.type=LogAppendTime`` or a topic ``compression.type`` other than
+``producer`` or the batch's own (the broker would rewrite the batch), nor when a record
+has no timestamp (the broker gives it one) or the offset deltas are not 0, 1, 2, ...
+
+Fetch (:func:`fill`) serves a stored batch where the fetch offset falls in it, and the
+stored batches after it as long as they follow on, then encodes rows up to the next
+stored batch, and so on, up to the byte limit. A stored batch larger than the whole limit
+goes out as rows, which can be cut to fit (Kafka would send it whole): the server's memory
+budget and ``fetch.max.bytes`` hold exactly as for rows. A stored batch is served only if the log
+still holds every one of its offsets (compaction or a repair removing one means its rows
+are encoded), all of them at or past the log start and below where the fetch stops (the
+high watermark, or the last stable offset under read_committed), none of them in an
+aborted transaction under read_committed, and zstd only to Fetch v10 or later. As Kafka
+does, the whole batch goes out when the fetch offset is inside it: clients skip the
+records before the offset they asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from streamlab.broker.core import Broker
+from streamlab.broker.transactions import TransactionCoordinator
+from streamlab.errors import CorruptSegmentError
+from streamlab.protocol import batch_layout as layout
+from streamlab.protocol.batch_columns import ColumnBatch
+from streamlab.storage.base import PartitionLog
+from streamlab.storage.catalog import SegmentInfo
+from streamlab.storage.wire_batches import StoredBatch
+
+_ZSTD = layout.CODEC_IDS["zstd"]
+
+
+# Produce -----------------------------------------------------------------------------------
+def wire_batch(data: bytes, start: int, size: int, decoded: ColumnBatch, config: dict[str, Any]) -> memoryview | None:
+    """The producer's batch ``data[start:start + size]``, if serving it says exactly what
+    the rows stored from it say; else None."""
+    batch = decoded.batch
+    topic_codec = config["compression.type"]
+    if (
+        config["message.timestamp.type"] == "LogAppendTime"
+        or topic_codec not in ("producer", "uncompressed" if batch.compression == "none" else batch.compression)
+        or batch.last_offset_delta != len(decoded) - 1
+    ):
+        return None
+    if decoded.columns is not None:
+        columns = decoded.columns
+        if columns.timestamps.min() < 0 or not np.array_equal(columns.offset_deltas, np.arange(len(columns))):
+            return None
+    elif any(r.timestamp < 0 or r.offset != batch.base_offset + i for i, r in enumerate(batch.records)):
+        return None
+    return memoryview(data)[start : start + size]
+
+
+def keep(log: PartitionLog, base: int, wire: memoryview | None) -> None:
+    """After ``wire``'s records were appended at ``base``: keep its bytes for Fetch."""
+    if wire is not None:
+        log.wire_batches.keep(base, wire)
+
+
+# Fetch -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Rows encoded by Fetch for offsets ``[offset, stop)``."""
+
+    data: bytes
+    next_offset: int  # where reading goes on
+    whole: bool  # False: the byte limit cut it short
+
+
+Encoder = Callable[[int, int, int, bool], Chunk]  # (offset, stop, byte limit, at least one) -> rows as batches
+
+
+def rows_before(table: pa.Table, stop: int) -> pa.Table:
+    """The leading rows of ``table`` (sorted by offset) below ``stop``."""
+    return table.slice(0, int(np.searchsorted(table.column("offset").to_numpy(), stop)))
+
+
+def chunk(table: pa.Table, data: bytes, offset: int, stop: int) -> Chunk:
+    """What encoding ``table`` (the rows read from ``offset``, cut at ``stop``) as ``data`` gave."""
+    if not table.num_rows:
+        return Chunk(b"", stop, True)  # nothing to read before stop
+    if not data:
+        return Chunk(b"", offset, False)
+    last = last_offset(data)
+    return Chunk(data, last + 1, last >= int(table.column("offset")[-1].as_py()))
+
+
+def last_offset(data: bytes) -> int:
+    """The last offset of the last batch in ``data`` (complete v2 batches)."""
+    pos, last = 0, -1
+    while pos + layout.LAST_DELTA_OFFSET + 4 <= len(data):
+        base, length = layout.OFFSET_LENGTH.unpack_from(data, pos)
+        last = base + layout.INT32.unpack_from(data, pos + layout.LAST_DELTA_OFFSET)[0]
+        pos += layout.LOG_OVERHEAD + length
+    return last
+
+
+def fill(
+    broker: Broker, transactions: TransactionCoordinator, topic: str, partition: int, offset: int, *,
+    end: int, limit: int, at_least_one: bool, committed_only: bool, zstd: bool, rows: Encoder,
+) -> bytes:  # fmt: skip
+    """A partition's records for Fetch from ``offset`` to below ``end``, at most ``limit``
+    bytes (``rows`` give at least one record when ``at_least_one``): stored batches where
+    they may be served, ``rows`` encoded elsewhere. Raises what ``rows`` raises."""
+    log = broker.log(topic, partition)
+    store = log.wire_batches
+    store.drop_below(log.log_start_offset)
+    segments = log.sealed_segments()
+    out: list[bytes] = []
+    used, pos = 0, offset
+    while pos < end and used < limit:
+        stored = store.at_or_after(pos)
+        while stored is not None and stored.base < end and not _servable(log, segments, stored, end):
+            stored = store.at_or_after(stored.last + 1)
+        if stored is not None and stored.last >= end:
+            stored = None
+        if stored is not None and stored.base <= pos:
+            data = store.read(stored)
+            if data is not None and (zstd or data[layout.ATTRIBUTES_OFFSET + 1] & layout.CODEC_MASK != _ZSTD):
+                if committed_only and transactions.aborted_in(topic, partition, stored.base, stored.last + 1):
+                    data = None
+            else:
+                data = None
+            if data is not None and used + len(data) > limit:
+                if out:
+                    break
+                data = None  # too big for the limit alone: its rows can be cut to fit
+            if data is not None:
+                out.append(data)
+                used += len(data)
+                pos = stored.last + 1
+                continue
+            stop = stored.last + 1  # this one goes out as rows
+        else:
+            stop = end if stored is None else stored.base
+        try:
+            piece = rows(pos, stop, limit - used, at_least_one and not out)
+        except CorruptSegmentError:
+            if out:
+                break  # serve what comes before the damage; the next fetch gets the error
+            raise
+        if piece.data:
+            out.append(piece.data)
+            used += len(piece.data)
+        if not piece.whole or piece.next_offset <= pos:
+            break
+        pos = piece.next_offset
+    return b"".join(out)
+
+
+def _servable(log: PartitionLog, segments: list[SegmentInfo], stored: StoredBatch, end: int) -> bool:
+    """Whether the log holds every offset of ``stored``, undamaged, in ``[log start, end)``."""
+    base, stop = stored.base, stored.last + 1
+    if base < log.log_start_offset or stop > end or any(d.start < stop and base < d.end for d in log.damage):
+        return False
+    return _count(log, segments, base, stop) == stored.count
+
+
+def _count(log: PartitionLog, segments: list[SegmentInfo], start: int, stop: int) -> int:
+    """How many records the log holds at offsets ``[start, stop)``: from the segment index
+    (and the stored rows of a compacted segment), the active batches being dense."""
+    held, sealed_end = 0, start
+    for seg in segments:
+        if seg.last_offset < start or seg.base_offset >= stop:
+            continue
+        low, high = max(start, seg.base_offset), min(stop, seg.last_offset + 1)
+        if seg.records == seg.last_offset - seg.base_offset + 1:
+            held += high - low
+        else:  # compacted: offsets are missing somewhere in it
+            try:
+                offsets = log.read(low, high - low).column("offset").to_numpy()
+            except CorruptSegmentError:
+                return -1
+            held += int(np.count_nonzero(offsets < high))
+        sealed_end = max(sealed_end, high)
+    if sealed_end < stop:  # the rest is in the active segment, dense from its first record
+        try:
+            first = log.read(sealed_end, 1).column("offset").to_numpy()
+        except CorruptSegmentError:
+            return -1
+        if len(first) and first[0] < stop:
+            held += stop - max(int(first[0]), sealed_end)
+    return held
