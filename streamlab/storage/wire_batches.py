@@ -74,8 +74,9 @@ class WireBatchStore:
     """One partition's stored batches. Thread-safe; files are opened per operation, so
     there is nothing to close."""
 
-    def __init__(self, directory: Path, *, valid_below: int) -> None:
+    def __init__(self, directory: Path, *, valid_below: int, roll_bytes: int = ROLL_BYTES) -> None:
         self._dir = directory
+        self._roll_bytes = roll_bytes
         self._valid_below = valid_below  # the log's high watermark when it was opened
         self._lock = threading.Lock()
         self._loaded = False
@@ -158,7 +159,7 @@ class WireBatchStore:
             self._load()
             if self._lasts and base <= self._lasts[-1]:
                 return  # offsets are never stored twice
-            if not self._files or self._tail_size >= ROLL_BYTES:
+            if not self._files or self._tail_size >= self._roll_bytes:
                 self._files.append(self._dir / _file_name(base))
                 self._first_entry.append(len(self._bases))
                 self._tail_size = 0
