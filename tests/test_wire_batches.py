@@ -4,6 +4,7 @@ torn and damaged entries, offsets a crash took from the log, and retention."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,22 @@ import pytest
 from streamlab.protocol.batch_layout import rebase
 from streamlab.protocol.record_batch import WireRecord, encode_batch
 from streamlab.storage.wire_batches import WireBatchStore
+
+Opener = Callable[..., WireBatchStore]
+
+
+@pytest.fixture
+def store_at() -> Iterator[Opener]:
+    """Opens stores (as a log's open would) and closes them after the test."""
+    opened: list[WireBatchStore] = []
+
+    def open_store(folder: Path, *, valid_below: int = 1 << 40, roll_bytes: int = 1 << 24) -> WireBatchStore:
+        opened.append(WireBatchStore(folder, valid_below=valid_below, roll_bytes=roll_bytes))
+        return opened[-1]
+
+    yield open_store
+    for store in opened:
+        store.close()
 
 
 def batch(n: int, text: str = "v") -> bytes:
@@ -30,60 +47,60 @@ def files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("wire-*"))
 
 
-def fill(folder: Path, **kwargs: int) -> tuple[WireBatchStore, list[bytes]]:
-    store = WireBatchStore(folder, valid_below=1 << 40, **kwargs)
+def fill(store_at: Opener, folder: Path, **kwargs: int) -> tuple[WireBatchStore, list[bytes]]:
+    store = store_at(folder, **kwargs)
     sent = [batch(3, "a"), batch(5, "b"), batch(2, "c")]
     for base, data in zip((0, 3, 8), sent, strict=True):
         store.keep(base, data)
     return store, [rebase(data, base, partition_leader_epoch=0) for base, data in zip((0, 3, 8), sent, strict=True)]
 
 
-def test_batches_come_back_with_their_offsets_written_in_and_after_a_reopen(tmp_path: Path) -> None:
-    store, want = fill(tmp_path)
+def test_batches_come_back_with_their_offsets_written_in_and_after_a_reopen(tmp_path: Path, store_at: Opener) -> None:
+    store, want = fill(store_at, tmp_path)
     assert stored(store) == [(0, 2, want[0]), (3, 7, want[1]), (8, 9, want[2])]
     entry = store.at_or_after(5)
     assert entry is not None and (entry.base, entry.last, entry.count) == (3, 7, 5)
     assert store.at_or_after(10) is None
     store.keep(9, batch(1))  # offsets already held: never stored twice
-    assert stored(WireBatchStore(tmp_path, valid_below=1 << 40)) == stored(store)
+    assert stored(store_at(tmp_path)) == stored(store)
 
 
-def test_a_torn_tail_is_cut_and_appending_goes_on(tmp_path: Path) -> None:
-    store, _ = fill(tmp_path)
+def test_a_torn_tail_is_cut_and_appending_goes_on(tmp_path: Path, store_at: Opener) -> None:
+    store, _ = fill(store_at, tmp_path)
     (path,) = tmp_path.glob("wire-*")
     whole = path.stat().st_size
     with path.open("ab") as f:
         f.write(b"\x00" * 20)  # half an entry header: a write a crash cut short
-    reopened = WireBatchStore(tmp_path, valid_below=1 << 40)
+    reopened = store_at(tmp_path)
     assert stored(reopened) == stored(store)
     assert path.stat().st_size == whole
     reopened.keep(10, batch(4))
-    assert [e[:2] for e in stored(WireBatchStore(tmp_path, valid_below=1 << 40))] == [(0, 2), (3, 7), (8, 9), (10, 13)]
+    assert [e[:2] for e in stored(store_at(tmp_path))] == [(0, 2), (3, 7), (8, 9), (10, 13)]
 
 
-def test_entries_past_the_logs_recovered_end_are_dropped(tmp_path: Path) -> None:
+def test_entries_past_the_logs_recovered_end_are_dropped(tmp_path: Path, store_at: Opener) -> None:
     """After a crash the log may hold fewer offsets than this store had: those offsets are
     appended again, with other records, so their kept batches must go."""
-    fill(tmp_path)
-    reopened = WireBatchStore(tmp_path, valid_below=8)
+    fill(store_at, tmp_path)
+    reopened = store_at(tmp_path, valid_below=8)
     assert [e[:2] for e in stored(reopened)] == [(0, 2), (3, 7)]
     again = batch(2, "new")
     reopened.keep(8, again)
     assert stored(reopened)[-1] == (8, 9, rebase(again, 8, partition_leader_epoch=0))
 
 
-def test_a_damaged_header_ends_what_is_read(tmp_path: Path) -> None:
-    fill(tmp_path)
+def test_a_damaged_header_ends_what_is_read(tmp_path: Path, store_at: Opener) -> None:
+    fill(store_at, tmp_path)
     (path,) = tmp_path.glob("wire-*")
     data = bytearray(path.read_bytes())
     second = 28 + len(batch(3, "a"))  # the second entry's header
     data[second + 3] ^= 0x01
     path.write_bytes(bytes(data))
-    assert [e[:2] for e in stored(WireBatchStore(tmp_path, valid_below=1 << 40))] == [(0, 2)]
+    assert [e[:2] for e in stored(store_at(tmp_path))] == [(0, 2)]
 
 
-def test_a_damaged_batch_is_never_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store, want = fill(tmp_path)
+def test_a_damaged_batch_is_never_read(tmp_path: Path, store_at: Opener, caplog: pytest.LogCaptureFixture) -> None:
+    store, want = fill(store_at, tmp_path)
     (path,) = tmp_path.glob("wire-*")
     data = bytearray(path.read_bytes())
     data[28 + len(want[0]) + 28 + 70] ^= 0x40  # inside the second batch's compressed records
@@ -94,8 +111,8 @@ def test_a_damaged_batch_is_never_read(tmp_path: Path, caplog: pytest.LogCapture
     assert len([r for r in caplog.records if "fails its checks" in r.message]) == 1
 
 
-def test_files_wholly_below_the_log_start_are_removed(tmp_path: Path) -> None:
-    store, _ = fill(tmp_path, roll_bytes=1)  # a file per batch
+def test_files_wholly_below_the_log_start_are_removed(tmp_path: Path, store_at: Opener) -> None:
+    store, _ = fill(store_at, tmp_path, roll_bytes=1)  # a file per batch
     assert files(tmp_path) == [f"wire-{base:020d}.batches" for base in (0, 3, 8)]
     store.drop_below(5)  # inside the second: it stays
     assert files(tmp_path) == [f"wire-{base:020d}.batches" for base in (3, 8)]

@@ -734,6 +734,7 @@ class ParquetPartitionLog:
             if self._active_file is not None:
                 self._active_file.close()
             self._cache.clear()
+            self.wire_batches.close()
 
     def discard(self) -> None:
         """Remove the files of this closed log (its topic was deleted). Segments a reader's

@@ -71,8 +71,9 @@ def _header(base: int, last: int, count: int, length: int) -> bytes:
 
 
 class WireBatchStore:
-    """One partition's stored batches. Thread-safe; files are opened per operation, so
-    there is nothing to close."""
+    """One partition's stored batches. Thread-safe. Each file is opened once and held until
+    :meth:`close` or until it is dropped; reads and writes go through the store's lock, so
+    no reader ever holds a descriptor that was closed (and maybe reused) meanwhile."""
 
     def __init__(self, directory: Path, *, valid_below: int, roll_bytes: int = ROLL_BYTES) -> None:
         self._dir = directory
@@ -88,6 +89,8 @@ class WireBatchStore:
         self._files: list[Path] = []
         self._first_entry: list[int] = []  # per file, its first entry's index
         self._tail_size = 0  # bytes of the last file
+        self._fds: dict[Path, int] = {}
+        self._closed = False
 
     # loading -----------------------------------------------------------------------------
     def _load(self) -> None:
@@ -157,7 +160,7 @@ class WireBatchStore:
         last = base + last_delta
         with self._lock:
             self._load()
-            if self._lasts and base <= self._lasts[-1]:
+            if self._closed or (self._lasts and base <= self._lasts[-1]):
                 return  # offsets are never stored twice
             if not self._files or self._tail_size >= self._roll_bytes:
                 self._files.append(self._dir / _file_name(base))
@@ -166,13 +169,9 @@ class WireBatchStore:
             path, at = self._files[-1], self._tail_size
             head = _header(base, last, last_delta + 1, len(data))
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                try:
-                    written = os.writev(fd, [head, data])
-                    if written != len(head) + len(data):
-                        raise OSError(f"short write ({written} of {len(head) + len(data)} bytes)")
-                finally:
-                    os.close(fd)
+                written = os.writev(self._fd(path, create=True), [head, data])
+                if written != len(head) + len(data):
+                    raise OSError(f"short write ({written} of {len(head) + len(data)} bytes)")
             except OSError as exc:
                 log.warning("%s: raw batch at offset %d not stored (%s)", path, base, exc)
                 self._undo_write(path, at)
@@ -185,6 +184,7 @@ class WireBatchStore:
             if size:
                 os.truncate(path, size)
             else:
+                self._close_fd(path)
                 path.unlink(missing_ok=True)
         except OSError:
             pass  # an entry cut short is ignored when the file is next scanned
@@ -202,7 +202,9 @@ class WireBatchStore:
                 stop = self._next_first(0)
                 if self._lasts[stop - 1] >= log_start:
                     break
-                self._files.pop(0).unlink(missing_ok=True)
+                dropped = self._files.pop(0)
+                self._close_fd(dropped)
+                dropped.unlink(missing_ok=True)
                 self._first_entry.pop(0)
                 for column in (self._bases, self._lasts, self._positions, self._lengths):
                     del column[:stop]
@@ -233,18 +235,38 @@ class WireBatchStore:
         a damaged entry is never served."""
         if not entry.length:
             return None  # found damaged before
-        try:
-            with entry.path.open("rb") as f:
-                f.seek(entry.position)
-                data = f.read(entry.length)
-        except OSError:
-            return None
+        with self._lock:
+            if self._closed or entry.path not in self._files:
+                return None  # dropped meanwhile
+            try:
+                data = os.pread(self._fd(entry.path), entry.length, entry.position)
+            except OSError:
+                return None
         if not _sound(data, entry):
             log.warning("%s: the raw batch at offset %d fails its checks; its records are re-encoded",
                         entry.path, entry.base)  # fmt: skip
             self._forget(entry)
             return None
         return data
+
+    def _fd(self, path: Path, *, create: bool = False) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+            fd = self._fds[path] = os.open(path, flags, 0o644)
+        return fd
+
+    def _close_fd(self, path: Path) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the files (the log is closing); nothing is kept or read after this."""
+        with self._lock:
+            self._closed = True
+            for path in list(self._fds):
+                self._close_fd(path)
 
     def _forget(self, entry: StoredBatch) -> None:
         """Never look at a damaged entry again (its bytes stay until the file is dropped)."""
