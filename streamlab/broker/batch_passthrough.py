@@ -21,6 +21,7 @@ records before the offset they asked for.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,7 @@ def fill(
     log = broker.log(topic, partition)
     store = log.wire_batches
     store.drop_below(log.log_start_offset)
-    segments = log.sealed_segments()
+    segments = _Segments(log.sealed_segments())
     out: list[bytes] = []
     used, pos = 0, offset
     while pos < end and used < limit:
@@ -158,7 +159,20 @@ def fill(
     return b"".join(out)
 
 
-def _servable(log: PartitionLog, segments: list[SegmentInfo], stored: StoredBatch, end: int) -> bool:
+class _Segments:
+    """The sealed segments of one instant, found by offset."""
+
+    def __init__(self, segments: list[SegmentInfo]) -> None:
+        self.segments = segments
+        self.bases = [s.base_offset for s in segments]
+
+    def overlapping(self, start: int, stop: int) -> list[SegmentInfo]:
+        first = max(bisect.bisect_right(self.bases, start) - 1, 0)
+        last = bisect.bisect_left(self.bases, stop)
+        return [s for s in self.segments[first:last] if s.last_offset >= start]
+
+
+def _servable(log: PartitionLog, segments: _Segments, stored: StoredBatch, end: int) -> bool:
     """Whether the log holds every offset of ``stored``, undamaged, in ``[log start, end)``."""
     base, stop = stored.base, stored.last + 1
     if base < log.log_start_offset or stop > end or any(d.start < stop and base < d.end for d in log.damage):
@@ -166,13 +180,11 @@ def _servable(log: PartitionLog, segments: list[SegmentInfo], stored: StoredBatc
     return _count(log, segments, base, stop) == stored.count
 
 
-def _count(log: PartitionLog, segments: list[SegmentInfo], start: int, stop: int) -> int:
+def _count(log: PartitionLog, segments: _Segments, start: int, stop: int) -> int:
     """How many records the log holds at offsets ``[start, stop)``: from the segment index
     (and the stored rows of a compacted segment), the active batches being dense."""
     held, sealed_end = 0, start
-    for seg in segments:
-        if seg.last_offset < start or seg.base_offset >= stop:
-            continue
+    for seg in segments.overlapping(start, stop):
         low, high = max(start, seg.base_offset), min(stop, seg.last_offset + 1)
         if seg.records == seg.last_offset - seg.base_offset + 1:
             held += high - low

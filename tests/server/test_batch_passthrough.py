@@ -21,6 +21,7 @@ from kafka_wire import RawClient, kio_request
 import streamlab
 from streamlab.protocol.batch_layout import rebase
 from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches, encode_batch
+from streamlab.storage.wire_batches import WireBatchStore
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 MS = datetime.timedelta(milliseconds=1)
@@ -354,3 +355,27 @@ def test_transactional_batches_under_read_committed(shared_server: ServerProcess
         read_committed = data_batches(1)
         assert [r.value for b in read_committed for r in b.records] == [m.value() for m in committed]
         assert all(b.compression == "zstd" for b in read_committed)  # the committed ones, as sent
+
+
+# --- restarts -------------------------------------------------------------------------------
+
+
+def test_kept_batches_outlive_a_kill_and_offsets_a_crash_gave_back_are_not_served_stale(
+    server: ServerProcess, create_topic: Callable[..., str]
+) -> None:
+    topic = create_topic()
+    now = int(time.time() * 1000)  # retention runs on open: records of now stay
+    first = record_batch(["before"] * 3, "lz4", start=now)
+    with RawClient(server.bootstrap) as client:
+        produce(client, topic, first)
+    server.kill()
+    # What an OS crash can leave: the store holding a batch at offsets the log never kept
+    # (the log keeps only what was fsynced). Those offsets are handed out again.
+    stale = WireBatchStore(server.data_dir / "topics" / topic / "0", valid_below=1 << 40)
+    stale.keep(3, record_batch(["lost"] * 2, "lz4", start=now))
+    stale.close()
+    server.start()
+    second = record_batch(["after"] * 2, "zstd", start=now)
+    with RawClient(server.bootstrap) as client:
+        assert produce(client, topic, second) == 3
+        assert fetch(client, topic, 0).records == served(first, 0) + served(second, 3)
