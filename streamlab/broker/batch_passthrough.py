@@ -116,12 +116,12 @@ def fill(
     log = broker.log(topic, partition)
     store = log.wire_batches
     store.drop_below(log.log_start_offset)
-    segments = _Segments(log.sealed_segments())
+    view = _LogView(log)
     out: list[bytes] = []
     used, pos = 0, offset
     while pos < end and used < limit:
         stored = store.at_or_after(pos)
-        while stored is not None and stored.base < end and not _servable(log, segments, stored, end):
+        while stored is not None and stored.base < end and not _servable(view, stored, end):
             stored = store.at_or_after(stored.last + 1)
         if stored is not None and stored.last >= end:
             stored = None
@@ -159,47 +159,53 @@ def fill(
     return b"".join(out)
 
 
-class _Segments:
-    """The sealed segments of one instant, found by offset."""
+class _LogView:
+    """The sealed segments of one instant, found by offset, and where the active ones start."""
 
-    def __init__(self, segments: list[SegmentInfo]) -> None:
-        self.segments = segments
-        self.bases = [s.base_offset for s in segments]
+    def __init__(self, log: PartitionLog) -> None:
+        self.log = log
+        self.segments = log.sealed_segments()
+        self.bases = [s.base_offset for s in self.segments]
+        self._active_first: int | None = None
 
     def overlapping(self, start: int, stop: int) -> list[SegmentInfo]:
         first = max(bisect.bisect_right(self.bases, start) - 1, 0)
         last = bisect.bisect_left(self.bases, stop)
         return [s for s in self.segments[first:last] if s.last_offset >= start]
 
+    def active_first(self) -> int:
+        """The first offset past the sealed segments that holds a record (the active
+        segment's records are dense from there to the high watermark)."""
+        if self._active_first is None:
+            after = self.segments[-1].last_offset + 1 if self.segments else self.log.log_start_offset
+            first = self.log.read(after, 1).column("offset").to_numpy()
+            self._active_first = int(first[0]) if len(first) else self.log.high_watermark
+        return self._active_first
 
-def _servable(log: PartitionLog, segments: _Segments, stored: StoredBatch, end: int) -> bool:
+
+def _servable(view: _LogView, stored: StoredBatch, end: int) -> bool:
     """Whether the log holds every offset of ``stored``, undamaged, in ``[log start, end)``."""
-    base, stop = stored.base, stored.last + 1
+    log, base, stop = view.log, stored.base, stored.last + 1
     if base < log.log_start_offset or stop > end or any(d.start < stop and base < d.end for d in log.damage):
         return False
-    return _count(log, segments, base, stop) == stored.count
+    try:
+        return _count(view, base, stop) == stored.count
+    except CorruptSegmentError:
+        return False
 
 
-def _count(log: PartitionLog, segments: _Segments, start: int, stop: int) -> int:
+def _count(view: _LogView, start: int, stop: int) -> int:
     """How many records the log holds at offsets ``[start, stop)``: from the segment index
     (and the stored rows of a compacted segment), the active batches being dense."""
     held, sealed_end = 0, start
-    for seg in segments.overlapping(start, stop):
+    for seg in view.overlapping(start, stop):
         low, high = max(start, seg.base_offset), min(stop, seg.last_offset + 1)
         if seg.records == seg.last_offset - seg.base_offset + 1:
             held += high - low
         else:  # compacted: offsets are missing somewhere in it
-            try:
-                offsets = log.read(low, high - low).column("offset").to_numpy()
-            except CorruptSegmentError:
-                return -1
+            offsets = view.log.read(low, high - low).column("offset").to_numpy()
             held += int(np.count_nonzero(offsets < high))
         sealed_end = max(sealed_end, high)
-    if sealed_end < stop:  # the rest is in the active segment, dense from its first record
-        try:
-            first = log.read(sealed_end, 1).column("offset").to_numpy()
-        except CorruptSegmentError:
-            return -1
-        if len(first) and first[0] < stop:
-            held += stop - max(int(first[0]), sealed_end)
+    if sealed_end < stop:  # no sealed segment holds the rest: the active ones may
+        held += max(stop - max(sealed_end, view.active_first()), 0)
     return held

@@ -15,7 +15,8 @@ memory is short a response is smaller, never late. Records are cut to the size w
 before their columns are combined, so reading holds little more than the answer. Where
 the wire Produce kept a producer's batch, it goes out as written (compressed, its producer
 id and sequence; :mod:`streamlab.broker.batch_passthrough` says when); other records are
-encoded as uncompressed v2 batches (offset gaps from compaction are kept). Records whose key or value is stored as str or JSON carry the headers
+encoded as uncompressed v2 batches (offset gaps from compaction are kept). Records whose
+key or value is stored as str or JSON carry the headers
 ``streamlab.key.format`` / ``streamlab.value.format`` again, so the ``kafka://`` backend
 returns them as they were sent. Transaction markers go out as control batches, and
 ``isolation_level=read_committed`` reads up to the last stable offset without the records
