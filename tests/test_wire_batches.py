@@ -61,6 +61,12 @@ def test_batches_come_back_with_their_offsets_written_in_and_after_a_reopen(tmp_
     entry = store.at_or_after(5)
     assert entry is not None and (entry.base, entry.last, entry.count) == (3, 7, 5)
     assert store.at_or_after(10) is None
+    first = store.at_or_after(0)
+    assert first is not None
+    assert [data for _, data in store.read_run(first, end=10, max_bytes=1 << 20)] == want  # one read
+    assert [e.base for e, _ in store.read_run(first, end=8, max_bytes=1 << 20)] == [0, 3]  # below end
+    assert [e.base for e, _ in store.read_run(first, end=10, max_bytes=len(want[0]) + len(want[1]))] == [0, 3]
+    assert [e.base for e, _ in store.read_run(first, end=10, max_bytes=0)] == [0]  # the first whatever its size
     store.keep(9, batch(1))  # offsets already held: never stored twice
     assert stored(store_at(tmp_path)) == stored(store)
 

@@ -126,20 +126,16 @@ def fill(
         if stored is not None and stored.last >= end:
             stored = None
         if stored is not None and stored.base <= pos:
-            data = store.read(stored)
-            if data is not None and (zstd or data[layout.ATTRIBUTES_OFFSET + 1] & layout.CODEC_MASK != _ZSTD):
-                if committed_only and transactions.aborted_in(topic, partition, stored.base, stored.last + 1):
-                    data = None
-            else:
-                data = None
-            if data is not None and used + len(data) > limit:
+            run = store.read_run(stored, end=end, max_bytes=limit - used)
+            run = _servable_run(view, run, end, zstd, transactions if committed_only else None)
+            if run and used + len(run[0][1]) > limit:
                 if out:
                     break
-                data = None  # too big for the limit alone: its rows can be cut to fit
-            if data is not None:
-                out.append(data)
-                used += len(data)
-                pos = stored.last + 1
+                run = []  # too big for the limit alone: its rows can be cut to fit
+            if run:
+                out.extend(data for _, data in run)
+                used += sum(len(data) for _, data in run)
+                pos = run[-1][0].last + 1
                 continue
             stop = stored.last + 1  # this one goes out as rows
         else:
@@ -181,6 +177,36 @@ class _LogView:
             first = self.log.read(after, 1).column("offset").to_numpy()
             self._active_first = int(first[0]) if len(first) else self.log.high_watermark
         return self._active_first
+
+
+def _servable_run(
+    view: _LogView, run: list[tuple[StoredBatch, bytes]], end: int, zstd: bool,
+    transactions: TransactionCoordinator | None,
+) -> list[tuple[StoredBatch, bytes]]:  # fmt: skip
+    """The leading batches of ``run`` that may be served (its first is servable by
+    :func:`_servable`), checked as one range, batch by batch only where that fails: none
+    zstd unless ``zstd``, none in an aborted transaction given ``transactions`` (read_committed)."""
+    if not run:
+        return run
+    first, last = run[0][0], run[-1][0]
+    whole = len(run) == 1 or _servable(view, StoredBatch(first.base, last.last, sum(e.count for e, _ in run),
+                                                         first.path, 0, 0), end)  # fmt: skip
+    topic, partition = view.log.topic, view.log.partition
+    aborted = transactions is not None and bool(transactions.aborted_in(topic, partition, first.base, last.last + 1))
+    kept = []
+    for entry, data in run:
+        if not zstd and data[layout.ATTRIBUTES_OFFSET + 1] & layout.CODEC_MASK == _ZSTD:
+            break
+        if not whole and not _servable(view, entry, end):
+            break
+        if (
+            aborted
+            and transactions is not None
+            and transactions.aborted_in(topic, partition, entry.base, entry.last + 1)
+        ):
+            break
+        kept.append((entry, data))
+    return kept
 
 
 def _servable(view: _LogView, stored: StoredBatch, end: int) -> bool:

@@ -233,21 +233,45 @@ class WireBatchStore:
     def read(self, entry: StoredBatch) -> bytes | None:
         """The batch's bytes if every byte checks out (header fields, CRC-32C), else None:
         a damaged entry is never served."""
-        if not entry.length:
-            return None  # found damaged before
+        run = self.read_run(entry, end=entry.last + 1, max_bytes=0)
+        return run[0][1] if run else None
+
+    def read_run(self, first: StoredBatch, *, end: int, max_bytes: int) -> list[tuple[StoredBatch, bytes]]:
+        """``first`` and the batches after it whose offsets follow on (in the same file),
+        below ``end`` and together at most ``max_bytes`` (``first`` whatever its size), with
+        their bytes, read at once; it stops before a batch that fails its checks (empty if
+        ``first`` does): a damaged entry is never served."""
         with self._lock:
-            if self._closed or entry.path not in self._files:
-                return None  # dropped meanwhile
+            i = bisect.bisect_left(self._bases, first.base)
+            if self._closed or i == len(self._bases) or self._bases[i] != first.base or not self._lengths[i]:
+                return []  # dropped meanwhile, or found damaged before
+            j, total = i, self._lengths[i]
+            while (
+                j + 1 < len(self._bases)
+                and self._file_of[j + 1] == self._file_of[i]
+                and self._bases[j + 1] == self._lasts[j] + 1
+                and self._lasts[j + 1] < end
+                and 0 < self._lengths[j + 1] <= max_bytes - total
+            ):
+                j += 1
+                total += self._lengths[j]
+            path, start = self._files[self._file_of[i]], self._positions[i]
+            entries = [StoredBatch(self._bases[k], self._lasts[k], self._lasts[k] - self._bases[k] + 1, path,
+                                   self._positions[k], self._lengths[k]) for k in range(i, j + 1)]  # fmt: skip
             try:
-                data = os.pread(self._fd(entry.path), entry.length, entry.position)
+                span = os.pread(self._fd(path), entries[-1].position + entries[-1].length - start, start)
             except OSError:
-                return None
-        if not _sound(data, entry):
-            log.warning("%s: the raw batch at offset %d fails its checks; its records are re-encoded",
-                        entry.path, entry.base)  # fmt: skip
-            self._forget(entry)
-            return None
-        return data
+                return []
+        out = []
+        for entry in entries:
+            data = span[entry.position - start : entry.position - start + entry.length]
+            if not _sound(data, entry):
+                log.warning("%s: the raw batch at offset %d fails its checks; its records are re-encoded",
+                            entry.path, entry.base)  # fmt: skip
+                self._forget(entry)
+                break
+            out.append((entry, data))
+        return out
 
     def _fd(self, path: Path, *, create: bool = False) -> int:
         fd = self._fds.get(path)
