@@ -8,15 +8,15 @@ has no timestamp (the broker gives it one) or the offset deltas are not 0, 1, 2,
 
 Fetch (:func:`fill`) serves a stored batch where the fetch offset falls in it, and the
 stored batches after it as long as they follow on, then encodes rows up to the next
-stored batch, and so on, up to the byte limit. A stored batch larger than the whole limit
-goes out as rows, which can be cut to fit (Kafka would send it whole): the server's memory
-budget and ``fetch.max.bytes`` hold exactly as for rows. A stored batch is served only if the log
+stored batch, and so on, up to the byte limit. A stored batch is served only if the log
 still holds every one of its offsets (compaction or a repair removing one means its rows
 are encoded), all of them at or past the log start and below where the fetch stops (the
 high watermark, or the last stable offset under read_committed), none of them in an
 aborted transaction under read_committed, and zstd only to Fetch v10 or later. As Kafka
 does, the whole batch goes out when the fetch offset is inside it: clients skip the
-records before the offset they asked for.
+records before the offset they asked for. A stored batch larger than the whole limit goes
+out as rows, which can be cut to fit (Kafka would send it whole), so the server's memory
+budget and ``fetch.max.bytes`` hold exactly as for rows.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from streamlab.storage.catalog import SegmentInfo
 from streamlab.storage.wire_batches import StoredBatch
 
 _ZSTD = layout.CODEC_IDS["zstd"]
+_LOOKAHEAD = 64  # kept batches checked past ones that may not be served (compacted), per step
 
 
 # Produce -----------------------------------------------------------------------------------
@@ -120,12 +121,15 @@ def fill(
     out: list[bytes] = []
     used, pos = 0, offset
     while pos < end and used < limit:
-        stored = store.at_or_after(pos)
-        while stored is not None and stored.base < end and not _servable(view, stored, end):
+        stored, servable = store.at_or_after(pos), False
+        for _ in range(_LOOKAHEAD):  # the next kept batch that may be served
+            if stored is None or stored.last >= end:
+                stored = None
+                break
+            if servable := _servable(view, stored, end):
+                break
             stored = store.at_or_after(stored.last + 1)
-        if stored is not None and stored.last >= end:
-            stored = None
-        if stored is not None and stored.base <= pos:
+        if stored is not None and servable and stored.base <= pos:
             run = store.read_run(stored, end=end, max_bytes=limit - used)
             run = _servable_run(view, run, end, zstd, transactions if committed_only else None)
             if run and used + len(run[0][1]) > limit:
