@@ -127,3 +127,12 @@ def test_files_wholly_below_the_log_start_are_removed(tmp_path: Path, store_at: 
     assert files(tmp_path) == [] and stored(store) == []
     store.keep(10, batch(1))
     assert files(tmp_path) == ["wire-00000000000000000010.batches"]
+
+
+def test_files_below_the_log_start_go_before_anything_is_read(tmp_path: Path, store_at: Opener) -> None:
+    """Retention on open drops files by name, without reading the store in."""
+    fill(store_at, tmp_path, roll_bytes=1)
+    untouched = store_at(tmp_path)
+    untouched.drop_below(8)  # the file from 3 ends where the one from 8 begins
+    assert files(tmp_path) == [f"wire-{base:020d}.batches" for base in (8,)]
+    assert [e[:2] for e in stored(untouched)] == [(8, 9)]

@@ -25,6 +25,7 @@ when it is first loaded.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import os
 import struct
@@ -97,13 +98,15 @@ class WireBatchStore:
         if self._loaded:
             return
         self._loaded = True
-        names = sorted(p for p in self._dir.glob(f"{_PREFIX}*{_SUFFIX}") if p.name[len(_PREFIX) :][:20].isdigit())
-        for path in names:
+        for path in self._names():
             size = self._scan(path)
             if size == 0:
                 path.unlink(missing_ok=True)
                 continue
             self._tail_size = size
+
+    def _names(self) -> list[Path]:
+        return sorted(p for p in self._dir.glob(f"{_PREFIX}*{_SUFFIX}") if p.name[len(_PREFIX) :][:20].isdigit())
 
     def _scan(self, path: Path) -> int:
         """Index ``path``'s sound entries; cut it after the last one. Returns its size."""
@@ -196,8 +199,12 @@ class WireBatchStore:
     def drop_below(self, log_start: int) -> None:
         """Remove the files whose every entry lies below ``log_start``."""
         with self._lock:
-            if not self._loaded:
-                return  # loading comes first, and its caller drops what is below then
+            if not self._loaded:  # by name, not read: a file ends where the next one begins
+                names = self._names()
+                for path, following in itertools.pairwise(names):
+                    if int(following.name[len(_PREFIX) :][:20]) <= log_start:
+                        path.unlink(missing_ok=True)
+                return
             while self._files:
                 stop = self._next_first(0)
                 if self._lasts[stop - 1] >= log_start:
