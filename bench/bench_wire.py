@@ -21,6 +21,8 @@ among ~1,000, a random value; ``redis_ref.make_records``) over 3 partitions it m
    consumer assigned every partition from its low watermark (no group); MB/s of the values
    read, from the assignment to the last record. 30 partitions, because the mock cluster keeps ~5 MB per partition: it
    serves back ~10 records of each, ~130 MB in all, enough to time.
+5. compressed batches: sections 1 and 2 again with the producer's ``compression.type=--codec``
+   (lz4); ``streamlab serve`` hands the producer's batches back as written, as Kafka does.
 
 against:
 
@@ -230,7 +232,7 @@ def dropping_unsent(p: Producer) -> Iterator[None]:
             p.poll(0)
 
 
-def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> float:
+def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], compression: str = "none") -> float:
     """Seconds from the first ``produce()`` until every record is acknowledged."""
     errors: list[KafkaError] = []
 
@@ -238,7 +240,8 @@ def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes
         if err is not None:
             errors.append(err)
 
-    p = Producer(producer_config(bootstrap, **{"delivery.report.only.error": True, "on_delivery": on_error}))
+    p = Producer(producer_config(bootstrap, **{"delivery.report.only.error": True, "on_delivery": on_error,
+                                               "compression.type": compression}))  # fmt: skip
     with dropping_unsent(p):
         wait_for_topic(p, topic)
         produce, poll = p.produce, p.poll
@@ -394,13 +397,14 @@ def paced_latency(
 
 
 def run_kafka(
-    name: str, bootstrap: str, create: Callable[[str], None], records: Sequence[tuple[bytes, bytes]]
-) -> tuple[float, ConsumeResult]:
+    name: str, bootstrap: str, create: Callable[[str], None], records: Sequence[tuple[bytes, bytes]],
+    compression: str = "none",
+) -> tuple[float, ConsumeResult]:  # fmt: skip
     topic = f"wire-{uuid.uuid4().hex[:8]}"
     create(topic)
     n = len(records)
-    produced = n / produce_all(bootstrap, topic, records)
-    say(f"  {name}: produce {produced:,.0f} rec/s")
+    produced = n / produce_all(bootstrap, topic, records, compression)
+    say(f"  {name}: produce {produced:,.0f} rec/s" + ("" if compression == "none" else f" ({compression})"))
     consumed = consume_all(bootstrap, topic, n, f"bench-{topic}", may_trim=name == MOCK)
     say(
         f"  {name}: consume {consumed.rate:,.0f} rec/s from the assignment "
@@ -615,6 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large-size", type=int, default=500_000, help="bytes per record of the large-record run")
     parser.add_argument("--large-partitions", type=int, default=30, help="partitions of the large-record topic")
     parser.add_argument("--large-passes", type=int, default=3, help="times the large records are read back")
+    parser.add_argument("--codec", default="lz4", help="compression.type of the compressed-batch run")
     parser.add_argument("--tmp-dir", type=Path, default=None, help="where data goes (default: system temp)")
     parser.add_argument("--budget", type=int, default=480, help="abort after this many seconds")
     args = parser.parse_args(argv)
@@ -670,6 +675,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     p, c_rate = run_redis(name, client, records)
                     produce[name], consume[name] = max(produce[name], p), max(consume[name], c_rate)
 
+            # Fetch hands the producer's compressed batches back as they were written
+            # (broker/batch_passthrough.py), as the mock cluster does.
+            say(f"compressed batches, compression.type={args.codec}:")
+            zipped_produce: dict[str, float] = {SERVE: 0.0, MOCK: 0.0}
+            zipped_consume: dict[str, float] = {SERVE: 0.0, MOCK: 0.0}
+            for _round in range(args.repeat):
+                for name, bootstrap in ((SERVE, serve), (MOCK, mock.bootstrap)):
+                    create = create_topic_on(name, serve, mock, PARTITIONS)
+                    p, c = run_kafka(name, bootstrap, create, records, compression=args.codec)
+                    zipped_produce[name] = max(zipped_produce[name], p)
+                    zipped_consume[name] = max(zipped_consume[name], c.rate)
+
             say(f"latency, produce() paced at {args.rate:,} rec/s for {args.latency_seconds:g} s:")
             latency: dict[str, Latency] = {}
             for name, bootstrap, create in (
@@ -721,6 +738,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{latency[MOCK].median():.2f}", blank, blank),
             (f"latency p99 @{args.rate:,}/s, ms", f"{latency[SERVE].p99():.2f}", f"{latency[MOCK].p99():.2f}",
              blank, blank),
+            (f"produce {args.codec}, rec/s", f"{zipped_produce[SERVE]:,.0f}", f"{zipped_produce[MOCK]:,.0f}",
+             blank, blank),
+            (f"consume {args.codec} (group), rec/s", f"{zipped_consume[SERVE]:,.0f}",
+             f"{zipped_consume[MOCK]:,.0f}", blank, blank),
             ("large records fetched, MB/s", f"{large[SERVE].mb_s:,.1f}", f"{large[MOCK].mb_s:,.1f}", blank, blank),
             ("  records read back", f"{large[SERVE].records:,}", f"{large[MOCK].records:,}", blank, blank),
             ("large records produced, MB/s", f"{large[SERVE].produced_mb_s:,.1f}",
@@ -746,6 +767,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "mock cluster",
                 "MB/s",
             ),
+            Row("5", f"produce ({args.codec})", zipped_produce[SERVE], zipped_produce[MOCK], "mock cluster", "rec/s"),
+            Row("5", f"consume ({args.codec})", zipped_consume[SERVE], zipped_consume[MOCK], "mock cluster", "rec/s"),
         ]
         print_rows(rows)
         say(

@@ -16,4 +16,6 @@ def delete_records(broker: Broker, topic: str, partition: int, offset: int) -> i
     :class:`~streamlab.errors.OffsetOutOfRangeError` past the high watermark and the
     broker's errors for an unknown topic or partition."""
     log = broker.log(topic, partition)
-    return log.delete_records(log.high_watermark if offset == HIGH_WATERMARK else offset)
+    start = log.delete_records(log.high_watermark if offset == HIGH_WATERMARK else offset)
+    log.wire_batches.drop_below(start)
+    return start

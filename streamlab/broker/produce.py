@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streamlab.broker import batch_passthrough
 from streamlab.broker.core import Broker, TopicState
 from streamlab.broker.producer_state import ProducerStates
 from streamlab.errors import (
@@ -109,12 +110,14 @@ class Stored:
 def append_from_producer(
     broker: Broker, topic: str, partition: int, rows: pa.RecordBatch, *,
     producer: ProducerBatch | None, producers: ProducerStates, transactions: TransactionCoordinator,
+    wire: memoryview | None = None,
 ) -> Stored:  # fmt: skip
     """Append a batch a client sent (not yet durable, see :class:`Stored`). A producer's
     batch is checked against its sequence (:mod:`streamlab.broker.producer_state`) and, if
     transactional, against its transaction; a retry of a stored batch is dropped and
     answered with its original offset (its ``syncs`` still count: the original may not be
-    durable yet)."""
+    durable yet). ``wire``: the batch as the producer wrote it, kept for Fetch once its
+    rows are appended (:mod:`streamlab.broker.batch_passthrough`)."""
     log = broker.log(topic, partition)
     syncs = (log.sync,) if producer is None else (log.sync, producers.sync)
     # The log's append lock too: an embedded producer of an in-process Lab.serve appends to
@@ -122,21 +125,24 @@ def append_from_producer(
     # offsets noted below and this batch's append.
     with producers.partition(topic, partition), log.append_lock:
         if producer is None:
-            base = append(broker, topic, partition, rows, sync=False)
+            base, appended = append(broker, topic, partition, rows, sync=False), True
         else:
-            base = _append_in_sequence(broker, topic, partition, rows, producer, producers, transactions)
+            base, appended = _append_in_sequence(broker, topic, partition, rows, producer, producers, transactions)
+        if appended:
+            batch_passthrough.keep(log, base, wire)
     return Stored(base, log.log_start_offset, syncs)
 
 
 def _append_in_sequence(
     broker: Broker, topic: str, partition: int, rows: pa.RecordBatch,
     producer: ProducerBatch, producers: ProducerStates, transactions: TransactionCoordinator,
-) -> int:  # fmt: skip
+) -> tuple[int, bool]:  # fmt: skip
+    """The batch's base offset, and whether it was appended (False: a retry, dropped)."""
     pid, epoch, seqs = producer.producer_id, producer.epoch, (producer.first_seq, producer.last_seq)
     duplicate = producers.check(topic, partition, pid, epoch, *seqs)
     if duplicate is not None:
         logger.info("%s[%d]: dropped a retried batch of producer %d (offset %d)", topic, partition, pid, duplicate)
-        return duplicate
+        return duplicate, False
     expected = broker.log(topic, partition).high_watermark
     if producer.transactional:  # fenced or not in the transaction: raises before anything is written
         transactions.before_append(topic, partition, pid, epoch, expected, rows.num_rows)
@@ -149,7 +155,7 @@ def _append_in_sequence(
             transactions.append_failed(topic, partition, pid, expected, rows.num_rows)
         raise
     producers.commit(topic, partition, pid, expected, stored_at=base)
-    return base
+    return base, True
 
 
 def _check_timestamps(batch: pa.RecordBatch, topic: str, partition: int) -> None:

@@ -28,6 +28,7 @@ def apply_retention(broker: Broker, *, now_ms: int) -> RetentionResult:
             for partition_log in state.logs:
                 try:
                     deleted += partition_log.apply_retention(state.config, now_ms)
+                    partition_log.wire_batches.drop_below(partition_log.log_start_offset)
                     aborted, stable = compaction_view(broker, state.name, partition_log.partition)
                     compacted += partition_log.compact(state.config, now_ms, aborted=aborted, stable_offset=stable)
                 except (StorageError, CorruptSegmentError) as exc:

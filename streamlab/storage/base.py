@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from streamlab.errors import CorruptSegmentError
 from streamlab.storage.catalog import Catalog, SegmentInfo
+from streamlab.storage.wire_batches import WireBatchStore
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class PartitionLog(Protocol):
     # What the broker's readers, checks and the wire server need beyond appending and reading.
     segment_bytes: int
     damage: list[Damage]
+    wire_batches: WireBatchStore  # the batches as producers sent them: a cache beside the rows
 
     @property
     def append_lock(self) -> threading.RLock:

@@ -57,6 +57,7 @@ from streamlab.storage.cleanup import compacted, expired_segments
 from streamlab.storage.faults import crash_point
 from streamlab.storage.manifest import TOPIC_MANIFEST
 from streamlab.storage.sealed import SealedSegments, segment_name
+from streamlab.storage.wire_batches import WireBatchStore
 
 log = logging.getLogger("streamlab.storage")
 
@@ -80,6 +81,7 @@ class ParquetPartitionLog:
         self._next, active_damage = self._active.recover(indexed_end, self._report)
         self.damage.extend(active_damage)
         self._next = max(self._next, self._log_start)
+        self.wire_batches = WireBatchStore(self.dir, valid_below=self._next)  # producers' batches, for Fetch
 
     def _report(self, message: str) -> None:
         # A warning, not a log line: a notebook shows it under the cell, and `streamlab
@@ -373,6 +375,7 @@ class ParquetPartitionLog:
             self._closed = True
             self._active.close()
             self._sealed.close()
+            self.wire_batches.close()
 
     def discard(self) -> None:
         """Remove the files of this closed log (its topic was deleted). Segments a reader's

@@ -391,9 +391,11 @@ def test_describe_list_verify_and_the_last_stable_offset(
                            {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]}],
                        ).responses[0].partitions[0]  # fmt: skip
         batches = decode_batches(fetched.records)
+        # The producers' own batches (batch_passthrough.py), then the coordinator's marker.
         assert [(b.is_control, [r.value for r in b.records]) for b in batches] == [
-            (False, [b"plain", b"t1", b"t2"]), (True, [CONTROL_VALUE])]  # fmt: skip
-        assert batches[1].producer_id == pid and batches[1].base_offset == 3
+            (False, [b"plain"]), (False, [b"t1", b"t2"]), (True, [CONTROL_VALUE])]  # fmt: skip
+        assert batches[1].is_transactional and batches[1].producer_id == pid
+        assert batches[2].producer_id == pid and batches[2].base_offset == 3
         assert int(fetched.last_stable_offset) == 4
 
 

@@ -12,9 +12,11 @@ the first record of the first partition with data is returned whatever its size,
 consumer can always make progress. The bytes a response may hold are leased from the
 server's memory budget before anything is read (see :mod:`streamlab.server.memory`): when
 memory is short a response is smaller, never late. Records are cut to the size wanted
-before their columns are combined, so reading holds little more than the answer. Each
-partition's records are encoded as one uncompressed v2 batch (offset gaps from compaction
-are kept). Records whose key or value is stored as str or JSON carry the headers
+before their columns are combined, so reading holds little more than the answer. Where
+the wire Produce kept a producer's batch, it goes out as written (compressed, its producer
+id and sequence; :mod:`streamlab.broker.batch_passthrough` says when); other records are
+encoded as uncompressed v2 batches (offset gaps from compaction are kept). Records whose
+key or value is stored as str or JSON carry the headers
 ``streamlab.key.format`` / ``streamlab.value.format`` again, so the ``kafka://`` backend
 returns them as they were sent. Transaction markers go out as control batches, and
 ``isolation_level=read_committed`` reads up to the last stable offset without the records
@@ -35,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlab.broker import fetch
+from streamlab.broker import batch_passthrough, fetch
 from streamlab.errors import CorruptSegmentError, UnknownTopicError
 from streamlab.model.serde import FMT_BYTES, FMT_NULL, KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, format_header
 from streamlab.protocol.batch_columns import encode_batch_columns
@@ -57,6 +59,7 @@ FETCH_SESSION_ID_NOT_FOUND = 70
 LEADER_EPOCH = 0
 MAX_WAIT_S = 30.0  # a bound on one long poll, whatever a client asks for
 MAX_RECORDS = 50_000  # per partition and response: bounds the work of one fetch
+ZSTD_VERSION = 10  # the first Fetch version whose batches may be zstd-compressed (KIP-110)
 
 
 @dataclass(slots=True)
@@ -141,8 +144,22 @@ def _fit(table: pa.Table, limit: int) -> pa.Table:
     return table.slice(0, max(fits, 1))
 
 
-def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_bytes: int) -> int:
-    """Fill every partition's records; returns the total bytes."""
+def _rows(
+    ctx: ServerContext, topic: str, p: _Partition, found: fetch.Bounds, offset: int, stop: int, limit: int,
+    at_least_one: bool,
+) -> batch_passthrough.Chunk:  # fmt: skip
+    """The partition's rows from ``offset`` to below ``stop``, encoded in at most ``limit`` bytes."""
+    read = fetch.read(ctx.broker, ctx.transactions, topic, p.index, offset,
+                      max_records=max(1, min(limit // 8, MAX_RECORDS)), end=found.end(p.committed_only),
+                      committed_only=p.committed_only)  # fmt: skip
+    table = _fit(batch_passthrough.rows_before(read, stop), limit)
+    encode = functools.partial(encode_records, log_append_time=found.log_append_time)
+    return batch_passthrough.chunk(table, encode_with_markers(table, limit, at_least_one, encode), offset, stop)
+
+
+def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_bytes: int, zstd: bool) -> int:
+    """Fill every partition's records; returns the total bytes. ``zstd``: the request's
+    version can carry zstd batches (v10+)."""
     total = 0
     for topic, partitions in topics:
         for p in partitions:
@@ -151,11 +168,12 @@ def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_by
             if found is None or p.offset >= found.end(p.committed_only) or total >= max_bytes:
                 continue
             limit = min(p.max_bytes, max_bytes - total)
-            try:
-                rows = fetch.read(ctx.broker, ctx.transactions, topic, p.index, p.offset,
-                                  max_records=max(1, min(limit // 8, MAX_RECORDS)), end=found.end(p.committed_only),
-                                  committed_only=p.committed_only)  # fmt: skip
-                table = _fit(rows, limit)
+            rows = functools.partial(_rows, ctx, topic, p, found)
+            try:  # the producers' batches where they are kept, else rows encoded (batch_passthrough.py)
+                p.records = batch_passthrough.fill(
+                    ctx.broker, ctx.transactions, topic, p.index, p.offset, end=found.end(p.committed_only),
+                    limit=limit, at_least_one=total == 0, committed_only=p.committed_only, zstd=zstd, rows=rows,
+                )  # fmt: skip
             except UnknownTopicError:  # deleted meanwhile
                 p.error = UNKNOWN_TOPIC_OR_PARTITION
                 continue
@@ -165,8 +183,6 @@ def _read(ctx: ServerContext, topics: list[tuple[str, list[_Partition]]], max_by
                 logger.warning("%s[%d] at offset %d: %s", topic, p.index, p.offset, exc)
                 p.error = exc.kafka_code
                 continue
-            encode = functools.partial(encode_records, log_append_time=found.log_append_time)
-            p.records = encode_with_markers(table, limit, total == 0, encode)
             total += len(p.records)
     return total
 
@@ -204,7 +220,7 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
             total = 0
             if has_data:
                 leased = ctx.memory.lease(max_bytes)
-                total = await asyncio.to_thread(_read, ctx, topics, leased)
+                total = await asyncio.to_thread(_read, ctx, topics, leased, request.api_version >= ZSTD_VERSION)
             remaining = deadline - loop.time()
             if errors or total >= body.min_bytes or remaining <= 0 or ctx.shutting_down:
                 break

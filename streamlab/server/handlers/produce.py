@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import struct
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from streamlab.broker import produce
+from streamlab.broker import batch_passthrough, produce
 from streamlab.broker.produce import sync_all
 from streamlab.errors import CorruptRecordError, RecordTooLargeError, SerializationError, StreamlabError
 from streamlab.model.schema import build_batch
@@ -164,13 +165,14 @@ def _produce_partition(
             raise CorruptRecordError("the request carries no record batch", topic=topic, partition=partition)
         batches = decode_batches_columns(data, verify_crc=True, allow_truncated=False)
         limit = config["max.message.bytes"]
-        for size in _batch_sizes(data):
+        sizes = _batch_sizes(data)
+        for size in sizes:
             if size > limit:
                 raise RecordTooLargeError(f"a batch of {size} bytes exceeds max.message.bytes={limit} of {topic!r}")
         log_append_time = config["message.timestamp.type"] == "LogAppendTime"
         now_ms = int(time.time() * 1000)
         first: int | None = None
-        for decoded in batches:
+        for decoded, start, size in zip(batches, itertools.accumulate(sizes, initial=0), sizes, strict=False):
             batch = decoded.batch
             if batch.is_control:  # markers are the coordinator's to write
                 raise _Unsupported("clients may not write control batches")
@@ -185,6 +187,7 @@ def _produce_partition(
             stored = produce.append_from_producer(
                 ctx.broker, topic, partition, rows,
                 producer=_producer(batch), producers=ctx.producers, transactions=ctx.transactions,
+                wire=batch_passthrough.wire_batch(data, start, size, decoded, config),
             )  # fmt: skip
             syncs.update(stored.syncs)
             first = stored.base_offset if first is None else first

@@ -1,0 +1,326 @@
+"""The raw-batch store: record batches as producers sent them, beside a partition's log.
+
+Rows are the log's truth; this is a cache of the wire form, so that Fetch can hand a
+consumer the producer's own batches (compressed, same boundaries, producer id, epoch and
+sequence, transactional flag) instead of re-encoding rows. Whoever reads an entry checks
+that the log still holds every one of its offsets (``broker.batch_passthrough``); an entry
+missing, torn or failing a check only means the rows are encoded instead.
+
+Layout, in the partition's folder::
+
+    wire-<base offset, 20 digits>.batches   entries, appended in offset order
+
+An entry is a header (base offset, last offset, record count, byte length, and the
+CRC-32C of those four) followed by the batch's bytes, with the broker's base offset and
+a partition leader epoch of 0 written in (both lie before the batch's CRC, which stays
+valid). Nothing is fsynced. A file rolls at :data:`ROLL_BYTES`; a file whose entries all
+lie below the log start (retention, DeleteRecords) is removed.
+
+Offsets are never reused while a log is open; after a crash they can be (the log keeps
+only what was fsynced, this store whatever the OS wrote). So the store is told, when the
+log opens, the high watermark recovery settled on, and drops every entry at or past it
+when it is first loaded.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import os
+import struct
+import threading
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import crc32c
+
+from streamlab.errors import CorruptRecordError
+from streamlab.protocol import batch_layout as layout
+
+log = logging.getLogger("streamlab.storage")
+
+ROLL_BYTES: Final = 16 * 1024 * 1024
+_ENTRY: Final = struct.Struct(">qqiiI")  # base, last, record count, byte length, crc32c of the four
+_COUNT_OFFSET: Final = 57  # the batch header's record count
+_PREFIX: Final = "wire-"
+_SUFFIX: Final = ".batches"
+LEADER_EPOCH: Final = 0  # what Fetch puts in every batch it encodes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """One stored batch: its offsets ``base..last`` and where its bytes are."""
+
+    base: int
+    last: int
+    count: int
+    path: Path
+    position: int  # of the batch bytes, past the entry header
+    length: int
+
+
+def _file_name(base: int) -> str:
+    return f"{_PREFIX}{base:020d}{_SUFFIX}"
+
+
+def _header(base: int, last: int, count: int, length: int) -> bytes:
+    head = _ENTRY.pack(base, last, count, length, 0)
+    return head[:-4] + crc32c.crc32c(head[:-4]).to_bytes(4, "big")
+
+
+class WireBatchStore:
+    """One partition's stored batches. Thread-safe. Each file is opened once and held until
+    :meth:`close` or until it is dropped; reads and writes go through the store's lock, so
+    no reader ever holds a descriptor that was closed (and maybe reused) meanwhile."""
+
+    def __init__(self, directory: Path, *, valid_below: int, roll_bytes: int = ROLL_BYTES) -> None:
+        self._dir = directory
+        self._roll_bytes = roll_bytes
+        self._valid_below = valid_below  # the log's high watermark when it was opened
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._bases = array("q")
+        self._lasts = array("q")
+        self._positions = array("q")
+        self._lengths = array("q")
+        self._file_of = array("q")  # index into self._files
+        self._files: list[Path] = []
+        self._first_entry: list[int] = []  # per file, its first entry's index
+        self._tail_size = 0  # bytes of the last file
+        self._fds: dict[Path, int] = {}
+        self._closed = False
+
+    # loading -----------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for path in self._names():
+            size = self._scan(path)
+            if size == 0:
+                path.unlink(missing_ok=True)
+                continue
+            self._tail_size = size
+
+    def _names(self) -> list[Path]:
+        return sorted(p for p in self._dir.glob(f"{_PREFIX}*{_SUFFIX}") if p.name[len(_PREFIX) :][:20].isdigit())
+
+    def _scan(self, path: Path) -> int:
+        """Index ``path``'s sound entries; cut it after the last one. Returns its size."""
+        first = len(self._bases)
+        pos = 0
+        try:
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                while True:
+                    head = f.read(_ENTRY.size)
+                    if len(head) < _ENTRY.size:
+                        break
+                    base, last, count, length, crc = _ENTRY.unpack(head)
+                    prev = self._lasts[-1] if self._lasts else -1
+                    if (
+                        crc32c.crc32c(head[:-4]) != crc
+                        or not prev < base <= last < self._valid_below
+                        or count != last - base + 1
+                        or length < layout.HEADER_SIZE
+                        or pos + _ENTRY.size + length > size
+                    ):
+                        break  # torn, damaged, or offsets the log no longer holds
+                    self._add(base, last, pos + _ENTRY.size, length, len(self._files))
+                    pos += _ENTRY.size + length
+                    f.seek(pos)
+            if pos < size:
+                os.truncate(path, pos)
+        except OSError as exc:
+            log.warning("%s: raw batches not read (%s); their records are re-encoded", path, exc)
+            del self._bases[first:], self._lasts[first:], self._positions[first:]
+            del self._lengths[first:], self._file_of[first:]
+            return 0
+        if pos:
+            self._files.append(path)
+            self._first_entry.append(first)
+        return pos
+
+    def _add(self, base: int, last: int, position: int, length: int, file: int) -> None:
+        self._bases.append(base)
+        self._lasts.append(last)
+        self._positions.append(position)
+        self._lengths.append(length)
+        self._file_of.append(file)
+
+    # writing -----------------------------------------------------------------------------
+    def keep(self, base: int, batch: bytes | memoryview) -> None:
+        """Store one producer batch whose records the log holds from ``base`` on (dense).
+        Never raises for I/O: a batch not stored is re-encoded from rows when fetched."""
+        try:
+            data = layout.rebase(batch, base, partition_leader_epoch=LEADER_EPOCH)
+        except CorruptRecordError:
+            return
+        (last_delta,) = layout.INT32.unpack_from(data, layout.LAST_DELTA_OFFSET)
+        last = base + last_delta
+        with self._lock:
+            self._load()
+            if self._closed or (self._lasts and base <= self._lasts[-1]):
+                return  # offsets are never stored twice
+            if not self._files or self._tail_size >= self._roll_bytes:
+                self._files.append(self._dir / _file_name(base))
+                self._first_entry.append(len(self._bases))
+                self._tail_size = 0
+            path, at = self._files[-1], self._tail_size
+            head = _header(base, last, last_delta + 1, len(data))
+            try:
+                written = os.writev(self._fd(path, create=True), [head, data])
+                if written != len(head) + len(data):
+                    raise OSError(f"short write ({written} of {len(head) + len(data)} bytes)")
+            except OSError as exc:
+                log.warning("%s: raw batch at offset %d not stored (%s)", path, base, exc)
+                self._undo_write(path, at)
+                return
+            self._add(base, last, at + _ENTRY.size, len(data), len(self._files) - 1)
+            self._tail_size = at + len(head) + len(data)
+
+    def _undo_write(self, path: Path, size: int) -> None:
+        try:
+            if size:
+                os.truncate(path, size)
+            else:
+                self._close_fd(path)
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass  # an entry cut short is ignored when the file is next scanned
+        if not size:
+            self._files.pop()
+            self._first_entry.pop()
+            self._tail_size = os.path.getsize(self._files[-1]) if self._files else 0
+
+    def drop_below(self, log_start: int) -> None:
+        """Remove the files whose every entry lies below ``log_start``."""
+        with self._lock:
+            if not self._loaded:  # by name, not read: a file ends where the next one begins
+                names = self._names()
+                for path, following in itertools.pairwise(names):
+                    if int(following.name[len(_PREFIX) :][:20]) <= log_start:
+                        path.unlink(missing_ok=True)
+                return
+            while self._files:
+                stop = self._next_first(0)
+                if self._lasts[stop - 1] >= log_start:
+                    break
+                dropped = self._files.pop(0)
+                self._close_fd(dropped)
+                dropped.unlink(missing_ok=True)
+                self._first_entry.pop(0)
+                for column in (self._bases, self._lasts, self._positions, self._lengths):
+                    del column[:stop]
+                del self._file_of[:stop]
+                self._file_of = array("q", (i - 1 for i in self._file_of))
+                self._first_entry = [i - stop for i in self._first_entry]
+            if not self._files:
+                self._tail_size = 0
+
+    def _next_first(self, file: int) -> int:
+        """The first entry index after ``file``'s entries."""
+        return self._first_entry[file + 1] if file + 1 < len(self._files) else len(self._bases)
+
+    # reading -----------------------------------------------------------------------------
+    def at_or_after(self, offset: int) -> StoredBatch | None:
+        """The first stored batch whose last offset is ``offset`` or later (it holds
+        ``offset`` when its base is at or before it), or None."""
+        with self._lock:
+            self._load()
+            i = bisect.bisect_left(self._lasts, offset)
+            if i == len(self._lasts):
+                return None
+            return StoredBatch(self._bases[i], self._lasts[i], self._lasts[i] - self._bases[i] + 1,
+                               self._files[self._file_of[i]], self._positions[i], self._lengths[i])  # fmt: skip
+
+    def read(self, entry: StoredBatch) -> bytes | None:
+        """The batch's bytes if every byte checks out (header fields, CRC-32C), else None:
+        a damaged entry is never served."""
+        run = self.read_run(entry, end=entry.last + 1, max_bytes=0)
+        return run[0][1] if run else None
+
+    def read_run(self, first: StoredBatch, *, end: int, max_bytes: int) -> list[tuple[StoredBatch, bytes]]:
+        """``first`` and the batches after it whose offsets follow on (in the same file),
+        below ``end`` and together at most ``max_bytes`` (``first`` whatever its size), with
+        their bytes, read at once; it stops before a batch that fails its checks (empty if
+        ``first`` does): a damaged entry is never served."""
+        with self._lock:
+            i = bisect.bisect_left(self._bases, first.base)
+            if self._closed or i == len(self._bases) or self._bases[i] != first.base or not self._lengths[i]:
+                return []  # dropped meanwhile, or found damaged before
+            j, total = i, self._lengths[i]
+            while (
+                j + 1 < len(self._bases)
+                and self._file_of[j + 1] == self._file_of[i]
+                and self._bases[j + 1] == self._lasts[j] + 1
+                and self._lasts[j + 1] < end
+                and 0 < self._lengths[j + 1] <= max_bytes - total
+            ):
+                j += 1
+                total += self._lengths[j]
+            path, start = self._files[self._file_of[i]], self._positions[i]
+            entries = [StoredBatch(self._bases[k], self._lasts[k], self._lasts[k] - self._bases[k] + 1, path,
+                                   self._positions[k], self._lengths[k]) for k in range(i, j + 1)]  # fmt: skip
+            try:
+                span = os.pread(self._fd(path), entries[-1].position + entries[-1].length - start, start)
+            except OSError:
+                return []
+        out = []
+        for entry in entries:
+            data = span[entry.position - start : entry.position - start + entry.length]
+            if not _sound(data, entry):
+                log.warning("%s: the raw batch at offset %d fails its checks; its records are re-encoded",
+                            entry.path, entry.base)  # fmt: skip
+                self._forget(entry)
+                break
+            out.append((entry, data))
+        return out
+
+    def _fd(self, path: Path, *, create: bool = False) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+            fd = self._fds[path] = os.open(path, flags, 0o644)
+        return fd
+
+    def _close_fd(self, path: Path) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the files (the log is closing); nothing is kept or read after this."""
+        with self._lock:
+            self._closed = True
+            for path in list(self._fds):
+                self._close_fd(path)
+
+    def _forget(self, entry: StoredBatch) -> None:
+        """Never look at a damaged entry again (its bytes stay until the file is dropped)."""
+        with self._lock:
+            i = bisect.bisect_left(self._bases, entry.base)
+            if i < len(self._bases) and self._bases[i] == entry.base:
+                self._lengths[i] = 0  # fails _sound from now on, without a read
+
+
+def _sound(data: bytes, entry: StoredBatch) -> bool:
+    if len(data) != entry.length or entry.length < layout.HEADER_SIZE:
+        return False
+    base, length = layout.OFFSET_LENGTH.unpack_from(data, 0)
+    (epoch,) = layout.INT32.unpack_from(data, layout.LOG_OVERHEAD)
+    (crc,) = struct.unpack_from(">I", data, layout.CRC_OFFSET)
+    (last_delta,) = layout.INT32.unpack_from(data, layout.LAST_DELTA_OFFSET)
+    (count,) = layout.INT32.unpack_from(data, _COUNT_OFFSET)
+    return (
+        base == entry.base
+        and length + layout.LOG_OVERHEAD == entry.length
+        and epoch == LEADER_EPOCH
+        and data[layout.MAGIC_OFFSET] == 2
+        and base + last_delta == entry.last
+        and count == entry.count
+        and crc32c.crc32c(memoryview(data)[layout.ATTRIBUTES_OFFSET :]) == crc
+    )
