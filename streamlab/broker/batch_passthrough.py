@@ -1,6 +1,7 @@
 """Batches as producers wrote them: kept by the wire Produce, served by Fetch.
 
-Produce keeps a batch (:func:`wire_batch`, then :func:`keep`) only when the stored rows
+Produce keeps a batch (:func:`wire_batch`, then
+:func:`streamlab.broker.produce.append_from_producer`) only when the stored rows
 are exactly its records, so that serving its bytes says the same as the rows: not under
 ``message.timestamp.type=LogAppendTime`` or a topic ``compression.type`` other than
 ``producer`` or the batch's own (the broker would rewrite the batch), nor when a record
@@ -61,12 +62,6 @@ def wire_batch(data: bytes, start: int, size: int, decoded: ColumnBatch, config:
     elif any(r.timestamp < 0 or r.offset != batch.base_offset + i for i, r in enumerate(batch.records)):
         return None
     return memoryview(data)[start : start + size]
-
-
-def keep(log: PartitionLog, base: int, wire: memoryview | None) -> None:
-    """After ``wire``'s records were appended at ``base``: keep its bytes for Fetch."""
-    if wire is not None:
-        log.wire_batches.keep(base, wire)
 
 
 # Fetch -------------------------------------------------------------------------------------

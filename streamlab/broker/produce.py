@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamlab.broker import batch_passthrough
 from streamlab.broker.core import Broker, TopicState
 from streamlab.broker.producer_state import ProducerStates
 from streamlab.errors import (
@@ -128,8 +127,8 @@ def append_from_producer(
             base, appended = append(broker, topic, partition, rows, sync=False), True
         else:
             base, appended = _append_in_sequence(broker, topic, partition, rows, producer, producers, transactions)
-        if appended:
-            batch_passthrough.keep(log, base, wire)
+        if appended and wire is not None:
+            log.wire_batches.keep(base, wire)
     return Stored(base, log.log_start_offset, syncs)
 
 
