@@ -147,7 +147,7 @@ class KafkaShareConsumer(ShareConsumerBase):
             key = TopicPartition(str(msg.topic()), int(msg.partition())), int(msg.offset())
             self._consumer.acknowledge(msg, ck.AcknowledgeType.RELEASE)
             self._dropped.add(key)
-            del self._delivered[key]
+            self._delivered.pop(key, None)
             del self._lock_ends[id(msg)]
         gone = {id(msg) for msg in expired}
         self._buffer = [msg for msg in self._buffer if id(msg) not in gone]
