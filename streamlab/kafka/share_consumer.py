@@ -7,6 +7,12 @@ cluster. librdkafka runs in explicit acknowledgement mode underneath; streamlab'
 ``"implicit"`` mode accepts every delivered record not acknowledged otherwise at the next
 :meth:`poll` or :meth:`commit`, as the embedded consumer does.
 
+librdkafka may deliver more records at once than a poll's ``max_records`` (the broker hands
+out up to ``max_poll_records`` per fetch); the rest wait here for the next polls, under
+acquisition locks that keep running. A waiting record whose lock has run out is no longer
+this member's (another member may have it, and have acknowledged it), so a poll never
+returns it: it is released and dropped, and the group delivers it again.
+
 Share-group settings are group configs on a Kafka cluster, not consumer settings: the
 consumer sets ``share.record.lock.duration.ms`` (``lock_ms``) and
 ``share.auto.offset.reset`` (and ``share.delivery.count.limit`` and
@@ -88,6 +94,8 @@ class KafkaShareConsumer(ShareConsumerBase):
         # Delivered and not yet sent back: (partition, offset) -> [message, acknowledgement or None]
         self._delivered: dict[tuple[TopicPartition, int], list[Any]] = {}
         self._buffer: list[Any] = []  # delivered by librdkafka beyond a poll's max_records
+        self._lock_ends: dict[int, float] = {}  # id(message) -> monotonic time its lock has surely run out
+        self._dropped: set[tuple[TopicPartition, int]] = set()  # released by _drop_expired, reply awaited
         self._consumer.subscribe(self.topics)
 
     # reading ------------------------------------------------------------------------------
@@ -102,13 +110,17 @@ class KafkaShareConsumer(ShareConsumerBase):
                 "before polling again"
             )
         self._accept_the_rest()
+        self._drop_expired()
         deadline = time.monotonic() + max(timeout, 0)
         while not self._buffer:
             left = deadline - time.monotonic()
             messages: Any = self._consumer.poll(max(left, 0)) or []
+            # The broker took the locks before librdkafka handed the records over.
+            lock_end = time.monotonic() + self.lock_ms / 1000
             for msg in messages:
                 if check_message(msg):
                     self._buffer.append(msg)
+                    self._lock_ends[id(msg)] = lock_end
                     self._delivered[TopicPartition(str(msg.topic()), int(msg.partition())), int(msg.offset())] = [
                         msg,
                         None,
@@ -116,7 +128,30 @@ class KafkaShareConsumer(ShareConsumerBase):
             if left <= 0:
                 break
         out, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        for msg in out:
+            self._lock_ends.pop(id(msg), None)
         return [to_record(msg) for msg in out]
+
+    def _drop_expired(self) -> None:
+        """Release and forget the waiting records whose acquisition lock has run out.
+
+        The acknowledgements made so far are sent first, and the releases alone after
+        them, so the broker's refusal of the releases (the records are not held any more)
+        is told apart from a refusal of the application's acknowledgements."""
+        now = time.monotonic()
+        expired = [msg for msg in self._buffer if self._lock_ends[id(msg)] <= now]
+        if not expired:
+            return
+        self._commit_sync()
+        for msg in expired:
+            key = TopicPartition(str(msg.topic()), int(msg.partition())), int(msg.offset())
+            self._consumer.acknowledge(msg, ck.AcknowledgeType.RELEASE)
+            self._dropped.add(key)
+            self._delivered.pop(key, None)
+            del self._lock_ends[id(msg)]
+        gone = {id(msg) for msg in expired}
+        self._buffer = [msg for msg in self._buffer if id(msg) not in gone]
+        self._commit_sync()
 
     def delivery_count(self, record: Record) -> int | None:
         """How many times ``record`` has been delivered while this consumer holds it."""
@@ -152,10 +187,13 @@ class KafkaShareConsumer(ShareConsumerBase):
                 del self._delivered[key]
 
     def _acknowledged(self, offsets: Any, error: Any) -> None:
-        if error is None:
-            return
-        for tp, sent in (offsets or {}).items():
+        for tp, all_sent in (offsets or {}).items():
             ours = TopicPartition(tp.topic, tp.partition)
+            dropped = {o for o in all_sent if (ours, o) in self._dropped}
+            self._dropped -= {(ours, o) for o in dropped}
+            sent = set(all_sent) - dropped
+            if error is None or not sent:
+                continue
             self._errors[ours] = InvalidRecordStateError(
                 f"{ours} offsets {sorted(sent)} were not acknowledged: {error}",
                 topic=tp.topic, partition=tp.partition, offsets=sorted(sent),
@@ -166,13 +204,18 @@ class KafkaShareConsumer(ShareConsumerBase):
         delivered record too); returns the partitions where the broker refused some."""
         self._check_open()
         self._accept_the_rest()
+        self._commit_sync()
+        errors, self._errors = self._errors, {}
+        return errors
+
+    def _commit_sync(self) -> None:
+        """Send the pending acknowledgements and wait for the broker: its refusals reach
+        :meth:`_acknowledged` before this returns."""
         try:
             self._consumer.commit_sync(self._lab.timeout)
         except ck.KafkaException as exc:
             if exc.args[0].code() != INVALID_RECORD_STATE:
                 raise translate(exc.args[0], context="committing share acknowledgements") from exc
-        errors, self._errors = self._errors, {}
-        return errors
 
     def renew(self, records: Record | Iterable[Record]) -> NoReturn:
         raise ShareOperationError("lock renewal is not offered by librdkafka's share consumer; use the embedded one")
@@ -192,6 +235,7 @@ class KafkaShareConsumer(ShareConsumerBase):
         """Send the acknowledgements made so far and leave: the group releases the rest."""
         self._delivered.clear()
         self._buffer.clear()
+        self._lock_ends.clear()
         self._consumer.close()
 
     def __repr__(self) -> str:
