@@ -19,15 +19,29 @@ settings.load_profile("streamlab")
 _names = itertools.count()
 
 # Files whose tests drive real processes, servers, Kafka clients, kill -9 or a browser:
-# marked ``integration`` so the inner loop (`pytest -m "not integration" -n 2`) stays about
-# a minute. CI runs everything.
-_INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py")
+# marked ``integration`` so the inner loop (`pytest -m "not integration" -n 2`) stays under
+# a minute. Such a test in another file is marked ``integration`` itself. CI runs everything.
+_INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py",
+                "test_jobs.py", "test_job_rerun.py")  # fmt: skip
+INNER_LOOP = "not integration"
+
+
+def _integration_path(path: Path) -> bool:
+    where = path.as_posix() + ("/" if path.is_dir() else "")
+    return any(f"/tests/{part}" in where for part in _INTEGRATION)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # The inner loop does not import the integration files only to deselect every test in
+    # them: on two cores each xdist worker spent seconds importing them.
+    if " ".join(config.option.markexpr.split()) == INNER_LOOP and _integration_path(collection_path):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        where = item.path.as_posix()
-        if any(f"/tests/{part}" in where for part in _INTEGRATION) or item.get_closest_marker("slow"):
+        if _integration_path(item.path) or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.integration)
 
 

@@ -36,6 +36,7 @@ def until(done: Callable[[], bool], step: Callable[[], None], what: str) -> None
         step()
 
 
+@pytest.mark.integration  # lab.serve() and a confluent-kafka consumer
 def test_an_embedded_and_a_wire_member_share_one_group(lab: streamlab.Lab) -> None:
     fast_heartbeats(lab)
     lab.create_topic("t", partitions=4)

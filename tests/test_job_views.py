@@ -72,6 +72,7 @@ def produce(lab: streamlab.Lab, topic: str, n: int) -> None:
             producer.send(topic, {"i": i}, key=f"k{i % 7}")
 
 
+@pytest.mark.integration  # a job subprocess against lab.serve()
 def test_metrics_and_job_view_follow_a_running_job(lab: streamlab.Lab, copier: Path, tmp_path: Path) -> None:
     lab.create_topic("in", partitions=3)
     lab.create_topic("out", partitions=2)
@@ -111,6 +112,7 @@ def test_metrics_and_job_view_follow_a_running_job(lab: streamlab.Lab, copier: P
         job.kill()
 
 
+@pytest.mark.integration  # a job subprocess against lab.serve()
 def test_a_failing_job_shows_its_error(lab: streamlab.Lab, copier: Path, tmp_path: Path) -> None:
     lab.create_topic("in")
     produce(lab, "in", 3)
