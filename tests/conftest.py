@@ -3,6 +3,8 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +51,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def lab(tmp_path: Path) -> Iterator[streamlab.Lab]:
     with streamlab.connect(tmp_path / "lab") as opened:
         yield opened
+
+
+def _lives_with_process(thread: threading.Thread) -> bool:
+    """Threads started once per process, whichever test happens to start them first: the
+    broker's fsync pool (its workers end when the lab closes) and tqdm's monitor."""
+    return thread.name.startswith("streamlab-fsync") or thread.name == "tqdm_monitor"
+
+
+@pytest.fixture
+def threads_end() -> Iterator[None]:
+    """Every thread a test's widgets started (tickers, the history sampler) has ended by
+    the end of the test."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and not _lives_with_process(t)]
+        if not left:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"threads still running: {left}")
 
 
 @pytest.fixture
