@@ -17,7 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,17 +27,7 @@ import streamlab
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_embedded import clickstream  # the same rows as the main bench
-
-
-def best_seconds(repeat: int, run: Callable[[], int], n: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        rows = run()
-        best = min(best, time.perf_counter() - start)
-        if rows != n:
-            raise SystemExit(f"expected {n} rows, got {rows}")
-    return best
+from timing import best_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,11 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             columns = list(replayed.columns)
             pq.write_table(pa.Table.from_pandas(replayed, preserve_index=False), reference, compression="zstd")
             del replayed
-            fresh = best_seconds(args.repeat, lambda: len(lab.replay("clicks", progress=False)), n)
-            arrow = best_seconds(args.repeat, lambda: len(pq.read_table(reference).to_pandas()), n)
+            fresh, _ = best_seconds(args.repeat, lambda: len(lab.replay("clicks", progress=False)), n)
+            arrow, _ = best_seconds(args.repeat, lambda: len(pq.read_table(reference).to_pandas()), n)
             sealed_before = sum(len(log.sealed_segments()) for log in lab.backend.broker.topic("clicks").logs)
             lab.roll("clicks")
-            sealed = best_seconds(args.repeat, lambda: len(lab.replay("clicks", progress=False)), n)
+            sealed, _ = best_seconds(args.repeat, lambda: len(lab.replay("clicks", progress=False)), n)
         finally:
             lab.close()
     print(f"# replay of a just-produced {n:,}-row topic (3 partitions) vs pyarrow on one Parquet file\n")

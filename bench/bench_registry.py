@@ -26,8 +26,7 @@ import argparse
 import io
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,20 +37,7 @@ import streamlab
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_embedded import clickstream  # the same rows as the main bench
-
-
-def best_seconds(repeat: int, run: Callable[[], int], n: int) -> tuple[float, float]:
-    """The best wall-clock and the best CPU seconds (this process, every thread) of
-    ``repeat`` runs: on a shared machine the CPU figure moves less."""
-    best, cpu = float("inf"), float("inf")
-    for _ in range(repeat):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        rows = run()
-        best = min(best, time.perf_counter() - start)
-        cpu = min(cpu, time.process_time() - start_cpu)
-        if rows != n:
-            raise SystemExit(f"expected {n} rows, got {rows}")
-    return best, cpu
+from timing import best_seconds
 
 
 def rows(n: int) -> pd.DataFrame:

@@ -3,6 +3,8 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,15 +21,29 @@ settings.load_profile("streamlab")
 _names = itertools.count()
 
 # Files whose tests drive real processes, servers, Kafka clients, kill -9 or a browser:
-# marked ``integration`` so the inner loop (`pytest -m "not integration" -n 2`) stays about
-# a minute. CI runs everything.
-_INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py")
+# marked ``integration`` so the inner loop (`pytest -m "not integration" -n 2`) stays under
+# a minute. Such a test in another file is marked ``integration`` itself. CI runs everything.
+_INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py",
+                "test_jobs.py", "test_job_rerun.py")  # fmt: skip
+INNER_LOOP = "not integration"
+
+
+def _integration_path(path: Path) -> bool:
+    where = path.as_posix() + ("/" if path.is_dir() else "")
+    return any(f"/tests/{part}" in where for part in _INTEGRATION)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # The inner loop does not import the integration files only to deselect every test in
+    # them: on two cores each xdist worker spent seconds importing them.
+    if " ".join(config.option.markexpr.split()) == INNER_LOOP and _integration_path(collection_path):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        where = item.path.as_posix()
-        if any(f"/tests/{part}" in where for part in _INTEGRATION) or item.get_closest_marker("slow"):
+        if _integration_path(item.path) or item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.integration)
 
 
@@ -35,6 +51,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def lab(tmp_path: Path) -> Iterator[streamlab.Lab]:
     with streamlab.connect(tmp_path / "lab") as opened:
         yield opened
+
+
+def _lives_with_process(thread: threading.Thread) -> bool:
+    """Threads started once per process, whichever test happens to start them first: the
+    broker's fsync pool (its workers end when the lab closes) and tqdm's monitor."""
+    return thread.name.startswith("streamlab-fsync") or thread.name == "tqdm_monitor"
+
+
+@pytest.fixture
+def threads_end() -> Iterator[None]:
+    """Every thread a test's widgets started (tickers, the history sampler) has ended by
+    the end of the test."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and not _lives_with_process(t)]
+        if not left:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"threads still running: {left}")
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ producers of one in-process ``Lab.serve`` appending to the same log."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 import pytest
 from confluent_kafka import Producer as KafkaProducer
+from helpers import wait_until
 
 import streamlab
 from streamlab.broker.core import Broker
@@ -33,13 +33,6 @@ def held_elsewhere(lock: Any) -> bool:
     return True
 
 
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, "the other thread never got there"
-        time.sleep(0.005)
-
-
 @pytest.fixture
 def gated_append(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., threading.Event]]:
     """Make one partition log's first append stop, holding the log's lock, until ``until()``
@@ -54,7 +47,7 @@ def gated_append(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., thre
                 return int(original(batch, sync=sync, **options))  # only the first append is stopped
             with log.append_lock:
                 entered.set()
-                wait_until(until)
+                wait_until(until, TIMEOUT, "the other thread to get there", interval=0.005)
                 if fail:
                     raise StorageError("No space left on device (injected)")
                 return int(original(batch, sync=sync, **options))

@@ -293,23 +293,29 @@ TOPIC_POOL = (*TOPICS, "absent")
 ids = st.text(alphabet="abcz09_\u00e9\ufb01\U0001f600", min_size=1, max_size=3)
 instance_ids = st.none() | st.sampled_from(["i0", "i1", "i2"])
 generations = st.sampled_from([-1, 1, 2, 3])
+# Built once, at import (and the owned lists once a group): building strategies on every
+# draw cost more than drawing from them.
+partition_counts = st.dictionaries(st.sampled_from(TOPICS), st.integers(0, 7), min_size=1)
+topic_lists = st.lists(st.sampled_from(TOPIC_POOL), unique=True, max_size=4)
+nonempty_topic_lists = topic_lists.filter(bool)
+member_ids = st.lists(ids, min_size=1, max_size=7, unique=True)
 
 
 @st.composite
 def groups(
     draw: st.DrawFn, same_topics: bool = False, owned: bool = True, disjoint: bool = False
 ) -> tuple[list[Subscription], dict[str, int]]:
-    partitions = draw(st.dictionaries(st.sampled_from(TOPICS), st.integers(0, 7), min_size=1))
+    partitions = draw(partition_counts)
     everything = [TopicPartition(t, p) for t, n in sorted(partitions.items()) for p in range(n)]
-    topic_lists = st.lists(st.sampled_from(TOPIC_POOL), unique=True, max_size=4)
-    common = draw(topic_lists.filter(bool))
+    owned_lists = st.lists(st.sampled_from(everything), unique=True, max_size=6) if owned and everything else None
+    common = draw(nonempty_topic_lists)
     members, taken, instances = [], set(), set()
-    for member_id in draw(st.lists(ids, min_size=1, max_size=7, unique=True)):
+    for member_id in draw(member_ids):
         instance = draw(instance_ids)
         if instance in instances:
             instance = None  # the coordinator fences a second member with the same instance id
         instances.add(instance)
-        mine = draw(st.lists(st.sampled_from(everything), unique=True, max_size=6)) if owned and everything else []
+        mine = draw(owned_lists) if owned_lists is not None else []
         if disjoint:
             mine = [tp for tp in mine if tp not in taken]
             taken.update(mine)

@@ -4,6 +4,8 @@ as rows at the offsets they take."""
 
 from __future__ import annotations
 
+import pytest
+
 import streamlab
 
 TIMEOUT = 10.0
@@ -68,6 +70,7 @@ def test_browse_shows_statuses_and_markers(lab: streamlab.Lab, make_topic) -> No
         pending.close()
 
 
+@pytest.mark.integration  # a kafka:// Lab on lab.serve()
 def test_kafka_browse_shows_aborted_and_open_records_without_markers(lab: streamlab.Lab, make_topic) -> None:
     """Over ``kafka://`` (against this lab served) the same statuses, from comparing a
     read_uncommitted and a read_committed read; the markers' offsets are gaps."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer as KafkaConsumer
+from helpers import wait_until
 
 import streamlab
 from streamlab import TopicPartition
@@ -29,13 +29,7 @@ def fast_heartbeats(lab: streamlab.Lab) -> Broker:
     return broker
 
 
-def until(done: Callable[[], bool], step: Callable[[], None], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not done():
-        assert time.monotonic() < deadline, what
-        step()
-
-
+@pytest.mark.integration  # lab.serve() and a confluent-kafka consumer
 def test_an_embedded_and_a_wire_member_share_one_group(lab: streamlab.Lab) -> None:
     fast_heartbeats(lab)
     lab.create_topic("t", partitions=4)
@@ -55,7 +49,8 @@ def test_an_embedded_and_a_wire_member_share_one_group(lab: streamlab.Lab) -> No
                 embedded_read.setdefault(r.topic_partition, []).append(r.offset)
             embedded.commit()
 
-        until(lambda: embedded.assignment() == everything, embedded_poll, "the embedded member got every partition")
+        wait_until(lambda: embedded.assignment() == everything, TIMEOUT, "the embedded member to get every partition",
+                   step=embedded_poll)  # fmt: skip
         embedded_poll()
         wire = KafkaConsumer({"bootstrap.servers": lab.serve(), "group.id": "g", "group.protocol": "consumer",
                               "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
@@ -73,10 +68,10 @@ def test_an_embedded_and_a_wire_member_share_one_group(lab: streamlab.Lab) -> No
             wire_held = {TopicPartition(tp.topic, tp.partition) for tp in wire.assignment()}
             return len(embedded.assignment()) == len(wire_held) == 2 and embedded.assignment() | wire_held == everything
 
-        until(shared, both_poll, "the embedded and the wire member share the partitions")
+        wait_until(shared, TIMEOUT, "the embedded and the wire member to share the partitions", step=both_poll)
         assert sorted(revoked) == sorted(everything - embedded.assignment())  # revoked before it moved
-        until(lambda: sum(map(len, embedded_read.values())) + sum(map(len, wire_read.values())) >= 80, both_poll,
-              "every record read")  # fmt: skip
+        wait_until(lambda: sum(map(len, embedded_read.values())) + sum(map(len, wire_read.values())) >= 80, TIMEOUT,
+                   "every record to be read", step=both_poll)  # fmt: skip
         for tp in everything:  # each offset read once: the wire member began at the embedded one's commit
             offsets = sorted(embedded_read.get(tp, []) + wire_read.get(tp, []))
             assert offsets == list(range(20)), tp
@@ -103,7 +98,7 @@ def test_an_embedded_member_is_fenced_and_rejoins_after_its_session(lab: streaml
     c = lab.consumer("t", group="g", group_protocol="consumer", assignor="range", on_lost=lost.extend,
                      max_poll_interval_ms=200)  # fmt: skip
     try:
-        until(lambda: len(c.assignment()) == 2, lambda: c.poll(timeout=0.05), "assigned")
+        wait_until(lambda: len(c.assignment()) == 2, TIMEOUT, "the assignment", step=lambda: c.poll(timeout=0.05))
         epoch = c.generation
         time.sleep(2.5)  # no poll for max_poll_interval_ms: no heartbeats, the session runs out
         c.poll(timeout=0.05)
@@ -129,7 +124,7 @@ def test_the_group_epoch_goes_on_after_the_directory_reopens(tmp_path: Path) -> 
     lab = streamlab.connect(tmp_path)
     lab.create_topic("t", partitions=2)
     c = lab.consumer("t", group="g", group_protocol="consumer")
-    until(lambda: len(c.assignment()) == 2, lambda: c.poll(timeout=0.05), "assigned")
+    wait_until(lambda: len(c.assignment()) == 2, TIMEOUT, "the assignment", step=lambda: c.poll(timeout=0.05))
     c._die()  # type: ignore[attr-defined]  # the process "dies" with its member in the group
     lab.close()
     with streamlab.connect(tmp_path) as lab:
@@ -137,7 +132,8 @@ def test_the_group_epoch_goes_on_after_the_directory_reopens(tmp_path: Path) -> 
         row = lab.groups().set_index("group").loc["g"]
         assert (row["type"], row["members"], row["generation"]) == ("consumer", 0, 2)
         with lab.consumer("t", group="g", group_protocol="consumer") as again:
-            until(lambda: len(again.assignment()) == 2, lambda: again.poll(timeout=0.05), "assigned again")
+            wait_until(lambda: len(again.assignment()) == 2, TIMEOUT, "the assignment again",
+                       step=lambda: again.poll(timeout=0.05))  # fmt: skip
             assert again.generation == 3  # a later epoch than any before the restart
 
 
@@ -147,8 +143,8 @@ def test_the_rebalance_timeline_shows_a_consumer_protocol_group_by_its_epochs(la
     lab.create_topic("t", partitions=2)
     members = [lab.consumer("t", group="g", group_protocol="consumer", client_id=f"m{i}") for i in range(2)]
     try:
-        until(lambda: all(len(m.assignment()) == 1 for m in members),
-              lambda: [m.poll(timeout=0.05) for m in members] and None, "shared")  # fmt: skip
+        wait_until(lambda: all(len(m.assignment()) == 1 for m in members), TIMEOUT, "the members to share",
+                   step=lambda: [m.poll(timeout=0.05) for m in members])  # fmt: skip
         state = RebalanceTimelineState(lab, "g")
         state.refresh()
         assert (state.generation_name, state.generation, state.member_count) == ("group epoch", 2, 2)

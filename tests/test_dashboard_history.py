@@ -5,9 +5,8 @@ Lab's sampler. Without a browser: the states and the widgets' HTML."""
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -25,26 +24,6 @@ def _send(lab: streamlab.Lab, topic: str, n: int) -> None:
     with lab.producer() as p:
         for i in range(n):
             p.send(topic, value={"i": i}, key=f"k{i % 4}", timestamp=T0 + i * 1000)
-
-
-def _widget_thread(t: threading.Thread) -> bool:
-    """Not the process's own (tqdm's monitor) nor the lab's (its fsync workers, started
-    on first write, end when the ``lab`` fixture closes it)."""
-    return t.is_alive() and t.name != "tqdm_monitor" and not t.name.startswith("streamlab-fsync")
-
-
-@pytest.fixture
-def threads_end() -> Iterator[None]:
-    """Every thread the test's widgets started (tickers, the history sampler) has ended."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        left = [t.name for t in set(threading.enumerate()) - before if _widget_thread(t)]
-        if not left:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"threads still running: {left}")
 
 
 def _three_samples(lab: streamlab.Lab, topic: str) -> None:

@@ -114,6 +114,7 @@ def test_shipped_gzip_matches_repo_csv() -> None:
     assert gzip.decompress(gz) == REPO_CSV.read_bytes()
 
 
+@pytest.mark.integration  # the generator in a subprocess
 def test_generator_is_deterministic(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(GENERATOR), "--out", str(tmp_path)],

@@ -140,6 +140,7 @@ def test_compaction_keeps_committed_records_over_aborted_and_open_ones(lab: stre
     assert markers == [2, 4, 7]
 
 
+@pytest.mark.integration  # lab.serve() and confluent-kafka clients
 def test_the_in_process_server_shares_the_embedded_coordinator(lab: streamlab.Lab) -> None:
     lab.create_topic("t")
     p = lab.producer(transactional_id="a")
@@ -173,6 +174,7 @@ def test_the_in_process_server_shares_the_embedded_coordinator(lab: streamlab.La
         p.close()
 
 
+@pytest.mark.integration  # a subprocess killed with SIGKILL
 def test_a_transaction_open_when_the_process_dies_is_aborted_on_reopen(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import os, signal, streamlab

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import wait_until
 
 import streamlab
 from streamlab.errors import ConfigError
@@ -50,14 +49,6 @@ time.sleep(600)
 """
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def copier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(JOBS_PYTHON_ENV, sys.executable)
@@ -72,6 +63,7 @@ def produce(lab: streamlab.Lab, topic: str, n: int) -> None:
             producer.send(topic, {"i": i}, key=f"k{i % 7}")
 
 
+@pytest.mark.integration  # a job subprocess against lab.serve()
 def test_metrics_and_job_view_follow_a_running_job(lab: streamlab.Lab, copier: Path, tmp_path: Path) -> None:
     lab.create_topic("in", partitions=3)
     lab.create_topic("out", partitions=2)
@@ -81,9 +73,9 @@ def test_metrics_and_job_view_follow_a_running_job(lab: streamlab.Lab, copier: P
     view = JobView(job, autostart=False)
     try:
         # the job commits all 60 within the last few seconds' samples: a rate shows
-        wait_for(lambda: (job.metrics().in_per_s or 0) > 0, 30, "records in per second")
-        wait_for(lambda: job.metrics().consumed == 60 and job.metrics().emitted == 60, 30, "all copied")
-        wait_for(lambda: job.metrics().state_bytes == 1000, 30, "the state file")
+        wait_until(lambda: (job.metrics().in_per_s or 0) > 0, 30, "records in per second")
+        wait_until(lambda: job.metrics().consumed == 60 and job.metrics().emitted == 60, 30, "all copied")
+        wait_until(lambda: job.metrics().state_bytes == 1000, 30, "the state file")
         running = job.metrics()
         assert running.state == "running" and running.out_per_s is not None and running.out_per_s >= 0
         lag = job.lag()
@@ -111,6 +103,7 @@ def test_metrics_and_job_view_follow_a_running_job(lab: streamlab.Lab, copier: P
         job.kill()
 
 
+@pytest.mark.integration  # a job subprocess against lab.serve()
 def test_a_failing_job_shows_its_error(lab: streamlab.Lab, copier: Path, tmp_path: Path) -> None:
     lab.create_topic("in")
     produce(lab, "in", 3)

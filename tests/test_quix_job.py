@@ -15,11 +15,11 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import wait_until
 
 import streamlab
 from streamlab.datasets import clickstream
@@ -101,14 +101,6 @@ def emitted_windows(lab: streamlab.Lab, topic: str, size_ms: int) -> pd.Series:
     return per_window.first()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_quix_windows_equal_pandas_across_a_kill_9(tmp_path: Path) -> None:
     python = quix_python()
     with streamlab.connect(tmp_path / "lab") as lab:
@@ -118,7 +110,7 @@ def test_quix_windows_equal_pandas_across_a_kill_9(tmp_path: Path) -> None:
 
         started = time.monotonic()
         first = lab.start_job(APP, python=python, group=GROUP, env=env)
-        wait_for(lambda: (first.status().consumed or 0) >= total // 3 or not first.running, 60, "a third committed")
+        wait_until(lambda: (first.status().consumed or 0) >= total // 3 or not first.running, 60, "a third committed")
         killed = first.kill()
         print(f"killed after {time.monotonic() - started:.1f} s: {killed}")
         assert (killed.state, killed.returncode, killed.ended_by) == ("exited", -9, "kill"), str(killed)
@@ -154,8 +146,8 @@ def test_quix_exactly_once_emits_each_window_once_across_kills(tmp_path: Path) -
         started = time.monotonic()
         for run in range(2):  # killed a third of the way in, restarted on its state, killed again
             job = lab.start_job(APP, python=python, group=GROUP, env=env)
-            wait_for(lambda: (job.status().consumed or 0) >= total // 3 or not job.running, 60,  # noqa: B023
-                     "another third committed")  # fmt: skip
+            wait_until(lambda: (job.status().consumed or 0) >= total // 3 or not job.running, 60,  # noqa: B023
+                       "another third committed")  # fmt: skip
             killed = job.kill()
             print(f"run {run} killed after {time.monotonic() - started:.1f} s: {killed}")
             assert (killed.state, killed.returncode, killed.ended_by) == ("exited", -9, "kill"), str(killed)

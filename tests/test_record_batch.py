@@ -43,6 +43,10 @@ CRC_START = 21  # the CRC covers attributes..end
 # --- strategies -------------------------------------------------------------------------
 
 headers_st = st.lists(st.tuples(st.text(max_size=12), st.none() | st.binary(max_size=100)), max_size=4).map(tuple)
+# Timestamps within 2**61 of zero keep every delta inside the int64 varlong range.
+timestamps_st = st.integers(-(2**61), 2**61)
+keys_st = st.none() | st.binary(max_size=80)
+values_st = st.none() | st.binary(max_size=300)
 
 
 @st.composite
@@ -52,19 +56,20 @@ def record_lists(draw: st.DrawFn, min_size: int = 1, max_size: int = 25) -> tupl
     count = draw(st.integers(min_size, max_size))
     gaps = draw(st.lists(st.integers(1, 20_000), min_size=count, max_size=count))
     first_gap = draw(st.integers(0, 3))
-    # Timestamps within 2**61 of zero keep every delta inside the int64 varlong range.
-    first_ts = draw(st.integers(-(2**61), 2**61))
+    first_ts = draw(timestamps_st)
     records = []
     offset = base + first_gap
     for i in range(count):
         if i:
             offset += gaps[i]
+        # The strategies are built once, at import: building them on every draw cost more
+        # than drawing from them.
         records.append(
             WireRecord(
                 offset=offset,
-                timestamp=draw(st.one_of(st.just(first_ts), st.integers(-(2**61), 2**61))),
-                key=draw(st.none() | st.binary(max_size=80)),
-                value=draw(st.none() | st.binary(max_size=300)),
+                timestamp=draw(timestamps_st) if draw(st.booleans()) else first_ts,
+                key=draw(keys_st),
+                value=draw(values_st),
                 headers=draw(headers_st),
             )
         )

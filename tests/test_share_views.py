@@ -4,7 +4,6 @@ browser by real share consumers; and share groups in ``lab.groups()``."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,20 +23,6 @@ from streamlab.notebook.share_state import (
     ShareViewUnavailableError,
 )
 from streamlab.notebook.share_widgets import ShareGroupView
-
-
-@pytest.fixture
-def threads_end() -> Iterator[None]:
-    """Every thread a test's widgets started has ended by the end of the test."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
-        if not left:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"threads still running: {left}")
 
 
 def _consumer(lab: streamlab.Lab, topic: str, client_id: str, group: str = "q") -> ShareConsumer:

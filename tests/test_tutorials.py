@@ -73,6 +73,7 @@ def needs_cell() -> str:
     return code[0]
 
 
+@pytest.mark.integration  # Python subprocesses
 def test_tutorial_07_checks_its_needs_first_and_says_what_is_missing(needs_cell: str, tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-c", needs_cell], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr

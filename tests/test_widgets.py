@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,26 +63,6 @@ class LabWithoutHistory:
         if name == "rebalances":
             raise AttributeError(name)
         return getattr(self._lab, name)
-
-
-def _lives_with_process(thread: threading.Thread) -> bool:
-    """Threads started once per process, whichever test happens to start them first: the
-    broker's fsync pool and tqdm's monitor."""
-    return thread.name.startswith("streamlab-fsync") or thread.name == "tqdm_monitor"
-
-
-@pytest.fixture
-def threads_end() -> Iterator[None]:
-    """Every thread a test's widgets started has ended by the end of the test."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        left = [t.name for t in set(threading.enumerate()) - before if t.is_alive() and not _lives_with_process(t)]
-        if not left:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"threads still running: {left}")
 
 
 # state objects ----------------------------------------------------------------------------

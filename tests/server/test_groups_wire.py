@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from harness import ServerProcess
+from helpers import wait_until
 
 import streamlab
 
@@ -35,16 +36,6 @@ def produce(server: ServerProcess, topic: str, values: list[str], partitions: in
     for i, value in enumerate(values):
         producer.produce(topic, value=value.encode(), key=f"k{i}".encode(), partition=i % partitions)
     assert producer.flush(15) == 0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds it took for ``condition`` to hold."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 class Lines:

@@ -10,11 +10,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from helpers import wait_until
 from secure_harness import SecureServer
 
 from streamlab.broker.retention import RetentionResult
@@ -72,20 +73,13 @@ def read_all(server: SecureServer, topic: str, expected: int) -> list[tuple[byte
         consumer.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_expired_records_are_deleted_while_the_server_runs(scheduled_server: SecureServer) -> None:
     topic = "expiring"
     create(scheduled_server, topic, {"retention.ms": "1500", "segment.bytes": "1024"})
     produce(scheduled_server, topic, [(b"k", b"v%d" % i) for i in range(20)])
     assert watermarks(scheduled_server, topic) == (0, 20)  # fresh: nothing expired at the seal
     # Nothing is written any more: only the schedule can notice that the records expired.
-    wait_for(lambda: watermarks(scheduled_server, topic)[0] == 20, 10, "the log start to pass the expired records")
+    wait_until(lambda: watermarks(scheduled_server, topic)[0] == 20, 10, "the log start to pass the expired records")
     assert watermarks(scheduled_server, topic) == (20, 20)
     assert "retention" in scheduled_server.log()
 
@@ -98,7 +92,7 @@ def test_superseded_records_are_compacted_while_the_server_runs(scheduled_server
     produce(scheduled_server, topic, [(k, b"new") for k in keys])  # small: stays in the active segment
     # The seal came before the new values, so compaction at the seal had nothing to drop;
     # the schedule sees that every old value is superseded.
-    wait_for(lambda: watermarks(scheduled_server, topic)[0] == 10, 10, "the compacted old values to go")
+    wait_until(lambda: watermarks(scheduled_server, topic)[0] == 10, 10, "the compacted old values to go")
     records = read_all(scheduled_server, topic, 10)
     assert sorted(records) == sorted((k, b"new") for k in keys)
     assert Counter(k for k, _ in records) == dict.fromkeys(keys, 1)
