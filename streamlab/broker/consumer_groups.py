@@ -81,7 +81,7 @@ class ConsumerGroupRegistry:
 
     def _new_group(self, group_id: str, config: ConsumerGroupConfig) -> ConsumerGroup:
         return ConsumerGroup(group_id, self._partitions_of, self._topic_names, self._record, config,
-                             save=self._save)  # fmt: skip
+                             clock=self._broker.clock.monotonic, save=self._save)  # fmt: skip
 
     def _save(self, group: ConsumerGroup) -> None:
         if not self._broker.closed:
