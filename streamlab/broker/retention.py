@@ -30,7 +30,13 @@ def apply_retention(broker: Broker, *, now_ms: int) -> RetentionResult:
                     deleted += partition_log.apply_retention(state.config, now_ms)
                     partition_log.wire_batches.drop_below(partition_log.log_start_offset)
                     aborted, stable = compaction_view(broker, state.name, partition_log.partition)
-                    compacted += partition_log.compact(state.config, now_ms, aborted=aborted, stable_offset=stable)
+                    removed = partition_log.compact(state.config, now_ms, aborted=aborted, stable_offset=stable)
+                    compacted += removed
+                    if removed:
+                        # A compacted topic's log start seldom moves, so its producers' batches
+                        # would outgrow the compacted log for good; its sealed range is served
+                        # as rows from now on (where it lost records it had to be anyway).
+                        partition_log.wire_batches.drop_below(partition_log.sealed_segments()[-1].last_offset + 1)
                 except (StorageError, CorruptSegmentError) as exc:
                     log.warning("%s/%d: retention and compaction skipped: %s",
                                 state.name, partition_log.partition, exc)  # fmt: skip

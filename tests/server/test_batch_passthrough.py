@@ -284,7 +284,9 @@ def test_delete_records_and_retention_serve_what_the_log_holds(served_lab: tuple
         assert fetch(client, "t", 0).error_code.value == 1  # OFFSET_OUT_OF_RANGE, as the log says
 
 
-def test_a_compacted_range_is_re_encoded_not_served_stale(served_lab: tuple[Any, str]) -> None:
+def test_a_compacted_range_is_re_encoded_not_served_stale(served_lab: tuple[Any, str], tmp_path: Path) -> None:
+    """Compaction drops the kept batches of the sealed range (the log start of a compacted
+    topic seldom moves, so they would outgrow the compacted log): it is served as rows."""
     lab, bootstrap = served_lab
     lab.create_topic("c", config={"cleanup.policy": "compact"})
     first = encode_batch([WireRecord(i, 1_750_000_000_000 + i, b"k%d" % (i % 2), b"old %d" % i) for i in range(4)],
@@ -302,7 +304,8 @@ def test_a_compacted_range_is_re_encoded_not_served_stale(served_lab: tuple[Any,
     records = [(r.offset, r.key, r.value) for b in decode_batches(got) for r in b.records]
     # k0's older records are gone; k1's newest (offset 3) and "other" stay
     assert records == [(3, b"k1", b"old 3"), (4, b"other", b"kept"), (5, b"k0", b"new")]
-    assert batches_of(got)[1:] == [served(untouched, 4), served(latest, 5)]
+    assert served(untouched, 4) not in batches_of(got)
+    assert list((tmp_path / "data" / "topics" / "c" / "0").glob("wire-*.batches")) == []
 
 
 def test_a_damaged_kept_batch_is_never_served(
@@ -392,5 +395,6 @@ def test_many_compacted_away_batches_are_read_past(served_lab: tuple[Any, str]) 
         lab.roll("many")
         lab.apply_retention()
         got = fetch(client, "many", 0).records
-    # only each key's newest record is left, in its own batch, served as it was sent
-    assert got == served(sent[148], 148) + served(sent[149], 149)
+    # only each key's newest record is left; the compacted range is served as rows
+    records = [(r.offset, r.key, r.value) for b in decode_batches(got) for r in b.records]
+    assert records == [(148, b"k0", b"v148"), (149, b"k1", b"v149")]
