@@ -5,7 +5,6 @@ through ``lab.serve()``."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import pytest
@@ -90,22 +89,24 @@ def test_an_embedded_and_a_wire_member_share_one_group(lab: streamlab.Lab) -> No
             wire.close()
 
 
-def test_an_embedded_member_is_fenced_and_rejoins_after_its_session(lab: streamlab.Lab) -> None:
-    broker = fast_heartbeats(lab)
-    broker.settings = dataclasses.replace(broker.settings, group_consumer_session_timeout_ms=1000)
-    lab.create_topic("t", partitions=2)
-    lost: list[TopicPartition] = []
-    c = lab.consumer("t", group="g", group_protocol="consumer", assignor="range", on_lost=lost.extend,
-                     max_poll_interval_ms=200)  # fmt: skip
-    try:
-        wait_until(lambda: len(c.assignment()) == 2, TIMEOUT, "the assignment", step=lambda: c.poll(timeout=0.05))
-        epoch = c.generation
-        time.sleep(2.5)  # no poll for max_poll_interval_ms: no heartbeats, the session runs out
-        c.poll(timeout=0.05)
-        assert sorted(lost) == [TopicPartition("t", 0), TopicPartition("t", 1)]
-        assert len(c.assignment()) == 2 and c.generation > epoch  # back, at a later epoch
-    finally:
-        c.close()
+def test_an_embedded_member_is_fenced_and_rejoins_after_its_session(tmp_path: Path) -> None:
+    clock = streamlab.ManualClock()  # the session and max_poll_interval_ms count on it: stepped, not slept
+    with streamlab.connect(tmp_path, clock=clock) as lab:
+        broker = fast_heartbeats(lab)
+        broker.settings = dataclasses.replace(broker.settings, group_consumer_session_timeout_ms=1000)
+        lab.create_topic("t", partitions=2)
+        lost: list[TopicPartition] = []
+        c = lab.consumer("t", group="g", group_protocol="consumer", assignor="range", on_lost=lost.extend,
+                         max_poll_interval_ms=200)  # fmt: skip
+        try:
+            wait_until(lambda: len(c.assignment()) == 2, TIMEOUT, "the assignment", step=lambda: c.poll(timeout=0.05))
+            epoch = c.generation
+            clock.advance(2.5)  # no poll for max_poll_interval_ms: no heartbeats, the session runs out
+            c.poll(timeout=0.05)
+            assert sorted(lost) == [TopicPartition("t", 0), TopicPartition("t", 1)]
+            assert len(c.assignment()) == 2 and c.generation > epoch  # back, at a later epoch
+        finally:
+            c.close()
 
 
 def test_group_protocol_is_checked_and_one_group_has_one_protocol(lab: streamlab.Lab) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -79,9 +79,15 @@ class ConsumerGroupRegistry:
             if gone:
                 group.remove_members(gone, "embedded members of a closed broker")
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The broker's monotonic clock, which groups' sessions and their members' poll
+        intervals count on."""
+        return self._broker.clock.monotonic
+
     def _new_group(self, group_id: str, config: ConsumerGroupConfig) -> ConsumerGroup:
         return ConsumerGroup(group_id, self._partitions_of, self._topic_names, self._record, config,
-                             clock=self._broker.clock.monotonic, save=self._save)  # fmt: skip
+                             clock=self.clock, save=self._save)  # fmt: skip
 
     def _save(self, group: ConsumerGroup) -> None:
         if not self._broker.closed:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Sequence
 
 from streamlab.broker.consumer_groups import ConsumerGroupRegistry
@@ -38,6 +37,7 @@ class ConsumerProtocolMembership:
         group_instance_id: str | None,
     ) -> None:
         self._registry = registry
+        self._clock = registry.clock  # max_poll_interval_ms counts on the broker's clock, as its sessions do
         self.group_id = group_id
         self.client_id = client_id
         self.topics = tuple(topics)
@@ -47,7 +47,7 @@ class ConsumerProtocolMembership:
         self.member_id: str | None = new_member_id()
         self.generation = JOIN  # the member epoch
         self._assignment: frozenset[TopicPartition] = frozenset()
-        self._last_poll = time.monotonic()
+        self._last_poll = self._clock()
         self._stop = threading.Event()
         self._join()
         self._beater = threading.Thread(target=self._heartbeats, name=f"{client_id}-heartbeat", daemon=True)
@@ -79,7 +79,7 @@ class ConsumerProtocolMembership:
         """(the assignment to hold now; lost?). Lost: the group fenced or forgot this member
         (its session ran out); it rejoins at once and what it held is gone."""
         assert self.member_id is not None
-        self._last_poll = time.monotonic()
+        self._last_poll = self._clock()
         try:
             self._take(self._send(HeartbeatRequest(
                 member_id=self.member_id, epoch=self.generation, client_id=self.client_id,
@@ -110,7 +110,7 @@ class ConsumerProtocolMembership:
     def _heartbeats(self) -> None:
         interval = self._registry.config_for(self.group_id).heartbeat_interval_ms / 1000
         while not self._stop.wait(interval):
-            if time.monotonic() - self._last_poll > self.max_poll_interval_ms / 1000:
+            if self._clock() - self._last_poll > self.max_poll_interval_ms / 1000:
                 continue  # no poll for max_poll_interval_ms: let the session run out
             group = self._registry.get(self.group_id)
             if group is None:
