@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from streamlab.errors import CorruptRecordError
 from streamlab.protocol import batch_columns
 from streamlab.protocol.batch_columns import decode_batches_columns, encode_batch_columns
-from streamlab.protocol.record_batch import WireRecord, decode_batches, encode_batch, encode_headers
+from streamlab.protocol.batch_encoding import encode_batch, encode_headers
+from streamlab.protocol.record_batch import WireRecord, decode_batches
 
 blobs = st.one_of(st.none(), st.binary(max_size=300))
 records = st.lists(

@@ -16,6 +16,7 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 
 from streamlab.errors import StreamlabError
+from streamlab.protocol.batch_encoding import encode_batch
 from streamlab.protocol.framing import (
     ADVERTISED_APIS,
     API_NAMES,
@@ -28,7 +29,7 @@ from streamlab.protocol.framing import (
     encode_response,
     parse_request,
 )
-from streamlab.protocol.record_batch import WireRecord, decode_batches, encode_batch
+from streamlab.protocol.record_batch import WireRecord, decode_batches
 
 # kafka-python loads its protocol schemas with the deprecated importlib.resources.read_text
 # at import time, which pytest's filterwarnings=error would turn into a collection error.

@@ -17,13 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamlab.errors import CorruptRecordError, SerializationError
+from streamlab.protocol.batch_encoding import encode_batch
 from streamlab.protocol.batch_layout import rebase
-from streamlab.protocol.record_batch import (
-    RecordBatch,
-    WireRecord,
-    decode_batches,
-    encode_batch,
-)
+from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches
 
 # kafka-python loads its protocol schemas with the deprecated importlib.resources.read_text
 # at import time, which pytest's filterwarnings=error would turn into a collection error.

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from streamlab.protocol.batch_encoding import encode_batch
 from streamlab.protocol.batch_layout import rebase
-from streamlab.protocol.record_batch import WireRecord, encode_batch
+from streamlab.protocol.record_batch import WireRecord
 from streamlab.storage.wire_batches import WireBatchStore
 
 Opener = Callable[..., WireBatchStore]

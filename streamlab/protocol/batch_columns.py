@@ -1,4 +1,4 @@
-"""Record batches as columns: the v2 codec of record_batch.py without an object per record.
+"""Record batches as columns: the v2 codec of record_batch.py and batch_encoding.py without an object per record.
 
 The server's Produce path wants columns (keys, values, timestamps) to store, and its Fetch
 path has columns to send. Decoding, only the record boundaries need a sequential scan
@@ -389,7 +389,7 @@ def encode_batch_columns(
     timestamp_type: TimestampType = "create",
 ) -> bytes:
     """One uncompressed v2 batch of the records given as columns, the same bytes as
-    :func:`~streamlab.protocol.record_batch.encode_batch` would write.
+    :func:`~streamlab.protocol.batch_encoding.encode_batch` would write.
 
     ``offsets`` ascend (gaps allowed) and the first is the base offset. ``headers`` holds
     each record's encoded header section (count and entries, see ``encode_headers``);

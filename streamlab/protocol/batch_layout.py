@@ -9,7 +9,7 @@ Layout (all integers big-endian; see Kafka's ``DefaultRecordBatch``)::
 
 The CRC-32C covers everything from ``attributes`` to the end, so the broker can rewrite
 ``base_offset`` and ``partition_leader_epoch`` without re-encoding (:func:`rebase`). Shared by the
-record-by-record codec (record_batch.py) and the columnar one (batch_columns.py).
+record-by-record codec (record_batch.py decodes, batch_encoding.py encodes) and the columnar one (batch_columns.py).
 """
 
 from __future__ import annotations

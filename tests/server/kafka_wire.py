@@ -17,7 +17,8 @@ from typing import Any
 from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
-from streamlab.protocol.record_batch import WireRecord, encode_batch
+from streamlab.protocol.batch_encoding import encode_batch
+from streamlab.protocol.record_batch import WireRecord
 
 with warnings.catch_warnings():  # kafka-python loads schemas with deprecated importlib APIs
     warnings.simplefilter("ignore", DeprecationWarning)

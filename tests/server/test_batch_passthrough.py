@@ -19,8 +19,9 @@ from harness import ServerProcess
 from kafka_wire import RawClient, kio_request
 
 import streamlab
+from streamlab.protocol.batch_encoding import encode_batch
 from streamlab.protocol.batch_layout import rebase
-from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches, encode_batch
+from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches
 from streamlab.storage.wire_batches import WireBatchStore
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]

@@ -16,8 +16,9 @@ from kio.index import load_response_schema
 from kio.serial import entity_reader
 
 import streamlab
+from streamlab.protocol.batch_encoding import encode_batch
 from streamlab.protocol.framing import SUPPORTED_APIS, InvalidRequestError
-from streamlab.protocol.record_batch import WireRecord, decode_batches, encode_batch
+from streamlab.protocol.record_batch import WireRecord, decode_batches
 from streamlab.server.requests import parse
 
 MS = datetime.timedelta(milliseconds=1)

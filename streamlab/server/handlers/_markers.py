@@ -18,8 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from streamlab.broker.transaction_markers import is_control, marker_producer
+from streamlab.protocol.batch_encoding import encode_batch
 from streamlab.protocol.batch_layout import INT32, INT64, LAST_DELTA_OFFSET
-from streamlab.protocol.record_batch import WireRecord, encode_batch
+from streamlab.protocol.record_batch import WireRecord
 
 LEADER_EPOCH = 0
 

@@ -41,8 +41,8 @@ from streamlab.broker import batch_passthrough, fetch
 from streamlab.errors import CorruptSegmentError, UnknownTopicError
 from streamlab.model.serde import FMT_BYTES, FMT_NULL, KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, format_header
 from streamlab.protocol.batch_columns import encode_batch_columns
+from streamlab.protocol.batch_encoding import encode_headers
 from streamlab.protocol.framing import ParsedRequest
-from streamlab.protocol.record_batch import encode_headers
 from streamlab.server.context import ConnectionInfo, ServerContext
 from streamlab.server.handlers._markers import encode_with_markers
 from streamlab.server.responses import ZERO, build, error_code, types_for
