@@ -54,6 +54,14 @@ def encode_headers(headers: tuple[tuple[str, bytes | None], ...]) -> bytes:
     return b"".join(parts)
 
 
+def _nullable(data: bytes | None) -> tuple[bytes, int, bytes]:
+    """A key's or value's bytes, their length and the length's varint (-1: null)."""
+    if data is None:
+        return b"", 0, b"\x01"
+    size = len(data)
+    return data, size, UVARINT[size << 1] if size < 8192 else zigzag_varint(size)
+
+
 def _encode_records(records: Sequence[WireRecord], base_offset: int, base_timestamp: int) -> list[bytes]:
     table = UVARINT
     varint = zigzag_varint
@@ -70,22 +78,8 @@ def _encode_records(records: Sequence[WireRecord], base_offset: int, base_timest
         previous_delta = offset_delta
         offset_bytes = table[offset_delta << 1] if offset_delta < 8192 else varint(offset_delta)
         timestamp_bytes = varint(record.timestamp - base_timestamp)
-        key = record.key
-        if key is None:
-            key_len = 0
-            key_bytes = b"\x01"
-            key = b""
-        else:
-            key_len = len(key)
-            key_bytes = table[key_len << 1] if key_len < 8192 else varint(key_len)
-        value = record.value
-        if value is None:
-            value_len = 0
-            value_bytes = b"\x01"
-            value = b""
-        else:
-            value_len = len(value)
-            value_bytes = table[value_len << 1] if value_len < 8192 else varint(value_len)
+        key, key_len, key_bytes = _nullable(record.key)
+        value, value_len, value_bytes = _nullable(record.value)
         headers = encode_headers(record.headers) if record.headers else b"\x00"
         size = (
             1
