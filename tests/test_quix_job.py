@@ -144,10 +144,11 @@ def test_quix_exactly_once_emits_each_window_once_across_kills(tmp_path: Path) -
         env = {"QUIX_APP_STATE_DIR": str(state), "IDLE_TIMEOUT": "30", "PROCESSING_GUARANTEE": "exactly-once"}
 
         started = time.monotonic()
-        for run in range(2):  # killed a third of the way in, restarted on its state, killed again
-            job = lab.start_job(APP, python=python, group=GROUP, env=env)
-            wait_until(lambda: (job.status().consumed or 0) >= total // 3 or not job.running, 60,  # noqa: B023
-                       "another third committed")  # fmt: skip
+        for run in range(2):  # killed a quarter of the way in, restarted on its state, killed again
+            # slowed down, so that the kill lands midway even on a fast machine
+            job = lab.start_job(APP, python=python, group=GROUP, env={**env, "RECORD_DELAY_S": "0.0001"})
+            wait_until(lambda: (job.status().consumed or 0) >= total // 4 or not job.running, 60,  # noqa: B023
+                       "another quarter committed")  # fmt: skip
             killed = job.kill()
             print(f"run {run} killed after {time.monotonic() - started:.1f} s: {killed}")
             assert (killed.state, killed.returncode, killed.ended_by) == ("exited", -9, "kill"), str(killed)

@@ -302,7 +302,12 @@ def encode_response_parts(api_key: int, api_version: int, correlation_id: int, b
     if body.__flexible__ and api_key != _API_VERSIONS_KEY:
         header += b"\0"  # header v1: an empty tagged-field section
     size = len(header) + sum(len(part) for part in parts)
-    return [_INT32.pack(size) + header, *parts]
+    prefix = _INT32.pack(size) + header
+    if parts and len(parts[0]) < _BY_REFERENCE:
+        # A small response stays one buffer, sent in one write (and one TCP segment), as
+        # clients that read a response with a single recv() expect.
+        return [prefix + parts[0], *parts[1:]]
+    return [prefix, *parts]
 
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, body: ResponsePayload) -> bytes:

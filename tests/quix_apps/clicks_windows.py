@@ -4,9 +4,11 @@ hopping (1 h every 30 min) event-time windows over the ``clicks`` topic, final w
 the broker address and the group come from STREAMLAB_BROKER and STREAMLAB_GROUP, the state
 directory from QUIX_APP_STATE_DIR, the processing guarantee from PROCESSING_GUARANTEE
 ("at-least-once" unless given, or "exactly-once"); it exits after IDLE_TIMEOUT seconds
-without records."""
+without records. RECORD_DELAY_S slows it down per record, for a test that kills it midway:
+unslowed, a fast machine runs the whole data set within one commit interval."""
 
 import os
+import time
 from datetime import timedelta
 
 from quixstreams import Application
@@ -30,6 +32,9 @@ app = Application(
 )
 clicks = app.topic("clicks", value_deserializer="json")
 cents = app.dataframe(clicks).apply(lambda event: event["cents"])
+delay = float(os.environ.get("RECORD_DELAY_S", "0"))
+if delay:
+    cents = cents.update(lambda _: time.sleep(delay))
 # "partition": a window closes when any later record of the partition passes its end, so one
 # late-timestamped record per partition closes every window of the data set
 tumbling = cents.tumbling_window(timedelta(hours=1)).sum().final(closing_strategy="partition")

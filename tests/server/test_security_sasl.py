@@ -259,9 +259,20 @@ def _string(value: str) -> bytes:
     return struct.pack(">h", len(value)) + value.encode()
 
 
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    # A socket with a timeout is non-blocking underneath: MSG_WAITALL does not wait there.
+    data = b""
+    while len(data) < size:
+        piece = sock.recv(size - len(data))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
 def _read_response(sock: socket.socket) -> bytes:
-    size = struct.unpack(">i", sock.recv(4, socket.MSG_WAITALL))[0]
-    return sock.recv(size, socket.MSG_WAITALL)
+    size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+    return _read_exactly(sock, size)
 
 
 def test_handshake_v0_and_authenticate_without_handshake_are_refused(sasl_server: SecureServer) -> None:
