@@ -110,8 +110,7 @@ def fill(
     bytes (``rows`` give at least one record when ``at_least_one``): stored batches where
     they may be served, ``rows`` encoded elsewhere. Raises what ``rows`` raises."""
     log = broker.log(topic, partition)
-    store = log.wire_batches
-    store.drop_below(log.log_start_offset)
+    store = log.wire_batches  # retention and DeleteRecords drop what the log start passed
     view = _LogView(log)
     out: list[bytes] = []
     used, pos = 0, offset

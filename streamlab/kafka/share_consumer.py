@@ -93,8 +93,9 @@ class KafkaShareConsumer(ShareConsumerBase):
         self._consumer.set_acknowledgement_commit_callback(self._acknowledged)
         # Delivered and not yet sent back: (partition, offset) -> [message, acknowledgement or None]
         self._delivered: dict[tuple[TopicPartition, int], list[Any]] = {}
-        self._buffer: list[Any] = []  # delivered by librdkafka beyond a poll's max_records
-        self._lock_ends: dict[int, float] = {}  # id(message) -> monotonic time its lock has surely run out
+        # Delivered by librdkafka beyond a poll's max_records, each with the monotonic time
+        # by which its lock has surely run out.
+        self._buffer: list[tuple[Any, float]] = []
         self._dropped: set[tuple[TopicPartition, int]] = set()  # released by _drop_expired, reply awaited
         self._consumer.subscribe(self.topics)
 
@@ -119,8 +120,7 @@ class KafkaShareConsumer(ShareConsumerBase):
             lock_end = time.monotonic() + self.lock_ms / 1000
             for msg in messages:
                 if check_message(msg):
-                    self._buffer.append(msg)
-                    self._lock_ends[id(msg)] = lock_end
+                    self._buffer.append((msg, lock_end))
                     self._delivered[TopicPartition(str(msg.topic()), int(msg.partition())), int(msg.offset())] = [
                         msg,
                         None,
@@ -128,9 +128,7 @@ class KafkaShareConsumer(ShareConsumerBase):
             if left <= 0:
                 break
         out, self._buffer = self._buffer[:limit], self._buffer[limit:]
-        for msg in out:
-            self._lock_ends.pop(id(msg), None)
-        return [to_record(msg) for msg in out]
+        return [to_record(msg) for msg, _ in out]
 
     def _drop_expired(self) -> None:
         """Release and forget the waiting records whose acquisition lock has run out.
@@ -139,18 +137,16 @@ class KafkaShareConsumer(ShareConsumerBase):
         them, so the broker's refusal of the releases (the records are not held any more)
         is told apart from a refusal of the application's acknowledgements."""
         now = time.monotonic()
-        expired = [msg for msg in self._buffer if self._lock_ends[id(msg)] <= now]
+        expired = [msg for msg, lock_end in self._buffer if lock_end <= now]
         if not expired:
             return
+        self._buffer = [(msg, lock_end) for msg, lock_end in self._buffer if lock_end > now]
         self._commit_sync()
         for msg in expired:
             key = TopicPartition(str(msg.topic()), int(msg.partition())), int(msg.offset())
             self._consumer.acknowledge(msg, ck.AcknowledgeType.RELEASE)
             self._dropped.add(key)
             self._delivered.pop(key, None)
-            del self._lock_ends[id(msg)]
-        gone = {id(msg) for msg in expired}
-        self._buffer = [msg for msg in self._buffer if id(msg) not in gone]
         self._commit_sync()
 
     def delivery_count(self, record: Record) -> int | None:
@@ -178,7 +174,7 @@ class KafkaShareConsumer(ShareConsumerBase):
 
     def _accept_the_rest(self) -> None:
         """Implicit mode: accept what was delivered (and returned) and not acknowledged."""
-        buffered = {id(m) for m in self._buffer}
+        buffered = {id(msg) for msg, _ in self._buffer}
         for key, held in list(self._delivered.items()):
             if held[1] is None and id(held[0]) not in buffered and self._mode == "implicit":
                 self._consumer.acknowledge(held[0], ck.AcknowledgeType.ACCEPT)
@@ -235,7 +231,6 @@ class KafkaShareConsumer(ShareConsumerBase):
         """Send the acknowledgements made so far and leave: the group releases the rest."""
         self._delivered.clear()
         self._buffer.clear()
-        self._lock_ends.clear()
         self._consumer.close()
 
     def __repr__(self) -> str:
