@@ -36,6 +36,13 @@ def batch(n: int, text: str = "v") -> bytes:
     return encode_batch(records, compression="gzip", producer_id=3, producer_epoch=0, base_sequence=0)
 
 
+def big_batch(size: int, text: str) -> bytes:
+    """One uncompressed record of ``size`` bytes: batches over 64 KiB are served from a mapping."""
+    value = (text * size).encode()
+    return encode_batch([WireRecord(0, 1_750_000_000_000, None, value)], compression="none",
+                        producer_id=3, producer_epoch=0, base_sequence=0)  # fmt: skip
+
+
 def stored(store: WireBatchStore) -> list[tuple[int, int, bytes | None]]:
     out, offset = [], 0
     while (entry := store.at_or_after(offset)) is not None:
@@ -45,7 +52,11 @@ def stored(store: WireBatchStore) -> list[tuple[int, int, bytes | None]]:
 
 
 def files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("wire-*"))
+    """The .batches files, each checked to have its index beside it."""
+    names = sorted(p.name for p in folder.glob("wire-*"))
+    batches = [name for name in names if name.endswith(".batches")]
+    assert names == sorted([*batches, *(name.replace(".batches", ".index") for name in batches)])
+    return batches
 
 
 def fill(store_at: Opener, folder: Path, **kwargs: int) -> tuple[WireBatchStore, list[bytes]]:
@@ -72,17 +83,31 @@ def test_batches_come_back_with_their_offsets_written_in_and_after_a_reopen(tmp_
     assert stored(store_at(tmp_path)) == stored(store)
 
 
-def test_a_torn_tail_is_cut_and_appending_goes_on(tmp_path: Path, store_at: Opener) -> None:
+@pytest.mark.parametrize("torn", ["index", "batches"])
+def test_a_torn_tail_is_cut_and_appending_goes_on(tmp_path: Path, store_at: Opener, torn: str) -> None:
     store, _ = fill(store_at, tmp_path)
-    (path,) = tmp_path.glob("wire-*")
+    (path,) = tmp_path.glob(f"wire-*.{torn}")
     whole = path.stat().st_size
     with path.open("ab") as f:
-        f.write(b"\x00" * 20)  # half an entry header: a write a crash cut short
+        f.write(b"\x00" * 20)  # half an index entry, or a batch's first bytes: a write a crash cut short
     reopened = store_at(tmp_path)
     assert stored(reopened) == stored(store)
     assert path.stat().st_size == whole
     reopened.keep(10, batch(4))
     assert [e[:2] for e in stored(store_at(tmp_path))] == [(0, 2), (3, 7), (8, 9), (10, 13)]
+
+
+def test_an_entry_pointing_past_the_batches_written_ends_what_is_read(tmp_path: Path, store_at: Opener) -> None:
+    """Nothing is fsynced: after a crash the index may hold an entry whose batch never
+    reached the disk."""
+    _, want = fill(store_at, tmp_path)
+    (path,) = tmp_path.glob("wire-*.batches")
+    with path.open("r+b") as f:
+        f.truncate(len(want[0]) + len(want[1]) + 10)
+    reopened = store_at(tmp_path)
+    assert [e[:2] for e in stored(reopened)] == [(0, 2), (3, 7)]
+    reopened.keep(8, batch(2))
+    assert [e[:2] for e in stored(store_at(tmp_path))] == [(0, 2), (3, 7), (8, 9)]
 
 
 def test_entries_past_the_logs_recovered_end_are_dropped(tmp_path: Path, store_at: Opener) -> None:
@@ -96,25 +121,40 @@ def test_entries_past_the_logs_recovered_end_are_dropped(tmp_path: Path, store_a
     assert stored(reopened)[-1] == (8, 9, rebase(again, 8, partition_leader_epoch=0))
 
 
-def test_a_damaged_header_ends_what_is_read(tmp_path: Path, store_at: Opener) -> None:
+def test_a_damaged_index_entry_ends_what_is_read(tmp_path: Path, store_at: Opener) -> None:
+    """The entry's CRC guards the offsets and length the batch's own CRC does not cover:
+    a flipped bit never makes a batch claim other offsets."""
     fill(store_at, tmp_path)
-    (path,) = tmp_path.glob("wire-*")
+    (path,) = tmp_path.glob("wire-*.index")
     data = bytearray(path.read_bytes())
-    second = 28 + len(batch(3, "a"))  # the second entry's header
-    data[second + 3] ^= 0x01
+    data[32 + 7] ^= 0x01  # the second entry's base offset
     path.write_bytes(bytes(data))
     assert [e[:2] for e in stored(store_at(tmp_path))] == [(0, 2)]
 
 
-def test_a_damaged_batch_is_never_read(tmp_path: Path, store_at: Opener, caplog: pytest.LogCaptureFixture) -> None:
-    store, want = fill(store_at, tmp_path)
-    (path,) = tmp_path.glob("wire-*")
-    data = bytearray(path.read_bytes())
-    data[28 + len(want[0]) + 28 + 70] ^= 0x40  # inside the second batch's compressed records
-    path.write_bytes(bytes(data))
+@pytest.mark.parametrize("size", [100, 300_000], ids=["read", "mapped"])
+def test_a_damaged_batch_is_never_read(
+    tmp_path: Path, store_at: Opener, caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    sent = [big_batch(size, text) for text in "abc"]
+    store = store_at(tmp_path)
+    for base, data in zip((0, 1, 2), sent, strict=True):
+        store.keep(base, data)
+    want = [rebase(data, base, partition_leader_epoch=0) for base, data in enumerate(sent)]
+    assert stored(store) == [(0, 0, want[0]), (1, 1, want[1]), (2, 2, want[2])]
+    first = store.at_or_after(0)
+    assert first is not None
+    assert bytes(store.read_run(first, end=3, max_bytes=1 << 30).data) == b"".join(want)
+    (path,) = tmp_path.glob("wire-*.batches")
+    with path.open("r+b") as f:  # a byte of the second batch's value, flipped under the open store
+        f.seek(len(want[0]) + len(want[1]) - 10)
+        byte = f.read(1)[0]
+        f.seek(-1, 1)
+        f.write(bytes([byte ^ 0x40]))
     with caplog.at_level(logging.WARNING, "streamlab.storage"):
-        assert stored(store) == [(0, 2, want[0]), (3, 7, None), (8, 9, want[2])]
-        assert stored(store) == [(0, 2, want[0]), (3, 7, None), (8, 9, want[2])]
+        assert [e.base for e, _ in store.read_run(first, end=3, max_bytes=1 << 30)] == [0]  # stops before it
+        assert stored(store) == [(0, 0, want[0]), (1, 1, None), (2, 2, want[2])]
+        assert stored(store) == [(0, 0, want[0]), (1, 1, None), (2, 2, want[2])]
     assert len([r for r in caplog.records if "fails its checks" in r.message]) == 1
 
 

@@ -37,7 +37,7 @@ from streamlab.protocol import batch_layout as layout
 from streamlab.protocol.batch_columns import ColumnBatch
 from streamlab.storage.base import PartitionLog
 from streamlab.storage.catalog import SegmentInfo
-from streamlab.storage.wire_batches import StoredBatch
+from streamlab.storage.wire_batches import BatchRun, StoredBatch
 
 _ZSTD = layout.CODEC_IDS["zstd"]
 _LOOKAHEAD = 64  # kept batches checked past ones that may not be served (compacted), per step
@@ -105,14 +105,14 @@ def last_offset(data: bytes) -> int:
 def fill(
     broker: Broker, transactions: TransactionCoordinator, topic: str, partition: int, offset: int, *,
     end: int, limit: int, at_least_one: bool, committed_only: bool, zstd: bool, rows: Encoder,
-) -> bytes:  # fmt: skip
+) -> bytes | memoryview:  # fmt: skip
     """A partition's records for Fetch from ``offset`` to below ``end``, at most ``limit``
     bytes (``rows`` give at least one record when ``at_least_one``): stored batches where
     they may be served, ``rows`` encoded elsewhere. Raises what ``rows`` raises."""
     log = broker.log(topic, partition)
     store = log.wire_batches  # retention and DeleteRecords drop what the log start passed
     view = _LogView(log)
-    out: list[bytes] = []
+    out: list[bytes | memoryview] = []
     used, pos = 0, offset
     while pos < end and used < limit:
         stored, servable = store.at_or_after(pos), False
@@ -125,15 +125,15 @@ def fill(
             stored = store.at_or_after(stored.last + 1)
         if stored is not None and servable and stored.base <= pos:
             run = store.read_run(stored, end=end, max_bytes=limit - used)
-            run = _servable_run(view, run, end, zstd, transactions if committed_only else None)
-            if run and used + len(run[0][1]) > limit:
+            kept = _servable_count(view, run, end, zstd, transactions if committed_only else None)
+            if kept and used + run.entries[0].length > limit:
                 if out:
                     break
-                run = []  # too big for the limit alone: its rows can be cut to fit
-            if run:
-                out.extend(data for _, data in run)
-                used += sum(len(data) for _, data in run)
-                pos = run[-1][0].last + 1
+                kept = 0  # too big for the limit alone: its rows can be cut to fit
+            if kept:
+                out.append(run.head(kept))
+                used += len(out[-1])
+                pos = run.entries[kept - 1].last + 1
                 continue
             stop = stored.last + 1  # this one goes out as rows
         else:
@@ -150,7 +150,7 @@ def fill(
         if not piece.whole or piece.next_offset <= pos:
             break
         pos = piece.next_offset
-    return b"".join(out)
+    return out[0] if len(out) == 1 else b"".join(out)  # a lone run of kept batches goes out uncopied
 
 
 class _LogView:
@@ -177,21 +177,20 @@ class _LogView:
         return self._active_first
 
 
-def _servable_run(
-    view: _LogView, run: list[tuple[StoredBatch, bytes]], end: int, zstd: bool,
-    transactions: TransactionCoordinator | None,
-) -> list[tuple[StoredBatch, bytes]]:  # fmt: skip
-    """The leading batches of ``run`` that may be served (its first is servable by
+def _servable_count(
+    view: _LogView, run: BatchRun, end: int, zstd: bool, transactions: TransactionCoordinator | None
+) -> int:
+    """How many leading batches of ``run`` may be served (its first is servable by
     :func:`_servable`), checked as one range, batch by batch only where that fails: none
     zstd unless ``zstd``, none in an aborted transaction given ``transactions`` (read_committed)."""
     if not run:
-        return run
-    first, last = run[0][0], run[-1][0]
-    whole = len(run) == 1 or _servable(view, StoredBatch(first.base, last.last, sum(e.count for e, _ in run),
+        return 0
+    first, last = run.entries[0], run.entries[-1]
+    whole = len(run) == 1 or _servable(view, StoredBatch(first.base, last.last, sum(e.count for e in run.entries),
                                                          first.path, 0, 0), end)  # fmt: skip
     topic, partition = view.log.topic, view.log.partition
     aborted = transactions is not None and bool(transactions.aborted_in(topic, partition, first.base, last.last + 1))
-    kept = []
+    kept = 0
     for entry, data in run:
         if not zstd and data[layout.ATTRIBUTES_OFFSET + 1] & layout.CODEC_MASK == _ZSTD:
             break
@@ -203,7 +202,7 @@ def _servable_run(
             and transactions.aborted_in(topic, partition, entry.base, entry.last + 1)
         ):
             break
-        kept.append((entry, data))
+        kept += 1
     return kept
 
 

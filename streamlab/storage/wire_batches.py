@@ -6,20 +6,25 @@ sequence, transactional flag) instead of re-encoding rows. Whoever reads an entr
 that the log still holds every one of its offsets (``broker.batch_passthrough``); an entry
 missing, torn or failing a check only means the rows are encoded instead.
 
-Layout, in the partition's folder::
+Layout, in the partition's folder, a pair of files per roll::
 
-    wire-<base offset, 20 digits>.batches   entries, appended in offset order
+    wire-<base offset, 20 digits>.batches   the batches back to back, in offset order
+    wire-<base offset, 20 digits>.index     an entry per batch: base offset, last offset,
+                                            position, byte length, and the CRC-32C of those
 
-An entry is a header (base offset, last offset, record count, byte length, and the
-CRC-32C of those four) followed by the batch's bytes, with the broker's base offset and
-a partition leader epoch of 0 written in (both lie before the batch's CRC, which stays
-valid). Nothing is fsynced. A file rolls at :data:`ROLL_BYTES`; a file whose entries all
-lie below the log start (retention, DeleteRecords) is removed.
+The batches carry the broker's base offset and a partition leader epoch of 0, written in
+(both lie before the batch's CRC, which stays valid): the ``.batches`` file is what a
+Kafka log segment holds, so a run of batches that follow on is one range of it, served
+from a memory map of the file with no copy. The index entry's CRC guards what the batch's
+own CRC does not cover (its offsets and length): a flipped bit can never make a batch
+claim other offsets. Nothing is fsynced. Files roll at :data:`ROLL_BYTES`; a pair whose
+entries all lie below the log start (retention, DeleteRecords) is removed.
 
 Offsets are never reused while a log is open; after a crash they can be (the log keeps
 only what was fsynced, this store whatever the OS wrote). So the store is told, when the
 log opens, the high watermark recovery settled on, and drops every entry at or past it
-when it is first loaded.
+when it is first loaded. Files are cut only then and after a failed write, and never
+below an entry in the index, so no mapped range ever lies past the end of its file.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
+import mmap
 import os
 import struct
 import threading
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -43,10 +50,12 @@ from streamlab.protocol import batch_layout as layout
 log = logging.getLogger("streamlab.storage")
 
 ROLL_BYTES: Final = 16 * 1024 * 1024
-_ENTRY: Final = struct.Struct(">qqiiI")  # base, last, record count, byte length, crc32c of the four
+_ENTRY: Final = struct.Struct(">qqqiI")  # base, last, position, byte length, crc32c of the four
 _COUNT_OFFSET: Final = 57  # the batch header's record count
 _PREFIX: Final = "wire-"
-_SUFFIX: Final = ".batches"
+_BATCHES: Final = ".batches"
+_INDEX: Final = ".index"
+_MAP_AT_LEAST: Final = 64 * 1024  # smaller runs are read: a copy this small is cheaper than a mapping
 LEADER_EPOCH: Final = 0  # what Fetch puts in every batch it encodes
 
 
@@ -57,17 +66,45 @@ class StoredBatch:
     base: int
     last: int
     count: int
-    path: Path
-    position: int  # of the batch bytes, past the entry header
+    path: Path  # the .batches file
+    position: int
     length: int
 
 
-def _file_name(base: int) -> str:
-    return f"{_PREFIX}{base:020d}{_SUFFIX}"
+@dataclass(frozen=True, slots=True)
+class BatchRun:
+    """Stored batches whose offsets follow on, with their bytes back to back in ``data``."""
+
+    entries: list[StoredBatch]
+    data: memoryview
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[tuple[StoredBatch, memoryview]]:
+        at = 0
+        for entry in self.entries:
+            yield entry, self.data[at : at + entry.length]
+            at += entry.length
+
+    def head(self, n: int) -> memoryview:
+        """The bytes of the first ``n`` batches."""
+        return self.data[: sum(entry.length for entry in self.entries[:n])]
 
 
-def _header(base: int, last: int, count: int, length: int) -> bytes:
-    head = _ENTRY.pack(base, last, count, length, 0)
+_NOTHING: Final = BatchRun([], memoryview(b""))
+
+
+def _batches_path(directory: Path, base: int) -> Path:
+    return directory / f"{_PREFIX}{base:020d}{_BATCHES}"
+
+
+def _index_of(batches: Path) -> Path:
+    return batches.with_suffix(_INDEX)
+
+
+def _entry(base: int, last: int, position: int, length: int) -> bytes:
+    head = _ENTRY.pack(base, last, position, length, 0)
     return head[:-4] + crc32c.crc32c(head[:-4]).to_bytes(4, "big")
 
 
@@ -98,51 +135,56 @@ class WireBatchStore:
         if self._loaded:
             return
         self._loaded = True
-        for path in self._names():
+        names = self._names()
+        for orphan in set(self._dir.glob(f"{_PREFIX}*{_BATCHES}")) - set(names):
+            orphan.unlink(missing_ok=True)  # its index was never written: a crash at a roll
+        for path in names:
             size = self._scan(path)
             if size == 0:
                 path.unlink(missing_ok=True)
+                _index_of(path).unlink(missing_ok=True)
                 continue
             self._tail_size = size
 
     def _names(self) -> list[Path]:
-        return sorted(p for p in self._dir.glob(f"{_PREFIX}*{_SUFFIX}") if p.name[len(_PREFIX) :][:20].isdigit())
+        """The .batches files that have an index, in offset order."""
+        indexes = self._dir.glob(f"{_PREFIX}*{_INDEX}")
+        return sorted(p.with_suffix(_BATCHES) for p in indexes if p.name[len(_PREFIX) :][:20].isdigit())
 
     def _scan(self, path: Path) -> int:
-        """Index ``path``'s sound entries; cut it after the last one. Returns its size."""
+        """Index ``path``'s sound entries; cut both files after the last one. Returns the
+        size of the batches kept."""
         first = len(self._bases)
-        pos = 0
+        kept = end = 0  # index bytes, batch bytes
         try:
-            with path.open("rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                while True:
-                    head = f.read(_ENTRY.size)
-                    if len(head) < _ENTRY.size:
-                        break
-                    base, last, count, length, crc = _ENTRY.unpack(head)
-                    prev = self._lasts[-1] if self._lasts else -1
-                    if (
-                        crc32c.crc32c(head[:-4]) != crc
-                        or not prev < base <= last < self._valid_below
-                        or count != last - base + 1
-                        or length < layout.HEADER_SIZE
-                        or pos + _ENTRY.size + length > size
-                    ):
-                        break  # torn, damaged, or offsets the log no longer holds
-                    self._add(base, last, pos + _ENTRY.size, length, len(self._files))
-                    pos += _ENTRY.size + length
-                    f.seek(pos)
-            if pos < size:
-                os.truncate(path, pos)
+            index = _index_of(path).read_bytes()
+            size = path.stat().st_size if path.exists() else 0
+            for at in range(0, len(index) - _ENTRY.size + 1, _ENTRY.size):
+                base, last, position, length, crc = _ENTRY.unpack_from(index, at)
+                prev = self._lasts[-1] if self._lasts else -1
+                if (
+                    crc32c.crc32c(index[at : at + _ENTRY.size - 4]) != crc
+                    or not prev < base <= last < self._valid_below
+                    or position != end
+                    or length < layout.HEADER_SIZE
+                    or position + length > size
+                ):
+                    break  # torn, damaged, or offsets the log no longer holds
+                self._add(base, last, position, length, len(self._files))
+                kept, end = at + _ENTRY.size, position + length
+            if kept < len(index):
+                os.truncate(_index_of(path), kept)
+            if end < size:
+                os.truncate(path, end)
         except OSError as exc:
             log.warning("%s: raw batches not read (%s); their records are re-encoded", path, exc)
             del self._bases[first:], self._lasts[first:], self._positions[first:]
             del self._lengths[first:], self._file_of[first:]
             return 0
-        if pos:
+        if end:
             self._files.append(path)
             self._first_entry.append(first)
-        return pos
+        return end
 
     def _add(self, base: int, last: int, position: int, length: int, file: int) -> None:
         self._bases.append(base)
@@ -166,52 +208,54 @@ class WireBatchStore:
             if self._closed or (self._lasts and base <= self._lasts[-1]):
                 return  # offsets are never stored twice
             if not self._files or self._tail_size >= self._roll_bytes:
-                self._files.append(self._dir / _file_name(base))
+                self._files.append(_batches_path(self._dir, base))
                 self._first_entry.append(len(self._bases))
                 self._tail_size = 0
             path, at = self._files[-1], self._tail_size
-            head = _header(base, last, last_delta + 1, len(data))
-            try:
-                written = os.writev(self._fd(path, create=True), [head, data])
-                if written != len(head) + len(data):
-                    raise OSError(f"short write ({written} of {len(head) + len(data)} bytes)")
+            try:  # the batch first, then its entry: an entry never points past what was written
+                _write_all(self._fd(path, create=True), data)
+                _write_all(self._fd(_index_of(path), create=True), _entry(base, last, at, len(data)))
             except OSError as exc:
                 log.warning("%s: raw batch at offset %d not stored (%s)", path, base, exc)
                 self._undo_write(path, at)
                 return
-            self._add(base, last, at + _ENTRY.size, len(data), len(self._files) - 1)
-            self._tail_size = at + len(head) + len(data)
+            self._add(base, last, at, len(data), len(self._files) - 1)
+            self._tail_size = at + len(data)
 
     def _undo_write(self, path: Path, size: int) -> None:
+        """Cut both files back to the entries before the one that failed."""
+        entries = len(self._bases) - self._first_entry[-1]
         try:
-            if size:
+            if entries:
                 os.truncate(path, size)
+                os.truncate(_index_of(path), entries * _ENTRY.size)
             else:
-                self._close_fd(path)
-                path.unlink(missing_ok=True)
+                self._drop_files(path)
         except OSError:
-            pass  # an entry cut short is ignored when the file is next scanned
-        if not size:
+            pass  # an entry cut short is ignored when the files are next scanned
+        if not entries:
             self._files.pop()
             self._first_entry.pop()
             self._tail_size = os.path.getsize(self._files[-1]) if self._files else 0
+
+    def _drop_files(self, path: Path) -> None:
+        for name in (path, _index_of(path)):
+            self._close_fd(name)
+            name.unlink(missing_ok=True)
 
     def drop_below(self, log_start: int) -> None:
         """Remove the files whose every entry lies below ``log_start``."""
         with self._lock:
             if not self._loaded:  # by name, not read: a file ends where the next one begins
-                names = self._names()
-                for path, following in itertools.pairwise(names):
+                for path, following in itertools.pairwise(self._names()):
                     if int(following.name[len(_PREFIX) :][:20]) <= log_start:
-                        path.unlink(missing_ok=True)
+                        self._drop_files(path)
                 return
             while self._files:
                 stop = self._next_first(0)
                 if self._lasts[stop - 1] >= log_start:
                     break
-                dropped = self._files.pop(0)
-                self._close_fd(dropped)
-                dropped.unlink(missing_ok=True)
+                self._drop_files(self._files.pop(0))
                 self._first_entry.pop(0)
                 for column in (self._bases, self._lasts, self._positions, self._lengths):
                     del column[:stop]
@@ -237,21 +281,22 @@ class WireBatchStore:
             return StoredBatch(self._bases[i], self._lasts[i], self._lasts[i] - self._bases[i] + 1,
                                self._files[self._file_of[i]], self._positions[i], self._lengths[i])  # fmt: skip
 
-    def read(self, entry: StoredBatch) -> bytes | None:
+    def read(self, entry: StoredBatch) -> memoryview | None:
         """The batch's bytes if every byte checks out (header fields, CRC-32C), else None:
         a damaged entry is never served."""
         run = self.read_run(entry, end=entry.last + 1, max_bytes=0)
-        return run[0][1] if run else None
+        return run.data if run else None
 
-    def read_run(self, first: StoredBatch, *, end: int, max_bytes: int) -> list[tuple[StoredBatch, bytes]]:
+    def read_run(self, first: StoredBatch, *, end: int, max_bytes: int) -> BatchRun:
         """``first`` and the batches after it whose offsets follow on (in the same file),
         below ``end`` and together at most ``max_bytes`` (``first`` whatever its size), with
-        their bytes, read at once; it stops before a batch that fails its checks (empty if
-        ``first`` does): a damaged entry is never served."""
+        their bytes; it stops before a batch that fails its checks (empty if ``first``
+        does): a damaged entry is never served. A large run is a view of the file's memory
+        map, not a copy: the bytes go from the page cache straight to the socket."""
         with self._lock:
             i = bisect.bisect_left(self._bases, first.base)
             if self._closed or i == len(self._bases) or self._bases[i] != first.base or not self._lengths[i]:
-                return []  # dropped meanwhile, or found damaged before
+                return _NOTHING  # dropped meanwhile, or found damaged before
             j, total = i, self._lengths[i]
             while (
                 j + 1 < len(self._bases)
@@ -266,19 +311,18 @@ class WireBatchStore:
             entries = [StoredBatch(self._bases[k], self._lasts[k], self._lasts[k] - self._bases[k] + 1, path,
                                    self._positions[k], self._lengths[k]) for k in range(i, j + 1)]  # fmt: skip
             try:
-                span = os.pread(self._fd(path), entries[-1].position + entries[-1].length - start, start)
-            except OSError:
-                return []
-        out = []
-        for entry in entries:
-            data = span[entry.position - start : entry.position - start + entry.length]
-            if not _sound(data, entry):
+                data = _read_range(self._fd(path), start, total)
+            except (OSError, ValueError):  # ValueError: a mapping past the end of a file cut meanwhile
+                return _NOTHING
+        at = 0
+        for k, entry in enumerate(entries):
+            if not _sound(data[at : at + entry.length], entry):
                 log.warning("%s: the raw batch at offset %d fails its checks; its records are re-encoded",
                             entry.path, entry.base)  # fmt: skip
                 self._forget(entry)
-                break
-            out.append((entry, data))
-        return out
+                return BatchRun(entries[:k], data[:at])
+            at += entry.length
+        return BatchRun(entries, data)
 
     def _fd(self, path: Path, *, create: bool = False) -> int:
         fd = self._fds.get(path)
@@ -307,7 +351,23 @@ class WireBatchStore:
                 self._lengths[i] = 0  # fails _sound from now on, without a read
 
 
-def _sound(data: bytes, entry: StoredBatch) -> bool:
+def _read_range(fd: int, start: int, length: int) -> memoryview:
+    """``length`` bytes of the file from ``start``: a view of its memory map when large
+    (unmapped once the last view of it is gone), a copy when small."""
+    if length < _MAP_AT_LEAST:
+        return memoryview(os.pread(fd, length, start))
+    aligned = start - start % mmap.ALLOCATIONGRANULARITY
+    mapped = mmap.mmap(fd, start + length - aligned, offset=aligned, access=mmap.ACCESS_READ)
+    return memoryview(mapped)[start - aligned :]
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(f"short write ({written} of {len(data)} bytes)")
+
+
+def _sound(data: memoryview, entry: StoredBatch) -> bool:
     if len(data) != entry.length or entry.length < layout.HEADER_SIZE:
         return False
     base, length = layout.OFFSET_LENGTH.unpack_from(data, 0)

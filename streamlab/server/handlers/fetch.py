@@ -72,7 +72,7 @@ class _Partition:
     last_stable: int = -1
     committed_only: bool = False  # isolation_level=read_committed: read up to last_stable
     log_start: int = -1
-    records: bytes = b""
+    records: bytes | memoryview = b""
 
 
 def _locate(ctx: ServerContext, topic: str, p: _Partition) -> fetch.Bounds | None:
