@@ -80,14 +80,25 @@ class TopicPartition:
         return f"{self.topic}[{self.partition}]"
 
 
-class Record(NamedTuple):
-    """A record as a consumer sees it (a named tuple: consumers build many thousands a second).
+class _StoredAt:
+    """What a consumed record and a produce acknowledgement both tell in the same fields:
+    where and when the record was stored (a mixin, as a NamedTuple takes no other base)."""
 
-    ``key`` and ``value`` come back as they were sent: ``bytes`` as bytes, ``str`` as str,
-    dicts/lists/numbers as the decoded JSON. ``headers`` maps header names to raw bytes
-    (Kafka's header values are bytes; a ``str`` header value was sent as UTF-8).
-    """
+    __slots__ = ()
+    topic: str
+    partition: int
+    timestamp: int
 
+    @property
+    def time(self) -> datetime:
+        return ms_to_datetime(self.timestamp)
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+class _RecordFields(NamedTuple):
     topic: str
     partition: int
     offset: int
@@ -96,30 +107,29 @@ class Record(NamedTuple):
     value: Any
     headers: dict[str, bytes] = {}  # noqa: RUF012 (defaults are not shared: consumers always pass one)
 
-    @property
-    def time(self) -> datetime:
-        return ms_to_datetime(self.timestamp)
 
-    @property
-    def topic_partition(self) -> TopicPartition:
-        return TopicPartition(self.topic, self.partition)
+class Record(_RecordFields, _StoredAt):
+    """A record as a consumer sees it (a named tuple: consumers build many thousands a second).
+
+    ``key`` and ``value`` come back as they were sent: ``bytes`` as bytes, ``str`` as str,
+    dicts/lists/numbers as the decoded JSON. ``headers`` maps header names to raw bytes
+    (Kafka's header values are bytes; a ``str`` header value was sent as UTF-8).
+    """
+
+    __slots__ = ()  # still a bare tuple: no per-record __dict__
 
 
-class RecordMetadata(NamedTuple):
-    """Where an acknowledged record was stored."""
-
+class _RecordMetadataFields(NamedTuple):
     topic: str
     partition: int
     offset: int
     timestamp: int
 
-    @property
-    def time(self) -> datetime:
-        return ms_to_datetime(self.timestamp)
 
-    @property
-    def topic_partition(self) -> TopicPartition:
-        return TopicPartition(self.topic, self.partition)
+class RecordMetadata(_RecordMetadataFields, _StoredAt):
+    """Where an acknowledged record was stored."""
+
+    __slots__ = ()  # still a bare tuple: no __dict__
 
 
 @dataclass(frozen=True, slots=True)
