@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from streamlab.broker.core import Broker
 from streamlab.broker.group_configs import group_config
+from streamlab.broker.group_registry import GroupRegistry
 from streamlab.broker.per_broker import PerBroker
 from streamlab.errors import ConfigError, GroupTypeError, InconsistentProtocolError, StorageError
 from streamlab.groups.consumer_group import ConsumerGroup
@@ -55,13 +56,11 @@ __all__ = [
 ]
 
 
-class ConsumerGroupRegistry:
+class ConsumerGroupRegistry(GroupRegistry[ConsumerGroup]):
     """The consumer-protocol groups of one broker."""
 
     def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self._lock = threading.Lock()
-        self._groups: dict[str, ConsumerGroup] = {}
+        super().__init__(broker)
         settings = broker.settings
         self.config = ConsumerGroupConfig(
             session_timeout_ms=settings.group_consumer_session_timeout_ms,
@@ -104,14 +103,6 @@ class ConsumerGroupRegistry:
         if events and not self._broker.closed:
             self._broker.catalog.record_group_events(group_id, events)
 
-    def get(self, group_id: str) -> ConsumerGroup | None:
-        with self._lock:
-            return self._groups.get(group_id)
-
-    def groups(self) -> dict[str, ConsumerGroup]:
-        with self._lock:
-            return dict(self._groups)
-
     def open(self, group_id: str) -> ConsumerGroup:
         """The group ``group_id`` for a joining member, created if new; GroupTypeError if the
         id belongs to a classic group with members (a share group id is refused by the heartbeat handler)."""
@@ -122,10 +113,7 @@ class ConsumerGroupRegistry:
                 "a consumer-protocol member cannot join it (group.protocol=classic, or another group id)"
             )
         config = self.config_for(group_id)
-        with self._lock:
-            group = self._groups.get(group_id)
-            if group is None:
-                group = self._groups[group_id] = self._new_group(group_id, config)
+        group, _ = self._get_or_make(group_id, lambda: self._new_group(group_id, config))
         with group.lock:
             group.config = config  # group configs changed since: they apply from this join on
         return group

@@ -9,12 +9,12 @@ catalog, so share-group state survives a broker restart. Separate from
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from streamlab.broker.consumer_groups import consumer_groups
 from streamlab.broker.core import Broker
+from streamlab.broker.group_registry import GroupRegistry
 from streamlab.broker.per_broker import PerBroker
 from streamlab.broker.share_group import DEFAULT_SESSION_TIMEOUT_MS, ShareGroup
 from streamlab.broker.topics import create_topic
@@ -36,14 +36,12 @@ __all__ = [
 ]
 
 
-class ShareGroupRegistry:
+class ShareGroupRegistry(GroupRegistry[ShareGroup]):
     """The share groups of one broker, loaded from the catalog when first needed."""
 
     def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self._lock = threading.Lock()
+        super().__init__(broker)
         self.store = ShareStore(broker.catalog)
-        self._groups: dict[str, ShareGroup] = {}
         for group_id, config in share.saved_groups(self.store).items():
             group = ShareGroup(broker, self.store, group_id, config, share.load(self.store, group_id, config))
             self._groups[group_id] = group
@@ -54,13 +52,14 @@ class ShareGroupRegistry:
         """The share group ``group_id`` with its stored config, created with the defaults if
         new (over the wire, settings come from group configs, not from each member)."""
         check_not_classic(self._broker, group_id)
-        with self._lock:
-            group = self._groups.get(group_id)
-            if group is None:
-                config = ShareGroupConfig()
-                group = self._groups[group_id] = ShareGroup(self._broker, self.store, group_id, config)
-                share.save_group(self.store, group_id, config)
-            return group
+        group, _ = self._get_or_make(group_id, lambda: self._new_group(group_id, ShareGroupConfig()))
+        return group
+
+    def _new_group(self, group_id: str, config: ShareGroupConfig) -> ShareGroup:
+        """A new group, its config stored at once: it is a share group across restarts."""
+        group = ShareGroup(self._broker, self.store, group_id, config)
+        share.save_group(self.store, group_id, config)
+        return group
 
     def configure(self, group_id: str, changes: dict[str, Any]) -> ShareGroupConfig:
         """Change settings of ``group_id`` (created if new), whatever members it has:
@@ -74,14 +73,6 @@ class ShareGroupRegistry:
             group.reconfigure(merged)
             return merged
 
-    def get(self, group_id: str) -> ShareGroup | None:
-        with self._lock:
-            return self._groups.get(group_id)
-
-    def groups(self) -> dict[str, ShareGroup]:
-        with self._lock:
-            return dict(self._groups)
-
     def open(self, group_id: str, config: ShareGroupConfig, topics: Sequence[str]) -> ShareGroup:
         """The share group ``group_id``, created if new; ``config`` becomes its config when it
         has no members, and must match it when it has."""
@@ -91,12 +82,9 @@ class ShareGroupRegistry:
                 raise ConfigError(f"the dead-letter topic {config.dead_letter_topic!r} is one the group reads")
             if config.dead_letter_topic not in self._broker.topics:
                 create_topic(self._broker, config.dead_letter_topic, 1)
-        with self._lock:
-            group = self._groups.get(group_id)
-            if group is None:
-                group = self._groups[group_id] = ShareGroup(self._broker, self.store, group_id, config)
-                share.save_group(self.store, group_id, config)
-                return group
+        group, made = self._get_or_make(group_id, lambda: self._new_group(group_id, config))
+        if made:
+            return group
         with group.lock:
             group._sweep(self._broker.clock.time_ms())
             if group.config != config:
