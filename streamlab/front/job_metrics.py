@@ -122,7 +122,23 @@ def directory_bytes(path: str | Path | None) -> int | None:
 
 
 @dataclass(frozen=True, eq=False)
-class JobMetrics:
+class JobRun:
+    """How a job's run stands at one moment, what :class:`~streamlab.front.jobs.JobStatus`
+    and :class:`JobMetrics` both begin with: running or exited (its return code, and what
+    ended it: itself, ``stop()``, ``kill()`` or a bound), for how long, the records its group
+    committed since it started (None without ``group=``), its last stderr lines."""
+
+    name: str
+    state: Literal["running", "exited"]
+    returncode: int | None
+    ended_by: EndedBy | None
+    runtime_s: float
+    consumed: int | None
+    stderr: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class JobMetrics(JobRun):
     """A job's numbers at one moment (``job.metrics()``; ``streamlab.widgets.JobView`` draws them).
 
     - ``consumed``: records its group committed since the job started (None without ``group=``);
@@ -138,14 +154,8 @@ class JobMetrics:
       ``failed`` is True once it exited by itself with a nonzero code.
     """
 
-    name: str
-    state: Literal["running", "exited"]
-    returncode: int | None
-    ended_by: EndedBy | None
-    runtime_s: float
     group: str | None
     outputs: tuple[str, ...]
-    consumed: int | None
     emitted: int | None
     in_per_s: float | None
     out_per_s: float | None
@@ -154,7 +164,6 @@ class JobMetrics:
     state_bytes: int | None
     late_records: int
     errors: tuple[str, ...]
-    stderr: tuple[str, ...]
 
     @property
     def failed(self) -> bool:

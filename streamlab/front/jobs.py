@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -40,7 +40,7 @@ from streamlab.errors import (
     UnknownTopicError,
     UnsupportedOperationError,
 )
-from streamlab.front.job_metrics import EndedBy, JobMetrics, OutputScan, RateSampler, Sample, directory_bytes
+from streamlab.front.job_metrics import EndedBy, JobMetrics, JobRun, OutputScan, RateSampler, Sample, directory_bytes
 
 if TYPE_CHECKING:
     from streamlab.front.lab import Lab
@@ -58,18 +58,11 @@ _PROGRESS_S = 0.5  # how often max_records reads the group's committed offsets
 
 
 @dataclass(frozen=True)
-class JobStatus:
-    """A job at one moment. ``consumed`` is how far its group's committed offsets moved
-    since the job started (None without a group); ``stderr``/``stdout`` are the last lines."""
+class JobStatus(JobRun):
+    """A job at one moment: its run (:class:`~streamlab.front.job_metrics.JobRun`), its
+    process id and its last stdout lines."""
 
-    name: str
     pid: int
-    state: Literal["running", "exited"]
-    returncode: int | None
-    ended_by: EndedBy | None
-    runtime_s: float
-    consumed: int | None
-    stderr: tuple[str, ...]
     stdout: tuple[str, ...]
 
     def __str__(self) -> str:
