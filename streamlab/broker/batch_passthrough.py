@@ -92,7 +92,7 @@ def chunk(table: pa.Table, data: bytes, offset: int, stop: int) -> Chunk:
     return Chunk(data, last + 1, last >= int(table.column("offset")[-1].as_py()))
 
 
-def last_offset(data: bytes) -> int:
+def last_offset(data: bytes | memoryview) -> int:
     """The last offset of the last batch in ``data`` (complete v2 batches)."""
     pos, last = 0, -1
     while pos + layout.LAST_DELTA_OFFSET + 4 <= len(data):
@@ -172,8 +172,7 @@ class _LogView:
         segment's records are dense from there to the high watermark)."""
         if self._active_first is None:
             after = self.segments[-1].last_offset + 1 if self.segments else self.log.log_start_offset
-            first = self.log.read(after, 1).column("offset").to_numpy()
-            self._active_first = int(first[0]) if len(first) else self.log.high_watermark
+            self._active_first = max(after, self.log.active_start)
         return self._active_first
 
 

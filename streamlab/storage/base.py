@@ -73,6 +73,11 @@ class PartitionLog(Protocol):
     def high_watermark(self) -> int:
         """Offset the next appended record will get."""
 
+    @property
+    def active_start(self) -> int:
+        """Offset of the first record not yet sealed into a segment (never below the log
+        start; the high watermark when there is none). Records are dense from there on."""
+
     def append(self, batch: pa.RecordBatch, *, sync: bool, now_ms: int | None = None) -> int:
         """Store ``batch`` (offsets are reassigned) and return its base offset.
 

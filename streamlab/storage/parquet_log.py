@@ -104,6 +104,12 @@ class ParquetPartitionLog:
         return self._next
 
     @property
+    def active_start(self) -> int:
+        with self._lock:
+            base = self._active.base_offset
+            return self._next if base is None else max(base, self._log_start)
+
+    @property
     def append_lock(self) -> threading.RLock:
         """The lock every append holds: hold it to read the high watermark and append with
         no other append between (a transactional batch notes its offsets before it is stored)."""
