@@ -7,22 +7,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-import streamlab
-
-# Property tests check what is generated, not how fast: on a loaded 2-core CI machine data
-# generation is slow, never wrong, so no example fails on time (tests may still set more).
-settings.register_profile("streamlab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("streamlab")
+if TYPE_CHECKING:
+    import streamlab
 
 _names = itertools.count()
 
 # Files whose tests drive real processes, servers, Kafka clients, kill -9 or a browser:
 # marked ``integration`` so the inner loop (`pytest -m "not integration" -n 2`) stays under
-# a minute. Such a test in another file is marked ``integration`` itself. CI runs everything.
+# a minute. Such a test in another file, or a fuzz campaign, is marked ``integration`` itself.
+# CI runs everything.
 _INTEGRATION = ("server/", "browser/", "conformance/", "test_cli.py", "test_faults.py", "test_durability.py",
                 "test_jobs.py", "test_job_rerun.py")  # fmt: skip
 INNER_LOOP = "not integration"
@@ -41,6 +38,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # An xdist controller only hands tests out: importing hypothesis (and streamlab, in the
+    # fixtures) there took 2 s before the workers even started. Loaded before collection, as
+    # the tests' own settings take what they do not set from the profile loaded then.
+    if session.config.pluginmanager.has_plugin("dsession"):
+        return
+    from hypothesis import HealthCheck, settings
+
+    # Property tests check what is generated, not how fast: on a loaded 2-core CI machine data
+    # generation is slow, never wrong, so no example fails on time (tests may still set more).
+    settings.register_profile("streamlab", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("streamlab")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _integration_path(item.path) or item.get_closest_marker("slow"):
@@ -49,6 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[streamlab.Lab]:
+    import streamlab  # here, not at the top: an xdist controller never opens a lab
+
     with streamlab.connect(tmp_path / "lab") as opened:
         yield opened
 

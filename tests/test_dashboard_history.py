@@ -36,7 +36,11 @@ def _three_samples(lab: streamlab.Lab, topic: str) -> None:
         c.commit()
         _send(lab, topic, 10)
         lab.sample_history(topics=topic, groups="g", now="2026-01-05T00:00:10Z")
-        while c.poll(timeout=0.5, max_records=100):
+        read = len(got)
+        while read < 30:  # read up to the end, not on until a poll comes back empty after its timeout
+            more = c.poll(timeout=5, max_records=100)
+            assert more
+            read += len(more)
             c.commit()
     lab.sample_history(topics=topic, groups="g", now="2026-01-05T00:00:20Z")
 

@@ -331,6 +331,10 @@ def test_accepts_bytearray_and_memoryview() -> None:
 
 # --- fuzzing: only our errors may escape ------------------------------------------------
 
+# Fuzz campaigns (here and in test_record_batch.py): their worth is the volume of inputs (the
+# mutated record batches still reach new branches between 600 and 1,500 examples) and nearly all
+# their time goes to hypothesis generating the inputs, so they run in CI, not in the inner loop.
+
 SEED_FRAMES = [
     kafka_python_frame(kafka_python_sample(key, "request", version), correlation_id=1000 + i)
     for i, (key, version) in enumerate(CROSS_CHECKED)
@@ -349,12 +353,14 @@ def _check(frame: bytes) -> None:
         assert parsed.correlation_id == struct.unpack_from(">i", frame, 4)[0]
 
 
+@pytest.mark.integration
 @settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_protocol_errors(frame: bytes) -> None:
     _check(frame)
 
 
+@pytest.mark.integration
 @settings(max_examples=1000, deadline=None)
 @given(
     prefix=st.sampled_from([(k, v) for k, (_, high) in SUPPORTED_APIS.items() for v in (0, high)]),
@@ -364,6 +370,7 @@ def test_random_bodies_for_served_apis_raise_only_protocol_errors(prefix: tuple[
     _check(struct.pack(">hhi", *prefix, 9) + rest)
 
 
+@pytest.mark.integration
 @settings(max_examples=1500, deadline=None)
 @given(
     seed=st.sampled_from(SEED_FRAMES),

@@ -435,6 +435,7 @@ def test_header_key_must_be_utf8() -> None:
         decode_batches(recrc(data))
 
 
+@pytest.mark.integration  # a fuzz campaign: CI only, as in test_framing.py
 @settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=400), st.booleans())
 def test_random_bytes_only_raise_corrupt_record(data: bytes, verify_crc: bool) -> None:
@@ -455,6 +456,7 @@ SEEDS = [
 ]
 
 
+@pytest.mark.integration  # a fuzz campaign: CI only, as in test_framing.py
 @settings(max_examples=1500, deadline=None)
 @given(
     seed=st.sampled_from(SEEDS),

@@ -160,7 +160,11 @@ def test_lag_rows_add_up_when_records_arrive_between_reads(lab: streamlab.Lab, m
     topic = make_topic(partitions=1)
     _send(lab, topic, range(0, 5))
     consumer = lab.consumer([topic], group="g", auto_offset_reset="earliest", enable_auto_commit=False)
-    while consumer.poll(timeout=1, max_records=100):
+    read = 0
+    while read < 5:  # read up to the end, not on until a poll comes back empty after its timeout
+        more = consumer.poll(timeout=5, max_records=100)
+        assert more
+        read += len(more)
         consumer.commit()
     consumer.close()
     racing = ProducesAfterOffsets(lab, topic)

@@ -23,6 +23,7 @@ from streamlab.broker.transaction_registry import current_index
 from streamlab.broker.transaction_state import TransactionIndex
 from streamlab.model.fields import expand_json_objects
 from streamlab.model.schema import RECORD_SCHEMA
+from streamlab.model.scratch_sql import scratch_cursor
 from streamlab.model.views import FIELDS_COLUMN, Bounds, literal, quote, view_sql
 from streamlab.storage.base import LogSnapshot
 
@@ -139,8 +140,7 @@ def _sql_replay(
     broker: Broker, topic: str, bounds: Bounds, snapshots: Snapshots, *, raw: bool, headers: bool,
     progress: Callable[[int], object] | None,
 ) -> pa.Table:  # fmt: skip
-    con = _reader()
-    try:
+    with scratch_cursor(large_strings=True) as con:  # large: see _reader
         source = source_sql(broker, con, topic, bounds, snapshots)
         view = view_sql(con, source, raw=raw, headers=headers, formats=True)
         # No ORDER BY: DuckDB keeps the scan order (preserve_insertion_order), which is
@@ -154,8 +154,6 @@ def _sql_replay(
             chunks.append(chunk)
             progress(chunk.num_rows)
         return _in_log_order(pa.Table.from_batches(chunks, schema=reader.schema))
-    finally:
-        con.close()
 
 
 def _in_log_order(table: pa.Table) -> pa.Table:
@@ -173,7 +171,7 @@ def _in_log_order(table: pa.Table) -> pa.Table:
 
 
 def _reader() -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection of its own, in memory, for one replay or user query.
+    """A DuckDB database of its own, in memory, for one user query.
 
     It is not the catalog's: user SQL can read topics (views over their files) but cannot
     reach, let alone change, the broker's tables. Strings come back as Arrow large strings,

@@ -29,6 +29,7 @@ from streamlab.errors import ConfigError, InvalidOffsetError, QueryError
 from streamlab.front.replay_frame import replay_bound
 from streamlab.front.user_sql import query_errors
 from streamlab.model.dataframes import replay_dataframe
+from streamlab.model.scratch_sql import scratch_cursor
 from streamlab.model.serde import FMT_JSON, FMT_STR
 from streamlab.model.views import Bounds, quote, time_terms
 from streamlab.port.backend import Backend
@@ -171,8 +172,7 @@ def browse(
     from_time = backend.offsets_for_time(topic, chosen, filt.start_ms) if filt.start_ms is not None else {}
     pages: list[pa.Table] = []
     rows = 0
-    con = duckdb.connect()
-    try:
+    with scratch_cursor() as con:  # ``where`` is an expression: it reads, never changes the database
         for p in chosen:
             low, high = marks.get(p, (0, 0))
             lo = max(low, lower.get("start_offset", 0), from_time.get(p, 0))
@@ -196,8 +196,6 @@ def browse(
                 if kept.num_rows < span // 2:
                     window = min(window * 2, MAX_WINDOW)
                 lo += span
-    finally:
-        con.close()
     if where is not None:
         filt.check_columns()
     frame = _frame(pages)

@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import numpy as np
 import orjson
 import pandas as pd
@@ -42,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamlab.errors import ConfigError, InvalidTimestampError, SerializationError
+from streamlab.model.scratch_sql import scratch_cursor
 from streamlab.model.serde import FMT_JSON, FMT_NULL, dumps_value
 from streamlab.model.types import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, check_timestamps
 
@@ -108,12 +108,9 @@ def _json_objects(df: pd.DataFrame, columns: list[Any]) -> tuple[pa.Array, pa.St
         field = None if typed is None else _as_read_back(array, kind)
         typed = None if typed is None or field is None else [*typed, field]
     table = pa.table(arrays)
-    con = duckdb.connect(":memory:")
-    try:
+    with scratch_cursor() as con:
         con.register("frame", table)
         out = con.sql(f"SELECT json_object({', '.join(members)})::BLOB AS v FROM frame").to_arrow_table()
-    finally:
-        con.close()
     values = out.column(0).combine_chunks().cast(pa.binary())
     fields = None if typed is None else pa.StructArray.from_arrays(typed, names=[str(c) for c in columns])
     return values, fields

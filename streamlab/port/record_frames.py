@@ -14,13 +14,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from streamlab.model.dataframes import replay_dataframe
 from streamlab.model.fields import expand_json_objects
 from streamlab.model.schema import HEADER_TYPE, TIMESTAMP_TYPE
+from streamlab.model.scratch_sql import scratch_cursor
 from streamlab.model.serde import encode
 from streamlab.model.types import Record
 from streamlab.model.views import FIELDS_COLUMN, view_sql
@@ -60,14 +60,11 @@ def records_table(records: Sequence[Record]) -> pa.Table:
 def shaped_table(records: Sequence[Record], *, raw: bool = False, headers: bool = False) -> pa.Table:
     """The decoded Arrow table a replay of exactly ``records`` (one topic) gives:
     ordered by partition and offset, as ``Backend.replay_table`` returns it."""
-    con = duckdb.connect(":memory:")
-    try:
+    with scratch_cursor() as con:
         name = f"_polled_{next(_ids)}"
         con.register(name, records_table(records))
         view = view_sql(con, f"SELECT * FROM {name}", raw=raw, headers=headers, formats=True)
         return con.sql(f'SELECT * FROM ({view}) ORDER BY partition, "offset"').to_arrow_table()
-    finally:
-        con.close()
 
 
 def records_frame(records: Sequence[Record], *, raw: bool = False, headers: bool = False) -> pd.DataFrame:
