@@ -137,7 +137,7 @@ class WireBatchStore:
         self._loaded = True
         names = self._names()
         for orphan in set(self._dir.glob(f"{_PREFIX}*{_BATCHES}")) - set(names):
-            orphan.unlink(missing_ok=True)  # its index was never written: a crash at a roll
+            orphan.unlink(missing_ok=True)  # no index: a crash at a roll, or the layout before indexes
         for path in names:
             size = self._scan(path)
             if size == 0:
