@@ -29,9 +29,9 @@ def as_wire(rows: list[tuple[bytes | None, bytes | None, int, int]], headers: bo
     return out
 
 
-def columns_as_records(data: bytes) -> list[tuple[WireRecord, ...]]:
+def columns_as_records(data: bytes, verify_crc: bool = True) -> list[tuple[WireRecord, ...]]:
     out = []
-    for cb in decode_batches_columns(data, allow_truncated=False):
+    for cb in decode_batches_columns(data, verify_crc=verify_crc, allow_truncated=False):
         if cb.columns is None:
             out.append(cb.batch.records)
             continue
@@ -149,3 +149,54 @@ def test_few_records_are_written_as_the_columnar_writer_writes_them(
     few = encode_batch_columns(*args, pa.chunked_array([pa.array(keys, pa.binary())]), chunked_values,
                                sections if headers else None, **options)  # type: ignore[arg-type]  # fmt: skip
     assert few == columnar
+
+
+def _records_section(data: bytes) -> tuple[np.ndarray, int, int, int]:
+    """The batch's bytes as numpy, where its records start and end, and how many there are."""
+    count = int.from_bytes(data[57:61], "big")
+    return np.frombuffer(data, dtype=np.uint8), 61, len(data), count
+
+
+# Keys and values with no zero bytes, from a few bytes to a few hundred: records whose
+# boundaries are found without walking them one by one.
+zero_free = st.binary(min_size=1, max_size=400).map(lambda b: b.replace(b"\x00", b"\x01"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(st.one_of(st.none(), zero_free), zero_free), min_size=1, max_size=60))
+def test_record_boundaries_are_found_without_a_walk(rows: list[tuple[bytes | None, bytes]]) -> None:
+    wire = [WireRecord(i, 1_700_000_000_000 + 1000 * i, k, v) for i, (k, v) in enumerate(rows)]
+    data = encode_batch(wire, base_offset=0)
+    arr, pos, end, count = _records_section(data)
+    guessed = batch_columns._guessed_starts(data, arr, pos, end, count)
+    assert guessed is not None
+    assert np.array_equal(guessed, batch_columns._walked_starts(data, pos, end, count))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(blobs, blobs), min_size=1, max_size=40),
+    flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), max_size=4),
+    headers=st.booleans(),
+)
+def test_damaged_records_decode_as_the_record_reader_decodes_them(
+    rows: list[tuple[bytes | None, bytes | None]], flips: list[tuple[int, int]], headers: bool
+) -> None:
+    """Bytes changed inside the records (CRC not checked): the boundary guess is exact or
+    refused, so the columns hold what the record reader reads, or both refuse the batch."""
+    wire = as_wire([(k, v, 0, 1) for k, v in rows], headers)
+    data = bytearray(encode_batch(wire, base_offset=0))
+    for at, xor in flips:
+        data[61 + at % (len(data) - 61)] ^= xor
+    damaged = bytes(data)
+    arr, pos, end, count = _records_section(damaged)
+    guessed = batch_columns._guessed_starts(damaged, arr, pos, end, count)
+    if guessed is not None:
+        assert np.array_equal(guessed, batch_columns._walked_starts(damaged, pos, end, count))
+    try:
+        expected = [b.records for b in decode_batches(damaged, verify_crc=False, allow_truncated=False)]
+    except CorruptRecordError:
+        with pytest.raises(CorruptRecordError):
+            decode_batches_columns(damaged, verify_crc=False, allow_truncated=False)
+        return
+    assert columns_as_records(damaged, verify_crc=False) == expected

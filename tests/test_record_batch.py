@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from streamlab.errors import CorruptRecordError, SerializationError
 from streamlab.protocol.batch_encoding import encode_batch
-from streamlab.protocol.batch_layout import rebase
+from streamlab.protocol.batch_layout import REBASED_HEAD_SIZE, rebase, rebased_head
 from streamlab.protocol.record_batch import RecordBatch, WireRecord, decode_batches
 
 # kafka-python loads its protocol schemas with the deprecated importlib.resources.read_text
@@ -502,6 +502,24 @@ def test_rebase_rejects_bad_input() -> None:
         rebase(data, -1)
     with pytest.raises(ValueError, match="int32"):
         rebase(data, 0, partition_leader_epoch=2**31)
+
+
+def test_a_rebased_head_and_the_rest_of_the_batch_are_the_rebased_batch() -> None:
+    """What the raw-batch store writes (the new head, then the batch's own bytes after it)
+    is what rebase makes of one batch; anything but one complete v2 batch is refused."""
+    first_length = 12 + int.from_bytes(sample_batches()[8:12], "big")
+    one = sample_batches()[:first_length]
+    head = rebased_head(one, 1000, partition_leader_epoch=3)
+    assert head + one[REBASED_HEAD_SIZE:] == rebase(one, 1000, partition_leader_epoch=3)
+    for bad in (sample_batches(), one[:-1], one[:40], b""):
+        with pytest.raises(CorruptRecordError):
+            rebased_head(bad, 0, partition_leader_epoch=0)
+    wrong_magic = bytearray(one)
+    wrong_magic[16] = 1
+    with pytest.raises(CorruptRecordError, match="magic"):
+        rebased_head(bytes(wrong_magic), 0, partition_leader_epoch=0)
+    with pytest.raises(CorruptRecordError, match="int64"):
+        rebased_head(one, 2**63 - 1, partition_leader_epoch=0)
 
 
 # --- encode validation ------------------------------------------------------------------

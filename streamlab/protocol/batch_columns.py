@@ -138,7 +138,7 @@ def _columns_of(buf: bytes, pos: int, end: int, verify_crc: bool) -> ColumnBatch
     return ColumnBatch(header, columns)
 
 
-def _length_steps() -> list[int]:
+def _length_steps() -> np.ndarray:
     """For each pair of bytes (first | second << 8) at a record's start: the distance to the
     next record when its length varint takes one or two bytes (its size plus the length),
     else 0 (read it with read_varint)."""
@@ -147,18 +147,87 @@ def _length_steps() -> list[int]:
     u = np.where(first < 0x80, first, (first & 0x7F) | (second << 7))
     steps = np.where(first < 0x80, 1, 2) + ((u >> 1) ^ -(u & 1))
     steps[(first >= 0x80) & (second >= 0x80)] = 0
-    return steps.tolist()
+    return steps
 
 
-_LENGTH_STEPS = _length_steps()
+_LENGTH_STEPS_ARRAY = _length_steps()
+_LENGTH_STEPS = _LENGTH_STEPS_ARRAY.tolist()
+
+# Finding record boundaries from the zero bytes pays while records are small: it costs
+# about a byte's numpy work per byte, the loop of _walked_starts about 130 ns per record.
+_GUESS_MAX_BYTES_PER_RECORD = 1024
+_GUESS_MAX_ZEROS_PER_RECORD = 4  # beyond, the payloads are full of zeros: walk instead
 
 
-def _length_positions(body: bytes, pos: int, end: int, count: int) -> list[int] | None:
-    """Where each record's length varint starts; None if the records do not tile the body.
-    The one loop over records in decoding, so a table lookup per record (a step of 0 is a
-    length of -1 or a varint of three bytes or more, both read the long way)."""
+def _record_starts(body: bytes, arr: np.ndarray, pos: int, end: int, count: int) -> np.ndarray | None:
+    """Where each record's length varint starts; None if the records do not tile the body."""
     if count * layout.MIN_RECORD_SIZE > end - pos:
         return None
+    if end - pos <= count * _GUESS_MAX_BYTES_PER_RECORD:
+        starts = _guessed_starts(body, arr, pos, end, count)
+        if starts is not None:
+            return starts
+    return _walked_starts(body, pos, end, count)
+
+
+def _guessed_starts(body: bytes, arr: np.ndarray, pos: int, end: int, count: int) -> np.ndarray | None:
+    """:func:`_record_starts` without a loop over records, for records without headers.
+
+    Such a record ends with its header count, a zero byte, so every record but the first
+    starts right after a zero, and its one- or two-byte length (at least MIN_RECORD_SIZE)
+    is followed by its attributes, zero too: the places that look so are the candidates
+    (zeros inside keys and values add a few false ones). Each candidate's length says
+    where the next record would start, and the records are the first one and the
+    candidates another candidate points to. That is a guess (a false candidate may point
+    to another), so it is kept only if it is exactly the walk the loop would make: each
+    record's next is the following one, the last one's is ``end``, and there are
+    ``count``. Anything else (headers, longer lengths, bad data) returns None and the
+    records are walked one by one.
+    """
+    if end - pos < 8:
+        return None
+    # the zero before each record but the first; nothing can start in the last 3 bytes
+    candidates = np.flatnonzero(arr[pos : end - 4] == 0)
+    if len(candidates) > _GUESS_MAX_ZEROS_PER_RECORD * count:
+        return None
+    candidates += pos + 1
+    # Four bytes from each candidate at once, through a little-endian uint32 view at
+    # every byte: the length varint's two bytes and the attributes after it.
+    quads = np.ndarray((end - 3,), dtype="<u4", buffer=body, strides=(1,))[candidates]
+    steps = _LENGTH_STEPS_ARRAY[quads & 0xFFFF]
+    two_bytes = (quads & 0x80) != 0
+    attributes = np.where(two_bytes, quads >> 16, quads >> 8) & 0xFF
+    plausible = np.flatnonzero((steps >= two_bytes + (1 + layout.MIN_RECORD_SIZE)) & (attributes == 0))
+    candidates, nexts = candidates[plausible], candidates[plausible] + steps[plausible]
+    first_next = pos + _LENGTH_STEPS[body[pos] | (body[pos + 1] << 8)]
+    if first_next <= pos or first_next > end:
+        return None
+    # The candidates some candidate (or the first record) points to.
+    at = np.searchsorted(candidates, nexts)
+    inside = at < len(candidates)
+    linked = at[inside][candidates[at[inside]] == nexts[inside]]
+    pointed = np.zeros(len(candidates), dtype=bool)
+    pointed[linked] = True
+    first_at = np.searchsorted(candidates, first_next)
+    if first_at < len(candidates) and candidates[first_at] == first_next:
+        pointed[first_at] = True
+    records = np.flatnonzero(pointed)
+    if len(records) != count - 1:
+        return None
+    starts = np.empty(count, dtype=np.int64)
+    starts[0] = pos
+    starts[1:] = candidates[records]
+    following = nexts[records]
+    if (following[-1] if len(following) else first_next) != end:
+        return None
+    if count > 1 and (starts[1] != first_next or not np.array_equal(following[:-1], starts[2:])):
+        return None
+    return starts
+
+
+def _walked_starts(body: bytes, pos: int, end: int, count: int) -> np.ndarray | None:
+    """:func:`_record_starts` record by record: a table lookup per record (a step of 0 is
+    a length of -1 or a varint of three bytes or more, both read the long way)."""
     steps = _LENGTH_STEPS
     positions: list[int] = []
     add = positions.append
@@ -170,7 +239,7 @@ def _length_positions(body: bytes, pos: int, end: int, count: int) -> list[int] 
         else:
             length, pos = read_varint(body, pos)
             pos += length
-    return positions if pos == end else None
+    return np.array(positions, dtype=np.int64) if pos == end else None
 
 
 def _varints(arr: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,11 +302,11 @@ def _slices(body: bytes, bounds: np.ndarray, valid: tuple[np.ndarray, ...]) -> l
 def _record_columns(
     body: bytes, pos: int, end: int, count: int, base_timestamp: int, fixed_timestamp: int | None
 ) -> RecordColumns | None:
-    positions = _length_positions(body, pos, end, count)
+    arr = np.frombuffer(body, dtype=np.uint8)
+    positions = _record_starts(body, arr, pos, end, count)
     if positions is None:
         return None
-    arr = np.frombuffer(body, dtype=np.uint8)
-    lengths, starts = _varints(arr, np.array(positions, dtype=np.int64))
+    lengths, starts = _varints(arr, positions)
     if (lengths < layout.MIN_RECORD_SIZE).any():
         return None
     ends = starts + lengths

@@ -47,6 +47,29 @@ INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
 
+REBASED_HEAD_SIZE: Final = LOG_OVERHEAD + 4  # base offset, batch length, partition leader epoch
+_REBASED_HEAD: Final = struct.Struct(">qii")
+
+
+def rebased_head(batch_bytes: bytes | memoryview, new_base_offset: int, *, partition_leader_epoch: int) -> bytes:
+    """The first :data:`REBASED_HEAD_SIZE` bytes of :func:`rebase` of exactly one batch;
+    the rest of the batch is unchanged, so a writer sends this head and the batch's own
+    bytes after it instead of copying the whole batch. Checks and errors as :func:`rebase`.
+    """
+    total = len(batch_bytes)
+    if total < HEADER_SIZE:
+        raise CorruptRecordError(f"{total} bytes are too short for a batch header")
+    (length,) = INT32.unpack_from(batch_bytes, 8)
+    if length < MIN_BATCH_LENGTH or LOG_OVERHEAD + length != total:
+        raise CorruptRecordError(f"batch length {length} does not match the {total} bytes given")
+    if batch_bytes[MAGIC_OFFSET] != 2:
+        raise CorruptRecordError(f"batch magic {batch_bytes[MAGIC_OFFSET]} is not 2")
+    (last_delta,) = INT32.unpack_from(batch_bytes, LAST_DELTA_OFFSET)
+    if not 0 <= new_base_offset <= INT64_MAX or last_delta < 0 or new_base_offset + last_delta > INT64_MAX:
+        raise CorruptRecordError(f"offsets {new_base_offset} + {last_delta} do not fit an int64")
+    return _REBASED_HEAD.pack(new_base_offset, length, partition_leader_epoch)
+
+
 def rebase(
     batch_bytes: bytes | bytearray | memoryview,
     new_base_offset: int,

@@ -67,6 +67,12 @@ def unsent_bytes(writer: asyncio.StreamWriter) -> int:
     return size
 
 
+async def _read_header(reader: asyncio.StreamReader) -> bytes:
+    """A frame's size prefix; TimeoutError after a connection is idle for IDLE_TIMEOUT_S."""
+    async with asyncio.timeout(IDLE_TIMEOUT_S):
+        return await reader.readexactly(4)
+
+
 def clear_frames(exc: BaseException | None) -> None:
     """Drop the local variables of the finished frames ``exc`` and its context went through."""
     seen: set[int] = set()
@@ -107,7 +113,7 @@ class Connection:
         try:
             while deferred or not self.ctx.shutting_down:
                 if header is None:
-                    header = asyncio.ensure_future(asyncio.wait_for(reader.readexactly(4), IDLE_TIMEOUT_S))
+                    header = asyncio.ensure_future(_read_header(reader))
                 if deferred:  # write the oldest answer as soon as it is ready, or read on meanwhile
                     await asyncio.wait((header, deferred[0]), return_when=asyncio.FIRST_COMPLETED)
                     if deferred[0].done() or self.ctx.shutting_down:  # at shutdown: answer, read no more
@@ -146,7 +152,8 @@ class Connection:
         # sends wait (queued.max.request.bytes).
         await self.ctx.memory.acquire(size)
         self.held += size
-        frame = await asyncio.wait_for(self._read_frame(reader, size), IDLE_TIMEOUT_S)
+        async with asyncio.timeout(IDLE_TIMEOUT_S):
+            frame = await self._read_frame(reader, size)
         self.busy = True
         try:
             if size < 2 or _API_KEY.unpack_from(frame)[0] != _PRODUCE:
@@ -211,7 +218,12 @@ class Connection:
                 for start in range(0, len(view), CHUNK):
                     self.writer.write(view[start : start + CHUNK])
                     self.unsent = unsent_bytes(self.writer)
-                    await asyncio.wait_for(self.writer.drain(), IDLE_TIMEOUT_S)
+                    transport = self.writer.transport
+                    # drain() waits for room, or raises if the client is gone; with nothing
+                    # buffered and the connection up there is nothing to wait for
+                    if transport.get_write_buffer_size() or transport.is_closing():
+                        async with asyncio.timeout(IDLE_TIMEOUT_S):
+                            await self.writer.drain()
                     self.moved_at = loop.time()
         finally:
             self.moving = ""

@@ -33,9 +33,11 @@ MAGIC = b"SLB1"
 _HEADER = struct.Struct("<4sII")
 
 
-def encode_frame(batch: pa.RecordBatch) -> bytes:
-    payload = batch.serialize().to_pybytes()
-    return _HEADER.pack(MAGIC, len(payload), crc32c.crc32c(payload)) + payload
+def frame_parts(batch: pa.RecordBatch) -> tuple[bytes, pa.Buffer]:
+    """A frame's header and payload, written one after the other: the payload is not copied
+    into one buffer with its header."""
+    payload = batch.serialize()
+    return _HEADER.pack(MAGIC, payload.size, crc32c.crc32c(payload)), payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +246,7 @@ class ActiveSegment:
                 fsync_dir(self.dir)
             except OSError as exc:
                 raise StorageError(f"could not create an active segment in {self.dir}: {exc.strerror or exc}") from exc
-        self._file.append(encode_frame(batch))
+        self._file.append(*frame_parts(batch))
         if sync:
             self._file.sync()
 
@@ -305,7 +307,7 @@ class ActiveSegment:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             for batch in self.batches:
-                fh.write(encode_frame(batch))
+                fh.writelines(frame_parts(batch))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

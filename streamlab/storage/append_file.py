@@ -7,8 +7,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamlab.errors import StorageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class AppendFile:
@@ -35,25 +39,29 @@ class AppendFile:
         self._syncing = False
         self._offline: str | None = None
 
-    def append(self, data: bytes) -> None:
-        """Append ``data`` whole, or leave the file as it was and raise :class:`StorageError`.
+    def append(self, *parts: bytes | memoryview | pa.Buffer) -> None:
+        """Append ``parts`` one after another, whole, or leave the file as it was and raise
+        :class:`StorageError`.
 
         A write cut short (disk full, I/O error) is truncated back to the last whole append
         before the error is raised, so later appends never land behind a torn frame (which
         recovery would cut, and everything after it). If even the truncation fails the file
         goes offline: every later append and sync is refused until it is reopened.
         """
+        size = sum(memoryview(part).nbytes for part in parts)
         with self._cv:
             if self._offline is not None:
                 raise StorageError(f"{self.path} is offline after a failed write ({self._offline}); reopen to recover")
             try:
-                written = os.write(self._fd, data)
-                while written < len(data):  # os.write may write less on signals / huge frames
-                    written += os.write(self._fd, data[written:])
+                written = os.writev(self._fd, parts)
+                if written < size:  # os.writev may write less on signals / huge frames
+                    rest = memoryview(b"".join(parts))
+                    while written < size:
+                        written += os.write(self._fd, rest[written:])
             except OSError as exc:
                 self._undo_partial_write(exc)
                 raise StorageError(f"could not write to {self.path}: {exc.strerror or exc}") from exc
-            self.size += len(data)
+            self.size += size
             self._written += 1
 
     def _undo_partial_write(self, exc: OSError) -> None:

@@ -128,6 +128,7 @@ class WireBatchStore:
         self._first_entry: list[int] = []  # per file, its first entry's index
         self._tail_size = 0  # bytes of the last file
         self._fds: dict[Path, int] = {}
+        self._tail_fds: tuple[int, int] | None = None  # the last file's (batches, index): no lookup per write
         self._closed = False
 
     # loading -----------------------------------------------------------------------------
@@ -198,11 +199,11 @@ class WireBatchStore:
         """Store one producer batch whose records the log holds from ``base`` on (dense).
         Never raises for I/O: a batch not stored is re-encoded from rows when fetched."""
         try:
-            data = layout.rebase(batch, base, partition_leader_epoch=LEADER_EPOCH)
+            head = layout.rebased_head(batch, base, partition_leader_epoch=LEADER_EPOCH)
         except CorruptRecordError:
             return
-        (last_delta,) = layout.INT32.unpack_from(data, layout.LAST_DELTA_OFFSET)
-        last = base + last_delta
+        (last_delta,) = layout.INT32.unpack_from(batch, layout.LAST_DELTA_OFFSET)
+        last, size = base + last_delta, len(batch)
         with self._lock:
             self._load()
             if self._closed or (self._lasts and base <= self._lasts[-1]):
@@ -211,16 +212,20 @@ class WireBatchStore:
                 self._files.append(_batches_path(self._dir, base))
                 self._first_entry.append(len(self._bases))
                 self._tail_size = 0
+                self._tail_fds = None
             path, at = self._files[-1], self._tail_size
             try:  # the batch first, then its entry: an entry never points past what was written
-                _write_all(self._fd(path, create=True), data)
-                _write_all(self._fd(_index_of(path), create=True), _entry(base, last, at, len(data)))
+                if self._tail_fds is None:
+                    self._tail_fds = self._fd(path, create=True), self._fd(_index_of(path), create=True)
+                batches_fd, index_fd = self._tail_fds
+                _write_all(batches_fd, head, memoryview(batch)[layout.REBASED_HEAD_SIZE :])
+                _write_all(index_fd, _entry(base, last, at, size))
             except OSError as exc:
                 log.warning("%s: raw batch at offset %d not stored (%s)", path, base, exc)
                 self._undo_write(path, at)
                 return
-            self._add(base, last, at, len(data), len(self._files) - 1)
-            self._tail_size = at + len(data)
+            self._add(base, last, at, size, len(self._files) - 1)
+            self._tail_size = at + size
 
     def _undo_write(self, path: Path, size: int) -> None:
         """Cut both files back to the entries before the one that failed."""
@@ -332,6 +337,7 @@ class WireBatchStore:
         return fd
 
     def _close_fd(self, path: Path) -> None:
+        self._tail_fds = None
         fd = self._fds.pop(path, None)
         if fd is not None:
             os.close(fd)
@@ -361,10 +367,10 @@ def _read_range(fd: int, start: int, length: int) -> memoryview:
     return memoryview(mapped)[start - aligned :]
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    written = os.write(fd, data)
-    if written != len(data):
-        raise OSError(f"short write ({written} of {len(data)} bytes)")
+def _write_all(fd: int, *parts: bytes | memoryview) -> None:
+    written, size = os.writev(fd, parts), sum(len(part) for part in parts)
+    if written != size:
+        raise OSError(f"short write ({written} of {size} bytes)")
 
 
 def _sound(data: memoryview, entry: StoredBatch) -> bool:
