@@ -65,7 +65,7 @@ from kio.schema.errors import ErrorCode
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
 from kio.static.primitive import i16
-from kio.static.protocol import RequestPayload, ResponsePayload
+from kio.static.protocol import ResponsePayload
 
 from streamlab.errors import StreamlabError
 
@@ -222,7 +222,7 @@ class ParsedRequest:
     api_version: int
     correlation_id: int
     client_id: str | None
-    body: RequestPayload
+    body: Any  # a kio request entity, or produce_codec.ProduceRequestBody
 
 
 _Reader = Callable[[bytes, int], tuple[Any, int]]

@@ -63,6 +63,14 @@ class Deferred:
     body: Awaitable[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A response a handler wrote itself (size prefix, header and body), sent as it is:
+    Produce's, whose generic encoding cost the event loop more than the rest of it."""
+
+    frame: bytes
+
+
 class DataSignal:
     """Wakes waiting coroutines when the broker appends data, without blocking the loop.
 

@@ -35,7 +35,7 @@ from streamlab.protocol.framing import (
     encode_response,
     encode_response_parts,
 )
-from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
+from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, Encoded, ServerContext
 from streamlab.server.handlers import HANDLERS
 from streamlab.server.requests import parse
 from streamlab.server.unsupported import refusal
@@ -103,6 +103,8 @@ async def _encoded(peer: ConnectionInfo, request: ParsedRequest, body: Awaitable
             return asyncio.ensure_future(_completed(peer, request, answer.body))
         if answer is None:
             return None
+        if isinstance(answer, Encoded):
+            return answer.frame
         return encode_response_parts(request.api_key, request.api_version, request.correlation_id, answer)
     except CloseConnection as exc:
         log.info("%s:%d: %s; closing the connection", peer.host, peer.port, exc)

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from kio.index import load_request_schema as _load_request_schema
 from kio.serial import entity_reader
 
+from streamlab.protocol import produce_codec
 from streamlab.protocol.framing import (
     API_NAMES,
     SUPPORTED_APIS,
@@ -39,6 +40,9 @@ __all__ = ["check_lengths", "parse"]
 _FIXED = {"int8": 1, "bool": 1, "int16": 2, "int32": 4, "timedelta_i32": 4, "int64": 8, "timedelta_i64": 8,
           "uuid": 16}  # fmt: skip
 _LENGTH_PREFIXED = {"string", "bytes", "records"}
+
+
+_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 
 
 class _Malformed(Exception):
@@ -207,6 +211,11 @@ def _lenient(frame: bytes, exc: InvalidRequestError) -> ParsedRequest:
 
 def parse(frame: bytes) -> ParsedRequest:
     """Parse one request frame; raises :class:`~streamlab.protocol.framing.ProtocolError`."""
+    if len(frame) >= _PREFIX.size:
+        api_key, api_version, correlation_id = _PREFIX.unpack_from(frame)
+        low, high = SUPPORTED_APIS[produce_codec.API_KEY]
+        if api_key == produce_codec.API_KEY and low <= api_version <= high:  # the hot path, read by hand
+            return produce_codec.read_produce_request(frame, api_version, correlation_id)
     check_lengths(frame)
     try:
         request = parse_request(frame)

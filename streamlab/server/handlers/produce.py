@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import logging
 import struct
@@ -37,9 +36,10 @@ from streamlab.model.schema import build_batch
 from streamlab.model.serde import FMT_BYTES, FMT_JSON, FMT_NULL, KEY_FORMAT_HEADER, VALUE_FORMAT_HEADER, header_format
 from streamlab.protocol.batch_columns import RecordColumns, decode_batches_columns
 from streamlab.protocol.framing import ParsedRequest
+from streamlab.protocol.produce_codec import PartitionAnswer, encode_produce_response
 from streamlab.protocol.record_batch import RecordBatch, WireRecord
-from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, ServerContext
-from streamlab.server.responses import ZERO, build, error_code, error_of, types_for
+from streamlab.server.context import CloseConnection, ConnectionInfo, Deferred, Encoded, ServerContext
+from streamlab.server.responses import error_code, error_of
 from streamlab.server.security import Operation, ResourceType
 
 API_KEY = 0
@@ -282,26 +282,12 @@ async def handle(ctx: ServerContext, request: ParsedRequest, conn: ConnectionInf
     return Deferred(answer())
 
 
-def _response(request: ParsedRequest, results: _Answers) -> Any:
-    t = types_for(API_KEY, request.api_version)
-    topics = tuple(
-        build(t.TopicProduceResponse, name=name, partition_responses=tuple(_answer(t, i, r) for i, r in parts))
-        for name, parts in results
-    )
-    return build(t.ProduceResponse, responses=topics, throttle_time=ZERO)
+def _response(request: ParsedRequest, results: _Answers) -> Encoded:
+    topics = [(name, [_answer(i, r) for i, r in parts]) for name, parts in results]
+    return Encoded(encode_produce_response(request.api_version, request.correlation_id, topics))
 
 
-def _answer(t: Any, index: int, r: _Result) -> Any:
-    appended_at = r.log_append_time_ms
-    return build(
-        t.PartitionProduceResponse,
-        index=index,
-        error_code=error_code(r.code),
-        base_offset=r.base_offset,
-        log_append_time=None
-        if appended_at is None
-        else datetime.datetime.fromtimestamp(appended_at / 1000, tz=datetime.UTC),
-        log_start_offset=r.log_start_offset,
-        record_errors=(),
-        error_message=r.message,
-    )
+def _answer(index: int, r: _Result) -> PartitionAnswer:
+    appended_at = -1 if r.log_append_time_ms is None else r.log_append_time_ms
+    code = int(error_code(r.code))  # a code kio does not know becomes UNKNOWN_SERVER_ERROR
+    return PartitionAnswer(index, code, r.base_offset, appended_at, r.log_start_offset, r.message)
