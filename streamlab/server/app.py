@@ -38,6 +38,7 @@ from streamlab.server.connection import Connection, clear_frames, unsent_bytes
 from streamlab.server.context import ServerContext
 from streamlab.server.dispatch import Close
 from streamlab.server.limits import ServerLimits
+from streamlab.server.memory import return_freed_memory
 from streamlab.server.retention_schedule import DEFAULT_CHECK_INTERVAL_MS, RetentionSchedule, check_interval
 from streamlab.server.security import Security
 
@@ -51,6 +52,10 @@ WORKER_THREADS = 64
 LISTEN_BACKLOG = 512  # a burst of connecting clients must not wait out SYN retries
 STALL_S = 2.0  # no byte moved for this long, while others wait for memory: the connection is closed
 _SWEEP_S = 0.5
+# A connection that held this much (a large frame, read or half read) hands the freed memory
+# back to the OS when it ends, after a short pause that lets a burst of closes go at once.
+_TRIM_AFTER_BYTES = 16 * 1024 * 1024
+_TRIM_DELAY_S = 0.1
 
 
 class KafkaServer:
@@ -65,6 +70,7 @@ class KafkaServer:
         self._refusing: set[str] = set()  # addresses at max.connections.per.ip, warned about once
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
+        self._trim: asyncio.TimerHandle | None = None
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound address (the port is chosen by the OS if 0)."""
@@ -115,8 +121,19 @@ class KafkaServer:
         finally:
             self._connections.discard(conn)
             self._forget(conn)
-            conn.give_back(conn.held)
+            held = conn.held
+            conn.give_back(held)
             await conn.close()
+            if held >= _TRIM_AFTER_BYTES:
+                self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        if self._trim is None:
+            self._trim = asyncio.get_running_loop().call_later(_TRIM_DELAY_S, self._trim_now)
+
+    def _trim_now(self) -> None:
+        self._trim = None
+        return_freed_memory()
 
     async def _start_tls(self, conn: Connection, writer: asyncio.StreamWriter) -> None:
         ssl_context = self.ctx.security.ssl_context
@@ -177,6 +194,8 @@ class KafkaServer:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._trim is not None:
+            self._trim.cancel()
         self.ctx.data.wake_all()  # long polls answer now
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SHUTDOWN_GRACE_S

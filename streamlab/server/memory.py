@@ -21,9 +21,13 @@ encoded, and every response until the kernel has taken its last byte. Three ways
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["FETCH_FLOOR", "MemoryBudget"]
+__all__ = ["FETCH_FLOOR", "MemoryBudget", "return_freed_memory"]
 
 FETCH_FLOOR = 64 * 1024  # the least a Fetch is granted: fits a socket buffer, so progress never stops
 _REQUEST_SHARE = 4  # a lease leaves 1/4 of the budget to reading requests
@@ -95,3 +99,27 @@ class MemoryBudget:
                 self._waiters.remove(waiter)
                 self.used += waiter.size
                 waiter.future.set_result(None)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], object] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], object] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+        return None
+    return trim
+
+
+def return_freed_memory() -> None:
+    """Hand the heap's free memory back to the operating system, now.
+
+    glibc keeps freed blocks for reuse: after a connection that held a large frame closes,
+    the process would go on holding that memory (its pages are still counted in its RSS)
+    until the heap happens to shrink. ``malloc_trim`` releases every free page at once.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
