@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from streamlab.protocol.framing import InvalidRequestError, ParsedRequest
+from streamlab.protocol.varint import Malformed, read_uvarint, uvarint
 
 __all__ = [
     "FIRST_FLEXIBLE_VERSION",
@@ -63,10 +64,6 @@ class ProduceRequestBody:
     topic_data: tuple[TopicData, ...]
 
 
-class _Malformed(Exception):
-    pass
-
-
 class _Reader:
     """A cursor over one frame; every read checks that the frame holds it."""
 
@@ -78,7 +75,7 @@ class _Reader:
     def take(self, n: int) -> int:
         start = self.pos
         if n < 0 or start + n > len(self.buf):
-            raise _Malformed(f"{n} bytes at byte {start} overrun the {len(self.buf)}-byte frame")
+            raise Malformed(f"{n} bytes at byte {start} overrun the {len(self.buf)}-byte frame")
         self.pos = start + n
         return start
 
@@ -86,45 +83,37 @@ class _Reader:
         return shape.unpack_from(self.buf, self.take(shape.size))
 
     def uvarint(self) -> int:
-        value = shift = 0
-        buf = self.buf
-        for i in range(self.pos, min(self.pos + 5, len(buf))):
-            value |= (buf[i] & 0x7F) << shift
-            if not buf[i] & 0x80:
-                self.pos = i + 1
-                return value
-            shift += 7
-        raise _Malformed(f"bad or truncated varint at byte {self.pos}")
+        value, self.pos = read_uvarint(self.buf, self.pos)
+        return value
 
-    def length(self) -> int:
-        """A string, bytes or array length; -1 is null."""
-        if self.flexible:
-            return self.uvarint() - 1
-        return self.fixed(_INT16)[0]
+    def sized(self, legacy: struct.Struct) -> int:
+        """A length or count, -1 for null: an unsigned varint of it plus one in flexible
+        versions, else ``legacy`` (int16 for strings, int32 for bytes and arrays)."""
+        return self.uvarint() - 1 if self.flexible else self.fixed(legacy)[0]
 
     def count(self, name: str, smallest_item: int) -> int:
         """An array's element count, refused when null or when that many could not fit."""
-        n = self.uvarint() - 1 if self.flexible else self.fixed(_INT32)[0]
+        n = self.sized(_INT32)
         if n < 0:
-            raise _Malformed(f"{name} is null")
+            raise Malformed(f"{name} is null")
         if n * smallest_item > len(self.buf) - self.pos:
-            raise _Malformed(f"{name} claims {n} elements, more than the frame holds")
+            raise Malformed(f"{name} claims {n} elements, more than the frame holds")
         return n
 
     def string(self, name: str, *, nullable: bool) -> str | None:
-        n = self.length()
+        n = self.sized(_INT16)
         if n < 0:
             if nullable:
                 return None
-            raise _Malformed(f"{name} is null")
+            raise Malformed(f"{name} is null")
         start = self.take(n)
         try:
             return self.buf[start : start + n].decode()
         except UnicodeDecodeError as exc:
-            raise _Malformed(f"{name} is not UTF-8: {exc}") from None
+            raise Malformed(f"{name} is not UTF-8: {exc}") from None
 
     def records(self) -> bytes | None:
-        n = self.uvarint() - 1 if self.flexible else self.fixed(_INT32)[0]
+        n = self.sized(_INT32)
         if n < 0:
             return None
         start = self.take(n)
@@ -161,7 +150,7 @@ def read_produce_request(frame: bytes, api_version: int, correlation_id: int) ->
             assert name is not None
             topics.append(TopicData(name, tuple(partitions)))
         reader.skip_tags()
-    except _Malformed as exc:
+    except Malformed as exc:
         raise InvalidRequestError(
             f"malformed Produce v{api_version} request: {exc}",
             correlation_id=correlation_id, api_key=API_KEY, api_version=api_version,
@@ -210,22 +199,13 @@ def encode_produce_response(
     return _INT32.pack(len(body)) + body
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _array_length(n: int, flexible: bool) -> bytes:
-    return _uvarint(n + 1) if flexible else _INT32.pack(n)
+    return uvarint(n + 1) if flexible else _INT32.pack(n)
 
 
 def _string(value: str, flexible: bool) -> bytes:
     data = value.encode()
-    return (_uvarint(len(data) + 1) if flexible else _INT16.pack(len(data))) + data
+    return (uvarint(len(data) + 1) if flexible else _INT16.pack(len(data))) + data
 
 
 def _nullable_string(value: str | None, flexible: bool) -> bytes:

@@ -1,7 +1,8 @@
-"""Zigzag varints (Kafka's record fields), and the error their readers raise.
+"""Varints, and the error their readers raise.
 
 Every length, delta and count inside a v2 record is a zigzag-encoded varint; a length of
--1 means null.
+-1 means null. Flexible protocol versions write their lengths and counts as unsigned
+varints (``length + 1``, 0 for null).
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ def uvarint_slow(value: int) -> bytes:
 
 UVARINT: Final[tuple[bytes, ...]] = tuple(uvarint_slow(i) for i in range(TABLE_LIMIT))
 ZIGZAG_BYTE: Final[tuple[int, ...]] = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))
+
+
+def uvarint(value: int) -> bytes:
+    """Unsigned varint encoding of a non-negative value."""
+    return UVARINT[value] if value < TABLE_LIMIT else uvarint_slow(value)
+
+
+def read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    """Unsigned varint of at most 5 bytes (a protocol length or count) at ``pos`` ->
+    (value, next position); :class:`Malformed` if it is cut short or longer."""
+    value = shift = 0
+    for i in range(pos, min(pos + 5, len(buf))):
+        value |= (buf[i] & 0x7F) << shift
+        if not buf[i] & 0x80:
+            return value, i + 1
+        shift += 7
+    raise Malformed(f"bad or truncated varint at byte {pos}")
 
 
 def zigzag_varint(value: int) -> bytes:

@@ -34,6 +34,7 @@ from streamlab.protocol.framing import (
     ParsedRequest,
     parse_request,
 )
+from streamlab.protocol.varint import Malformed, read_uvarint
 
 __all__ = ["check_lengths", "parse"]
 
@@ -45,30 +46,16 @@ _LENGTH_PREFIXED = {"string", "bytes", "records"}
 _PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    for i in range(pos, min(pos + 5, len(buf))):
-        value |= (buf[i] & 0x7F) << shift
-        if not buf[i] & 0x80:
-            return value, i + 1
-        shift += 7
-    raise _Malformed("bad or truncated varint")
-
-
 def _take(buf: bytes, pos: int, n: int) -> int:
     if n < 0 or pos + n > len(buf):
-        raise _Malformed(f"{n} bytes at {pos} overrun the frame")
+        raise Malformed(f"{n} bytes at {pos} overrun the frame")
     return pos + n
 
 
 def _length(buf: bytes, pos: int, flexible: bool, width: str) -> tuple[int, int]:
     """A length or count: -1 is null. ``width`` is the struct format of the legacy form."""
     if flexible:
-        value, pos = _uvarint(buf, pos)
+        value, pos = read_uvarint(buf, pos)
         return value - 1, pos
     end = _take(buf, pos, struct.calcsize(width))
     return struct.unpack_from(width, buf, pos)[0], end
@@ -147,17 +134,17 @@ def _skim(cls: Any, buf: bytes, pos: int, *, header: bool = False) -> int:
             continue
         count, pos = _length(buf, pos, flexible, ">i")
         if count * _element_size(field.kafka_type, field.entity, flexible) > len(buf) - pos:
-            raise _Malformed(f"an array of {count} elements cannot fit in the {len(buf) - pos} bytes left")
+            raise Malformed(f"an array of {count} elements cannot fit in the {len(buf) - pos} bytes left")
         for _ in range(max(count, 0)):
             if field.entity is not None:
                 pos = _skim(field.entity, buf, pos)
             else:
                 pos = _skip_primitive(buf, pos, field.kafka_type, flexible, legacy_string=False)
     if flexible:
-        tags, pos = _uvarint(buf, pos)
+        tags, pos = read_uvarint(buf, pos)
         for _ in range(tags):
-            _, pos = _uvarint(buf, pos)
-            size, pos = _uvarint(buf, pos)
+            _, pos = read_uvarint(buf, pos)
+            size, pos = read_uvarint(buf, pos)
             pos = _take(buf, pos, size)
     return pos
 
@@ -173,7 +160,7 @@ def check_lengths(frame: bytes) -> None:
     schema = load_request_schema(api_key, api_version)
     try:
         _skim(schema, frame, _skim(schema.__header_schema__, frame, 0, header=True))
-    except _Malformed as exc:
+    except Malformed as exc:
         raise InvalidRequestError(
             f"malformed {API_NAMES[api_key]} v{api_version} request: {exc}",
             correlation_id=correlation_id, api_key=api_key, api_version=api_version,
