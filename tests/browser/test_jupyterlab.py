@@ -169,7 +169,9 @@ def test_dashboard_runs_and_renders_in_jupyterlab(jupyterlab: str, tmp_path: Pat
             # lag and throughput over time, drawn live from the history the dashboard samples
             history = page.locator(".widget-vbox", has_text="History: analytics on clicks").last
             assert "Lag over time" in history.inner_text() and "Throughput over time" in history.inner_text()
-            history.locator("svg polyline").first.wait_for(timeout=15_000)
+            # attached, not visible: a partition whose lag stayed 0 is a flat line, a polyline
+            # with no height, which Playwright calls hidden
+            history.locator("svg polyline").first.wait_for(state="attached", timeout=15_000)
             assert history.locator("svg polyline").count() >= 4  # a line per partition, and the rates
 
             # the streaming job's section (it needs the Quix environment CI names): the job view,
