@@ -71,7 +71,9 @@ def test_max_records_stops_the_job_once_its_group_committed_that_many(lab: strea
     assert status.ended_by == "max_records" and status.returncode == -15, str(status)  # SIGTERM
     assert status.consumed is not None and status.consumed >= 50
     lag = job.lag()  # the job may commit a record or two between the check and the SIGTERM
-    assert lag["committed"].sum() >= status.consumed and lag["lag"].sum() == 200 - lag["committed"].sum()
+    assert lag["committed"].sum() >= status.consumed
+    # one row per partition the group committed (it may have stopped before reading the other)
+    assert set(lag["partition"]) <= {0, 1} and (lag["committed"] + lag["lag"] == lag["end_offset"]).all()
 
 
 def test_timeout_stops_a_job_and_wait_stop_kill_are_bounded(lab: streamlab.Lab, tmp_path: Path) -> None:
